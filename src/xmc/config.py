@@ -1,0 +1,164 @@
+"""Typed, validated configuration objects.
+
+Every model and training stage in xmc is configured by a dataclass that
+inherits :class:`Config`. Configs round-trip through JSON, reject unknown
+keys (naming them), check value types, and may validate their values in
+``validate``. This gives one way to pass each parameter: build the config
+in Python, or write it as a JSON file for the CLI (``xmc config NAME``
+prints the full default).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import types
+import typing
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
+
+from .errors import ConfigError
+
+C = TypeVar("C", bound="Config")
+
+
+@dataclasses.dataclass
+class Config:
+    """Base class of typed configs; subclasses are ``@dataclass`` classes."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Check value ranges; subclasses override and raise :class:`ConfigError`."""
+
+    # ---- conversion -------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _to_plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def to_json(self, path: str | os.PathLike | None = None, indent: int = 2) -> str:
+        text = json.dumps(self.to_dict(), indent=indent, sort_keys=False)
+        if path is not None:
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(text + "\n")
+        return text
+
+    @classmethod
+    def from_dict(cls: type[C], data: dict[str, Any] | None, *, where: str = "") -> C:
+        """Build from a (possibly partial) dict; missing keys take their defaults."""
+        data = {} if data is None else data
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where or cls.__name__}: expected a JSON object, got {type(data).__name__}")
+        hints = get_type_hints(cls)
+        fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise ConfigError(
+                f"{where or cls.__name__}: unknown key(s) {', '.join(map(repr, unknown))}; "
+                f"valid keys are {', '.join(sorted(fields))}"
+            )
+        kwargs = {}
+        for name, value in data.items():
+            path = f"{where}.{name}" if where else name
+            kwargs[name] = _coerce(value, hints[name], path)
+        try:
+            return cls(**kwargs)
+        except ConfigError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{where or cls.__name__}: {exc}") from exc
+
+    @classmethod
+    def from_json(cls: type[C], path: str | os.PathLike) -> C:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                data = json.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"{os.fspath(path)}: config file not found") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{os.fspath(path)}, line {exc.lineno}: invalid JSON ({exc.msg})") from None
+        return cls.from_dict(data, where=os.path.basename(os.fspath(path)))
+
+    def replace(self: C, **changes: Any) -> C:
+        """A copy with some fields changed (validated like ``from_dict``)."""
+        merged = self.to_dict()
+        merged.update({k: _to_plain(v) for k, v in changes.items()})
+        return type(self).from_dict(merged)
+
+
+def _to_plain(value: Any) -> Any:
+    if isinstance(value, Config):
+        return value.to_dict()
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _to_plain(v) for k, v in value.items()}
+    return value
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, path: str) -> Any:
+    """Check ``value`` against the annotation ``tp``, converting JSON shapes (list -> tuple, dict -> Config)."""
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        options = get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, path)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(f"{path}: {value!r} matches none of {', '.join(_type_name(o) for o in options)}")
+    if origin is Literal:
+        allowed = get_args(tp)
+        if value not in allowed:
+            raise ConfigError(f"{path}: {value!r} is not one of {', '.join(map(repr, allowed))}")
+        return value
+    if origin in (list, tuple, typing.Sequence):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path}: expected a list, got {type(value).__name__}")
+        args = get_args(tp)
+        item_tp = args[0] if args else Any
+        items = [_coerce(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected an object, got {type(value).__name__}")
+        _, val_tp = get_args(tp) or (Any, Any)
+        return {str(k): _coerce(v, val_tp, f"{path}.{k}") for k, v in value.items()}
+    if isinstance(tp, type) and issubclass(tp, Config):
+        if isinstance(value, tp):
+            return value
+        return tp.from_dict(value, where=path)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true or false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def check(condition: bool, message: str) -> None:
+    """Raise :class:`ConfigError` with ``message`` unless ``condition`` holds."""
+    if not condition:
+        raise ConfigError(message)
