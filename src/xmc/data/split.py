@@ -1,0 +1,36 @@
+"""Seeded train/validation splits."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xmc.data.dataset import XMCDataset
+
+
+def train_valid_split(
+    dataset: XMCDataset, valid_fraction: float = 0.1, seed: int = 0
+) -> tuple[XMCDataset, XMCDataset]:
+    """Split ``dataset`` at random into ``(train, valid)``.
+
+    ``round(valid_fraction * n)`` documents, drawn by a permutation from
+    ``numpy.random.default_rng(seed)``, go to ``valid``; both sides keep the
+    original document order and the full label vocabulary. The same dataset,
+    fraction and seed always give the same split.
+
+    Raises:
+        ValueError: ``valid_fraction`` not in (0, 1), or a split that would leave
+            either side empty.
+    """
+    if not 0.0 < valid_fraction < 1.0:
+        raise ValueError(f"valid_fraction must be in (0, 1), got {valid_fraction}")
+    n = len(dataset)
+    n_valid = int(round(valid_fraction * n))
+    if n_valid == 0 or n_valid == n:
+        raise ValueError(
+            f"valid_fraction={valid_fraction} of {n} documents leaves "
+            f"{'the validation' if n_valid == 0 else 'the training'} side empty"
+        )
+    permutation = np.random.default_rng(seed).permutation(n)
+    valid_rows = np.sort(permutation[:n_valid])
+    train_rows = np.sort(permutation[n_valid:])
+    return dataset.subset(train_rows), dataset.subset(valid_rows)

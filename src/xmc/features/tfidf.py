@@ -1,0 +1,124 @@
+"""TF-IDF text features (scikit-learn), saved without pickle so a loaded model predicts from raw text."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from ..config import Config, check
+from ..errors import ModelFormatError
+
+
+@dataclasses.dataclass
+class TfidfConfig(Config):
+    """Settings of :class:`TfidfFeaturizer` (passed on to scikit-learn's ``TfidfVectorizer``).
+
+    Attributes:
+        max_ngram: word n-grams from 1 to ``max_ngram``.
+        min_df: ignore terms in fewer documents than this.
+        max_df: ignore terms in more than this fraction of documents.
+        max_features: keep the most frequent terms only (None = all).
+        sublinear_tf: use 1 + log(tf).
+        lowercase: lowercase before tokenising.
+        token_pattern: the regular expression of a token.
+        fields: document fields joined (with a newline) into the featurised text.
+    """
+
+    max_ngram: int = 2
+    min_df: int = 2
+    max_df: float = 1.0
+    max_features: int | None = 200_000
+    sublinear_tf: bool = True
+    lowercase: bool = True
+    token_pattern: str = r"(?u)\b\w\w+\b"
+    fields: list[str] = dataclasses.field(default_factory=lambda: ["title", "description", "text"])
+
+    def validate(self) -> None:
+        check(self.max_ngram >= 1, "max_ngram must be >= 1")
+        check(self.min_df >= 1, "min_df must be >= 1")
+        check(0 < self.max_df <= 1, "max_df must be in (0, 1]")
+        check(self.max_features is None or self.max_features >= 1, "max_features must be >= 1")
+        bad = [f for f in self.fields if f not in ("title", "description", "text")]
+        check(not bad, f"unknown text field(s) {bad}; choose from title, description, text")
+
+
+class TfidfFeaturizer:
+    """Word n-gram TF-IDF with L2-normalised rows, float32 CSR output.
+
+    Args:
+        config: the vectoriser settings.
+    """
+
+    def __init__(self, config: TfidfConfig | None = None):
+        self.config = config or TfidfConfig()
+        self.vectorizer_: TfidfVectorizer | None = None
+
+    def _make_vectorizer(self) -> TfidfVectorizer:
+        c = self.config
+        return TfidfVectorizer(
+            ngram_range=(1, c.max_ngram), min_df=c.min_df, max_df=c.max_df, max_features=c.max_features,
+            sublinear_tf=c.sublinear_tf, lowercase=c.lowercase, token_pattern=c.token_pattern,
+            dtype=np.float32, norm="l2",
+        )
+
+    @property
+    def n_features(self) -> int:
+        self._check_fitted()
+        return len(self.vectorizer_.vocabulary_)
+
+    def fit_transform(self, texts: Sequence[str]) -> sp.csr_matrix:
+        """Fit the vocabulary and IDF on ``texts``; returns CSR (n, d)."""
+        self.vectorizer_ = self._make_vectorizer()
+        return sp.csr_matrix(self.vectorizer_.fit_transform(texts), dtype=np.float32)
+
+    def fit(self, texts: Sequence[str]) -> "TfidfFeaturizer":
+        self.fit_transform(texts)
+        return self
+
+    def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
+        """CSR (n, d) float32 features of ``texts``."""
+        self._check_fitted()
+        X = sp.csr_matrix(self.vectorizer_.transform(texts), dtype=np.float32)
+        X.sort_indices()
+        return X
+
+    def _check_fitted(self) -> None:
+        if self.vectorizer_ is None:
+            raise RuntimeError("TfidfFeaturizer is not fitted; call fit() first")
+
+    # ---- persistence: vocabulary as JSON, IDF as .npy ----------------------------
+    def save(self, directory: str | os.PathLike) -> None:
+        self._check_fitted()
+        os.makedirs(directory, exist_ok=True)
+        vocab = self.vectorizer_.vocabulary_
+        terms = [""] * len(vocab)
+        for term, j in vocab.items():
+            terms[j] = term
+        with open(os.path.join(directory, "vocabulary.json"), "w", encoding="utf-8") as fh:
+            json.dump(terms, fh, ensure_ascii=False)
+        np.save(os.path.join(directory, "idf.npy"), self.vectorizer_.idf_.astype(np.float64), allow_pickle=False)
+        self.config.to_json(os.path.join(directory, "config.json"))
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> "TfidfFeaturizer":
+        try:
+            config = TfidfConfig.from_json(os.path.join(directory, "config.json"))
+            with open(os.path.join(directory, "vocabulary.json"), encoding="utf-8") as fh:
+                terms = json.load(fh)
+            idf = np.load(os.path.join(directory, "idf.npy"), allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ModelFormatError(f"{directory}: cannot read TF-IDF featurizer ({exc})") from exc
+        if len(idf) != len(terms):
+            raise ModelFormatError(f"{directory}: {len(terms)} terms but {len(idf)} IDF values")
+        featurizer = cls(config)
+        vectorizer = featurizer._make_vectorizer()
+        vectorizer.vocabulary_ = {term: j for j, term in enumerate(terms)}
+        vectorizer.idf_ = idf
+        featurizer.vectorizer_ = vectorizer
+        return featurizer

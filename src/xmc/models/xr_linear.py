@@ -1,0 +1,276 @@
+"""XR-Linear: TF-IDF features, semantic label indexing and a tree of sparse linear rankers.
+
+The user-facing model (Parabel / PECOS XR-Linear; Chang et al. 2020, sections
+3.2 and 3.4). Several trees (different seeds or label representations) form an
+ensemble whose scores are averaged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from typing import Literal, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.preprocessing import normalize
+
+from ..config import Config, check
+from ..data.dataset import LabelVocabulary, XMCDataset
+from ..ensemble import average_scores
+from ..errors import ConfigError, ModelFormatError
+from ..features.tfidf import TfidfConfig, TfidfFeaturizer
+from ..indexing.kmeans import hierarchical_kmeans
+from ..indexing.label_repr import combine, pifa
+from ..indexing.tree import ClusterChain
+from ..io import atomic_directory
+from ..ranker.hierarchy import HierarchicalLinear, LinearTrainConfig, PredictConfig
+from .persistence import read_labels, read_manifest, write_labels, write_manifest
+
+logger = logging.getLogger(__name__)
+
+LabelRepr = Literal["pifa", "text", "pifa+text", "pifa|text", "given"]
+
+
+@dataclasses.dataclass
+class IndexerConfig(Config):
+    """How one label tree is built.
+
+    Attributes:
+        label_repr: ``pifa`` (PIFA over TF-IDF), ``text`` (TF-IDF of the label texts),
+            ``pifa+text`` (convex combination), ``pifa|text`` (concatenation) or
+            ``given`` (a user-supplied label feature matrix Z passed to ``fit``).
+        text_weight: weight of the text part in ``pifa+text`` / ``pifa|text``.
+        branching: children per tree node (power of two): 2 = Parabel, 16 = PECOS,
+            wider = Bonsai-like shallow trees; ``1`` builds no tree (flat one-vs-all).
+        max_leaf_size: leaves hold about this many labels at most.
+        max_iter: balanced 2-means iterations per split.
+        seed: seed of the clustering (different seeds give ensemble members).
+    """
+
+    label_repr: LabelRepr = "pifa"
+    text_weight: float = 0.5
+    branching: int = 16
+    max_leaf_size: int = 100
+    max_iter: int = 20
+    seed: int = 0
+
+    def validate(self) -> None:
+        check(0.0 <= self.text_weight <= 1.0, "text_weight must be in [0, 1]")
+        check(self.branching == 1 or (self.branching >= 2 and self.branching & (self.branching - 1) == 0),
+              f"branching must be 1 or a power of two, got {self.branching}")
+        check(self.max_leaf_size >= 1, "max_leaf_size must be >= 1")
+        check(self.max_iter >= 1, "max_iter must be >= 1")
+
+
+@dataclasses.dataclass
+class XRLinearConfig(Config):
+    """Full configuration of :class:`XRLinear` (``xmc config xr-linear`` prints the default).
+
+    Attributes:
+        features: TF-IDF settings (ignored when the data carries features, e.g. XC sparse files).
+        indexers: one entry per tree; more than one makes a score-averaging ensemble.
+        train: how the per-level linear classifiers are trained.
+        predict: default prediction settings (overridable per call).
+        n_threads: threads for training and prediction (0 = all cores).
+    """
+
+    features: TfidfConfig = dataclasses.field(default_factory=TfidfConfig)
+    indexers: list[IndexerConfig] = dataclasses.field(default_factory=lambda: [IndexerConfig()])
+    train: LinearTrainConfig = dataclasses.field(default_factory=LinearTrainConfig)
+    predict: PredictConfig = dataclasses.field(default_factory=PredictConfig)
+    n_threads: int = 0
+
+    def validate(self) -> None:
+        check(len(self.indexers) >= 1, "indexers needs at least one entry")
+        check(self.n_threads >= 0, "n_threads must be >= 0")
+
+
+Inputs = XMCDataset | Sequence[str] | sp.spmatrix
+
+
+class XRLinear:
+    """Hierarchical linear XMC model over TF-IDF features.
+
+    Args:
+        config: the model configuration (default: :class:`XRLinearConfig`).
+
+    Attributes (after ``fit`` or ``load``):
+        labels_: the label vocabulary.
+        featurizer_: the TF-IDF featurizer, or None when trained on given features.
+        trees_: one :class:`HierarchicalLinear` per indexer.
+    """
+
+    name = "xr-linear"
+    config_class = XRLinearConfig
+
+    def __init__(self, config: XRLinearConfig | None = None):
+        self.config = config or XRLinearConfig()
+        self.labels_: LabelVocabulary | None = None
+        self.featurizer_: TfidfFeaturizer | None = None
+        self.trees_: list[HierarchicalLinear] = []
+
+    # ---- training --------------------------------------------------------------
+    def fit(self, data: XMCDataset, *, label_features: sp.spmatrix | None = None, progress: bool = True) -> "XRLinear":
+        """Train on a dataset.
+
+        Uses ``data.X`` when present (precomputed features), otherwise fits TF-IDF on
+        the text fields of ``config.features.fields``. Label texts (for ``text``
+        representations) come from ``data.label_texts``, else the label names.
+
+        Args:
+            data: training documents and labels.
+            label_features: (L, d') label feature matrix for indexers with ``label_repr="given"``.
+            progress: show progress bars.
+        """
+        if data.unseen_labels:
+            raise ValueError("training data must be read without a fixed vocabulary (it has unseen labels)")
+        self.labels_ = data.labels
+        if data.X is not None:
+            self.featurizer_ = None
+            X = sp.csr_matrix(data.X, dtype=np.float32)
+        else:
+            self.featurizer_ = TfidfFeaturizer(self.config.features)
+            X = self.featurizer_.fit_transform(data.input_texts(self.config.features.fields))
+        label_texts = data.label_texts if data.label_texts is not None else data.labels.names
+        return self.fit_matrix(X, data.Y, label_texts=label_texts, label_features=label_features, progress=progress)
+
+    def fit_matrix(
+        self,
+        X: sp.csr_matrix,
+        Y: sp.csr_matrix,
+        *,
+        label_texts: Sequence[str] | None = None,
+        label_features: sp.spmatrix | None = None,
+        matcher_ids: np.ndarray | None = None,
+        progress: bool = True,
+    ) -> "XRLinear":
+        """Train the trees on a feature matrix X (n, d) and labels Y (n, L).
+
+        ``matcher_ids`` (n, b) are an external matcher's top leaf clusters for ``man``
+        negatives (X-Transformer); they only apply to a single tree built elsewhere.
+        """
+        if self.labels_ is None or len(self.labels_) != Y.shape[1]:
+            self.labels_ = LabelVocabulary(str(j) for j in range(Y.shape[1]))
+        X = sp.csr_matrix(X, dtype=np.float32)
+        X.sort_indices()
+        threads = self.config.n_threads or None
+        self.trees_ = []
+        for k, indexer in enumerate(self.config.indexers):
+            Z = self.label_representation(indexer, X, Y, label_texts, label_features)
+            if indexer.branching == 1:
+                chain = ClusterChain.flat(Y.shape[1])
+            else:
+                chain = hierarchical_kmeans(
+                    Z, branching=indexer.branching, max_leaf_size=indexer.max_leaf_size,
+                    max_iter=indexer.max_iter, seed=indexer.seed, n_threads=threads,
+                )
+            logger.info("tree %d/%d: levels %s", k + 1, len(self.config.indexers), chain.level_sizes)
+            self.trees_.append(
+                HierarchicalLinear.fit(X, Y, chain, self.config.train, matcher_ids=matcher_ids,
+                                       n_threads=threads, progress=progress)
+            )
+        return self
+
+    def label_representation(self, indexer: IndexerConfig, X, Y, label_texts, label_features) -> sp.csr_matrix:
+        """The (L, *) label matrix the indexer clusters."""
+        if indexer.label_repr == "given":
+            if label_features is None:
+                raise ConfigError("label_repr 'given' needs label_features passed to fit")
+            if label_features.shape[0] != Y.shape[1]:
+                raise ValueError(f"label_features has {label_features.shape[0]} rows for {Y.shape[1]} labels")
+            return normalize(sp.csr_matrix(label_features, dtype=np.float32))
+        if indexer.label_repr == "pifa":
+            return pifa(X, Y)
+        if self.featurizer_ is None:
+            raise ConfigError(f"label_repr {indexer.label_repr!r} embeds label texts with the TF-IDF "
+                              "vocabulary, which needs a text dataset (not precomputed features)")
+        if label_texts is None:
+            raise ConfigError(f"label_repr {indexer.label_repr!r} needs label texts")
+        text = normalize(self.featurizer_.transform(list(label_texts)))
+        if indexer.label_repr == "text":
+            return text
+        mode = "convex" if indexer.label_repr == "pifa+text" else "concat"
+        return combine(pifa(X, Y), text, mode, indexer.text_weight)
+
+    # ---- prediction ------------------------------------------------------------
+    def transform(self, inputs: Inputs) -> sp.csr_matrix:
+        """Features (n, d) of raw texts, a dataset, or a feature matrix passed through."""
+        if sp.issparse(inputs):
+            return sp.csr_matrix(inputs, dtype=np.float32)
+        if isinstance(inputs, XMCDataset):
+            if self.featurizer_ is None:
+                if inputs.X is None:
+                    raise ValueError("this model was trained on precomputed features; the data has none")
+                return sp.csr_matrix(inputs.X, dtype=np.float32)
+            return self.featurizer_.transform(inputs.input_texts(self.featurizer_.config.fields))
+        if isinstance(inputs, str):
+            raise TypeError("predict takes a list of texts, not a single string")
+        if self.featurizer_ is None:
+            raise ValueError("this model was trained on precomputed features and cannot featurise raw text")
+        return self.featurizer_.transform(list(inputs))
+
+    def predict(
+        self,
+        inputs: Inputs,
+        *,
+        topk: int | None = None,
+        beam_size: int | None = None,
+        post_processor: str | None = None,
+        threshold: float | None = None,
+        selected_outputs: sp.spmatrix | None = None,
+    ) -> sp.csr_matrix:
+        """Scores of the top-k labels: CSR (n, L).
+
+        Args:
+            inputs: texts, a dataset, or features (n, d).
+            topk / beam_size / post_processor / threshold: override ``config.predict``.
+            selected_outputs: optional (n, L) 0/1 matrix; predict only among these labels.
+        """
+        self._check_fitted()
+        p = self.config.predict
+        topk = p.topk if topk is None else topk
+        threshold = p.threshold if threshold is None else threshold
+        X = self.transform(inputs)
+        members = [
+            tree.predict(
+                X, beam_size=p.beam_size if beam_size is None else beam_size, topk=topk,
+                post_processor=post_processor or p.post_processor, selected_outputs=selected_outputs,
+                n_threads=self.config.n_threads or None,
+            )
+            for tree in self.trees_
+        ]
+        scores = members[0] if len(members) == 1 else average_scores(members, topk)
+        if threshold is not None:
+            scores = scores.multiply(scores >= threshold).tocsr()
+            scores.eliminate_zeros()
+        return scores
+
+    def _check_fitted(self) -> None:
+        if not self.trees_:
+            raise RuntimeError("model is not fitted; call fit() or XRLinear.load()")
+
+    # ---- persistence -----------------------------------------------------------
+    def save(self, directory: str | os.PathLike) -> None:
+        """Write the model directory atomically (see :mod:`xmc.models.persistence`)."""
+        self._check_fitted()
+        with atomic_directory(directory) as tmp:
+            write_manifest(tmp, self.name, self.config.to_dict(), {"n_trees": len(self.trees_)})
+            write_labels(tmp, self.labels_.names)
+            if self.featurizer_ is not None:
+                self.featurizer_.save(os.path.join(tmp, "featurizer"))
+            for k, tree in enumerate(self.trees_):
+                tree.save(os.path.join(tmp, f"tree-{k}"))
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> "XRLinear":
+        manifest = read_manifest(directory)
+        if manifest["model"] != cls.name:
+            raise ModelFormatError(f"{os.fspath(directory)} holds a {manifest['model']!r} model, not {cls.name!r}")
+        model = cls(XRLinearConfig.from_dict(manifest["config"], where="xmc_model.json:config"))
+        model.labels_ = LabelVocabulary(read_labels(directory))
+        featurizer_dir = os.path.join(directory, "featurizer")
+        model.featurizer_ = TfidfFeaturizer.load(featurizer_dir) if os.path.isdir(featurizer_dir) else None
+        model.trees_ = [HierarchicalLinear.load(os.path.join(directory, f"tree-{k}")) for k in range(manifest["n_trees"])]
+        return model

@@ -1,0 +1,284 @@
+"""XR-Linear's matrix core: one sparse linear layer per level of a label tree, and beam search.
+
+Layer ``i`` ranks the children of ``chain[i]`` (clusters of level i+1, or the
+labels for the last layer) given their parents. Its weights are a CSC matrix
+of shape (d + 1, K_children), the last row holding the bias weight.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from typing import Literal
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+from tqdm.auto import tqdm
+
+from ..config import Config, check
+from ..errors import ModelFormatError
+from ..indexing.tree import ClusterChain
+from ..metrics.topk import topk_to_csr
+from .beam import POST_PROCESSORS, beam_step
+from .negatives import SCHEMES, binarize, negative_indicator
+from .solvers import LOSS_LOGISTIC, LOSS_SQUARED_HINGE, train_children
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class LinearTrainConfig(Config):
+    """How each layer's one-vs-all classifiers are trained.
+
+    Attributes:
+        loss: ``squared-hinge`` (L2-loss SVM, default) or ``logistic``.
+        C: inverse regularisation strength (same for positives and negatives).
+        bias: value of the constant feature appended to every instance (0 disables it).
+        weight_threshold: weights with ``|w| <= weight_threshold`` are dropped (model size).
+        max_iter: passes of dual coordinate descent per classifier.
+        eps: stopping tolerance of the dual solver.
+        negatives: ``tfn``, ``man`` or ``tfn+man`` (see :mod:`xmc.ranker.negatives`); for a
+            stand-alone XR-Linear model ``man`` uses the model's own upper layers as matcher.
+        man_beam: the matcher's top-b clusters that ``man`` trains on.
+        seed: seed of the solvers' instance order.
+    """
+
+    loss: Literal["squared-hinge", "logistic"] = "squared-hinge"
+    C: float = 1.0
+    bias: float = 1.0
+    weight_threshold: float = 0.1
+    max_iter: int = 20
+    eps: float = 0.1
+    negatives: Literal["tfn", "man", "tfn+man"] = "tfn"
+    man_beam: int = 10
+    seed: int = 0
+
+    def validate(self) -> None:
+        check(self.C > 0, f"C must be positive, got {self.C}")
+        check(self.weight_threshold >= 0, "weight_threshold must be >= 0")
+        check(self.max_iter >= 1, "max_iter must be >= 1")
+        check(self.eps > 0, "eps must be positive")
+        check(self.man_beam >= 1, "man_beam must be >= 1")
+        check(self.negatives in SCHEMES, f"negatives must be one of {SCHEMES}")
+
+
+@dataclasses.dataclass
+class PredictConfig(Config):
+    """Prediction-time settings (each may be overridden per call).
+
+    Attributes:
+        beam_size: clusters kept per level during beam search.
+        topk: labels returned per instance.
+        post_processor: ``l3-hinge`` (exp(-max(0, 1-s)^3)) or ``sigmoid``, each multiplied
+            along the tree path; ``noop`` ranks by the raw label-layer scores.
+        threshold: when set, scores below it are dropped from the output.
+    """
+
+    beam_size: int = 10
+    topk: int = 10
+    post_processor: Literal["l3-hinge", "sigmoid", "noop"] = "l3-hinge"
+    threshold: float | None = None
+
+    def validate(self) -> None:
+        check(self.beam_size >= 1, "beam_size must be >= 1")
+        check(self.topk >= 1, "topk must be >= 1")
+        check(self.post_processor in POST_PROCESSORS, f"post_processor must be one of {list(POST_PROCESSORS)}")
+
+
+def _threads(n_threads: int | None) -> int:
+    return numba.config.NUMBA_NUM_THREADS if not n_threads else min(n_threads, numba.config.NUMBA_NUM_THREADS)
+
+
+def _csr32(X: sp.spmatrix) -> sp.csr_matrix:
+    X = sp.csr_matrix(X, dtype=np.float32)
+    if not X.has_sorted_indices:
+        X = X.sorted_indices()
+    return X
+
+
+class HierarchicalLinear:
+    """A trained chain of sparse linear layers over a :class:`ClusterChain`.
+
+    Args:
+        chain: the label tree.
+        weights: one CSC matrix (d + 1, K_children) per layer.
+        bias: the bias feature value used in training.
+    """
+
+    def __init__(self, chain: ClusterChain, weights: list[sp.csc_matrix], bias: float = 1.0):
+        if len(weights) != len(chain):
+            raise ValueError(f"{len(weights)} weight matrices for a chain of {len(chain)} layers")
+        for i, (W, C) in enumerate(zip(weights, chain.matrices)):
+            if W.shape[1] != C.shape[0]:
+                raise ValueError(f"layer {i}: weights have {W.shape[1]} columns, the tree level has {C.shape[0]} nodes")
+        self.chain = chain
+        self.weights = [sp.csc_matrix(W, dtype=np.float32) for W in weights]
+        self.bias = float(bias)
+
+    @property
+    def n_features(self) -> int:
+        return self.weights[0].shape[0] - 1
+
+    @property
+    def n_labels(self) -> int:
+        return self.chain.n_labels
+
+    # ---- training --------------------------------------------------------------
+    @classmethod
+    def fit(
+        cls,
+        X: sp.csr_matrix,
+        Y: sp.csr_matrix,
+        chain: ClusterChain,
+        config: LinearTrainConfig | None = None,
+        *,
+        matcher_ids: np.ndarray | None = None,
+        n_threads: int | None = None,
+        progress: bool = False,
+    ) -> "HierarchicalLinear":
+        """Train every layer.
+
+        Args:
+            X: features, CSR (n, d).
+            Y: labels, CSR (n, L).
+            chain: the label tree (L labels).
+            config: training settings.
+            matcher_ids: (n, b) top-b leaf clusters from an external matcher (e.g. a
+                fine-tuned transformer); used by ``man`` / ``tfn+man`` for the label
+                layer. Without it the model's own upper layers serve as matcher.
+            n_threads: threads (default: all).
+            progress: show a progress bar over layers.
+        """
+        config = config or LinearTrainConfig()
+        X = _csr32(X)
+        Y = binarize(Y)
+        if Y.shape != (X.shape[0], chain.n_labels):
+            raise ValueError(f"Y has shape {Y.shape}, expected ({X.shape[0]}, {chain.n_labels})")
+        threads = _threads(n_threads)
+        indptr = X.indptr.astype(np.int64)
+        indices = X.indices.astype(np.int32)
+        sq_norms = np.asarray(X.multiply(X).sum(axis=1), dtype=np.float64).ravel()
+        loss = LOSS_LOGISTIC if config.loss == "logistic" else LOSS_SQUARED_HINGE
+        model = cls(chain, [sp.csc_matrix((X.shape[1] + 1, k), dtype=np.float32) for k in chain.level_sizes], config.bias)
+        for i in tqdm(range(len(chain)), desc="layers", disable=not progress):
+            C = chain[i]
+            Y_children = binarize(Y @ chain.label_to_level(i)) if i < len(chain) - 1 else Y
+            man_ids = None
+            if config.negatives != "tfn" and C.shape[1] > 1:
+                if matcher_ids is not None and i == len(chain) - 1:
+                    man_ids = matcher_ids
+                else:
+                    man_ids, _ = model._beam(X, upto=i, beam_size=config.man_beam, post="l3-hinge", threads=threads)
+            neg = sp.csc_matrix(negative_indicator(config.negatives, Y_children, C, man_ids))
+            neg.sort_indices()
+            pos = sp.csc_matrix(Y_children)
+            pos.sort_indices()
+            col_ptr, row_ind, values = train_children(
+                indptr, indices, X.data, X.shape[1], sq_norms, config.bias,
+                np.arange(C.shape[0], dtype=np.int64), chain.parents(i),
+                neg.indptr.astype(np.int64), neg.indices.astype(np.int32),
+                pos.indptr.astype(np.int64), pos.indices.astype(np.int32),
+                loss, config.C, config.eps, config.max_iter, config.weight_threshold, config.seed, threads,
+            )
+            model.weights[i] = sp.csc_matrix((values, row_ind, col_ptr), shape=(X.shape[1] + 1, C.shape[0]))
+            logger.info("layer %d: %d classifiers, %d non-zero weights", i, C.shape[0], len(values))
+        return model
+
+    # ---- prediction ------------------------------------------------------------
+    def _beam(self, X, *, upto, beam_size, post, threads, topk=None, selected=None):
+        """Beam search through layers ``0 .. upto-1``; returns (ids, scores) of level ``upto``'s parents."""
+        n = X.shape[0]
+        ids = np.zeros((n, 1), dtype=np.int64)
+        scores = np.ones((n, 1), dtype=np.float32)
+        empty = np.zeros(1, dtype=np.int64)
+        for i in range(upto):
+            last = i == len(self.chain) - 1
+            out_k = topk if (last and topk is not None) else beam_size
+            W = self.weights[i]
+            C = self.chain[i]
+            mask = None
+            if selected is not None:
+                mask = selected if last else binarize(selected @ self.chain.label_to_level(i))
+            ids, scores = beam_step(
+                X.indptr.astype(np.int64), X.indices, X.data, self.n_features, self.bias,
+                W.indptr.astype(np.int64), W.indices, W.data,
+                C.indptr.astype(np.int64), C.indices.astype(np.int64),
+                ids, scores,
+                empty if mask is None else mask.indptr.astype(np.int64),
+                empty if mask is None else mask.indices.astype(np.int64),
+                mask is not None, C.shape[0],
+                out_k, POST_PROCESSORS[post], threads,
+            )
+        return ids, scores
+
+    def predict(
+        self,
+        X: sp.csr_matrix,
+        *,
+        beam_size: int = 10,
+        topk: int = 10,
+        post_processor: str = "l3-hinge",
+        selected_outputs: sp.csr_matrix | None = None,
+        threshold: float | None = None,
+        n_threads: int | None = None,
+    ) -> sp.csr_matrix:
+        """Top-k label scores by beam search.
+
+        Args:
+            X: features, CSR (n, d).
+            beam_size: clusters kept per level.
+            topk: labels returned per row.
+            post_processor: ``l3-hinge``, ``sigmoid`` or ``noop``.
+            selected_outputs: optional (n, L) 0/1 CSR: predict only among these labels per row
+                (clusters without a selected label are skipped during the search).
+            threshold: drop scores below this value.
+            n_threads: threads (default: all).
+
+        Returns:
+            CSR (n, L) holding at most ``topk`` scores per row.
+        """
+        X = _csr32(X)
+        if X.shape[1] != self.n_features:
+            raise ValueError(f"X has {X.shape[1]} features, the model expects {self.n_features}")
+        if post_processor not in POST_PROCESSORS:
+            raise ValueError(f"unknown post_processor {post_processor!r}; choose from {list(POST_PROCESSORS)}")
+        selected = None
+        if selected_outputs is not None:
+            if selected_outputs.shape != (X.shape[0], self.n_labels):
+                raise ValueError(f"selected_outputs has shape {selected_outputs.shape}, expected {(X.shape[0], self.n_labels)}")
+            selected = binarize(selected_outputs)
+            selected.sort_indices()
+        ids, scores = self._beam(
+            X, upto=len(self.chain), beam_size=beam_size, post=post_processor,
+            threads=_threads(n_threads), topk=topk, selected=selected,
+        )
+        if threshold is not None:
+            ids = np.where(scores >= threshold, ids, -1)
+        return topk_to_csr(ids, scores, self.n_labels)
+
+    def predict_clusters(self, X: sp.csr_matrix, level: int, beam_size: int = 10, n_threads: int | None = None):
+        """Top-``beam_size`` clusters of tree level ``level`` (nodes of ``chain[level - 1]``), as (ids, scores)."""
+        return self._beam(_csr32(X), upto=level, beam_size=beam_size, post="l3-hinge", threads=_threads(n_threads))
+
+    # ---- persistence -----------------------------------------------------------
+    def save(self, directory: str | os.PathLike) -> None:
+        os.makedirs(directory, exist_ok=True)
+        self.chain.save(os.path.join(directory, "tree"))
+        for i, W in enumerate(self.weights):
+            sp.save_npz(os.path.join(directory, f"layer-{i}.npz"), W, compressed=False)
+        with open(os.path.join(directory, "layers.json"), "w", encoding="utf-8") as fh:
+            json.dump({"layers": len(self.weights), "bias": self.bias, "n_features": self.n_features}, fh)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> "HierarchicalLinear":
+        try:
+            with open(os.path.join(directory, "layers.json"), encoding="utf-8") as fh:
+                meta = json.load(fh)
+            chain = ClusterChain.load(os.path.join(directory, "tree"))
+            weights = [sp.load_npz(os.path.join(directory, f"layer-{i}.npz")) for i in range(meta["layers"])]
+        except (OSError, KeyError, ValueError) as exc:
+            raise ModelFormatError(f"{directory}: cannot read linear layers ({exc})") from exc
+        return cls(chain, weights, meta["bias"])

@@ -1,0 +1,255 @@
+"""Dual coordinate descent solvers for many small one-vs-all linear problems.
+
+Written with numba rather than calling scikit-learn's liblinear because an
+XR-Linear layer is thousands of tiny binary problems that all read rows of one
+shared CSR matrix: liblinear (through ``LinearSVC``) would copy the row subset
+for every problem, pay Python overhead per label and run them one at a time.
+Here every problem of a layer is solved in parallel over one CSR matrix, and
+the weights are sparsified as they are written out.
+
+The algorithms are those of liblinear (Hsieh et al. 2008, "A dual coordinate
+descent method for large-scale linear SVM", with shrinking; Yu, Huang and Lin
+2011 for the logistic-regression dual), with ``Cp = Cn = C`` and a constant
+bias feature appended to every instance.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+LOSS_SQUARED_HINGE = 0
+LOSS_LOGISTIC = 1
+
+
+@numba.njit(cache=True, inline="always")
+def _xorshift(state):
+    state ^= (state << np.uint64(13)) & np.uint64(0xFFFFFFFFFFFFFFFF)
+    state ^= state >> np.uint64(7)
+    state ^= (state << np.uint64(17)) & np.uint64(0xFFFFFFFFFFFFFFFF)
+    return state
+
+
+@numba.njit(cache=True)
+def _shuffle(index, size, state):
+    # Deterministic per-problem Fisher-Yates: the result must not depend on thread scheduling.
+    for s in range(size - 1, 0, -1):
+        state = _xorshift(state)
+        j = np.int64(state % np.uint64(s + 1))
+        tmp = index[s]
+        index[s] = index[j]
+        index[j] = tmp
+    return state
+
+
+@numba.njit(cache=True, inline="always")
+def _dot(w, indptr, indices, data, row, bias_index, bias):
+    s = 0.0
+    for k in range(indptr[row], indptr[row + 1]):
+        s += w[indices[k]] * data[k]
+    return s + w[bias_index] * bias
+
+
+@numba.njit(cache=True, inline="always")
+def _axpy(a, w, indptr, indices, data, row, bias_index, bias):
+    for k in range(indptr[row], indptr[row + 1]):
+        w[indices[k]] += a * data[k]
+    w[bias_index] += a * bias
+
+
+@numba.njit(cache=True)
+def solve_squared_hinge(w, rows, y, indptr, indices, data, sq_norms, bias, C, eps, max_iter, seed, alpha, index):
+    """L2-regularised squared-hinge SVM, dual CD with shrinking; writes the solution into ``w``."""
+    n = rows.shape[0]
+    d = w.shape[0] - 1
+    diag = 0.5 / C
+    for s in range(n):
+        alpha[s] = 0.0
+        index[s] = s
+    state = np.uint64(seed * 2654435761 + 1)
+    active = n
+    pg_max_old = np.inf
+    pg_min_old = -np.inf
+    it = 0
+    while it < max_iter:
+        pg_max = -np.inf
+        pg_min = np.inf
+        state = _shuffle(index, active, state)
+        s = 0
+        while s < active:
+            i = index[s]
+            r = rows[i]
+            G = y[i] * _dot(w, indptr, indices, data, r, d, bias) - 1.0 + alpha[i] * diag
+            PG = 0.0
+            if alpha[i] == 0.0:
+                if G > pg_max_old:
+                    active -= 1
+                    index[s] = index[active]
+                    index[active] = i
+                    continue
+                elif G < 0.0:
+                    PG = G
+            else:
+                PG = G
+            pg_max = max(pg_max, PG)
+            pg_min = min(pg_min, PG)
+            if abs(PG) > 1e-12:
+                old = alpha[i]
+                alpha[i] = max(old - G / (sq_norms[r] + bias * bias + diag), 0.0)
+                _axpy((alpha[i] - old) * y[i], w, indptr, indices, data, r, d, bias)
+            s += 1
+        it += 1
+        if pg_max - pg_min <= eps:
+            if active == n:
+                break
+            active = n
+            pg_max_old = np.inf
+            pg_min_old = -np.inf
+            continue
+        pg_max_old = pg_max if pg_max > 0.0 else np.inf
+        pg_min_old = pg_min if pg_min < 0.0 else -np.inf
+
+
+@numba.njit(cache=True)
+def solve_logistic(w, rows, y, indptr, indices, data, sq_norms, bias, C, eps, max_iter, seed, alpha, index):
+    """L2-regularised logistic regression, dual CD (liblinear's solve_l2r_lr_dual); writes into ``w``.
+
+    ``alpha`` must have room for ``2 * len(rows)`` values.
+    """
+    n = rows.shape[0]
+    d = w.shape[0] - 1
+    start = min(0.001 * C, 1e-8)
+    for s in range(n):
+        alpha[2 * s] = start
+        alpha[2 * s + 1] = C - start
+        index[s] = s
+        _axpy(y[s] * start, w, indptr, indices, data, rows[s], d, bias)
+    inner_eps = 1e-2
+    inner_eps_min = min(1e-8, eps)
+    state = np.uint64(seed * 2654435761 + 1)
+    for _ in range(max_iter):
+        state = _shuffle(index, n, state)
+        newton_iters = 0
+        g_max = 0.0
+        for s in range(n):
+            i = index[s]
+            r = rows[i]
+            a = sq_norms[r] + bias * bias
+            b = y[i] * _dot(w, indptr, indices, data, r, d, bias)
+            ind1 = 2 * i
+            ind2 = 2 * i + 1
+            sign = 1.0
+            if 0.5 * a * (alpha[ind2] - alpha[ind1]) + b < 0.0:
+                ind1 = 2 * i + 1
+                ind2 = 2 * i
+                sign = -1.0
+            old = alpha[ind1]
+            z = old
+            if C - z < 0.5 * C:
+                z = 0.1 * z
+            gp = a * (z - old) + sign * b + math.log(z / (C - z))
+            g_max = max(g_max, abs(gp))
+            inner = 0
+            while inner <= 100:
+                if abs(gp) < inner_eps:
+                    break
+                gpp = a + C / (C - z) / z
+                tmpz = z - gp / gpp
+                z = z * 0.1 if tmpz <= 0.0 else tmpz
+                gp = a * (z - old) + sign * b + math.log(z / (C - z))
+                newton_iters += 1
+                inner += 1
+            if inner > 0:
+                alpha[ind1] = z
+                alpha[ind2] = C - z
+                _axpy(sign * (z - old) * y[i], w, indptr, indices, data, r, d, bias)
+        if g_max < eps:
+            break
+        if newton_iters <= n // 10:
+            inner_eps = max(inner_eps_min, 0.1 * inner_eps)
+
+
+@numba.njit(cache=True, parallel=True)
+def train_children(
+    indptr, indices, data, n_features, sq_norms, bias,
+    child_ids, child_parent, neg_indptr, neg_indices, pos_indptr, pos_indices,
+    loss, C, eps, max_iter, threshold, seed, n_threads,
+):
+    """Train the one-vs-all problems of ``child_ids`` and return their sparsified weights.
+
+    Child ``child_ids[t]`` is trained on the instance rows listed for its parent
+    ``child_parent[t]`` in the negative-sampling matrix (CSC ``neg_*``: parent ->
+    sorted instance rows); its positives are the sorted rows in its column of
+    the CSC label matrix (``pos_*``). Weights with ``|w| <= threshold`` are dropped. Work is split
+    into ``n_threads`` interleaved parts (numba's thread count is read by the
+    caller: reading it here would stop numba from caching the compiled code).
+
+    Returns a CSC triple (col_ptr, row_indices, values) of shape
+    (n_features + 1, len(child_ids)); row ``n_features`` holds the bias weight.
+    """
+    m = child_ids.shape[0]
+    counts = np.zeros(m, dtype=np.int64)
+    max_rows = 1
+    for t in range(m):
+        p = child_parent[t]
+        max_rows = max(max_rows, neg_indptr[p + 1] - neg_indptr[p])
+    out_idx = [np.empty(0, dtype=np.int32) for _ in range(m)]
+    out_val = [np.empty(0, dtype=np.float32) for _ in range(m)]
+    for thread in numba.prange(n_threads):
+        # One dense weight vector per thread, reset through the features the
+        # problem touched, so a problem costs O(its nnz) and not O(n_features).
+        w = np.zeros(n_features + 1, dtype=np.float64)
+        keep_idx = np.empty(n_features + 1, dtype=np.int32)
+        keep_val = np.empty(n_features + 1, dtype=np.float32)
+        alpha = np.zeros(2 * max_rows, dtype=np.float64)
+        index = np.zeros(max_rows, dtype=np.int64)
+        y = np.zeros(max_rows, dtype=np.float64)
+        # Interleaved assignment balances problem sizes across threads.
+        for t in range(thread, m, n_threads):
+            c = child_ids[t]
+            p = child_parent[t]
+            rows = neg_indices[neg_indptr[p]:neg_indptr[p + 1]]
+            n = rows.shape[0]
+            if n == 0:
+                continue
+            pos = pos_indices[pos_indptr[c]:pos_indptr[c + 1]]
+            j = 0
+            for s in range(n):
+                while j < pos.shape[0] and pos[j] < rows[s]:
+                    j += 1
+                y[s] = 1.0 if (j < pos.shape[0] and pos[j] == rows[s]) else -1.0
+            if loss == LOSS_LOGISTIC:
+                solve_logistic(w, rows, y, indptr, indices, data, sq_norms, bias, C, eps, max_iter, seed + c, alpha, index)
+            else:
+                solve_squared_hinge(w, rows, y, indptr, indices, data, sq_norms, bias, C, eps, max_iter, seed + c, alpha, index)
+            q = 0
+            for s in range(n):
+                r = rows[s]
+                for k in range(indptr[r], indptr[r + 1]):
+                    f = indices[k]
+                    if w[f] != 0.0:
+                        if abs(w[f]) > threshold:
+                            keep_idx[q] = f
+                            keep_val[q] = w[f]
+                            q += 1
+                        w[f] = 0.0
+            if abs(w[n_features]) > threshold:
+                keep_idx[q] = n_features
+                keep_val[q] = w[n_features]
+                q += 1
+            w[n_features] = 0.0
+            order = np.argsort(keep_idx[:q])
+            out_idx[t] = keep_idx[:q][order]
+            out_val[t] = keep_val[:q][order]
+            counts[t] = q
+    col_ptr = np.zeros(m + 1, dtype=np.int64)
+    for t in range(m):
+        col_ptr[t + 1] = col_ptr[t] + counts[t]
+    row_ind = np.empty(col_ptr[m], dtype=np.int32)
+    values = np.empty(col_ptr[m], dtype=np.float32)
+    for t in range(m):
+        row_ind[col_ptr[t]:col_ptr[t + 1]] = out_idx[t]
+        values[col_ptr[t]:col_ptr[t + 1]] = out_val[t]
+    return col_ptr, row_ind, values
