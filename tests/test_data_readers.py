@@ -495,3 +495,10 @@ def test_real_eurlex_dev_first_docs():
     assert all(name.isdigit() for name in ds.labels.names)
     texts = read_label_texts(DATA_DIR / "eurlex57k" / "labels.txt", ds.labels)
     assert len(texts) == len(ds.labels) and not any(t.isdigit() for t in texts)
+
+
+def test_truncated_gzip_is_a_data_format_error(tmp_path):
+    data = gzip.compress(jsonl(*DOCS * 50).encode())
+    path = write(tmp_path / "cut.jsonl.gz", data[: len(data) // 2])
+    with pytest.raises(DataFormatError, match="cannot decompress"):
+        read_jsonl(path)

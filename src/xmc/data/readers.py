@@ -47,8 +47,8 @@ PathLike = str | os.PathLike
 
 _GZIP_MAGIC = b"\x1f\x8b"
 # Bytes of XC sparse lines parsed per bulk numpy conversion: bounds the
-# temporaries (about 30 bytes of numpy arrays per input byte) on big files.
-_XC_CHUNK_BYTES = 4 << 20
+# numpy temporaries (up to ~50 bytes per input byte) on big files.
+_XC_CHUNK_BYTES = 1 << 18
 # Exact powers of ten for the vectorised decimal parser (read-only constant).
 _POW10 = 10 ** np.arange(19, dtype=np.int64)
 # One XC feature list / label list: the per-line syntax, used to locate errors
@@ -75,7 +75,8 @@ def _open_binary(path: PathLike) -> IO[bytes]:
         fh.close()
         raise
     if magic == _GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=fh, mode="rb")  # type: ignore[return-value]
+        fh.close()  # gzip.open owns (and closes) its own handle
+        return gzip.open(path, "rb")  # type: ignore[return-value]
     if os.fspath(path).endswith(".gz"):
         fh.close()
         raise DataFormatError(path, None, "has a .gz suffix but is not gzip-compressed")

@@ -1,0 +1,31 @@
+"""Model names known to the CLI, imported lazily so the linear path never imports torch."""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+from ..errors import ConfigError, ModelFormatError
+from .persistence import read_manifest
+
+# name -> "module:Class"; each model issue adds its entry.
+MODELS: dict[str, str] = {
+    "xr-linear": "xmc.models.xr_linear:XRLinear",
+}
+
+
+def model_class(name: str):
+    """The model class registered under ``name``."""
+    try:
+        module, cls = MODELS[name].split(":")
+    except KeyError:
+        raise ConfigError(f"unknown model {name!r}; available: {', '.join(sorted(MODELS))}") from None
+    return getattr(importlib.import_module(module), cls)
+
+
+def load_model(directory: str | os.PathLike):
+    """Load any xmc model directory (dispatching on its manifest's model name)."""
+    manifest = read_manifest(directory)
+    if manifest["model"] not in MODELS:
+        raise ModelFormatError(f"{os.fspath(directory)}: unknown model {manifest['model']!r}")
+    return model_class(manifest["model"]).load(directory)
