@@ -1,0 +1,142 @@
+"""The work behind each CLI command; each takes the parsed arguments and returns an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+
+import numpy as np
+
+from ..config import Config
+from ..data import (
+    XMCDataset,
+    dataset_stats,
+    format_stats,
+    read_dataset,
+    read_label_texts,
+    read_predictions,
+    write_predictions,
+)
+from ..errors import ConfigError
+from ..metrics import evaluate as evaluate_scores
+from ..metrics import format_report, group_report, jain_propensity, top_k
+from ..models.registry import MODELS, load_model, model_class
+
+logger = logging.getLogger(__name__)
+
+
+def _read(path: str, args: argparse.Namespace, labels=None) -> XMCDataset:
+    return read_dataset(path, format=args.format, labels=labels,
+                        text_field=args.text_field, labels_field=args.labels_field)
+
+
+def data_stats(args: argparse.Namespace) -> int:
+    stats = dataset_stats(_read(args.file, args))
+    print(json.dumps(stats, indent=2) if args.json else format_stats(stats))
+    return 0
+
+
+def _parse_ks(text: str) -> list[int]:
+    try:
+        ks = sorted({int(k) for k in text.split(",") if k.strip()})
+    except ValueError:
+        raise ConfigError(f"--k must be comma-separated positive integers, got {text!r}") from None
+    if not ks or ks[0] < 1:
+        raise ConfigError(f"--k must be comma-separated positive integers, got {text!r}")
+    return ks
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    ks = _parse_ks(args.k)
+    train = _read(args.train, args) if args.train else None
+    truth = _read(args.truth, args, labels=train.labels if train is not None else None)
+    ids, scores, unknown = read_predictions(args.pred, truth.labels)
+    row_of = {doc_id: i for i, doc_id in enumerate(ids)}
+    missing = [doc_id for doc_id in truth.ids if doc_id not in row_of]
+    if missing:
+        raise ConfigError(f"{args.pred}: no prediction for {len(missing)} document(s), e.g. id {missing[0]!r}")
+    scores = scores[[row_of[doc_id] for doc_id in truth.ids]]
+    counts = train.label_counts() if train is not None else truth.label_counts()
+    n_docs = len(train) if train is not None else len(truth)
+    counts = np.concatenate([counts, np.zeros(truth.n_labels - len(counts), dtype=np.int64)])
+    propensities = jain_propensity(counts, n_docs)
+    if args.threshold is None:
+        # Every listed label is a positive prediction: threshold below any score.
+        threshold = float(scores.data.min()) if scores.nnz else 0.0
+    else:
+        threshold = args.threshold
+    report = evaluate_scores(truth.Y, scores, ks=ks, propensities=propensities, threshold=threshold)
+    report["documents"] = len(truth)
+    report["unseen_test_labels"] = len(truth.unseen_labels)
+    report["unknown_predicted_labels"] = len(unknown)
+    groups = None
+    if args.report:
+        predicted = scores.copy()
+        predicted.data = (predicted.data >= threshold).astype(np.float32)
+        predicted.eliminate_zeros()
+        groups = group_report(truth.Y, predicted, counts)
+    if args.json:
+        out = dict(report)
+        if groups is not None:
+            out["groups"] = groups
+        print(json.dumps(out, indent=2, default=float))
+        return 0
+    print(format_report(report))
+    if groups is not None:
+        print("\nlabel-frequency groups (train count):")
+        print(f"{'group':>14} {'labels':>7} {'micro P':>8} {'micro R':>8} {'micro F1':>9} {'macro F1':>9}")
+        for g in groups:
+            print(f"{g['name']:>14} {g['n_labels']:>7} {100 * g['micro_p']:8.2f} {100 * g['micro_r']:8.2f} "
+                  f"{100 * g['micro_f1']:9.2f} {100 * g['macro_f1']:9.2f}")
+    return 0
+
+
+def _load_config(cls, path: str | None) -> Config:
+    config_class = cls.config_class
+    return config_class.from_json(path) if path else config_class()
+
+
+def train(args: argparse.Namespace) -> int:
+    cls = model_class(args.model)
+    config = _load_config(cls, args.config)
+    data = _read(args.train, args)
+    if args.label_text:
+        data.label_texts = read_label_texts(args.label_text, data.labels)
+    valid = _read(args.valid, args, labels=data.labels) if args.valid else None
+    model = cls(config)
+    fit_kwargs = {"valid": valid} if valid is not None and getattr(cls, "uses_validation", False) else {}
+    if valid is not None and not fit_kwargs:
+        logger.warning("model %s does not use validation data; --valid ignored", args.model)
+    model.fit(data, **fit_kwargs)
+    model.save(args.out)
+    print(f"saved {args.model} model to {args.out}")
+    return 0
+
+
+def predict(args: argparse.Namespace) -> int:
+    model = load_model(args.model)
+    data = _read(args.input, args)
+    overrides = {"topk": args.topk, "beam_size": args.beam_size, "threshold": args.threshold}
+    scores = model.predict(data, **{k: v for k, v in overrides.items() if v is not None})
+    topk = args.topk or model.config.predict.topk
+    indices, values = top_k(scores, topk)
+    write_predictions(args.out, data.ids, model.labels_.names, indices, values)
+    print(f"wrote predictions for {len(data)} documents to {args.out}")
+    return 0
+
+
+def print_config(args: argparse.Namespace) -> int:
+    if args.list or not args.model:
+        print("\n".join(sorted(MODELS)))
+        return 0
+    print(model_class(args.model).config_class().to_json())
+    return 0
+
+
+def demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(os.path.abspath(args.out), seed=args.seed)
+    return 0

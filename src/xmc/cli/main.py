@@ -1,0 +1,108 @@
+"""The ``xmc`` command line: data statistics, training, prediction, evaluation and the demo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from ..errors import XMCError
+from . import commands
+
+DESCRIPTION = """Extreme multi-label text classification.
+
+Typical use:
+  xmc train --model xr-linear --train train.jsonl.gz --out model/
+  xmc predict --model model/ --input test.jsonl.gz --out pred.jsonl
+  xmc evaluate --truth test.jsonl.gz --pred pred.jsonl --train train.jsonl.gz
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one clear line, exit 2, no usage dump
+        self.exit(2, f"xmc: error: {message} (see '{self.prog} --help')\n")
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=["auto", "jsonl", "xc"], default="auto",
+                   help="file format (default: from the file name / header)")
+    p.add_argument("--text-field", default="text", help="JSONL field of the main text (default: text)")
+    p.add_argument("--labels-field", default="labels", help="JSONL field of the label list (default: labels)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="xmc", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    data = sub.add_parser("data", help="inspect data files")
+    data_sub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    stats = data_sub.add_parser("stats", help="counts, labels per document, documents per label, long tail")
+    stats.add_argument("file", help="JSONL (optionally .gz) or XC sparse file")
+    stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_data_args(stats)
+    stats.set_defaults(func=commands.data_stats)
+
+    train = sub.add_parser("train", help="train a model and save it as a directory")
+    train.add_argument("--model", required=True, help="model name (see 'xmc config --list')")
+    train.add_argument("--train", required=True, help="training data (JSONL or XC sparse)")
+    train.add_argument("--valid", help="validation data for models that early-stop or select on it")
+    train.add_argument("--out", required=True, help="model directory to write (replaced atomically)")
+    train.add_argument("--config", help="JSON config file (keys as printed by 'xmc config MODEL')")
+    train.add_argument("--label-text", help="label texts: JSON {label: text} or a file whose line i is label i's text")
+    _add_data_args(train)
+    train.set_defaults(func=commands.train)
+
+    predict = sub.add_parser("predict", help="predict labels with a saved model")
+    predict.add_argument("--model", required=True, help="model directory")
+    predict.add_argument("--input", required=True, help="documents (JSONL or XC sparse)")
+    predict.add_argument("--out", required=True, help="prediction JSONL to write")
+    predict.add_argument("--topk", type=int, help="labels per document (default: the model's)")
+    predict.add_argument("--beam-size", type=int, help="beam size (default: the model's)")
+    predict.add_argument("--threshold", type=float, help="drop labels scoring below this")
+    _add_data_args(predict)
+    predict.set_defaults(func=commands.predict)
+
+    evaluate = sub.add_parser("evaluate", help="score a prediction file against the truth")
+    evaluate.add_argument("--truth", required=True, help="documents with their true labels (JSONL or XC sparse)")
+    evaluate.add_argument("--pred", required=True, help="prediction JSONL ({id, labels, scores})")
+    evaluate.add_argument("--k", default="1,3,5", help="comma-separated cut-offs (default: 1,3,5)")
+    evaluate.add_argument("--train", help="training data: label frequencies for PSP@k and the frequency groups "
+                                          "(default: the truth file's own counts)")
+    evaluate.add_argument("--threshold", type=float,
+                          help="score threshold for micro/macro P/R/F1 (default: every listed label counts)")
+    evaluate.add_argument("--report", action="store_true", help="also print the label-frequency group table")
+    evaluate.add_argument("--json", action="store_true", help="print JSON")
+    _add_data_args(evaluate)
+    evaluate.set_defaults(func=commands.evaluate)
+
+    config = sub.add_parser("config", help="print a model's full default config as JSON")
+    config.add_argument("model", nargs="?", help="model name")
+    config.add_argument("--list", action="store_true", help="list model names")
+    config.set_defaults(func=commands.print_config)
+
+    demo = sub.add_parser("demo", help="train and evaluate on a built-in synthetic long-tailed corpus (offline)")
+    demo.add_argument("--out", default="demo_output", help="directory for the model and predictions")
+    demo.add_argument("--seed", type=int, default=0, help="corpus seed")
+    demo.set_defaults(func=commands.demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args) or 0
+    except (XMCError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        message = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) and exc.filename else str(exc)
+        print(f"xmc: error: {message}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("xmc: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

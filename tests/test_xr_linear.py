@@ -1,0 +1,207 @@
+"""XR-Linear: solvers, label tree, negatives, beam search, masking, ensembles, persistence."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.linear_model import LogisticRegression
+from sklearn.svm import LinearSVC
+
+from xmc.datasets.synthetic import make_corpus
+from xmc.errors import ConfigError
+from xmc.indexing.kmeans import hierarchical_kmeans
+from xmc.indexing.label_repr import pifa
+from xmc.indexing.tree import ClusterChain
+from xmc.ranker.hierarchy import HierarchicalLinear, LinearTrainConfig
+from xmc.ranker.negatives import negative_indicator, teacher_forced, topb_to_indicator
+from xmc.ranker.solvers import LOSS_LOGISTIC, LOSS_SQUARED_HINGE, train_children
+from xmc.models.xr_linear import XRLinear, XRLinearConfig
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return make_corpus(n_train=600, n_test=150, n_labels=60, seed=3)
+
+
+@pytest.fixture(scope="module")
+def tfidf_problem(corpus):
+    model = XRLinear(XRLinearConfig.from_dict({"features": {"min_df": 1}}))
+    model.fit(corpus.train, progress=False)
+    X = model.featurizer_.transform(corpus.train.input_texts(model.config.features.fields))
+    Xt = model.featurizer_.transform(corpus.test.input_texts(model.config.features.fields))
+    return X, corpus.train.Y, Xt
+
+
+def _solve_one(X, y, loss, C=1.0):
+    """Weights (d + 1,) of one binary problem on all rows of X via train_children."""
+    X = sp.csr_matrix(X, dtype=np.float32)
+    n, d = X.shape
+    pos = sp.csc_matrix(np.asarray(y, dtype=np.float32)[:, None])
+    neg = sp.csc_matrix(np.ones((n, 1), dtype=np.float32))
+    sq = np.asarray(X.multiply(X).sum(1), dtype=np.float64).ravel()
+    ptr, idx, val = train_children(
+        X.indptr.astype(np.int64), X.indices, X.data, d, sq, 1.0,
+        np.array([0]), np.array([0]), neg.indptr.astype(np.int64), neg.indices,
+        pos.indptr.astype(np.int64), pos.indices, loss, C, 1e-6, 5000, 0.0, 0, 2,
+    )
+    w = np.zeros(d + 1)
+    w[idx] = val
+    return w
+
+
+@pytest.mark.parametrize("loss", ["squared-hinge", "logistic"])
+def test_solver_matches_liblinear(loss):
+    rng = np.random.default_rng(0)
+    X = sp.random(300, 40, density=0.2, random_state=1, format="csr", dtype=np.float32)
+    y = (X @ rng.normal(size=40) > 0.05).astype(int)
+    if loss == "squared-hinge":
+        ref = LinearSVC(C=0.5, loss="squared_hinge", dual=True, tol=1e-8, max_iter=100000).fit(X, y)
+        w = _solve_one(X, y, LOSS_SQUARED_HINGE, C=0.5)
+    else:
+        ref = LogisticRegression(C=0.5, solver="liblinear", tol=1e-10, max_iter=100000).fit(X, y)
+        w = _solve_one(X, y, LOSS_LOGISTIC, C=0.5)
+    expected = np.r_[ref.coef_.ravel(), ref.intercept_]
+    np.testing.assert_allclose(w, expected, atol=1e-4)
+
+
+def test_tree_invariants_and_determinism():
+    Z = sp.random(1000, 300, density=0.05, random_state=0, format="csr", dtype=np.float32)
+    chain = hierarchical_kmeans(Z, branching=4, max_leaf_size=40, seed=7)
+    # 1000 / 40 = 25 -> ceil(log_4 25) = 3 levels of 4, 16 and 64 clusters.
+    assert chain.level_sizes == [4, 16, 64, 1000]
+    for m in chain.matrices:  # every node (and label) in exactly one parent
+        assert np.all(np.diff(sp.csr_matrix(m).indptr) == 1)
+    for i in range(len(chain)):  # balanced: sibling sizes differ by at most one label
+        sizes = np.asarray(chain.label_to_level(i).sum(axis=0)).ravel()
+        assert sizes.max() - sizes.min() <= 1, (i, sizes.min(), sizes.max())
+    again = hierarchical_kmeans(Z, branching=4, max_leaf_size=40, seed=7)
+    assert all((a != b).nnz == 0 for a, b in zip(chain.matrices, again.matrices))
+    other = hierarchical_kmeans(Z, branching=4, max_leaf_size=40, seed=8)
+    assert any((a != b).nnz for a, b in zip(chain.matrices, other.matrices))
+
+
+def test_kmeans_separates_clear_clusters():
+    # Two groups of labels over disjoint features must end up in different halves.
+    Z = sp.csr_matrix(np.vstack([np.tile([1, 1, 0, 0], (4, 1)), np.tile([0, 0, 1, 1], (4, 1))]).astype(np.float32))
+    chain = hierarchical_kmeans(Z, branching=2, max_leaf_size=4, seed=0)
+    leaf = sp.csr_matrix(chain[-1]).indices
+    assert len(set(leaf[:4])) == 1 and len(set(leaf[4:])) == 1 and leaf[0] != leaf[4]
+
+
+def test_chain_save_load_roundtrip(tmp_path):
+    chain = ClusterChain.from_assignments([np.array([0, 0]), np.array([0, 1, 1]), np.array([2, 0, 1, 2, 0])])
+    chain.save(tmp_path / "tree")
+    loaded = ClusterChain.load(tmp_path / "tree")
+    assert loaded.level_sizes == [2, 3, 5]
+    assert all((a != b).nnz == 0 for a, b in zip(chain.matrices, loaded.matrices))
+
+
+def test_negative_sets_by_hand():
+    # 4 labels in 2 clusters: {0, 1} -> cluster 0, {2, 3} -> cluster 1.
+    C = sp.csc_matrix(np.array([[1, 0], [1, 0], [0, 1], [0, 1]], dtype=np.float32))
+    Y = sp.csr_matrix(np.array([[1, 0, 0, 0], [0, 0, 1, 1], [0, 1, 1, 0]], dtype=np.float32))
+    tfn = teacher_forced(Y, C).toarray()
+    np.testing.assert_array_equal(tfn, [[1, 0], [0, 1], [1, 1]])
+    # The matcher's top-1 cluster: doc 0 -> 1 (wrong), doc 1 -> 1, doc 2 -> 0.
+    matcher = np.array([[1], [1], [0]])
+    man = negative_indicator("man", Y, C, matcher).toarray()
+    np.testing.assert_array_equal(man, [[0, 1], [0, 1], [1, 0]])
+    both = negative_indicator("tfn+man", Y, C, matcher).toarray()
+    np.testing.assert_array_equal(both, [[1, 1], [0, 1], [1, 1]])
+    np.testing.assert_array_equal(topb_to_indicator(np.array([[1, -1], [0, 1]]), 2).toarray(), [[0, 1], [1, 1]])
+    with pytest.raises(ValueError, match="matcher"):
+        negative_indicator("man", Y, C, None)
+
+
+def _exhaustive_scores(model: HierarchicalLinear, X: sp.csr_matrix) -> np.ndarray:
+    """Product of l3-hinge transformed scores along every label's path, for all labels."""
+    Xb = sp.hstack([X, np.full((X.shape[0], 1), model.bias, dtype=np.float32)], format="csr")
+    path = np.ones((X.shape[0], 1))
+    for W, C in zip(model.weights, model.chain.matrices):
+        s = (Xb @ W).toarray()
+        s = np.exp(-np.maximum(0.0, 1.0 - s) ** 3)
+        path = (path @ C.T.toarray()) * s
+    return path
+
+
+def test_beam_search_equals_exhaustive_when_beam_covers_all(tfidf_problem):
+    X, Y, Xt = tfidf_problem
+    chain = hierarchical_kmeans(pifa(X, Y), branching=4, max_leaf_size=5, seed=0)
+    model = HierarchicalLinear.fit(X, Y, chain)
+    L = Y.shape[1]
+    beam = max(chain.level_sizes[:-1])
+    got = model.predict(Xt, beam_size=beam, topk=L).toarray()
+    expected = _exhaustive_scores(model, Xt)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    # A narrow beam returns a subset of the exhaustive top labels' scores.
+    narrow = model.predict(Xt, beam_size=1, topk=3)
+    rows, cols = narrow.nonzero()
+    np.testing.assert_allclose(narrow[rows, cols].A1, expected[rows, cols], rtol=1e-5)
+
+
+def test_masked_prediction_equals_filtering(tfidf_problem):
+    X, Y, Xt = tfidf_problem
+    chain = hierarchical_kmeans(pifa(X, Y), branching=4, max_leaf_size=5, seed=0)
+    model = HierarchicalLinear.fit(X, Y, chain)
+    L = Y.shape[1]
+    rng = np.random.default_rng(0)
+    mask = sp.csr_matrix((rng.random((Xt.shape[0], L)) < 0.3).astype(np.float32))
+    beam = max(chain.level_sizes[:-1])
+    masked = model.predict(Xt, beam_size=beam, topk=L, selected_outputs=mask)
+    filtered = model.predict(Xt, beam_size=beam, topk=L).multiply(mask)
+    np.testing.assert_allclose(masked.toarray(), filtered.toarray(), rtol=1e-6)
+    # With a narrow beam, masked search still never leaves the mask.
+    narrow = model.predict(Xt, beam_size=2, topk=5, selected_outputs=mask)
+    assert narrow.multiply(mask).nnz == narrow.nnz
+
+
+def test_man_training_runs_and_learns(tfidf_problem, corpus):
+    X, Y, Xt = tfidf_problem
+    chain = hierarchical_kmeans(pifa(X, Y), branching=2, max_leaf_size=8, seed=0)
+    scores = {}
+    for scheme in ("tfn", "tfn+man"):
+        model = HierarchicalLinear.fit(X, Y, chain, LinearTrainConfig(negatives=scheme))
+        top1 = model.predict(Xt, topk=1)
+        scores[scheme] = top1.multiply(corpus.test.Y).nnz / Xt.shape[0]
+    assert scores["tfn"] > 0.5 and scores["tfn+man"] > 0.5
+
+
+def test_model_save_load_identical_predictions(tmp_path, corpus):
+    config = XRLinearConfig.from_dict({
+        "features": {"min_df": 1},
+        "indexers": [{"branching": 2, "max_leaf_size": 10, "seed": 0}, {"label_repr": "pifa+text", "seed": 1}],
+        "predict": {"topk": 5},
+    })
+    model = XRLinear(config).fit(corpus.train, progress=False)
+    texts = corpus.test.input_texts(config.features.fields)
+    before = model.predict(texts)
+    model.save(tmp_path / "model")
+    loaded = XRLinear.load(tmp_path / "model")
+    after = loaded.predict(texts)
+    assert (before != after).nnz == 0
+    assert loaded.labels_ == model.labels_ and loaded.config == model.config
+    assert not any(p.name.endswith((".pkl", ".pickle")) for p in (tmp_path / "model").rglob("*"))
+    # An ensemble averages its members' scores.
+    members = [tree.predict(model.transform(texts), topk=5) for tree in model.trees_]
+    mean = (members[0] + members[1]) / 2
+    top = before.toarray()
+    np.testing.assert_allclose(top[top > 0], mean.toarray()[top > 0], rtol=1e-6)
+
+
+def test_threshold_and_accuracy(corpus):
+    model = XRLinear(XRLinearConfig.from_dict({"features": {"min_df": 1}})).fit(corpus.train, progress=False)
+    scores = model.predict(corpus.test, topk=5)
+    assert scores.multiply(corpus.test.Y).nnz / len(corpus.test) > 0.6  # well above chance (1/60)
+    high = model.predict(corpus.test, topk=5, threshold=0.5)
+    assert high.nnz < scores.nnz and (high.data >= 0.5).all()
+
+
+def test_unknown_config_key_is_rejected_with_its_name():
+    with pytest.raises(ConfigError, match="'beam_sise'"):
+        XRLinearConfig.from_dict({"predict": {"beam_sise": 3}})
+    with pytest.raises(ConfigError, match="branching"):
+        XRLinearConfig.from_dict({"indexers": [{"branching": 3}]})
+    with pytest.raises(ConfigError, match="negatives"):
+        XRLinearConfig.from_dict({"train": {"negatives": "random"}})
+    assert XRLinearConfig.from_dict(XRLinearConfig().to_dict()) == XRLinearConfig()
