@@ -117,6 +117,13 @@ class HierarchicalLinear:
         self.chain = chain
         self.weights = [sp.csc_matrix(W, dtype=np.float32) for W in weights]
         self.bias = float(bias)
+        self._by_row: list[sp.csr_matrix | None] = [None] * len(self.weights)
+
+    def _weights_by_row(self, i: int) -> sp.csr_matrix:
+        """Feature-major copy of layer ``i``'s weights for prediction, built once."""
+        if self._by_row[i] is None:
+            self._by_row[i] = sp.csr_matrix(self.weights[i])
+        return self._by_row[i]
 
     @property
     def n_features(self) -> int:
@@ -184,6 +191,7 @@ class HierarchicalLinear:
                 loss, config.C, config.eps, config.max_iter, config.weight_threshold, config.seed, threads,
             )
             model.weights[i] = sp.csc_matrix((values, row_ind, col_ptr), shape=(X.shape[1] + 1, C.shape[0]))
+            model._by_row[i] = None
             logger.info("layer %d: %d classifiers, %d non-zero weights", i, C.shape[0], len(values))
         return model
 
@@ -198,6 +206,7 @@ class HierarchicalLinear:
             last = i == len(self.chain) - 1
             out_k = topk if (last and topk is not None) else beam_size
             W = self.weights[i]
+            Wr = self._weights_by_row(i)
             C = self.chain[i]
             mask = None
             if selected is not None:
@@ -205,11 +214,12 @@ class HierarchicalLinear:
             ids, scores = beam_step(
                 X.indptr.astype(np.int64), X.indices, X.data, self.n_features, self.bias,
                 W.indptr.astype(np.int64), W.indices, W.data,
+                Wr.indptr.astype(np.int64), Wr.indices, Wr.data,
                 C.indptr.astype(np.int64), C.indices.astype(np.int64),
                 ids, scores,
                 empty if mask is None else mask.indptr.astype(np.int64),
                 empty if mask is None else mask.indices.astype(np.int64),
-                mask is not None, C.shape[0],
+                mask is not None,
                 out_k, POST_PROCESSORS[post], threads,
             )
         return ids, scores
