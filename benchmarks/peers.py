@@ -22,6 +22,21 @@ Single-document latency is measured with ``latency_threads`` threads (option, de
 query gains nothing from a pool, and waking pool threads (OMP_WAIT_POLICY=PASSIVE) costs more
 than the query itself on these sizes. Batch prediction uses ``threads``.
 
+Gotchas (found while wiring them up; numbers are eurlex57k, 200k-feature 1-2-gram TF-IDF):
+- pecos does not normalise its input rows; omikuji and napkinXC do. Feed l2-normalised rows
+  (TF-IDF already is); on raw binary bibtex features pecos loses ~10 points of P@1.
+- pecos: X csr float32, Y **csc** float32; ``threads`` must be passed to PIFA, Indexer.gen and
+  train separately (each defaults to -1 = all CPUs). The in-memory model returned by train
+  predicts ~10x slower than the same model reloaded ``is_predict_only=True``.
+- omikuji: trains only from an XC text file (474 MiB for eurlex57k, ~20 s to write); it has no
+  seed, so P@k moves by a few 0.1 points from run to run; predict() takes one document as a
+  list of (feature, value) pairs (the binding's own Python work is ~0.4 ms/doc of the ~10 ms);
+  with 200k features few weight vectors reach the 0.1 densify threshold, so prediction runs on
+  sparse weights (~10 ms/doc). Its threads come from ``n_threads`` at train time and
+  ``init_prediction_thread_pool`` at predict time (default 0 = all CPUs).
+- napkinXC: ``threads`` is a constructor argument (0 = all CPUs) used for fit and predict; it
+  can be changed after fit with ``set_params(threads=...)``. ``seed`` defaults to the clock.
+
 The peers' libraries are imported lazily (``PEER_MODULES`` names them), so importing this file
 costs nothing and a missing library only breaks its own peer.
 
@@ -41,7 +56,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import statistics
 import tempfile
 import time
 

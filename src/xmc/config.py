@@ -117,6 +117,8 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
                 return _coerce(value, option, path)
             except ConfigError as exc:
                 errors.append(str(exc))
+        if len(errors) == 1:  # Optional[X]: X's own message (e.g. the unknown key of a nested config)
+            raise ConfigError(errors[0])
         raise ConfigError(f"{path}: {value!r} matches none of {', '.join(_type_name(o) for o in options)}")
     if origin is Literal:
         allowed = get_args(tp)

@@ -8,6 +8,7 @@ import logging
 import os
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..config import Config
 from ..data import (
@@ -28,8 +29,16 @@ logger = logging.getLogger(__name__)
 
 
 def _read(path: str, args: argparse.Namespace, labels=None) -> XMCDataset:
-    return read_dataset(path, format=args.format, labels=labels,
-                        text_field=args.text_field, labels_field=args.labels_field)
+    # Only fields the user changed: read_dataset rejects JSONL options for XC files, even default ones.
+    fields = {name: value for name, value, default in (("text_field", args.text_field, "text"),
+                                                       ("labels_field", args.labels_field, "labels"))
+              if value != default}
+    try:
+        return read_dataset(path, format=args.format, labels=labels, **fields)
+    except TypeError as exc:
+        if fields and "only apply to JSONL" in str(exc):
+            raise ConfigError(f"{path}: --text-field / --labels-field only apply to JSONL files") from None
+        raise
 
 
 def data_stats(args: argparse.Namespace) -> int:
@@ -52,22 +61,25 @@ def evaluate(args: argparse.Namespace) -> int:
     ks = _parse_ks(args.k)
     train = _read(args.train, args) if args.train else None
     truth = _read(args.truth, args, labels=train.labels if train is not None else None)
-    ids, scores, unknown = read_predictions(args.pred, truth.labels)
+    ids, scores, unknown = _read_predictions(args.pred, truth)
     row_of = {doc_id: i for i, doc_id in enumerate(ids)}
     missing = [doc_id for doc_id in truth.ids if doc_id not in row_of]
     if missing:
         raise ConfigError(f"{args.pred}: no prediction for {len(missing)} document(s), e.g. id {missing[0]!r}")
     scores = scores[[row_of[doc_id] for doc_id in truth.ids]]
+    # Predicted labels unknown to the truth (and training) data are wrong predictions: they get
+    # all-zero truth columns, so they keep their ranks instead of letting lower-ranked labels move up.
+    Y_true = sp.hstack([truth.Y, sp.csr_matrix((len(truth), len(unknown)), dtype=truth.Y.dtype)]).tocsr()
     counts = train.label_counts() if train is not None else truth.label_counts()
     n_docs = len(train) if train is not None else len(truth)
-    counts = np.concatenate([counts, np.zeros(truth.n_labels - len(counts), dtype=np.int64)])
+    counts = np.concatenate([counts, np.zeros(Y_true.shape[1] - len(counts), dtype=np.int64)])
     propensities = jain_propensity(counts, n_docs)
     if args.threshold is None:
         # Every listed label is a positive prediction: threshold below any score.
         threshold = float(scores.data.min()) if scores.nnz else 0.0
     else:
         threshold = args.threshold
-    report = evaluate_scores(truth.Y, scores, ks=ks, propensities=propensities, threshold=threshold)
+    report = evaluate_scores(Y_true, scores, ks=ks, propensities=propensities, threshold=threshold)
     report["documents"] = len(truth)
     report["unseen_test_labels"] = len(truth.unseen_labels)
     report["unknown_predicted_labels"] = len(unknown)
@@ -76,14 +88,18 @@ def evaluate(args: argparse.Namespace) -> int:
         predicted = scores.copy()
         predicted.data = (predicted.data >= threshold).astype(np.float32)
         predicted.eliminate_zeros()
-        groups = group_report(truth.Y, predicted, counts)
+        groups = group_report(Y_true, predicted, counts)
     if args.json:
         out = dict(report)
         if groups is not None:
             out["groups"] = groups
         print(json.dumps(out, indent=2, default=float))
         return 0
-    print(format_report(report))
+    counts_keys = ("documents", "unseen_test_labels", "unknown_predicted_labels")
+    print(format_report({k: v for k, v in report.items() if k not in counts_keys}))  # values in percent
+    print()
+    for key in counts_keys:
+        print(f"{key.replace('_', ' '):<25} {report[key]:>8,}")
     if groups is not None:
         print("\nlabel-frequency groups (train count):")
         print(f"{'group':>14} {'labels':>7} {'micro P':>8} {'micro R':>8} {'micro F1':>9} {'macro F1':>9}")
@@ -91,6 +107,23 @@ def evaluate(args: argparse.Namespace) -> int:
             print(f"{g['name']:>14} {g['n_labels']:>7} {100 * g['micro_p']:8.2f} {100 * g['micro_r']:8.2f} "
                   f"{100 * g['micro_f1']:9.2f} {100 * g['macro_f1']:9.2f}")
     return 0
+
+
+def _read_predictions(path: str, truth: XMCDataset) -> tuple[list[str], sp.csr_matrix, list[str]]:
+    """``read_predictions`` whose columns are truth's labels followed by the unknown predicted labels."""
+    readers_logger = logging.getLogger("xmc.data.readers")
+    level = readers_logger.level
+    readers_logger.setLevel(logging.ERROR)  # its "ignored" warning does not apply: unknown labels are kept
+    try:
+        ids, scores, unknown = read_predictions(path, truth.labels)
+        if unknown:
+            ids, scores, _ = read_predictions(path, truth.labels.extended(unknown))
+    finally:
+        readers_logger.setLevel(level)
+    if unknown:
+        logger.warning("%s: %d predicted label name(s) occur in neither the truth nor the training data; "
+                       "they count as wrong predictions", path, len(unknown))
+    return ids, scores, unknown
 
 
 def _load_config(cls, path: str | None) -> Config:
@@ -118,8 +151,13 @@ def train(args: argparse.Namespace) -> int:
 def predict(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     data = _read(args.input, args)
+    if getattr(model, "featurizer_", None) is not None and data.X is not None and not any(data.input_texts()):
+        raise ConfigError(f"{args.input}: the model featurises text, but this file has only precomputed features")
     overrides = {"topk": args.topk, "beam_size": args.beam_size, "threshold": args.threshold}
-    scores = model.predict(data, **{k: v for k, v in overrides.items() if v is not None})
+    try:
+        scores = model.predict(data, **{k: v for k, v in overrides.items() if v is not None})
+    except ValueError as exc:  # input that does not fit the model: no features, wrong feature count
+        raise ConfigError(f"{args.input}: {exc}") from exc
     topk = args.topk or model.config.predict.topk
     indices, values = top_k(scores, topk)
     write_predictions(args.out, data.ids, model.labels_.names, indices, values)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from ..errors import XMCError
@@ -21,6 +22,16 @@ Typical use:
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one clear line, exit 2, no usage dump
         self.exit(2, f"xmc: error: {message} (see '{self.prog} --help')\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -57,8 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--model", required=True, help="model directory")
     predict.add_argument("--input", required=True, help="documents (JSONL or XC sparse)")
     predict.add_argument("--out", required=True, help="prediction JSONL to write")
-    predict.add_argument("--topk", type=int, help="labels per document (default: the model's)")
-    predict.add_argument("--beam-size", type=int, help="beam size (default: the model's)")
+    predict.add_argument("--topk", type=_positive_int, help="labels per document (default: the model's)")
+    predict.add_argument("--beam-size", type=_positive_int, help="beam size (default: the model's)")
     predict.add_argument("--threshold", type=float, help="drop labels scoring below this")
     _add_data_args(predict)
     predict.set_defaults(func=commands.predict)
@@ -102,6 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("xmc: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `xmc config xr-linear | head`: stop quietly, like other Unix tools
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        except (OSError, ValueError):
+            pass
+        return 141
 
 
 if __name__ == "__main__":

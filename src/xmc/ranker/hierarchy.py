@@ -50,7 +50,7 @@ class LinearTrainConfig(Config):
     C: float = 1.0
     bias: float = 1.0
     weight_threshold: float = 0.1
-    max_iter: int = 20
+    max_iter: int = 100
     eps: float = 0.1
     negatives: Literal["tfn", "man", "tfn+man"] = "tfn"
     man_beam: int = 10
