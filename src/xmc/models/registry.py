@@ -11,6 +11,7 @@ from .persistence import read_manifest
 # name -> "module:Class"; each model issue adds its entry.
 MODELS: dict[str, str] = {
     "xr-linear": "xmc.models.xr_linear:XRLinear",
+    "xtransformer": "xmc.models.xtransformer:XTransformer",
 }
 
 

@@ -143,6 +143,7 @@ class HierarchicalLinear:
         config: LinearTrainConfig | None = None,
         *,
         matcher_ids: np.ndarray | None = None,
+        layers: list[int] | None = None,
         n_threads: int | None = None,
         progress: bool = False,
     ) -> "HierarchicalLinear":
@@ -156,6 +157,8 @@ class HierarchicalLinear:
             matcher_ids: (n, b) top-b leaf clusters from an external matcher (e.g. a
                 fine-tuned transformer); used by ``man`` / ``tfn+man`` for the label
                 layer. Without it the model's own upper layers serve as matcher.
+            layers: train only these layers (others keep empty weights), e.g. just the
+                label layer when a neural matcher replaces the upper ones.
             n_threads: threads (default: all).
             progress: show a progress bar over layers.
         """
@@ -170,7 +173,8 @@ class HierarchicalLinear:
         sq_norms = np.asarray(X.multiply(X).sum(axis=1), dtype=np.float64).ravel()
         loss = LOSS_LOGISTIC if config.loss == "logistic" else LOSS_SQUARED_HINGE
         model = cls(chain, [sp.csc_matrix((X.shape[1] + 1, k), dtype=np.float32) for k in chain.level_sizes], config.bias)
-        for i in tqdm(range(len(chain)), desc="layers", disable=not progress):
+        todo = range(len(chain)) if layers is None else sorted({i % len(chain) for i in layers})
+        for i in tqdm(todo, desc="layers", disable=not progress):
             C = chain[i]
             Y_children = binarize(Y @ chain.label_to_level(i)) if i < len(chain) - 1 else Y
             man_ids = None
@@ -196,13 +200,22 @@ class HierarchicalLinear:
         return model
 
     # ---- prediction ------------------------------------------------------------
-    def _beam(self, X, *, upto, beam_size, post, threads, topk=None, selected=None):
-        """Beam search through layers ``0 .. upto-1``; returns (ids, scores) of level ``upto``'s parents."""
+    def _beam(self, X, *, upto, beam_size, post, threads, topk=None, selected=None, start=None):
+        """Beam search through layers ``0 .. upto-1``; returns (ids, scores) of level ``upto``'s parents.
+
+        ``start=(level, ids, scores)`` begins from a given beam over the nodes of tree level
+        ``level`` (e.g. a neural matcher's top clusters) instead of the root.
+        """
         n = X.shape[0]
+        first = 0
         ids = np.zeros((n, 1), dtype=np.int64)
         scores = np.ones((n, 1), dtype=np.float32)
+        if start is not None:
+            first, ids, scores = start
+            ids = np.ascontiguousarray(ids, dtype=np.int64)
+            scores = np.ascontiguousarray(scores, dtype=np.float32)
         empty = np.zeros(1, dtype=np.int64)
-        for i in range(upto):
+        for i in range(first, upto):
             last = i == len(self.chain) - 1
             out_k = topk if (last and topk is not None) else beam_size
             W = self.weights[i]
@@ -268,6 +281,38 @@ class HierarchicalLinear:
         if threshold is not None:
             ids = np.where(scores >= threshold, ids, -1)
         return topk_to_csr(ids, scores, self.n_labels)
+
+    def predict_from(
+        self,
+        X: sp.csr_matrix,
+        ids: np.ndarray,
+        scores: np.ndarray,
+        *,
+        beam_size: int = 10,
+        topk: int = 10,
+        post_processor: str = "l3-hinge",
+        selected_outputs: sp.csr_matrix | None = None,
+        n_threads: int | None = None,
+    ) -> sp.csr_matrix:
+        """Top-k label scores starting from a given beam over the leaf clusters.
+
+        ``ids`` / ``scores`` (n, b) are an external matcher's top leaf clusters (-1 padded)
+        and their path scores; each label's score is its cluster's score combined with the
+        label layer's post-processed score (a product for ``l3-hinge`` / ``sigmoid``).
+        """
+        X = _csr32(X)
+        if X.shape[1] != self.n_features:
+            raise ValueError(f"X has {X.shape[1]} features, the model expects {self.n_features}")
+        selected = None
+        if selected_outputs is not None:
+            selected = binarize(selected_outputs)
+            selected.sort_indices()
+        level = len(self.chain) - 1
+        out_ids, out_scores = self._beam(
+            X, upto=len(self.chain), beam_size=beam_size, post=post_processor, threads=_threads(n_threads),
+            topk=topk, selected=selected, start=(level, ids, scores),
+        )
+        return topk_to_csr(out_ids, out_scores, self.n_labels)
 
     def predict_clusters(self, X: sp.csr_matrix, level: int, beam_size: int = 10, n_threads: int | None = None):
         """Top-``beam_size`` clusters of tree level ``level`` (nodes of ``chain[level - 1]``), as (ids, scores)."""

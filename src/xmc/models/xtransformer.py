@@ -1,0 +1,467 @@
+"""X-Transformer: a transformer matcher over label clusters, then linear rankers on TF-IDF + neural features.
+
+Chang et al., "Taming Pretrained Transformers for Extreme Multi-label Text Classification"
+(KDD 2020). The pipeline reuses XR-Linear's parts rather than forking them:
+
+1. semantic label indexing: ``pifa-tfidf``, ``pifa-neural`` or ``text-emb`` label
+   representations clustered by :func:`xmc.indexing.kmeans.hierarchical_kmeans`;
+2. matching: g(x, k) = w_k . phi(x) over the K leaf clusters, the encoder fine-tuned with
+   the squared hinge loss on M = binarize(Y C) (:mod:`xmc.neural.matcher`);
+3. ranking: the label layer of :class:`~xmc.ranker.hierarchy.HierarchicalLinear` over
+   [phi_tfidf(x) || normalised phi_neural(x)], trained with ``tfn``, ``man`` or ``tfn+man``
+   negatives where ``man`` comes from the matcher's top-b clusters;
+4. f(x, l) = sigma(g(x, c_l), h(x, l)) for the labels of the top-b clusters (Eq. 2);
+   several members (label representations, seeds) average their scores.
+
+Every text set is encoded once per encoder state through :class:`~xmc.neural.cache.EmbeddingCache`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import math
+import os
+import time
+from typing import Literal, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.preprocessing import normalize
+
+from ..config import Config, check
+from ..data.dataset import LabelVocabulary, XMCDataset
+from ..ensemble import average_scores
+from ..errors import ConfigError, ModelFormatError
+from ..features.tfidf import TfidfConfig, TfidfFeaturizer
+from ..indexing.kmeans import hierarchical_kmeans
+from ..indexing.label_repr import pifa
+from ..indexing.tree import ClusterChain
+from ..io import atomic_directory
+from ..ranker.beam import POST_PROCESSORS
+from ..ranker.hierarchy import HierarchicalLinear, LinearTrainConfig, PredictConfig
+from ..neural.configs import EncoderConfig, MatcherConfig
+from ..ranker.negatives import binarize
+from .persistence import read_labels, read_manifest, write_labels, write_manifest
+
+logger = logging.getLogger(__name__)
+
+LabelRepr = Literal["pifa-tfidf", "pifa-neural", "text-emb"]
+
+
+@dataclasses.dataclass
+class MemberConfig(Config):
+    """One ensemble member: a label tree, its matcher and its ranker.
+
+    Attributes:
+        label_repr: ``pifa-tfidf`` (PIFA over TF-IDF), ``pifa-neural`` (PIFA over the
+            pre-trained encoder's instance embeddings) or ``text-emb`` (mean-pooled
+            encoder states of the label texts).
+        branching / max_leaf_size / max_iter / seed: the hierarchical k-means (as XR-Linear).
+        recluster: after fine-tuning, rebuild the tree from pifa-neural of the fine-tuned
+            encoder and retrain the cluster head on it (the encoder is kept).
+    """
+
+    label_repr: LabelRepr = "pifa-tfidf"
+    branching: int = 16
+    max_leaf_size: int = 100
+    max_iter: int = 20
+    seed: int = 0
+    recluster: bool = False
+
+    def validate(self) -> None:
+        check(self.branching >= 2 and self.branching & (self.branching - 1) == 0,
+              f"branching must be a power of two >= 2, got {self.branching}")
+        check(self.max_leaf_size >= 1, "max_leaf_size must be >= 1")
+
+
+def _default_ranker() -> LinearTrainConfig:
+    return LinearTrainConfig(negatives="tfn+man")
+
+
+def _default_predict() -> PredictConfig:
+    return PredictConfig(beam_size=20)
+
+
+@dataclasses.dataclass
+class XTransformerConfig(Config):
+    """Full configuration of :class:`XTransformer` (``xmc config xtransformer`` prints it).
+
+    Attributes:
+        features: TF-IDF settings (phi_tfidf and pifa-tfidf).
+        encoder: the Hugging Face encoder and its pooling (phi_neural).
+        text_fields: document fields joined into the encoder's input text.
+        members: one entry per ensemble member (label representation and tree).
+        matcher: how the matcher is trained (``transformer`` fine-tunes the encoder).
+        ranker_input: ``tfidf`` or ``tfidf+neural`` ([phi_tfidf || neural_weight * phi_neural / |phi_neural|]).
+        neural_weight: scale of the normalised neural block in the ranker input.
+        ranker: the linear ranker's training (negatives ``tfn``, ``man``, ``tfn+man``).
+        combiner: f(x, l) from the cluster score g and the ranker score h: ``product``
+            (post(g) * post(h), as PECOS), ``average`` ((post(g) + post(h)) / 2) or ``ranker`` (h only).
+        predict: beam_size = clusters passed from matcher to ranker (b), topk, post_processor.
+        cache_dir: keep encoded embeddings here between runs (None: memory only).
+        work_dir: checkpoints of matcher training, to resume an interrupted run (None: none).
+        n_threads: threads of the linear parts (0 = all cores).
+    """
+
+    features: TfidfConfig = dataclasses.field(default_factory=lambda: TfidfConfig(fields=["title", "text"]))
+    encoder: EncoderConfig = dataclasses.field(default_factory=EncoderConfig)
+    text_fields: list[str] = dataclasses.field(default_factory=lambda: ["title", "text"])
+    members: list[MemberConfig] = dataclasses.field(default_factory=lambda: [MemberConfig()])
+    matcher: MatcherConfig = dataclasses.field(default_factory=MatcherConfig)
+    ranker_input: Literal["tfidf", "tfidf+neural"] = "tfidf+neural"
+    neural_weight: float = 1.0
+    ranker: LinearTrainConfig = dataclasses.field(default_factory=_default_ranker)
+    combiner: Literal["product", "average", "ranker"] = "product"
+    predict: PredictConfig = dataclasses.field(default_factory=_default_predict)
+    cache_dir: str | None = None
+    work_dir: str | None = None
+    n_threads: int = 0
+
+    def validate(self) -> None:
+        check(len(self.members) >= 1, "members needs at least one entry")
+        check(self.neural_weight > 0, "neural_weight must be positive")
+        bad = [f for f in self.text_fields if f not in ("title", "description", "text")]
+        check(not bad, f"unknown text field(s) {bad}; choose from title, description, text")
+        if self.matcher.kind == "linear":
+            check(self.combiner == "product", "a linear matcher ranks by its own tree; combiner must be 'product'")
+
+
+Inputs = XMCDataset | Sequence[str]
+
+
+@dataclasses.dataclass
+class _Member:
+    """A trained member: tree + ranker, and (unless the matcher is linear) encoder and cluster head."""
+
+    config: MemberConfig
+    ranker: HierarchicalLinear
+    encoder: object | None = None  # TextEncoder, when fine-tuned for this member
+    head: object | None = None  # ClusterHead
+
+
+class XTransformer:
+    """The X-Transformer pipeline (see the module docstring).
+
+    Attributes (after ``fit`` or ``load``):
+        labels_: label vocabulary.
+        featurizer_: TF-IDF featurizer.
+        encoder_: the pre-trained encoder (shared by members that do not fine-tune).
+        members_: trained members.
+        timings_: wall time per training stage (seconds).
+        histories_: matcher training histories per member.
+    """
+
+    name = "xtransformer"
+    config_class = XTransformerConfig
+    uses_validation = True
+
+    def __init__(self, config: XTransformerConfig | None = None):
+        self.config = config or XTransformerConfig()
+        self.labels_: LabelVocabulary | None = None
+        self.featurizer_: TfidfFeaturizer | None = None
+        self.encoder_ = None
+        self.members_: list[_Member] = []
+        self.timings_: dict[str, float] = {}
+        self.histories_: list[dict] = []
+        self._cache = None
+
+    # ---- helpers ----------------------------------------------------------------
+    @property
+    def cache(self):
+        if self._cache is None:
+            from ..neural.cache import EmbeddingCache
+
+            self._cache = EmbeddingCache(self.config.cache_dir)
+        return self._cache
+
+    def _device(self):
+        from ..neural.device import select_device
+
+        return select_device(self.config.matcher.device)
+
+    def _load_pretrained(self):
+        from ..neural.encoder import TextEncoder
+
+        return TextEncoder.from_pretrained(self.config.encoder).to(self._device()).eval()
+
+    def _timed(self, stage: str, started: float) -> None:
+        self.timings_[stage] = self.timings_.get(stage, 0.0) + time.perf_counter() - started
+        logger.info("stage %s: %.1f s", stage, self.timings_[stage])
+
+    def _ranker_features(self, X_tfidf: sp.csr_matrix, embeddings: np.ndarray | None) -> sp.csr_matrix:
+        if self.config.ranker_input == "tfidf":
+            return X_tfidf
+        neural = self.config.neural_weight * normalize(embeddings.astype(np.float32))
+        return sp.hstack([X_tfidf, sp.csr_matrix(neural)], format="csr", dtype=np.float32)
+
+    def _needs_encoder(self) -> bool:
+        uses_neural_repr = any(m.label_repr != "pifa-tfidf" for m in self.config.members)
+        return self.config.matcher.kind != "linear" or self.config.ranker_input != "tfidf" or uses_neural_repr
+
+    # ---- training ------------------------------------------------------------------
+    def fit(self, data: XMCDataset, *, valid: XMCDataset | None = None, progress: bool = True) -> "XTransformer":
+        """Train every member on ``data``.
+
+        Args:
+            data: training texts and labels.
+            valid: documents for the matcher's early stopping; default: ``matcher.valid_fraction``
+                of ``data`` held out from fine-tuning (the rankers still see all of ``data``).
+            progress: show progress bars.
+        """
+        from ..neural.matcher import top_clusters, train_head, train_matcher
+
+        if data.unseen_labels:
+            raise ValueError("training data must be read without a fixed vocabulary (it has unseen labels)")
+        cfg = self.config
+        self.timings_, self.histories_, self.members_ = {}, [], []
+        self.labels_ = data.labels
+        texts = data.input_texts(cfg.text_fields)
+        Y = binarize(data.Y)
+        t = time.perf_counter()
+        self.featurizer_ = TfidfFeaturizer(cfg.features)
+        X = self.featurizer_.fit_transform(data.input_texts(cfg.features.fields))
+        self._timed("tfidf", t)
+
+        # Matcher validation: given documents, else a seeded share of train kept out of fine-tuning.
+        rng = np.random.default_rng(cfg.matcher.seed)
+        n = len(texts)
+        if valid is not None:
+            fit_rows = np.arange(n)
+            valid_texts = valid.input_texts(cfg.text_fields)
+            valid_Y = binarize(valid.Y[:, : len(self.labels_)])
+        else:
+            perm = rng.permutation(n)
+            n_valid = max(1, int(round(cfg.matcher.valid_fraction * n)))
+            fit_rows, valid_rows = np.sort(perm[n_valid:]), np.sort(perm[:n_valid])
+            valid_texts, valid_Y = [texts[i] for i in valid_rows], Y[valid_rows]
+        if cfg.matcher.max_train_docs is not None and len(fit_rows) > cfg.matcher.max_train_docs:
+            fit_rows = np.sort(rng.choice(fit_rows, cfg.matcher.max_train_docs, replace=False))
+
+        pretrained = None
+        E_pre = None
+        if self._needs_encoder():
+            t = time.perf_counter()
+            pretrained = self._load_pretrained()
+            E_pre = self.cache.encode(pretrained, texts, progress=progress, desc="encoding train (pre-trained)")
+            self._timed("encode_pretrained", t)
+        self.encoder_ = pretrained
+
+        label_texts = data.label_texts if data.label_texts is not None else data.labels.names
+        threads = cfg.n_threads or None
+        for k, member_cfg in enumerate(cfg.members):
+            prefix = f"member{k}." if len(cfg.members) > 1 else ""
+            t = time.perf_counter()
+            Z = self._label_representation(member_cfg, X, Y, E_pre, pretrained, label_texts, progress)
+            chain = self._cluster(Z, member_cfg, threads)
+            self._timed(prefix + "index", t)
+            member = _Member(member_cfg, ranker=None)
+            history: dict = {}
+            E = E_pre
+            matcher_ids = None
+            if cfg.matcher.kind != "linear":
+                M = binarize(Y @ chain[len(chain) - 1])
+                valid_M = binarize(valid_Y @ chain[len(chain) - 1])
+                t = time.perf_counter()
+                if cfg.matcher.kind == "transformer":
+                    encoder = copy.deepcopy(pretrained)
+                    ckpt = os.path.join(cfg.work_dir, f"matcher-{k}") if cfg.work_dir else None
+                    encoder, head, hist = train_matcher(
+                        encoder, [texts[i] for i in fit_rows], M[fit_rows], cfg.matcher,
+                        valid_texts=valid_texts, valid_M=valid_M, checkpoint_dir=ckpt, progress=progress,
+                    )
+                    member.encoder = encoder
+                    self._timed(prefix + "finetune", t)
+                    t = time.perf_counter()
+                    E = self.cache.encode(encoder, texts, progress=progress, desc="encoding train (fine-tuned)")
+                    self._timed(prefix + "encode_finetuned", t)
+                else:
+                    E_valid = self.cache.encode(pretrained, valid_texts, progress=False)
+                    head, hist = train_head(E_pre[fit_rows], M[fit_rows], cfg.matcher,
+                                            valid_embeddings=E_valid, valid_M=valid_M, progress=progress)
+                    self._timed(prefix + "matcher_head", t)
+                history = dataclasses.asdict(hist)
+                if member_cfg.recluster and cfg.matcher.kind == "transformer":
+                    t = time.perf_counter()
+                    chain = self._cluster(pifa(sp.csr_matrix(E), Y), member_cfg, threads)
+                    M = binarize(Y @ chain[len(chain) - 1])
+                    valid_M = binarize(valid_Y @ chain[len(chain) - 1])
+                    E_valid = self.cache.encode(member.encoder, valid_texts, progress=False)
+                    head, hist2 = train_head(E[fit_rows], M[fit_rows], cfg.matcher,
+                                             valid_embeddings=E_valid, valid_M=valid_M, progress=progress)
+                    history["recluster"] = dataclasses.asdict(hist2)
+                    self._timed(prefix + "recluster", t)
+                member.head = head
+                matcher_ids, _ = top_clusters(head.scores(E), cfg.matcher.top_b)
+            t = time.perf_counter()
+            R = self._ranker_features(X, E)
+            layers = None if cfg.matcher.kind == "linear" else [len(chain) - 1]
+            member.ranker = HierarchicalLinear.fit(R, Y, chain, cfg.ranker, matcher_ids=matcher_ids, layers=layers,
+                                                   n_threads=threads, progress=progress)
+            self._timed(prefix + "ranker", t)
+            self.members_.append(member)
+            self.histories_.append(history)
+        return self
+
+    def _label_representation(self, m: MemberConfig, X, Y, E_pre, encoder, label_texts, progress) -> sp.csr_matrix:
+        if m.label_repr == "pifa-tfidf":
+            return pifa(X, Y)
+        if m.label_repr == "pifa-neural":
+            return pifa(sp.csr_matrix(E_pre), Y)
+        if label_texts is None:
+            raise ConfigError("label_repr 'text-emb' needs label texts (or label names)")
+        return sp.csr_matrix(normalize(self.cache.encode(encoder, list(label_texts), progress=progress,
+                                                         desc="encoding label texts")))
+
+    @staticmethod
+    def _cluster(Z: sp.csr_matrix, m: MemberConfig, threads) -> ClusterChain:
+        return hierarchical_kmeans(Z, branching=m.branching, max_leaf_size=m.max_leaf_size, max_iter=m.max_iter,
+                                   seed=m.seed, n_threads=threads)
+
+    # ---- prediction ----------------------------------------------------------------
+    def _texts(self, inputs: Inputs) -> tuple[list[str], list[str]]:
+        """(encoder texts, TF-IDF texts) of the inputs."""
+        if isinstance(inputs, XMCDataset):
+            return inputs.input_texts(self.config.text_fields), inputs.input_texts(self.featurizer_.config.fields)
+        if isinstance(inputs, str) or sp.issparse(inputs):
+            raise TypeError("predict takes a list of texts or an XMCDataset")
+        texts = list(inputs)
+        return texts, texts
+
+    def predict(
+        self,
+        inputs: Inputs,
+        *,
+        topk: int | None = None,
+        beam_size: int | None = None,
+        post_processor: str | None = None,
+        threshold: float | None = None,
+        selected_outputs: sp.spmatrix | None = None,
+        progress: bool = False,
+    ) -> sp.csr_matrix:
+        """Scores of the top-k labels: CSR (n, L).
+
+        Args:
+            inputs: raw texts or a dataset.
+            topk / beam_size / post_processor / threshold: override ``config.predict``
+                (beam_size = b, the matcher's clusters passed to the ranker).
+            selected_outputs: optional (n, L) 0/1 matrix; predict only among these labels.
+        """
+        from ..neural.matcher import top_clusters
+
+        if not self.members_:
+            raise RuntimeError("model is not fitted; call fit() or XTransformer.load()")
+        p = self.config.predict
+        topk = p.topk if topk is None else topk
+        beam = p.beam_size if beam_size is None else beam_size
+        post = post_processor or p.post_processor
+        threshold = p.threshold if threshold is None else threshold
+        if post not in POST_PROCESSORS:
+            raise ValueError(f"unknown post_processor {post!r}; choose from {list(POST_PROCESSORS)}")
+        enc_texts, tfidf_texts = self._texts(inputs)
+        X = self.featurizer_.transform(tfidf_texts)
+        threads = self.config.n_threads or None
+        results = []
+        for member in self.members_:
+            encoder = member.encoder or self.encoder_
+            E = self.cache.encode(encoder, enc_texts, progress=progress) if encoder is not None else None
+            R = self._ranker_features(X, E)
+            if member.head is None:
+                results.append(member.ranker.predict(R, beam_size=beam, topk=topk, post_processor=post,
+                                                     selected_outputs=selected_outputs, n_threads=threads))
+                continue
+            ids, g = top_clusters(member.head.scores(E), beam)
+            results.append(self._combine(member.ranker, R, ids, g, topk, beam, post, selected_outputs, threads))
+        scores = results[0] if len(results) == 1 else average_scores(results, topk)
+        if threshold is not None:
+            scores = scores.multiply(scores >= threshold).tocsr()
+            scores.eliminate_zeros()
+        return scores
+
+    def _combine(self, ranker: HierarchicalLinear, R, ids, g, topk, beam, post, selected, threads) -> sp.csr_matrix:
+        """f(x, l) = sigma(g(x, c_l), h(x, l)) over the labels of the top-b clusters (paper Eq. 2)."""
+        matcher_post = np.exp(-np.maximum(0.0, 1.0 - g) ** 3).astype(np.float32)  # l3-hinge of the cluster scores
+        combiner = self.config.combiner
+        if combiner == "product":
+            return ranker.predict_from(R, ids, matcher_post, beam_size=beam, topk=topk, post_processor=post,
+                                       selected_outputs=selected, n_threads=threads)
+        ones = np.ones_like(matcher_post)
+        if combiner == "ranker":
+            return ranker.predict_from(R, ids, ones, beam_size=beam, topk=topk, post_processor=post,
+                                       selected_outputs=selected, n_threads=threads)
+        # average: every candidate label's ranker score, then the mean with its cluster's matcher score.
+        leaf = ranker.chain[len(ranker.chain) - 1]
+        n_candidates = int(np.diff(leaf.indptr).max()) * ids.shape[1]
+        h = ranker.predict_from(R, ids, ones, beam_size=beam, topk=n_candidates, post_processor=post,
+                                selected_outputs=selected, n_threads=threads).tocoo()
+        label_cluster = leaf.tocsr().indices  # each label's leaf cluster (one per row)
+        cluster_score = sp.csr_matrix((matcher_post.ravel(), (np.repeat(np.arange(ids.shape[0]), ids.shape[1]),
+                                                              np.maximum(ids, 0).ravel())),
+                                      shape=(ids.shape[0], leaf.shape[1]))
+        gl = np.asarray(cluster_score[h.row, label_cluster[h.col]]).ravel()
+        avg = sp.csr_matrix(((h.data + gl) / 2.0, (h.row, h.col)), shape=h.shape)
+        return average_scores([avg], topk)
+
+    # ---- persistence -----------------------------------------------------------------
+    def save(self, directory: str | os.PathLike) -> None:
+        """One directory: manifest, labels, TF-IDF, encoders (safetensors), heads, trees and rankers."""
+        from safetensors.torch import save_file
+
+        if not self.members_:
+            raise RuntimeError("model is not fitted")
+        with atomic_directory(directory) as tmp:
+            write_manifest(tmp, self.name, self.config.to_dict(),
+                           {"n_members": len(self.members_), "timings": self.timings_},
+                           packages=("torch", "transformers", "safetensors"))
+            write_labels(tmp, self.labels_.names)
+            self.featurizer_.save(os.path.join(tmp, "featurizer"))
+            if self.encoder_ is not None and any(m.encoder is None for m in self.members_):
+                self.encoder_.save(os.path.join(tmp, "encoder"))
+            for k, member in enumerate(self.members_):
+                mdir = os.path.join(tmp, f"member-{k}")
+                member.ranker.save(os.path.join(mdir, "ranker"))
+                if member.encoder is not None:
+                    member.encoder.save(os.path.join(mdir, "encoder"))
+                if member.head is not None:
+                    save_file({k2: v.detach().cpu().contiguous() for k2, v in member.head.state_dict().items()},
+                              os.path.join(mdir, "head.safetensors"))
+            with open(os.path.join(tmp, "histories.json"), "w", encoding="utf-8") as fh:
+                json.dump(self.histories_, fh)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, device: str | None = None) -> "XTransformer":
+        """Load a saved pipeline (``device`` overrides the config's, e.g. ``cpu``)."""
+        from safetensors.torch import load_file
+
+        from ..neural.encoder import TextEncoder
+        from ..neural.matcher import ClusterHead
+
+        manifest = read_manifest(directory)
+        if manifest["model"] != cls.name:
+            raise ModelFormatError(f"{os.fspath(directory)} holds a {manifest['model']!r} model, not {cls.name!r}")
+        config = XTransformerConfig.from_dict(manifest["config"], where="xmc_model.json:config")
+        if device is not None:
+            config = dataclasses.replace(config, matcher=dataclasses.replace(config.matcher, device=device))
+        model = cls(config)
+        model.labels_ = LabelVocabulary(read_labels(directory))
+        model.featurizer_ = TfidfFeaturizer.load(os.path.join(directory, "featurizer"))
+        dev = model._device()
+        shared = os.path.join(directory, "encoder")
+        if os.path.isdir(shared):
+            model.encoder_ = TextEncoder.from_pretrained(config.encoder, shared).to(dev).eval()
+        for k in range(manifest["n_members"]):
+            mdir = os.path.join(directory, f"member-{k}")
+            member = _Member(config.members[k], HierarchicalLinear.load(os.path.join(mdir, "ranker")))
+            if os.path.isdir(os.path.join(mdir, "encoder")):
+                member.encoder = TextEncoder.from_pretrained(config.encoder, os.path.join(mdir, "encoder")).to(dev).eval()
+            head_path = os.path.join(mdir, "head.safetensors")
+            if os.path.exists(head_path):
+                state = load_file(head_path)
+                member.head = ClusterHead(state["linear.weight"].shape[1], state["linear.weight"].shape[0])
+                member.head.load_state_dict(state)
+                member.head.eval()
+            model.members_.append(member)
+        model.timings_ = manifest.get("timings", {})
+        return model

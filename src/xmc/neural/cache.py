@@ -1,0 +1,92 @@
+"""An embedding cache: each text set is encoded once per encoder state and reused.
+
+Indexing (pifa-neural), ranker features and ensemble members all need the same
+instance embeddings; encoding is the slow step on CPU, so results are kept in
+memory and, when a directory is given, on disk as ``<key>.npy`` (plain arrays, never
+pickles). The key hashes the encoder's weights, its pooling settings and the texts, so
+a fine-tuned encoder never reuses a pre-trained encoder's vectors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..io import atomic_file
+from .encoder import TextEncoder
+
+logger = logging.getLogger(__name__)
+
+
+def encoder_fingerprint(encoder: TextEncoder) -> str:
+    """A hash of the encoder's weights and pooling settings."""
+    h = hashlib.sha1()
+    cfg = encoder.config
+    h.update(f"{cfg.pooling}|{cfg.last_layers}|{cfg.max_length}|{type(encoder.backbone).__name__}".encode())
+    with torch.no_grad():
+        for name, param in encoder.backbone.state_dict().items():
+            h.update(name.encode())
+            h.update(param.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def texts_fingerprint(texts: Sequence[str]) -> str:
+    h = hashlib.sha1()
+    for t in texts:
+        h.update(t.encode("utf-8"))
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+class EmbeddingCache:
+    """Memoises ``encoder.encode(texts)``.
+
+    Args:
+        directory: where to keep ``.npy`` files across runs (None: memory only).
+    """
+
+    def __init__(self, directory: str | os.PathLike | None = None):
+        self.directory = os.fspath(directory) if directory else None
+        self._memory: dict[str, np.ndarray] = {}
+        self._fingerprints: dict[int, tuple[int, str]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def _encoder_key(self, encoder: TextEncoder) -> str:
+        # Hashing the weights costs a pass over them; remember it until a training step changes them
+        # (parameters' _version counters move on every in-place update).
+        version = sum(p._version for p in encoder.backbone.parameters())
+        cached = self._fingerprints.get(id(encoder))
+        if cached is None or cached[0] != version:
+            cached = (version, encoder_fingerprint(encoder))
+            self._fingerprints[id(encoder)] = cached
+        return cached[1]
+
+    def encode(self, encoder: TextEncoder, texts: Sequence[str], *, progress: bool = True,
+               desc: str = "encoding") -> np.ndarray:
+        key = hashlib.sha1(f"{self._encoder_key(encoder)}|{texts_fingerprint(texts)}".encode()).hexdigest()[:24]
+        if key in self._memory:
+            self.hits += 1
+            return self._memory[key]
+        path = os.path.join(self.directory, f"{key}.npy") if self.directory else None
+        if path and os.path.exists(path):
+            vectors = np.load(path, allow_pickle=False)
+            if vectors.shape == (len(texts), encoder.dim):
+                self.hits += 1
+                self._memory[key] = vectors
+                return vectors
+            logger.warning("%s: cached embeddings have shape %s, expected %s; re-encoding",
+                           path, vectors.shape, (len(texts), encoder.dim))
+        self.misses += 1
+        vectors = encoder.encode(texts, progress=progress, desc=desc)
+        self._memory[key] = vectors
+        if path:
+            os.makedirs(self.directory, exist_ok=True)
+            with atomic_file(path, "wb") as fh:
+                np.save(fh, vectors, allow_pickle=False)
+        return vectors

