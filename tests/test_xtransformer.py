@@ -164,3 +164,21 @@ def test_linear_matcher_tfidf_only_needs_no_encoder(corpus, tmp_path):
     assert not (tmp_path / "lin" / "encoder").exists()
     np.testing.assert_allclose(load_model(tmp_path / "lin").predict(corpus.test).toarray(),
                                model.predict(corpus.test).toarray())
+
+
+def test_matcher_checkpoint_resumes_finished_run(tiny_bert, corpus, tmp_path):
+    from xmc.neural.matcher import train_matcher
+
+    texts = corpus.train.input_texts(["title", "text"])[:64]
+    M = sp.csr_matrix((np.arange(64)[:, None] % 3 == np.arange(3)).astype(np.float32))
+    cfg = MatcherConfig(epochs=1, batch_size=16, device="cpu", amp=False, top_b=1)
+    enc = TextEncoder.from_pretrained(EncoderConfig(model_path=tiny_bert, max_length=16))
+    enc, head, hist = train_matcher(enc, texts, M, cfg, valid_texts=texts[:16], valid_M=M[:16],
+                                    checkpoint_dir=str(tmp_path / "ckpt"), progress=False)
+    assert hist.steps == 4 and (tmp_path / "ckpt" / "head.safetensors").exists()
+    fresh = TextEncoder.from_pretrained(EncoderConfig(model_path=tiny_bert, max_length=16))
+    fresh, head2, hist2 = train_matcher(fresh, texts, M, cfg, valid_texts=texts[:16], valid_M=M[:16],
+                                        checkpoint_dir=str(tmp_path / "ckpt"), progress=False)
+    assert hist2.steps == 4  # nothing retrained
+    np.testing.assert_allclose(fresh.encode(texts, progress=False), enc.encode(texts, progress=False), atol=1e-6)
+    torch.testing.assert_close(head2.linear.weight, head.linear.weight)

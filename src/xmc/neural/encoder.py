@@ -69,6 +69,15 @@ class TextEncoder(nn.Module):
         return self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.config.max_length,
                               return_tensors="pt")
 
+    def pretokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids of every text, truncated but not padded (one fast batched call)."""
+        return self.tokenizer(list(texts), truncation=True, max_length=self.config.max_length,
+                              return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+
+    def collate(self, token_ids: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
+        """Pad pre-tokenised texts into a batch."""
+        return self.tokenizer.pad({"input_ids": list(token_ids)}, padding=True, return_tensors="pt")
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra) -> torch.Tensor:
         concat = self.config.pooling == "cls-concat"
         kwargs = {k: v for k, v in extra.items() if k == "token_type_ids"}
@@ -88,17 +97,18 @@ class TextEncoder(nn.Module):
                amp: bool = True, desc: str = "encoding") -> np.ndarray:
         """Pooled vectors (n, dim) float32, in input order.
 
-        Texts are encoded in order of length so that batches carry little padding.
+        Texts are encoded in order of token length so that batches carry little padding.
         """
         batch_size = batch_size or self.config.batch_size
         was_training = self.training
         self.eval()
         device = self.device
-        order = np.argsort([-len(t) for t in texts], kind="stable")
+        token_ids = self.pretokenize(texts)
+        order = np.argsort([-len(t) for t in token_ids], kind="stable")
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         for start in tqdm(range(0, len(texts), batch_size), desc=desc, disable=not progress, unit="batch"):
             rows = order[start:start + batch_size]
-            batch = {k: v.to(device) for k, v in self.tokenize([texts[i] for i in rows]).items()}
+            batch = {k: v.to(device) for k, v in self.collate([token_ids[i] for i in rows]).items()}
             with autocast(device, amp):
                 vectors = self(**batch)
             out[rows] = vectors.float().cpu().numpy()

@@ -149,9 +149,15 @@ def train_matcher(
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
     history = MatcherHistory()
     rng = np.random.default_rng(config.seed)
+    finished = False
     if checkpoint_dir and os.path.exists(os.path.join(checkpoint_dir, "history.json")):
-        history, rng = _resume(checkpoint_dir, encoder, head, optimizer, scheduler)
+        history, rng, finished = _resume(checkpoint_dir, encoder, head, optimizer, scheduler)
         logger.info("resumed matcher training from %s after epoch %d", checkpoint_dir, history.epochs_done)
+    if finished:  # a completed run: its best state is what was saved
+        encoder.eval()
+        head.eval()
+        return encoder, head, history
+    token_ids = encoder.pretokenize(texts)
     eval_every = config.eval_every or steps_per_epoch
     best = (copy.deepcopy(encoder.state_dict()), copy.deepcopy(head.state_dict())) if history.steps else None
     bad_evals = 0
@@ -164,7 +170,7 @@ def train_matcher(
         head.train()
         micro = 0
         for rows in _batches(n, config.batch_size, rng):
-            batch = {k: v.to(device) for k, v in encoder.tokenize([texts[i] for i in rows]).items()}
+            batch = {k: v.to(device) for k, v in encoder.collate([token_ids[i] for i in rows]).items()}
             targets = torch.from_numpy(M[rows].toarray()).to(device)
             with autocast(device, config.amp):
                 logits = head(encoder(**batch))
@@ -201,9 +207,9 @@ def train_matcher(
             if stop:
                 break
         history.epochs_done += 1
-        if checkpoint_dir:
+        if checkpoint_dir and not stop:
             _save_checkpoint(checkpoint_dir, encoder, head, optimizer, scheduler, history,
-                             {"bit_generator": rng.bit_generator.state})
+                             {"bit_generator": rng.bit_generator.state, "finished": False})
     bar.close()
     history.seconds += time.perf_counter() - started
     history.samples_per_second = seen / max(history.seconds, 1e-9)
@@ -212,13 +218,14 @@ def train_matcher(
         head.load_state_dict(best[1])
     encoder.eval()
     head.eval()
+    if checkpoint_dir:
+        _save_checkpoint(checkpoint_dir, encoder, head, optimizer, scheduler, history,
+                         {"bit_generator": rng.bit_generator.state, "finished": True})
     return encoder, head, history
 
 
 def _resume(directory, encoder, head, optimizer, scheduler):
     from safetensors.torch import load_file
-
-    from .encoder import EncoderConfig  # noqa: F401  (same architecture; weights only)
 
     with open(os.path.join(directory, "history.json"), encoding="utf-8") as fh:
         saved = json.load(fh)
@@ -231,7 +238,7 @@ def _resume(directory, encoder, head, optimizer, scheduler):
     history = MatcherHistory(**saved["history"])
     rng = np.random.default_rng()
     rng.bit_generator.state = saved["rng"]["bit_generator"]
-    return history, rng
+    return history, rng, bool(saved["rng"].get("finished"))
 
 
 @torch.no_grad()
