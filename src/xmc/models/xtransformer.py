@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import json
 import logging
-import math
 import os
 import time
 from typing import Literal, Sequence
@@ -202,13 +202,16 @@ class XTransformer:
         return self.config.matcher.kind != "linear" or self.config.ranker_input != "tfidf" or uses_neural_repr
 
     # ---- training ------------------------------------------------------------------
-    def fit(self, data: XMCDataset, *, valid: XMCDataset | None = None, progress: bool = True) -> "XTransformer":
+    def fit(self, data: XMCDataset, *, valid: XMCDataset | None = None,
+            tfidf: tuple[TfidfFeaturizer, sp.csr_matrix] | None = None, progress: bool = True) -> "XTransformer":
         """Train every member on ``data``.
 
         Args:
             data: training texts and labels.
             valid: documents for the matcher's early stopping; default: ``matcher.valid_fraction``
                 of ``data`` held out from fine-tuning (the rankers still see all of ``data``).
+            tfidf: an already fitted featurizer and its training matrix for ``data`` (e.g. shared
+                by the runs of an ablation); default: fit ``config.features`` here.
             progress: show progress bars.
         """
         from ..neural.matcher import top_clusters, train_head, train_matcher
@@ -221,8 +224,13 @@ class XTransformer:
         texts = data.input_texts(cfg.text_fields)
         Y = binarize(data.Y)
         t = time.perf_counter()
-        self.featurizer_ = TfidfFeaturizer(cfg.features)
-        X = self.featurizer_.fit_transform(data.input_texts(cfg.features.fields))
+        if tfidf is not None:
+            self.featurizer_, X = tfidf
+            if X.shape[0] != len(data):
+                raise ValueError(f"the given TF-IDF matrix has {X.shape[0]} rows for {len(data)} documents")
+        else:
+            self.featurizer_ = TfidfFeaturizer(cfg.features)
+            X = self.featurizer_.fit_transform(data.input_texts(cfg.features.fields))
         self._timed("tfidf", t)
 
         # Matcher validation: given documents, else a seeded share of train kept out of fine-tuning.
@@ -267,7 +275,7 @@ class XTransformer:
                 t = time.perf_counter()
                 if cfg.matcher.kind == "transformer":
                     encoder = copy.deepcopy(pretrained)
-                    ckpt = os.path.join(cfg.work_dir, f"matcher-{k}") if cfg.work_dir else None
+                    ckpt = os.path.join(cfg.work_dir, self._matcher_key(member_cfg, fit_rows)) if cfg.work_dir else None
                     encoder, head, hist = train_matcher(
                         encoder, [texts[i] for i in fit_rows], M[fit_rows], cfg.matcher,
                         valid_texts=valid_texts, valid_M=valid_M, checkpoint_dir=ckpt, progress=progress,
@@ -304,6 +312,14 @@ class XTransformer:
             self.members_.append(member)
             self.histories_.append(history)
         return self
+
+    def _matcher_key(self, member_cfg: MemberConfig, fit_rows: np.ndarray) -> str:
+        """Checkpoint folder name: equal trees, matcher and encoder settings and rows share a fine-tuned matcher."""
+        cfg = self.config
+        spec = json.dumps([member_cfg.to_dict(), cfg.matcher.to_dict(), cfg.encoder.to_dict(), cfg.text_fields,
+                           cfg.features.to_dict() if member_cfg.label_repr == "pifa-tfidf" else None,
+                           len(self.labels_), hashlib.sha1(np.ascontiguousarray(fit_rows)).hexdigest()], sort_keys=True)
+        return "matcher-" + hashlib.sha1(spec.encode()).hexdigest()[:16]
 
     def _label_representation(self, m: MemberConfig, X, Y, E_pre, encoder, label_texts, progress) -> sp.csr_matrix:
         if m.label_repr == "pifa-tfidf":
@@ -363,10 +379,13 @@ class XTransformer:
         enc_texts, tfidf_texts = self._texts(inputs)
         X = self.featurizer_.transform(tfidf_texts)
         threads = self.config.n_threads or None
+        from ..neural.cache import EmbeddingCache
+
+        cache = EmbeddingCache()  # per call: members sharing an encoder encode once; nothing kept from earlier calls
         results = []
         for member in self.members_:
             encoder = member.encoder or self.encoder_
-            E = self.cache.encode(encoder, enc_texts, progress=progress) if encoder is not None else None
+            E = cache.encode(encoder, enc_texts, progress=progress) if encoder is not None else None
             R = self._ranker_features(X, E)
             if member.head is None:
                 results.append(member.ranker.predict(R, beam_size=beam, topk=topk, post_processor=post,

@@ -46,7 +46,8 @@ class TextEncoder(nn.Module):
             raise ConfigError(f"encoder directory {path!r} does not exist (xmc never downloads models)")
         try:
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-            backbone = AutoModel.from_pretrained(path, local_files_only=True)
+            # fp32 master weights whatever dtype the files hold (mixed precision comes from autocast).
+            backbone = AutoModel.from_pretrained(path, local_files_only=True, dtype=torch.float32)
         except (OSError, ValueError) as exc:
             raise ModelFormatError(f"{path}: cannot load a Hugging Face encoder ({exc})") from exc
         return cls(backbone, tokenizer, config)
