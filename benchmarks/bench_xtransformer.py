@@ -65,12 +65,14 @@ ROWS = {
     "ft-text-emb": ("transformer", "text-emb", "tfidf+neural", "tfn+man"),
 }
 ENSEMBLE = ("ft-neural-tfn+man", "ft-pifa-neural", "ft-text-emb")
+ENSEMBLES = {"ensemble": ENSEMBLE, "ensemble+xr-linear": ENSEMBLE + ("xr-linear",)}
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=DEFAULT_DATA, help="folder with train/dev/test .jsonl.gz and labels")
-    p.add_argument("--rows", default=",".join(list(ROWS) + ["ensemble"]))
+    p.add_argument("--rows", default=",".join(list(ROWS) + list(ENSEMBLES)))
+    p.add_argument("--extra-beams", default="", help="also evaluate neural rows at these beam sizes, e.g. 50,100")
     p.add_argument("--train-docs", type=int, default=None, help="first N training documents (budget)")
     p.add_argument("--test-docs", type=int, default=None, help="first N test documents")
     p.add_argument("--dev-docs", type=int, default=2000, help="dev documents for early stopping")
@@ -134,6 +136,10 @@ def run_row(name, args, train, dev, test, propensities, tfidf) -> tuple[dict, sp
     t = time.perf_counter()
     scores = model.predict(test, topk=100)
     predict_s = time.perf_counter() - t
+    extra = {}
+    for b in [int(v) for v in args.extra_beams.split(",") if v]:
+        if model.members_[0].head is not None:
+            extra[f"beam{b}"] = metrics(test, model.predict(test, topk=100, beam_size=b), propensities)
     texts = test.input_texts(["title", "text"])[: args.latency_docs]
     lat = []
     for text in texts:
@@ -149,6 +155,7 @@ def run_row(name, args, train, dev, test, propensities, tfidf) -> tuple[dict, sp
         "finetune_samples_per_s": history.get("samples_per_second"),
         "valid_cluster_recall": history.get("best_recall"),
         "finetune_steps": history.get("steps"),
+        **extra,
     }
     return result, scores
 
@@ -188,7 +195,8 @@ def render(results: list[dict], env: dict, args_line: str, budget: str) -> str:
         "|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for r in results:
-        kind, rep, inp, neg = ROWS.get(r["row"], ("ensemble", "3 trees", "tfidf+neural", "tfn+man"))
+        n_members = len(r.get("members", ()))
+        kind, rep, inp, neg = ROWS.get(r["row"], ("ensemble", f"{n_members} members", "see members", "see members"))
         pct = lambda k: f"{100 * r[k]:.2f}"  # noqa: E731
         delta = f"{100 * (r['P@1'] - base['P@1']):+.2f}" if base else ""
         stages = ", ".join(f"{k} {v:.0f}" for k, v in r.get("stages", {}).items())
@@ -265,20 +273,21 @@ def main(argv=None) -> int:
     wanted = [r.strip() for r in args.rows.split(",") if r.strip()]
     results, scores = [], {}
     for name in wanted:
-        if name == "ensemble":
-            members = [scores[m] for m in ENSEMBLE if m in scores]
+        if name in ENSEMBLES:
+            members = [scores[m] for m in ENSEMBLES[name] if m in scores]
             if len(members) < 2:
-                print("ensemble: needs at least two of", ENSEMBLE, flush=True)
+                print(f"{name}: needs at least two of", ENSEMBLES[name], flush=True)
                 continue
-            result = {"row": "ensemble", **metrics(test, average_scores(members, 100), propensities),
-                      "members": [m for m in ENSEMBLE if m in scores]}
+            result = {"row": name, **metrics(test, average_scores(members, 100), propensities),
+                      "members": [m for m in ENSEMBLES[name] if m in scores]}
             result["fit_s"] = sum(r["fit_s"] for r in results if r["row"] in result["members"])
         else:
             print(f"=== {name}", flush=True)
             result, scores[name] = run_row(name, args, train, dev, test, propensities, (featurizer, X_train))
-            if args.predictions_dir and name in ENSEMBLE:
+            if args.predictions_dir and name in ENSEMBLES["ensemble+xr-linear"]:
                 os.makedirs(args.predictions_dir, exist_ok=True)
-                sp.save_npz(os.path.join(args.predictions_dir, f"{name}.npz"), scores[name])
+                file_name = name.replace("+", "_plus_") + ".npz"
+                sp.save_npz(os.path.join(args.predictions_dir, file_name), scores[name])
         print(json.dumps(result), flush=True)
         results.append(result)
         if args.json:

@@ -381,7 +381,7 @@ class XTransformer:
         threads = self.config.n_threads or None
         from ..neural.cache import EmbeddingCache
 
-        cache = EmbeddingCache()  # per call: members sharing an encoder encode once; nothing kept from earlier calls
+        cache = EmbeddingCache(key_by="identity")  # per call: members sharing an encoder encode once; nothing kept from earlier calls
         results = []
         for member in self.members_:
             encoder = member.encoder or self.encoder_

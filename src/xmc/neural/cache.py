@@ -48,9 +48,18 @@ class EmbeddingCache:
 
     Args:
         directory: where to keep ``.npy`` files across runs (None: memory only).
+        key_by: ``weights`` keys entries by a hash of the encoder's weights (safe across
+            training steps and processes); ``identity`` by the encoder object alone, for
+            short-lived caches within one prediction call, where hashing ~100 MB of weights
+            would dominate single-document latency.
     """
 
-    def __init__(self, directory: str | os.PathLike | None = None):
+    def __init__(self, directory: str | os.PathLike | None = None, key_by: str = "weights"):
+        if key_by not in ("weights", "identity"):
+            raise ValueError(f"key_by must be 'weights' or 'identity', got {key_by!r}")
+        if key_by == "identity" and directory:
+            raise ValueError("an on-disk cache must be keyed by weights")
+        self.key_by = key_by
         self.directory = os.fspath(directory) if directory else None
         self._memory: dict[str, np.ndarray] = {}
         self._fingerprints: dict[int, tuple[int, str]] = {}
@@ -58,6 +67,8 @@ class EmbeddingCache:
         self.misses = 0
 
     def _encoder_key(self, encoder: TextEncoder) -> str:
+        if self.key_by == "identity":
+            return f"id-{id(encoder)}"
         # Hashing the weights costs a pass over them; remember it until a training step changes them
         # (parameters' _version counters move on every in-place update).
         version = sum(p._version for p in encoder.backbone.parameters())
