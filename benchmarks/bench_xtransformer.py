@@ -93,6 +93,8 @@ def parse_args(argv=None):
     p.add_argument("--latency-docs", type=int, default=50)
     p.add_argument("--write", action="store_true", help="write the table into BENCHMARKS.md")
     p.add_argument("--section", default="cpu", help="BENCHMARKS.md section suffix (cpu / gpu)")
+    p.add_argument("--note", default="", help="a paragraph appended under the table")
+    p.add_argument("--drop-latency", action="store_true", help="leave the latency column empty (from-json)")
     p.add_argument("--from-json", nargs="*", default=None,
                    help="only render the table from result JSON files (e.g. a GPU run's)")
     return p.parse_args(argv)
@@ -252,7 +254,12 @@ def main(argv=None) -> int:
                         meta = rec["meta"]
                     else:
                         results.append(rec)
+        if args.drop_latency:
+            for r in results:
+                r["latency_p50_ms"] = None
         text = render(results, meta["env"], meta["command"], meta["budget"])
+        if args.note:
+            text += "\n\n" + args.note
         print(text)
         if args.write:
             write_section(text, args.section)
