@@ -40,7 +40,7 @@ def _solve_one(X, y, loss, C=1.0):
     pos = sp.csc_matrix(np.asarray(y, dtype=np.float32)[:, None])
     neg = sp.csc_matrix(np.ones((n, 1), dtype=np.float32))
     sq = np.asarray(X.multiply(X).sum(1), dtype=np.float64).ravel()
-    ptr, idx, val = train_children(
+    ptr, idx, val, _ = train_children(
         X.indptr.astype(np.int64), X.indices, X.data, d, sq, 1.0,
         np.array([0]), np.array([0]), neg.indptr.astype(np.int64), neg.indices,
         pos.indptr.astype(np.int64), pos.indices, loss, C, 1e-6, 5000, 0.0, 0, 2,
@@ -68,8 +68,10 @@ def test_solver_matches_liblinear(loss):
 def test_tree_invariants_and_determinism():
     Z = sp.random(1000, 300, density=0.05, random_state=0, format="csr", dtype=np.float32)
     chain = hierarchical_kmeans(Z, branching=4, max_leaf_size=40, seed=7)
-    # 1000 / 40 = 25 -> ceil(log_4 25) = 3 levels of 4, 16 and 64 clusters.
-    assert chain.level_sizes == [4, 16, 64, 1000]
+    # 1000 / 40 = 25 -> ceil(log2 25) = 5 binary splits = 32 leaves (<= 40 labels each),
+    # grouped 4-ary from the leaves up as in PECOS: 32 -> 8 -> 2 clusters.
+    assert chain.level_sizes == [2, 8, 32, 1000]
+    assert chain.leaf_sizes().max() <= 40
     for m in chain.matrices:  # every node (and label) in exactly one parent
         assert np.all(np.diff(sp.csr_matrix(m).indptr) == 1)
     for i in range(len(chain)):  # balanced: sibling sizes differ by at most one label

@@ -21,11 +21,23 @@ from .tree import ClusterChain
 logger = logging.getLogger(__name__)
 
 
-def n_tree_levels(n_labels: int, branching: int, max_leaf_size: int) -> int:
-    """Levels of clusters above the labels so that leaves hold about ``max_leaf_size`` labels at most."""
-    if n_labels <= max_leaf_size:
-        return 1
-    return max(1, math.ceil(math.log(n_labels / max_leaf_size) / math.log(branching)))
+def n_binary_splits(n_labels: int, max_leaf_size: int) -> int:
+    """Binary splits so that leaves hold at most ``max_leaf_size`` labels (and none is empty)."""
+    depth = max(1, math.ceil(math.log2(max(n_labels, 1) / max_leaf_size))) if n_labels > max_leaf_size else 1
+    return max(1, min(depth, int(math.floor(math.log2(max(n_labels, 2))))))
+
+
+def tree_level_sizes(n_leaves: int, branching: int) -> list[int]:
+    """Cluster counts per level, top first, for ``n_leaves`` (a power of two) leaf clusters.
+
+    As in PECOS: levels are formed from the leaves upwards, each with ``branching`` times
+    fewer nodes, until a level has at most ``branching`` nodes (the root's children).
+    """
+    shift = int(math.log2(branching))
+    sizes = [n_leaves]
+    while sizes[-1] > branching:
+        sizes.append(max(1, sizes[-1] >> shift))
+    return sizes[::-1]
 
 
 def hierarchical_kmeans(
@@ -43,7 +55,10 @@ def hierarchical_kmeans(
         Z: label representations, CSR (L, d); rows are L2-normalised here.
         branching: children per node (a power of two; 2 = Parabel, 16 = PECOS default,
             wider = Bonsai-like shallow trees).
-        max_leaf_size: the tree is deep enough that leaves hold about this many labels at most.
+        max_leaf_size: leaves hold at most this many labels: ``ceil(log2(L / max_leaf_size))``
+            balanced binary splits make the leaves (as in Parabel / PECOS); the tree levels
+            above them are grouped ``branching``-ary from the leaves up (see
+            :func:`tree_level_sizes`).
         max_iter: 2-means iterations per split (stops early when assignments are stable).
         seed: the random seed of the initial centroids; equal seeds give equal trees.
         n_threads: numba threads (default: all).
@@ -56,22 +71,18 @@ def hierarchical_kmeans(
     Z = normalize(sp.csr_matrix(Z, dtype=np.float32), copy=True)
     n_labels = Z.shape[0]
     rng = np.random.default_rng(seed)
-    splits_per_level = int(math.log2(branching))
-    levels = n_tree_levels(n_labels, branching, max_leaf_size)
-    # Never make more leaves than labels (tiny label sets).
-    total_splits = min(levels * splits_per_level, max(1, int(math.floor(math.log2(max(n_labels, 2))))))
+    total_splits = n_binary_splits(n_labels, max_leaf_size)
     node = np.zeros(n_labels, dtype=np.int64)
     n_nodes = 1
-    assignments = []
-    level_nodes_before = 1
-    for split in range(total_splits):
+    for _ in range(total_splits):
         node = _balanced_binary_split(Z, node, n_nodes, rng, max_iter, n_threads)
         n_nodes *= 2
-        last = split == total_splits - 1
-        if (split + 1) % splits_per_level == 0 or last:
-            shift = int(round(math.log2(n_nodes // level_nodes_before)))
-            assignments.append(np.arange(n_nodes, dtype=np.int64) >> shift)
-            level_nodes_before = n_nodes
+    # Node ids are binary codes, so the ancestor of a node k levels up is node >> k.
+    assignments = []
+    above = 1
+    for size in tree_level_sizes(n_nodes, branching):
+        assignments.append(np.arange(size, dtype=np.int64) >> int(round(math.log2(size // above))))
+        above = size
     assignments.append(node)
     chain = ClusterChain.from_assignments(assignments)
     logger.info("label tree: level sizes %s", chain.level_sizes)
@@ -81,7 +92,7 @@ def hierarchical_kmeans(
 def _balanced_binary_split(Z, node, n_nodes, rng, max_iter, n_threads):
     """Split every node in two balanced halves by spherical 2-means; returns new node ids (2*node + side)."""
     n_labels = Z.shape[0]
-    order = np.argsort(node, kind="stable")
+    order = np.argsort(node, kind="stable")  # members of each node, by label id
     sizes = np.bincount(node, minlength=n_nodes)
     starts = np.zeros(n_nodes + 1, dtype=np.int64)
     np.cumsum(sizes, out=starts[1:])
@@ -89,51 +100,139 @@ def _balanced_binary_split(Z, node, n_nodes, rng, max_iter, n_threads):
     safe = np.maximum(sizes, 1)
     first = rng.integers(0, safe)
     second = (first + 1 + rng.integers(0, np.maximum(safe - 1, 1))) % safe
-    c0 = Z[order[np.minimum(starts[:-1] + first, n_labels - 1)]]
-    c1 = Z[order[np.minimum(starts[:-1] + second, n_labels - 1)]]
-    side = np.full(n_labels, -1, dtype=np.int64)
-    labels = np.arange(n_labels)
-    threads = numba.get_num_threads() if n_threads is None else n_threads
-    for _ in range(max_iter):
-        diff = sp.csr_matrix(c0 - c1)
-        score = _node_scores(
-            Z.indptr, Z.indices, Z.data, order, starts,
-            diff.indptr.astype(np.int64), diff.indices.astype(np.int64), diff.data, Z.shape[1], threads,
-        )
-        # Rank members of each node by score (ties: label id); the first half goes left.
-        ranked = np.lexsort((labels, -score, node))
-        rank = np.empty(n_labels, dtype=np.int64)
-        rank[ranked] = np.arange(n_labels) - starts[node[ranked]]
-        new_side = (rank >= (sizes[node] + 1) // 2).astype(np.int64)
-        if np.array_equal(new_side, side):
-            break
-        side = new_side
-        child = 2 * node + side
-        sums = sp.csr_matrix(
-            (np.ones(n_labels, dtype=np.float32), (child, labels)), shape=(2 * n_nodes, n_labels)
-        ) @ Z
-        centroids = normalize(sums)
-        c0, c1 = centroids[0::2], centroids[1::2]
+    threads = numba.get_num_threads() if n_threads is None else min(n_threads, numba.get_num_threads())
+    # Largest nodes first, each to the thread with the least work so far (static, so the
+    # result does not depend on scheduling; the work per node is deterministic anyway).
+    nnz = np.diff(Z.indptr)[order]
+    node_nnz = np.add.reduceat(nnz, starts[:-1]) if n_labels else np.zeros(n_nodes, dtype=np.int64)
+    node_nnz[sizes == 0] = 0
+    owner = np.zeros(n_nodes, dtype=np.int64)
+    load = np.zeros(threads, dtype=np.int64)
+    for p in np.argsort(-node_nnz, kind="stable"):
+        t = int(np.argmin(load))
+        owner[p] = t
+        load[t] += node_nnz[p]
+    side, iters = _split_nodes(
+        Z.indptr.astype(np.int64), Z.indices.astype(np.uint32), Z.data, Z.shape[1], order, starts,
+        first.astype(np.int64), second.astype(np.int64), owner, max_iter, threads,
+    )
+    logger.debug("2-means of %d nodes: %d iterations at most, %.1f on average",
+                 n_nodes, iters.max(), iters[sizes > 1].mean() if (sizes > 1).any() else 0.0)
     return 2 * node + side
 
 
+@numba.njit(cache=True)
+def _stable_argsort(values):
+    # numba's mergesort cannot be cached (recursive), so quicksort plus index order within ties.
+    ranked = np.argsort(values)
+    n = values.shape[0]
+    a = 0
+    while a < n:
+        b = a + 1
+        while b < n and values[ranked[b]] == values[ranked[a]]:
+            b += 1
+        if b - a > 1:
+            ranked[a:b] = np.sort(ranked[a:b])
+        a = b
+    return ranked
+
+
+# Written by hand because each node's 2-means must stop on its own: vectorising all nodes
+# of a depth with SciPy (sparse centroid sums, normalise, difference) spent most of the
+# time in Python-level sparse algebra and iterated until the slowest node converged.
 @numba.njit(cache=True, parallel=True)
-def _node_scores(z_indptr, z_indices, z_data, order, starts, d_indptr, d_indices, d_data, n_features, n_threads):
-    # score[l] = z_l . (c0 - c1) of l's node; the difference vector of each node
-    # is scattered into a dense buffer once and reused for all of its labels.
+def _split_nodes(z_indptr, z_indices, z_data, n_features, order, starts, first, second, owner, max_iter, n_threads):
+    """Balanced spherical 2-means inside every node: (each label's side (0 or 1), iterations per node).
+
+    Per node: centroids start at two members; each iteration scores members by
+    z . (c0 - c1) with the difference kept in a dense buffer, sends the better-scoring
+    half (ties: smaller label id; odd sizes put the extra label left) to side 0,
+    and recomputes the normalised centroid sums; it stops when no label changes side.
+    """
+    n_labels = order.shape[0]
     n_nodes = starts.shape[0] - 1
-    score = np.zeros(order.shape[0], dtype=np.float64)
+    side = np.zeros(n_labels, dtype=np.int64)
+    iters = np.zeros(n_nodes, dtype=np.int64)
     for thread in numba.prange(n_threads):
-        buf = np.zeros(n_features, dtype=np.float64)
-        for p in range(thread, n_nodes, n_threads):
-            for k in range(d_indptr[p], d_indptr[p + 1]):
-                buf[d_indices[k]] = d_data[k]
-            for s in range(starts[p], starts[p + 1]):
-                l = order[s]
-                acc = 0.0
+        diff = np.zeros(n_features, dtype=np.float32)
+        s0 = np.zeros(n_features, dtype=np.float64)
+        s1 = np.zeros(n_features, dtype=np.float64)
+        mark = np.zeros(n_features, dtype=np.bool_)
+        touched = np.empty(n_features, dtype=np.int64)
+        for p in range(n_nodes):
+            if owner[p] != thread:
+                continue
+            a, b = starts[p], starts[p + 1]
+            m = b - a
+            if m < 2:
+                continue
+            members = order[a:b]
+            # Features of the node (the support of every centroid and difference).
+            n_touched = 0
+            for l in members:
                 for k in range(z_indptr[l], z_indptr[l + 1]):
-                    acc += buf[z_indices[k]] * z_data[k]
-                score[l] = acc
-            for k in range(d_indptr[p], d_indptr[p + 1]):
-                buf[d_indices[k]] = 0.0
-    return score
+                    f = z_indices[k]
+                    if not mark[f]:
+                        mark[f] = True
+                        touched[n_touched] = f
+                        n_touched += 1
+            l0 = members[first[p]]
+            l1 = members[second[p]]
+            for k in range(z_indptr[l0], z_indptr[l0 + 1]):
+                diff[z_indices[k]] += z_data[k]
+            for k in range(z_indptr[l1], z_indptr[l1 + 1]):
+                diff[z_indices[k]] -= z_data[k]
+            score = np.empty(m, dtype=np.float64)
+            cur = np.full(m, -1, dtype=np.int64)
+            moved = np.empty(m, dtype=np.int64)
+            half = (m + 1) // 2
+            for it in range(max_iter):
+                iters[p] = it + 1
+                for s in range(m):
+                    l = members[s]
+                    acc = 0.0
+                    for k in range(z_indptr[l], z_indptr[l + 1]):
+                        acc += diff[z_indices[k]] * z_data[k]
+                    score[s] = -acc
+                ranked = _stable_argsort(score)
+                n_moved = 0
+                for r in range(m):
+                    new = 0 if r < half else 1
+                    s = ranked[r]
+                    if cur[s] != new:
+                        cur[s] = new
+                        moved[n_moved] = s
+                        n_moved += 1
+                if n_moved == 0:
+                    break
+                # Centroid sums are updated by the labels that moved only (all of them on the
+                # first pass): after a few iterations few labels move.
+                for q in range(n_moved):
+                    s = moved[q]
+                    l = members[s]
+                    dst = s0 if cur[s] == 0 else s1
+                    src = s1 if cur[s] == 0 else s0
+                    for k in range(z_indptr[l], z_indptr[l + 1]):
+                        dst[z_indices[k]] += z_data[k]
+                        if it > 0:
+                            src[z_indices[k]] -= z_data[k]
+                n0 = 0.0
+                n1 = 0.0
+                for t in range(n_touched):
+                    f = touched[t]
+                    n0 += s0[f] * s0[f]
+                    n1 += s1[f] * s1[f]
+                n0 = 1.0 / math.sqrt(n0) if n0 > 0.0 else 0.0
+                n1 = 1.0 / math.sqrt(n1) if n1 > 0.0 else 0.0
+                for t in range(n_touched):
+                    f = touched[t]
+                    diff[f] = s0[f] * n0 - s1[f] * n1
+            for s in range(m):
+                side[members[s]] = cur[s]
+            for t in range(n_touched):
+                f = touched[t]
+                diff[f] = 0.0
+                s0[f] = 0.0
+                s1[f] = 0.0
+                mark[f] = False
+    return side, iters

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
 from typing import Literal, Sequence
 
 import numpy as np
@@ -100,6 +101,8 @@ class XRLinear:
         labels_: the label vocabulary.
         featurizer_: the TF-IDF featurizer, or None when trained on given features.
         trees_: one :class:`HierarchicalLinear` per indexer.
+        fit_seconds_: per tree, wall seconds of ``label_repr``, ``index`` and ``rank``
+            (the linear layers) in the last ``fit`` (empty after ``load``).
     """
 
     name = "xr-linear"
@@ -110,6 +113,7 @@ class XRLinear:
         self.labels_: LabelVocabulary | None = None
         self.featurizer_: TfidfFeaturizer | None = None
         self.trees_: list[HierarchicalLinear] = []
+        self.fit_seconds_: list[dict[str, float]] = []
 
     # ---- training --------------------------------------------------------------
     def fit(self, data: XMCDataset, *, label_features: sp.spmatrix | None = None, progress: bool = True) -> "XRLinear":
@@ -157,8 +161,11 @@ class XRLinear:
         X.sort_indices()
         threads = self.config.n_threads or None
         self.trees_ = []
+        self.fit_seconds_ = []
         for k, indexer in enumerate(self.config.indexers):
+            t0 = time.perf_counter()
             Z = self.label_representation(indexer, X, Y, label_texts, label_features)
+            t1 = time.perf_counter()
             if indexer.branching == 1:
                 chain = ClusterChain.flat(Y.shape[1])
             else:
@@ -166,11 +173,16 @@ class XRLinear:
                     Z, branching=indexer.branching, max_leaf_size=indexer.max_leaf_size,
                     max_iter=indexer.max_iter, seed=indexer.seed, n_threads=threads,
                 )
+            t2 = time.perf_counter()
             logger.info("tree %d/%d: levels %s", k + 1, len(self.config.indexers), chain.level_sizes)
             self.trees_.append(
                 HierarchicalLinear.fit(X, Y, chain, self.config.train, matcher_ids=matcher_ids,
                                        n_threads=threads, progress=progress)
             )
+            t3 = time.perf_counter()
+            self.fit_seconds_.append({"label_repr": t1 - t0, "index": t2 - t1, "rank": t3 - t2})
+            logger.info("tree %d/%d trained: %s", k + 1, len(self.config.indexers),
+                        ", ".join(f"{key} {v:.1f} s" for key, v in self.fit_seconds_[-1].items()))
         return self
 
     def label_representation(self, indexer: IndexerConfig, X, Y, label_texts, label_features) -> sp.csr_matrix:

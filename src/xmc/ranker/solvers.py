@@ -61,7 +61,10 @@ def _axpy(a, w, indptr, indices, data, row, bias_index, bias):
 
 @numba.njit(cache=True)
 def solve_squared_hinge(w, rows, y, indptr, indices, data, sq_norms, bias, C, eps, max_iter, seed, alpha, index):
-    """L2-regularised squared-hinge SVM, dual CD with shrinking; writes the solution into ``w``."""
+    """L2-regularised squared-hinge SVM, dual CD with shrinking; writes the solution into ``w``.
+
+    Returns the number of passes made.
+    """
     n = rows.shape[0]
     d = w.shape[0] - 1
     diag = 0.5 / C
@@ -110,13 +113,14 @@ def solve_squared_hinge(w, rows, y, indptr, indices, data, sq_norms, bias, C, ep
             continue
         pg_max_old = pg_max if pg_max > 0.0 else np.inf
         pg_min_old = pg_min if pg_min < 0.0 else -np.inf
+    return it
 
 
 @numba.njit(cache=True)
 def solve_logistic(w, rows, y, indptr, indices, data, sq_norms, bias, C, eps, max_iter, seed, alpha, index):
     """L2-regularised logistic regression, dual CD (liblinear's solve_l2r_lr_dual); writes into ``w``.
 
-    ``alpha`` must have room for ``2 * len(rows)`` values.
+    ``alpha`` must have room for ``2 * len(rows)`` values. Returns the number of passes made.
     """
     n = rows.shape[0]
     d = w.shape[0] - 1
@@ -129,7 +133,9 @@ def solve_logistic(w, rows, y, indptr, indices, data, sq_norms, bias, C, eps, ma
     inner_eps = 1e-2
     inner_eps_min = min(1e-8, eps)
     state = np.uint64(seed * 2654435761 + 1)
-    for _ in range(max_iter):
+    it = 0
+    while it < max_iter:
+        it += 1
         state = _shuffle(index, n, state)
         newton_iters = 0
         g_max = 0.0
@@ -169,13 +175,14 @@ def solve_logistic(w, rows, y, indptr, indices, data, sq_norms, bias, C, eps, ma
             break
         if newton_iters <= n // 10:
             inner_eps = max(inner_eps_min, 0.1 * inner_eps)
+    return it
 
 
 @numba.njit(cache=True, parallel=True)
 def train_children(
     indptr, indices, data, n_features, sq_norms, bias,
     child_ids, child_parent, neg_indptr, neg_indices, pos_indptr, pos_indices,
-    loss, C, eps, max_iter, threshold, seed, n_threads,
+    loss, C, eps, max_iter, threshold, seed, n_threads, local_budget=4_000_000,
 ):
     """Train the one-vs-all problems of ``child_ids`` and return their sparsified weights.
 
@@ -185,28 +192,54 @@ def train_children(
     the CSC label matrix (``pos_*``). Weights with ``|w| <= threshold`` are dropped. Work is split
     into ``n_threads`` interleaved parts (numba's thread count is read by the
     caller: reading it here would stop numba from caching the compiled code).
+    Parents whose rows hold at most ``local_budget`` non-zeros are copied per thread with
+    compact feature ids (``8 * local_budget`` bytes per thread at most).
 
     Returns a CSC triple (col_ptr, row_indices, values) of shape
-    (n_features + 1, len(child_ids)); row ``n_features`` holds the bias weight.
+    (n_features + 1, len(child_ids)), row ``n_features`` holding the bias weight, and
+    the number of solver passes of every problem.
     """
     m = child_ids.shape[0]
     counts = np.zeros(m, dtype=np.int64)
+    iters = np.zeros(m, dtype=np.int64)
     max_rows = 1
+    max_local = 0
     for t in range(m):
         p = child_parent[t]
         max_rows = max(max_rows, neg_indptr[p + 1] - neg_indptr[p])
+        nnz = 0
+        for s in range(neg_indptr[p], neg_indptr[p + 1]):
+            r = neg_indices[s]
+            nnz += indptr[r + 1] - indptr[r]
+        if nnz <= local_budget:
+            max_local = max(max_local, nnz)
     out_idx = [np.empty(0, dtype=np.int32) for _ in range(m)]
     out_val = [np.empty(0, dtype=np.float32) for _ in range(m)]
     for thread in numba.prange(n_threads):
         # One dense weight vector per thread, reset through the features the
         # problem touched, so a problem costs O(its nnz) and not O(n_features).
-        w = np.zeros(n_features + 1, dtype=np.float64)
+        # float32 as in PECOS: half the cache footprint; the solution is unchanged to
+        # the solvers' tolerance (the updates are accumulated in float64).
+        w = np.zeros(n_features + 1, dtype=np.float32)
         keep_idx = np.empty(n_features + 1, dtype=np.int32)
         keep_val = np.empty(n_features + 1, dtype=np.float32)
         alpha = np.zeros(2 * max_rows, dtype=np.float64)
         index = np.zeros(max_rows, dtype=np.int64)
         y = np.zeros(max_rows, dtype=np.float64)
-        # Interleaved assignment balances problem sizes across threads.
+        # A parent's rows copied with features renumbered 0..u-1 in order of first use:
+        # the weight vector of a small parent's children then fits in cache (random
+        # access to a 200k-feature vector was most of the solver's time).
+        fmap = np.full(n_features, -1, dtype=np.int32)
+        fglob = np.empty(n_features, dtype=np.int32)
+        loc_indptr = np.zeros(max_rows + 1, dtype=np.int64)
+        loc_indices = np.empty(max_local, dtype=np.uint32)
+        loc_data = np.empty(max_local, dtype=data.dtype)
+        loc_sq = np.empty(max_rows, dtype=np.float64)
+        loc_rows = np.arange(max_rows)
+        loc_parent = -1
+        u = 0
+        # Interleaved assignment balances problem sizes across threads; siblings are
+        # adjacent, so a thread meets each parent in one run and builds its copy once.
         for t in range(thread, m, n_threads):
             c = child_ids[t]
             p = child_parent[t]
@@ -214,32 +247,74 @@ def train_children(
             n = rows.shape[0]
             if n == 0:
                 continue
+            local = False
+            if max_local > 0:
+                nnz = 0
+                for s in range(n):
+                    nnz += indptr[rows[s] + 1] - indptr[rows[s]]
+                local = nnz <= local_budget
+            if local and p != loc_parent:
+                for f in range(u):
+                    fmap[fglob[f]] = -1
+                u = 0
+                q = 0
+                for s in range(n):
+                    r = rows[s]
+                    for k in range(indptr[r], indptr[r + 1]):
+                        f = indices[k]
+                        if fmap[f] < 0:
+                            fmap[f] = u
+                            fglob[u] = f
+                            u += 1
+                        loc_indices[q] = fmap[f]
+                        loc_data[q] = data[k]
+                        q += 1
+                    loc_indptr[s + 1] = q
+                    loc_sq[s] = sq_norms[r]
+                loc_parent = p
             pos = pos_indices[pos_indptr[c]:pos_indptr[c + 1]]
             j = 0
             for s in range(n):
                 while j < pos.shape[0] and pos[j] < rows[s]:
                     j += 1
                 y[s] = 1.0 if (j < pos.shape[0] and pos[j] == rows[s]) else -1.0
-            if loss == LOSS_LOGISTIC:
-                solve_logistic(w, rows, y, indptr, indices, data, sq_norms, bias, C, eps, max_iter, seed + c, alpha, index)
-            else:
-                solve_squared_hinge(w, rows, y, indptr, indices, data, sq_norms, bias, C, eps, max_iter, seed + c, alpha, index)
             q = 0
-            for s in range(n):
-                r = rows[s]
-                for k in range(indptr[r], indptr[r + 1]):
-                    f = indices[k]
-                    if w[f] != 0.0:
-                        if abs(w[f]) > threshold:
-                            keep_idx[q] = f
-                            keep_val[q] = w[f]
+            if local:
+                wl = w[:u + 1]  # the bias weight is the last entry
+                if loss == LOSS_LOGISTIC:
+                    iters[t] = solve_logistic(wl, loc_rows[:n], y, loc_indptr, loc_indices, loc_data, loc_sq, bias, C, eps, max_iter, seed + c, alpha, index)
+                else:
+                    iters[t] = solve_squared_hinge(wl, loc_rows[:n], y, loc_indptr, loc_indices, loc_data, loc_sq, bias, C, eps, max_iter, seed + c, alpha, index)
+                for f in range(u):
+                    if wl[f] != 0.0:
+                        if abs(wl[f]) > threshold:
+                            keep_idx[q] = fglob[f]
+                            keep_val[q] = wl[f]
                             q += 1
-                        w[f] = 0.0
-            if abs(w[n_features]) > threshold:
+                        wl[f] = 0.0
+                bias_w = wl[u]
+                wl[u] = 0.0
+            else:
+                if loss == LOSS_LOGISTIC:
+                    iters[t] = solve_logistic(w, rows, y, indptr, indices, data, sq_norms, bias, C, eps, max_iter, seed + c, alpha, index)
+                else:
+                    iters[t] = solve_squared_hinge(w, rows, y, indptr, indices, data, sq_norms, bias, C, eps, max_iter, seed + c, alpha, index)
+                for s in range(n):
+                    r = rows[s]
+                    for k in range(indptr[r], indptr[r + 1]):
+                        f = indices[k]
+                        if w[f] != 0.0:
+                            if abs(w[f]) > threshold:
+                                keep_idx[q] = f
+                                keep_val[q] = w[f]
+                                q += 1
+                            w[f] = 0.0
+                bias_w = w[n_features]
+                w[n_features] = 0.0
+            if abs(bias_w) > threshold:
                 keep_idx[q] = n_features
-                keep_val[q] = w[n_features]
+                keep_val[q] = bias_w
                 q += 1
-            w[n_features] = 0.0
             order = np.argsort(keep_idx[:q])
             out_idx[t] = keep_idx[:q][order]
             out_val[t] = keep_val[:q][order]
@@ -252,4 +327,4 @@ def train_children(
     for t in range(m):
         row_ind[col_ptr[t]:col_ptr[t + 1]] = out_idx[t]
         values[col_ptr[t]:col_ptr[t + 1]] = out_val[t]
-    return col_ptr, row_ind, values
+    return col_ptr, row_ind, values, iters

@@ -1,0 +1,419 @@
+"""xmc XR-Linear against PECOS, omikuji and napkinXC on the same TF-IDF matrices.
+
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_xr_linear.py --datasets eurlex57k,bibtex --write
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_xr_linear.py --scaling --write
+
+Every method (xmc with each ``--xmc-configs`` file, and each ``--peers`` entry of
+``benchmarks/peers.py``) runs in its own fresh ``spawn``-ed process through
+``measure.run_in_subprocess`` on exactly the same matrices (try_peers.py's loaders: eurlex57k
+train -> test with the cached 1-2-gram 200k-feature TF-IDF; bibtex with L2-normalised rows),
+one after the other, so peak RSS (Linux VmHWM) and times are each method's own.
+
+Reported per method: P@1/3/5 and PSP@5 (xmc.metrics; propensities from the train label counts,
+A=0.55, B=1.5), train wall time, batch prediction time per 1,000 test documents (top-10,
+beam 10, all threads), single-document latency p50/p90 (one thread, 200 documents), peak RSS
+of the process (inputs included), model size on disk, and ratios to PECOS. With
+``--repeats N`` every number is the median over N runs.
+
+Results are kept as JSON in ``--results-dir`` (one file per dataset and one for scaling);
+``--write`` rebuilds the ``bench_xr_linear`` section of BENCHMARKS.md from all of them, so
+datasets may be run by separate commands (each table names its own command and date).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import scipy.sparse as sp
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_ROOT = os.path.dirname(_HERE)
+sys.path.insert(0, _HERE)
+sys.path.insert(0, os.path.join(_ROOT, "src"))
+
+import measure  # noqa: E402
+import peers  # noqa: E402
+import try_peers  # noqa: E402
+
+START, END = "<!-- bench_xr_linear:start -->", "<!-- bench_xr_linear:end -->"
+DEFAULT_XMC_CONFIGS = ("configs/xr-linear.json",)
+
+
+# --------------------------------------------------------------------------- xmc in a child
+
+
+def fit_predict_xmc(X_train, Y_train, X_test, *, topk=10, beam=10, threads=2, **options) -> dict:
+    """xmc XR-Linear with the same signature and result dict as the peers in peers.py.
+
+    ``train_s`` is ``XRLinear.fit_matrix`` (PIFA + indexing + all layers; the split is in
+    ``label_repr_s`` / ``index_s`` / ``rank_s``). The model is saved and reloaded (as for PECOS'
+    predict-only model), then ``predict_s`` times one batch call over all of X_test after a
+    2-row warm-up call (numba's cached machine code is loaded on the first call).
+
+    options: config (a dict for ``XRLinearConfig.from_dict``), n_latency, latency_threads.
+    """
+    from xmc.models.xr_linear import XRLinear, XRLinearConfig
+
+    config = XRLinearConfig.from_dict(dict(options.get("config") or {}))
+    config.n_threads = threads
+    n_lat = min(int(options.get("n_latency", peers.N_LATENCY_ROWS)), X_test.shape[0])
+    lat_threads = int(options.get("latency_threads", 1))
+    X_train = peers._csr32(X_train)
+    X_test = peers._csr32(X_test)
+    Y = peers._binary_csr(Y_train)
+
+    t0 = time.perf_counter()
+    model = XRLinear(config).fit_matrix(X_train, Y, progress=False)
+    train_s = time.perf_counter() - t0
+    parts = {key: sum(t[key] for t in model.fit_seconds_) for key in model.fit_seconds_[0]}
+
+    tmp = tempfile.mkdtemp(prefix="bench_xmc_")
+    try:
+        model.save(os.path.join(tmp, "model"))
+        model_bytes = peers._path_bytes(os.path.join(tmp, "model"))
+        del model
+        model = XRLinear.load(os.path.join(tmp, "model"))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    model.predict(X_test[:2], topk=topk, beam_size=beam)  # warm-up
+    t1 = time.perf_counter()
+    scores = model.predict(X_test, topk=topk, beam_size=beam)
+    predict_s = time.perf_counter() - t1
+
+    model.config.n_threads = lat_threads
+    rows = [X_test[i : i + 1] for i in range(n_lat)]
+    lat = peers._latency_stats(lambda i: model.predict(rows[i], topk=topk, beam_size=beam), n_lat)
+    return {
+        "scores": scores,
+        "train_s": train_s,
+        **{f"{k}_s": v for k, v in parts.items()},
+        "predict_s": predict_s,
+        **lat,
+        "latency_threads": lat_threads,
+        "model_bytes": model_bytes,
+        "n_trees": len(config.indexers),
+    }
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def load_dataset(name: str, cache_dir: str):
+    if name == "bibtex":
+        return try_peers.load_bibtex(True)
+    if name == "eurlex57k":
+        return try_peers.load_eurlex(cache_dir)
+    raise SystemExit(f"unknown dataset {name!r} (eurlex57k, bibtex)")
+
+
+def _metrics(scores, Y_test, Y_train) -> dict:
+    from xmc.metrics import jain_propensity, ranking_report
+
+    counts = np.asarray(sp.csr_matrix(Y_train).astype(bool).sum(axis=0)).ravel()
+    prop = jain_propensity(counts, Y_train.shape[0], A=0.55, B=1.5)
+    rep = ranking_report(Y_test, scores, ks=(1, 3, 5), propensities=prop)
+    return {k: rep[k] for k in ("P@1", "P@3", "P@5", "PSP@1", "PSP@3", "PSP@5")}
+
+
+def _methods(args) -> list[tuple[str, str, dict]]:
+    """(display name, function for run_in_subprocess, extra kwargs) per method."""
+    out = []
+    for path in args.xmc_configs:
+        with open(os.path.join(_ROOT, path) if not os.path.isabs(path) else path) as f:
+            cfg = json.load(f)
+        name = "xmc " + os.path.splitext(os.path.basename(path))[0]
+        out.append((name, "bench_xr_linear:fit_predict_xmc", {"config": cfg, "config_file": path}))
+    for peer in args.peers:
+        out.append((peer, peer, {}))
+    return out
+
+
+def _median_rows(runs: list[dict]) -> dict:
+    """Median of every numeric field over repeats (first run's value for the rest)."""
+    row = dict(runs[0])
+    for k, v in runs[0].items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            vals = [r[k] for r in runs if isinstance(r.get(k), (int, float))]
+            row[k] = float(np.median(vals))
+    row["repeats"] = len(runs)
+    if len(runs) > 1:
+        row["train_s_all"] = [r["train_s"] for r in runs]
+    return row
+
+
+def run_dataset(name: str, args, tmpdir: str) -> list[dict]:
+    Xtr, Ytr, Xte, Yte = load_dataset(name, args.cache_dir)
+    print(f"\n=== {name}: train {Xtr.shape} nnz={Xtr.nnz}  test {Xte.shape} nnz={Xte.nnz}", flush=True)
+    inputs = measure.save_inputs(os.path.join(tmpdir, f"{name}_inputs.npz"), Xtr, Ytr, Xte)
+    xc_path = None
+    rows = []
+    for display, fn, extra in _methods(args):
+        kwargs = dict(topk=args.topk, beam=args.beam, threads=args.threads)
+        extra = dict(extra)
+        config_file = extra.pop("config_file", None)
+        kwargs.update(extra)
+        if fn.startswith("omikuji"):
+            if xc_path is None:
+                xc_path = peers.write_xc_file(os.path.join(tmpdir, f"{name}_train_xc.txt"), Xtr, Ytr)
+            kwargs["xc_train_path"] = xc_path
+        if name == "eurlex57k" and fn == "omikuji_bonsai" and args.skip_bonsai_eurlex:
+            print(f"[{name}] {display}: skipped (--skip-bonsai-eurlex)", flush=True)
+            continue
+        runs = []
+        for rep in range(args.repeats):
+            print(f"[{name}] {display} run {rep + 1}/{args.repeats} ...", flush=True)
+            log_path = os.path.join(tmpdir, f"{name}_{fn.replace(':', '_')}.log")
+            res = measure.run_in_subprocess(fn, inputs, timeout=args.timeout, log_path=log_path, **kwargs)
+            if "error" in res:
+                with open(log_path, errors="replace") as f:
+                    tail = f.read()[-3000:]
+                print(f"[{name}] {display} FAILED: {res['error']}\n{res.get('traceback', '')}\n{tail}", flush=True)
+                runs = [{"error": res["error"]}]
+                break
+            res.update(_metrics(res.pop("scores"), Yte, Ytr))
+            res["predict_ms_per_1k"] = 1000.0 * res["predict_s"] / Xte.shape[0] * 1000.0
+            runs.append({k: v for k, v in res.items() if isinstance(v, (int, float, str, bool, list))})
+            print(f"[{name}] {display}: " + measure.summary(runs[-1]), flush=True)
+        row = _median_rows(runs) if "error" not in runs[0] else runs[0]
+        row.update(method=display, dataset=name)
+        if config_file:
+            row["config_file"] = config_file
+        rows.append(row)
+    return rows
+
+
+def run_scaling(args, tmpdir: str) -> list[dict]:
+    """Training time of xmc (first config) and PECOS on the first n train rows of eurlex57k.
+
+    The TF-IDF matrix is NOT refit: the rows of the full-train matrix are reused (same
+    vocabulary and IDF for every n), so only the number of documents changes.
+    """
+    Xtr, Ytr, Xte, _ = load_dataset("eurlex57k", args.cache_dir)
+    xmc_name, xmc_fn, xmc_extra = _methods(args)[0]
+    xmc_extra = {k: v for k, v in xmc_extra.items() if k != "config_file"}
+    rows = []
+    for n in args.scaling_sizes:
+        inputs = measure.save_inputs(os.path.join(tmpdir, f"scale_{n}.npz"), Xtr[:n], Ytr[:n], Xte[:200])
+        for display, fn, extra in ((xmc_name, xmc_fn, xmc_extra), ("pecos", "pecos", {})):
+            times = []
+            for rep in range(args.repeats):
+                res = measure.run_in_subprocess(
+                    fn, inputs, timeout=args.timeout, log_path=os.path.join(tmpdir, "scale.log"),
+                    topk=args.topk, beam=args.beam, threads=args.threads, n_latency=5, **extra,
+                )
+                if "error" in res:
+                    raise SystemExit(f"scaling {display} n={n} failed: {res['error']}")
+                times.append(res["train_s"])
+            row = {"n": n, "method": display, "train_s": float(np.median(times)),
+                   "labels_seen": int((np.diff(sp.csc_matrix(Ytr[:n]).indptr) > 0).sum()),
+                   "nnz": int(Xtr[:n].nnz)}
+            print(f"[scaling] {row}", flush=True)
+            rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------- report
+
+
+def machine() -> str:
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [l.split(":", 1)[1].strip() for l in f if l.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    import scipy
+
+    return (f"{cpu}, os.cpu_count() = {os.cpu_count()}, {platform.system()} {platform.release()}, "
+            f"Python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}")
+
+
+def _fmt_ratio(v, ref):
+    if v is None or ref in (None, 0) or not np.isfinite(v) or not np.isfinite(ref):
+        return "-"
+    return f"{v / ref:.2f}"
+
+
+def dataset_table(result: dict) -> list[str]:
+    rows = result["rows"]
+    ref = next((r for r in rows if r.get("method") == "pecos" and "error" not in r), None)
+    out = [
+        f"### {result['dataset']}",
+        "",
+        f"Train {result['shape']['train']}, test {result['shape']['test']}, {result['shape']['labels']} labels. "
+        f"Date: {result['date']}. Repeats: {result['repeats']} (median). Command: `{result['command']}`",
+        "",
+        "| method | P@1 | P@3 | P@5 | PSP@5 | train (s) | predict (ms / 1k docs) | latency p50 / p90 (ms) "
+        "| peak RSS (MB) | model (MB) | train / PECOS | predict / PECOS | latency / PECOS | RSS / PECOS |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        if "error" in r:
+            out.append(f"| {r['method']} | error: {r['error']} |" + " |" * 13)
+            continue
+        g = lambda k: ref.get(k) if ref else None  # noqa: E731
+        out.append(
+            f"| {r['method']} | {r['P@1']:.4f} | {r['P@3']:.4f} | {r['P@5']:.4f} | {r['PSP@5']:.4f} "
+            f"| {r['train_s']:.1f} | {r['predict_ms_per_1k']:.0f} "
+            f"| {r['latency_ms_p50']:.2f} / {r['latency_ms_p90']:.2f} | {r['peak_rss_mb']:.0f} "
+            f"| {r['model_bytes'] / 2**20:.1f} | {_fmt_ratio(r['train_s'], g('train_s'))} "
+            f"| {_fmt_ratio(r['predict_ms_per_1k'], g('predict_ms_per_1k'))} "
+            f"| {_fmt_ratio(r['latency_ms_p50'], g('latency_ms_p50'))} "
+            f"| {_fmt_ratio(r['peak_rss_mb'], g('peak_rss_mb'))} |"
+        )
+    splits = [r for r in rows if "rank_s" in r]
+    if splits:
+        out.append("")
+        out.append("xmc train time split: " + "; ".join(
+            f"{r['method']}: label representation {r['label_repr_s']:.1f} s, indexing {r['index_s']:.1f} s, "
+            f"linear layers {r['rank_s']:.1f} s" for r in splits) + ".")
+    if result.get("skipped"):
+        out.append("")
+        out.append("Skipped: " + result["skipped"])
+    out.append("")
+    return out
+
+
+def scaling_table(result: dict) -> list[str]:
+    out = [
+        "### Training time vs number of EURLEX57K training documents",
+        "",
+        "First n documents of the train split; the TF-IDF matrix is not refit: the rows of the "
+        "full-train matrix are reused (same vocabulary and IDF for every n). "
+        f"Date: {result['date']}. Repeats: {result['repeats']} (median). Command: `{result['command']}`",
+        "",
+        "| method | n docs | labels seen | train (s) | s per 1k docs | xmc / PECOS |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    by = {(r["method"], r["n"]): r for r in result["rows"]}
+    for r in result["rows"]:
+        p = by.get(("pecos", r["n"]))
+        out.append(
+            f"| {r['method']} | {r['n']:,} | {r['labels_seen']:,} | {r['train_s']:.1f} "
+            f"| {1000 * r['train_s'] / r['n']:.2f} | "
+            f"{_fmt_ratio(r['train_s'], p['train_s']) if p and r['method'] != 'pecos' else '-'} |"
+        )
+    out.append("")
+    return out
+
+
+def render_section(results_dir: str, notes: str) -> str:
+    lines = [START]
+    results = []
+    for fname in sorted(os.listdir(results_dir)) if os.path.isdir(results_dir) else []:
+        if fname.endswith(".json"):
+            with open(os.path.join(results_dir, fname)) as f:
+                results.append(json.load(f))
+    machines = sorted({r["machine"] for r in results})
+    lines += [
+        "Each method runs in its own fresh process (multiprocessing spawn) on the same sparse "
+        "matrices, one after the other in one script, so the ratios to PECOS come from one run "
+        "on one machine. The machine may have been shared with another engineer's small jobs "
+        "during the runs; since the peers run inside the same script, the ratios stay comparable.",
+        "",
+        "Machine: " + " / ".join(machines) + ".",
+        "",
+        "Columns: P@k / PSP@5 (xmc.metrics; propensities from train label counts, A=0.55, B=1.5); "
+        "train = wall time of training on 2 threads (pecos: PIFA + indexing + layers; omikuji: "
+        "training only, without parsing its text input file; napkinXC: fit incl. writing its model; "
+        "xmc: `XRLinear.fit_matrix`); predict = one batch call over the test set, top-10, beam 10, "
+        "2 threads (omikuji has no batch call: sum of per-document calls); latency = one document "
+        "per call, 1 thread, 200 test documents; peak RSS = VmHWM of the method's process "
+        "(inputs included); model = size on disk.",
+        "",
+    ]
+    if notes:
+        lines += [notes, ""]
+    for r in sorted((r for r in results if r["kind"] == "dataset"), key=lambda r: r["dataset"] != "eurlex57k"):
+        lines += dataset_table(r)
+    for r in results:
+        if r["kind"] == "scaling":
+            lines += scaling_table(r)
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def write_benchmarks_md(section: str, path: str) -> None:
+    text = open(path, encoding="utf-8").read() if os.path.exists(path) else "# Benchmarks\n"
+    if START in text and END in text:
+        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S)
+    else:
+        text = text.rstrip("\n") + "\n\n## XR-Linear vs PECOS, omikuji, napkinXC\n\n" + section + "\n"
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--datasets", default="eurlex57k,bibtex", help="comma-separated: eurlex57k,bibtex")
+    ap.add_argument("--peers", default=",".join(peers.PEERS),
+                    help=f"comma-separated subset of {','.join(peers.PEERS)} ('' for none)")
+    ap.add_argument("--xmc-configs", default=",".join(DEFAULT_XMC_CONFIGS),
+                    help="comma-separated xmc config files (repository-relative), one xmc row each")
+    ap.add_argument("--repeats", type=int, default=1, help="runs per method; times are medians")
+    ap.add_argument("--scaling", action="store_true",
+                    help="only the training-time scaling study (xmc's first config and PECOS)")
+    ap.add_argument("--scaling-sizes", default="5000,20000,45000")
+    ap.add_argument("--skip-bonsai-eurlex", action="store_true", help="omikuji_bonsai only on bibtex")
+    ap.add_argument("--topk", type=int, default=10)
+    ap.add_argument("--beam", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--timeout", type=float, default=3600.0, help="per run, seconds")
+    ap.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), "xmc_peer_cache"))
+    ap.add_argument("--results-dir", default=os.path.join(tempfile.gettempdir(), "xmc_bench_xr_linear"))
+    ap.add_argument("--write", action="store_true", help="rebuild the BENCHMARKS.md section from --results-dir")
+    ap.add_argument("--notes", default="", help="a paragraph added to the section")
+    args = ap.parse_args(argv)
+    args.peers = [p for p in args.peers.split(",") if p]
+    for p in args.peers:
+        if p not in peers.PEERS:
+            ap.error(f"unknown peer {p!r}; choose from {', '.join(peers.PEERS)}")
+    args.xmc_configs = [c for c in args.xmc_configs.split(",") if c]
+    args.scaling_sizes = [int(n) for n in args.scaling_sizes.split(",")]
+    os.makedirs(args.results_dir, exist_ok=True)
+    command = "OMP_WAIT_POLICY=PASSIVE .venv/bin/python " + " ".join(
+        shlex.quote(a) for a in [os.path.relpath(os.path.abspath(sys.argv[0]), _ROOT)] + sys.argv[1:])
+    common = {"date": datetime.date.today().isoformat(), "machine": machine(), "command": command,
+              "repeats": args.repeats}
+    with tempfile.TemporaryDirectory(prefix="bench_xr_linear_") as tmpdir:
+        if args.scaling:
+            if not args.xmc_configs:
+                ap.error("--scaling needs an xmc config")
+            rows = run_scaling(args, tmpdir)
+            with open(os.path.join(args.results_dir, "scaling.json"), "w") as f:
+                json.dump({"kind": "scaling", **common, "rows": rows}, f, indent=1)
+        else:
+            for name in [d for d in args.datasets.split(",") if d]:
+                rows = run_dataset(name, args, tmpdir)
+                Xtr, Ytr, Xte, _ = load_dataset(name, args.cache_dir)
+                result = {"kind": "dataset", "dataset": name, **common, "rows": rows,
+                          "shape": {"train": Xtr.shape[0], "test": Xte.shape[0], "labels": Ytr.shape[1]}}
+                if name == "eurlex57k" and args.skip_bonsai_eurlex and "omikuji_bonsai" in args.peers:
+                    result["skipped"] = "omikuji_bonsai on eurlex57k (--skip-bonsai-eurlex: it trains for ~500 s)."
+                with open(os.path.join(args.results_dir, f"{name}.json"), "w") as f:
+                    json.dump(result, f, indent=1)
+                print("\n".join(dataset_table(result)), flush=True)
+    if args.write:
+        write_benchmarks_md(render_section(args.results_dir, args.notes), os.path.join(_ROOT, "BENCHMARKS.md"))
+        print("BENCHMARKS.md updated", flush=True)
+
+
+if __name__ == "__main__":
+    main()
