@@ -118,13 +118,22 @@ class HierarchicalLinear:
         self.chain = chain
         self.weights = [sp.csc_matrix(W, dtype=np.float32) for W in weights]
         self.bias = float(bias)
-        self._by_row: list[sp.csr_matrix | None] = [None] * len(self.weights)
+        self._kernel: list[tuple | None] = [None] * len(self.weights)
 
-    def _weights_by_row(self, i: int) -> sp.csr_matrix:
-        """Feature-major copy of layer ``i``'s weights for prediction, built once."""
-        if self._by_row[i] is None:
-            self._by_row[i] = sp.csr_matrix(self.weights[i])
-        return self._by_row[i]
+    def _layer_arrays(self, i: int) -> tuple:
+        """Layer ``i``'s weights (by column and by feature row) and tree matrix as the beam kernel
+        takes them, built once: int64 pointers and unsigned ids (numba then skips the
+        negative-index wraparound on every access), so a one-document query copies nothing."""
+        if self._kernel[i] is None:
+            W = self.weights[i]
+            Wr = sp.csr_matrix(W)
+            C = self.chain[i]
+            self._kernel[i] = (
+                W.indptr.astype(np.int64), W.indices.astype(np.uint32), W.data,
+                Wr.indptr.astype(np.int64), Wr.indices.astype(np.uint32), Wr.data,
+                C.indptr.astype(np.int64), C.indices.astype(np.int64),
+            )
+        return self._kernel[i]
 
     @property
     def n_features(self) -> int:
@@ -199,7 +208,7 @@ class HierarchicalLinear:
                 loss, config.C, config.eps, config.max_iter, config.weight_threshold, config.seed, threads,
             )
             model.weights[i] = sp.csc_matrix((values, row_ind, col_ptr), shape=(X.shape[1] + 1, C.shape[0]))
-            model._by_row[i] = None
+            model._kernel[i] = None
             logger.info("layer %d: %d classifiers, %d non-zero weights, %.1f s; solver passes: mean %.1f, "
                         "%d of %d problems stopped at max_iter", i, C.shape[0], len(values),
                         time.perf_counter() - t0, iters.mean(), int((iters >= config.max_iter).sum()), len(iters))
@@ -221,20 +230,18 @@ class HierarchicalLinear:
             ids = np.ascontiguousarray(ids, dtype=np.int64)
             scores = np.ascontiguousarray(scores, dtype=np.float32)
         empty = np.zeros(1, dtype=np.int64)
+        x_indptr = X.indptr.astype(np.int64)
+        x_indices = X.indices.astype(np.uint32)
         for i in range(first, upto):
             last = i == len(self.chain) - 1
             out_k = topk if (last and topk is not None) else beam_size
-            W = self.weights[i]
-            Wr = self._weights_by_row(i)
-            C = self.chain[i]
+            layer = self._layer_arrays(i)
             mask = None
             if selected is not None:
                 mask = selected if last else binarize(selected @ self.chain.label_to_level(i))
             ids, scores = beam_step(
-                X.indptr.astype(np.int64), X.indices, X.data, self.n_features, self.bias,
-                W.indptr.astype(np.int64), W.indices, W.data,
-                Wr.indptr.astype(np.int64), Wr.indices, Wr.data,
-                C.indptr.astype(np.int64), C.indices.astype(np.int64),
+                x_indptr, x_indices, X.data, self.n_features, self.bias,
+                *layer,
                 ids, scores,
                 empty if mask is None else mask.indptr.astype(np.int64),
                 empty if mask is None else mask.indices.astype(np.int64),
