@@ -142,6 +142,10 @@ def train(args: argparse.Namespace) -> int:
     fit_kwargs = {"valid": valid} if valid is not None and getattr(cls, "uses_validation", False) else {}
     if valid is not None and not fit_kwargs:
         logger.warning("model %s does not use validation data; --valid ignored", args.model)
+    if getattr(args, "taxonomy", None):
+        if not getattr(cls, "uses_taxonomy", False):
+            raise ConfigError(f"model {args.model} does not use a taxonomy; drop --taxonomy")
+        fit_kwargs["taxonomy"] = args.taxonomy
     model.fit(data, **fit_kwargs)
     model.save(args.out)
     print(f"saved {args.model} model to {args.out}")

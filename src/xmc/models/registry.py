@@ -12,6 +12,7 @@ from .persistence import read_manifest
 MODELS: dict[str, str] = {
     "xr-linear": "xmc.models.xr_linear:XRLinear",
     "xtransformer": "xmc.models.xtransformer:XTransformer",
+    "masked-bert": "xmc.models.masked_bert:MaskedBert",
 }
 
 

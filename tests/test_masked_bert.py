@@ -1,0 +1,350 @@
+"""Taxonomy label masking (Chen et al.): taxonomy masks, masked loss, tiny-BERT training, save/load, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from xmc.cli.main import main as cli_main  # noqa: E402
+from xmc.data import read_jsonl  # noqa: E402
+from xmc.data.dataset import LabelVocabulary, XMCDataset, labels_to_csr  # noqa: E402
+from xmc.errors import ConfigError, DataFormatError  # noqa: E402
+from xmc.models.masked_bert import (  # noqa: E402
+    MaskedBert,
+    MaskedBertConfig,
+    MaskedTrainConfig,
+    build_network,
+    group_batches,
+    network_logits,
+    normalize_text,
+    tokenize_pairs,
+)
+from xmc.models.registry import load_model  # noqa: E402
+from xmc.neural.configs import EncoderConfig  # noqa: E402
+from xmc.neural.encoder import TextEncoder  # noqa: E402
+from xmc.neural.masked_loss import (  # noqa: E402
+    dense_rows,
+    gathered_bce_with_logits,
+    gathered_logits,
+    gathered_targets,
+    masked_bce_with_logits,
+    padded_indices,
+)
+from xmc.neural.taxonomy import Taxonomy, category_path  # noqa: E402
+
+# category -> (title words, label of that word); every category also has colours.
+CATALOGUE = {
+    "Clothing > Dresses": [("vneck", "Neckline=V-Neck"), ("crew", "Neckline=Crew"), ("midi", "Length=Midi")],
+    "Clothing > Shirts": [("longsleeve", "Sleeve=Long"), ("shortsleeve", "Sleeve=Short")],
+    "Shoes > Boots": [("stiletto", "Heel=High"), ("flat", "Heel=Flat")],
+}
+COLOURS = [("red", "Color=Red"), ("blue", "Color=Blue")]
+FILLER = ["cotton", "summer", "women", "men", "classic", "new", "style"]
+
+
+def make_products(n: int, seed: int, labels: LabelVocabulary | None = None) -> XMCDataset:
+    rng = np.random.default_rng(seed)
+    names = [] if labels is None else list(labels.names)
+    index = {name: i for i, name in enumerate(names)}
+    ids, titles, descriptions, categories, rows = [], [], [], [], []
+    cats = sorted(CATALOGUE)
+    for i in range(n):
+        cat = cats[i % len(cats)]
+        word, label = CATALOGUE[cat][rng.integers(len(CATALOGUE[cat]))]
+        colour, clabel = COLOURS[rng.integers(len(COLOURS))]
+        words = [word, colour] + list(rng.choice(FILLER, 3))
+        rng.shuffle(words)
+        row = []
+        for name in (label, clabel):
+            if name not in index:
+                index[name] = len(names)
+                names.append(name)
+            row.append(index[name])
+        ids.append(f"p{i}")
+        titles.append(" ".join(words))
+        descriptions.append(" ".join(rng.choice(FILLER, 4)))
+        categories.append(cat)
+        rows.append(row)
+    vocab = LabelVocabulary(names)
+    return XMCDataset(ids=ids, texts=[""] * n, Y=labels_to_csr(rows, len(vocab)), labels=vocab, titles=titles,
+                      descriptions=descriptions, categories=categories)
+
+
+def taxonomy_dict() -> dict[str, list[str]]:
+    return {cat: [label for _, label in pairs] + [label for _, label in COLOURS] for cat, pairs in CATALOGUE.items()}
+
+
+@pytest.fixture(scope="module")
+def products():
+    train = make_products(96, seed=0)
+    test = make_products(24, seed=1, labels=train.labels)
+    return train, test
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    """A random 2-layer BERT with a WordPiece vocabulary of the catalogue's words, saved like a hub model."""
+    directory = tmp_path_factory.mktemp("tiny-bert")
+    words = sorted({w for pairs in CATALOGUE.values() for w, _ in pairs} | {w for w, _ in COLOURS} | set(FILLER))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    tokenizer = transformers.BertTokenizerFast(vocab_file=str(directory / "vocab.txt"))
+    tokenizer.save_pretrained(str(directory))
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=64, max_position_embeddings=64)
+    transformers.BertModel(config).save_pretrained(str(directory))
+    return str(directory)
+
+
+def tiny_config(tiny_bert, **overrides) -> MaskedBertConfig:
+    train = dict(epochs=3, batch_size=16, learning_rate=3e-3, device="cpu", amp=False, swa_start=0.5)
+    train.update(overrides.pop("train", {}))
+    base = dict(encoder=EncoderConfig(model_path=tiny_bert, pooling="cls-concat", last_layers=2, max_length=32,
+                                      batch_size=32),
+                train=MaskedTrainConfig(**train))
+    base.update(overrides)
+    return MaskedBertConfig(**base)
+
+
+# ---- masked loss -----------------------------------------------------------------------------
+
+
+def _bce(s: float, y: float) -> float:
+    p = 1.0 / (1.0 + math.exp(-s))
+    return -(y * math.log(p) + (1 - y) * math.log(1 - p))
+
+
+def test_masked_loss_equals_hand_sum_over_relevant_labels():
+    logits = torch.tensor([[2.0, -1.0, 0.5, 3.0], [0.1, 0.2, -2.0, 1.5]])
+    targets = torch.tensor([[1.0, 0.0, 0.0, 1.0], [0.0, 1.0, 0.0, 0.0]])
+    mask = torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.0, 1.0, 1.0, 1.0]])
+    row0 = _bce(2.0, 1) + _bce(-1.0, 0)
+    row1 = _bce(0.2, 1) + _bce(-2.0, 0) + _bce(1.5, 0)
+    assert masked_bce_with_logits(logits, targets, mask).item() == pytest.approx((row0 + row1) / 2, rel=1e-6)
+    everything = sum(_bce(s, y) for s, y in zip(logits.flatten().tolist(), targets.flatten().tolist())) / 2
+    assert masked_bce_with_logits(logits, targets, None).item() == pytest.approx(everything, rel=1e-6)
+
+
+def test_gathered_loss_equals_dense_loss():
+    rng = np.random.default_rng(0)
+    n, L, d = 5, 9, 4
+    M = sp.csr_matrix((rng.random((n, L)) < 0.4).astype(np.float32))
+    M = sp.vstack([M, sp.csr_matrix((1, L), dtype=np.float32)]).tocsr()  # a product with no relevant label
+    n += 1
+    Y = sp.csr_matrix(((rng.random((n, L)) < 0.3).astype(np.float32)))
+    hidden = torch.randn(n, d)
+    weight, bias = torch.randn(L, d), torch.randn(L)
+    rows = np.arange(n)
+    dense = masked_bce_with_logits(hidden @ weight.T + bias, dense_rows(Y, rows), dense_rows(M, rows))
+    index, valid = padded_indices(M, rows)
+    logits = gathered_logits(hidden, weight, bias, torch.from_numpy(index))
+    targets = torch.from_numpy(gathered_targets(Y, rows, index))
+    gathered = gathered_bce_with_logits(logits, targets, torch.from_numpy(valid))
+    assert gathered.item() == pytest.approx(dense.item(), rel=1e-5)
+
+
+def test_irrelevant_labels_get_zero_gradient(tiny_bert):
+    encoder = TextEncoder.from_pretrained(EncoderConfig(model_path=tiny_bert, pooling="cls-concat", last_layers=2,
+                                                        max_length=32))
+    net = build_network(encoder, n_labels=6, n_heads=1, dropout=0.1)
+    tokens = tokenize_pairs(encoder.tokenizer, ["red vneck", "blue flat summer"], ["cotton", ""], 32)
+    batch = encoder.tokenizer.pad(tokens, padding=True, return_tensors="pt")
+    mask = torch.tensor([[1.0, 1.0, 0.0, 0.0, 0.0, 1.0], [0.0, 1.0, 0.0, 1.0, 0.0, 0.0]])
+    targets = torch.tensor([[1.0, 0.0, 0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0, 0.0, 0.0]])
+    masked_bce_with_logits(network_logits(net, dict(batch)), targets, mask).backward()
+    head = net.heads[0]
+    irrelevant = [2, 4]  # relevant to neither product
+    assert torch.all(head.weight.grad[irrelevant] == 0) and torch.all(head.bias.grad[irrelevant] == 0)
+    assert torch.all(head.weight.grad[[0, 1, 3, 5]].abs().sum(dim=1) > 0)
+    assert encoder.backbone.embeddings.word_embeddings.weight.grad.abs().sum() > 0
+
+
+# ---- taxonomy --------------------------------------------------------------------------------
+
+
+def test_category_paths_and_parent_fallback():
+    assert category_path(" A >B>  C ") == ("A", "B", "C")
+    vocab = LabelVocabulary(["a1", "b1", "c1", "x1", "orphan"])
+    tax = Taxonomy({"A > B > C": ["c1"], "A > B": ["b1"], "A > D": ["a1"], "X": ["x1", "not-in-vocab"]}, vocab)
+    assert tax.unknown_labels == ["not-in-vocab"]
+    assert tax.uncovered_labels == ["orphan"]
+    categories = ["A > B > C", "A > B > Z", "A > Q", "A", "Nope > B", None, "X > Y"]
+    M, stats = tax.mask(categories)
+    rows = [sorted(vocab.names[j] for j in M[i].indices) for i in range(len(categories))]
+    assert rows[0] == ["c1"]                       # exact leaf
+    assert rows[1] == ["b1"]                       # unknown leaf -> listed parent
+    assert rows[2] == ["a1", "b1", "c1"]           # A is not listed: the union of its descendants
+    assert rows[3] == ["a1", "b1", "c1"]           # exact (an implied ancestor)
+    assert rows[4] == sorted(vocab.names)          # no known ancestor -> all labels
+    assert rows[5] == sorted(vocab.names)          # no category -> all labels
+    assert rows[6] == ["x1"]
+    assert (stats.exact, stats.parent_fallback, stats.all_labels) == (2, 3, 2)
+    assert stats.unknown_categories == ["", "A > B > Z", "A > Q", "Nope > B", "X > Y"]
+    Y = sp.csr_matrix(np.array([[0, 0, 1, 0, 0], [1, 0, 0, 0, 0]] + [[0] * 5] * 5, dtype=np.float32))
+    _, stats = tax.mask(categories, Y=Y)
+    assert stats.positives_outside == 1  # a1 is not relevant to A > B > Z
+
+
+def test_taxonomy_from_data_and_roundtrip(tmp_path, products):
+    train, _ = products
+    tax = Taxonomy.from_data(train)
+    assert set(tax.to_dict()) == set(CATALOGUE)
+    for cat, names in tax.to_dict().items():
+        assert set(names) <= set(taxonomy_dict()[cat])
+    tax.save(tmp_path / "t.json")
+    again = Taxonomy.from_file(tmp_path / "t.json", train.labels)
+    assert again.to_dict() == tax.to_dict()
+
+
+@pytest.mark.parametrize("content, problem", [
+    ("{\"A\": [\"x\",}", "invalid JSON"),
+    ("[\"A\", \"B\"]", "expected a JSON object"),
+    ("{\n \"A\": [\"x\"],\n \"B\": \"x\"\n}", "category 'B'"),
+    ("{\"A\": [\"x\", 3]}", "non-string"),
+    ("{\" > \": [\"x\"]}", "empty category"),
+    ("", "empty file"),
+])
+def test_taxonomy_file_errors_name_file_and_problem(tmp_path, content, problem):
+    path = tmp_path / "taxonomy.json"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(DataFormatError) as info:
+        Taxonomy.from_file(path, LabelVocabulary(["x"]))
+    assert "taxonomy.json" in str(info.value) and problem in str(info.value)
+
+
+def test_taxonomy_missing_file(tmp_path):
+    with pytest.raises(DataFormatError, match="taxonomy file not found"):
+        Taxonomy.from_file(tmp_path / "nope.json", LabelVocabulary(["x"]))
+    with pytest.raises(DataFormatError, match="is a directory"):
+        Taxonomy.from_file(tmp_path, LabelVocabulary(["x"]))
+
+
+# ---- inputs, configs ---------------------------------------------------------------------
+
+
+def test_nfkc_and_text_pairs(tiny_bert):
+    assert normalize_text("ＲＥＤ\u3000ｖneck  ﬁ") == "RED vneck fi"
+    tok = transformers.AutoTokenizer.from_pretrained(tiny_bert)
+    [enc] = tokenize_pairs(tok, ["red vneck"], ["cotton summer"], 32)
+    assert enc["input_ids"][0] == tok.cls_token_id and enc["input_ids"].count(tok.sep_token_id) == 2
+    assert enc["token_type_ids"] == [0, 0, 0, 0, 1, 1, 1]
+
+
+def test_config_errors(tiny_bert, products):
+    train, _ = products
+    with pytest.raises(ConfigError, match="filter_predictions"):
+        MaskedBertConfig(masking=True, filter_predictions=False)
+    with pytest.raises(ConfigError, match="unknown key"):
+        MaskedBertConfig.from_dict({"masking": True, "mask": 1})
+    with pytest.raises(ConfigError, match="needs an attribute taxonomy"):
+        MaskedBert(tiny_config(tiny_bert)).fit(train, progress=False)
+    bad = tiny_config(tiny_bert, encoder=EncoderConfig(model_path=tiny_bert, pooling="cls-concat", last_layers=5))
+    with pytest.raises(ConfigError, match="last_layers=5"):
+        MaskedBert(bad).fit(train, taxonomy=taxonomy_dict(), progress=False)
+
+
+def test_group_batches_hold_one_group():
+    groups = np.array([0, 1, 1, 2, 0, 1, 2, 2, 2, 0])
+    batches = group_batches(groups, 2, np.random.default_rng(0))
+    assert sorted(np.concatenate(batches).tolist()) == list(range(10))
+    assert all(len(set(groups[b])) == 1 and len(b) <= 2 for b in batches)
+
+
+# ---- end to end -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def masked_model(tiny_bert, products):
+    train, _ = products
+    return MaskedBert(tiny_config(tiny_bert)).fit(train, taxonomy=taxonomy_dict(), progress=False)
+
+
+def test_predictions_stay_within_the_category(masked_model, products):
+    _, test = products
+    tax = masked_model.taxonomy_
+    proba = masked_model.predict_proba(test)
+    for scores in (proba, masked_model.predict(test, topk=10, threshold=0.0)):
+        for i, cat in enumerate(test.categories):
+            assert set(scores[i].indices) <= set(tax.relevant_ids(cat).tolist())
+    # P@k lists every relevant label, whatever its probability
+    assert np.array_equal(np.diff(proba.indptr), [len(tax.relevant_ids(c)) for c in test.categories])
+    hist = masked_model.history_
+    assert hist["steps"] == hist["total_steps"] and hist["evaluations"] and "swa" in hist
+    per_label = np.full(len(masked_model.labels_), 2.0)
+    assert masked_model.predict(test, threshold=per_label).nnz == 0
+    assert masked_model.predict(test, threshold=0.0, topk=1).nnz == len(test)
+
+
+def test_save_load_identical_predictions(masked_model, products, tmp_path):
+    _, test = products
+    masked_model.save(tmp_path / "model")
+    loaded = load_model(tmp_path / "model")
+    assert isinstance(loaded, MaskedBert) and loaded.labels_ == masked_model.labels_
+    a, b = masked_model.predict_proba(test), loaded.predict_proba(test)
+    assert (a != b).nnz == 0
+    c = loaded.predict(test.titles, categories=test.categories)  # raw titles lack descriptions: still masked
+    for i, cat in enumerate(test.categories):
+        assert set(c[i].indices) <= set(loaded.taxonomy_.relevant_ids(cat).tolist())
+
+
+@pytest.mark.parametrize("heads", ["leaf", "top"])
+def test_multi_head_baselines(tiny_bert, products, heads):
+    train, test = products
+    config = tiny_config(tiny_bert, heads=heads, masking=False, train={"epochs": 1, "swa": False})
+    model = MaskedBert(config).fit(train, taxonomy=taxonomy_dict(), progress=False)
+    expected = sorted(CATALOGUE) if heads == "leaf" else ["Clothing", "Shoes"]
+    assert model.groups_ == expected and len(model.network_.heads) == len(expected)
+    assert model._group_ids(["Clothing > Skirts", "Shoes > Boots", None], 3).tolist()[1] == expected.index(
+        "Shoes > Boots" if heads == "leaf" else "Shoes")
+    proba = model.predict_proba(test)
+    for i, cat in enumerate(test.categories):  # unmasked training, filtered predictions
+        assert set(proba[i].indices) <= set(model.taxonomy_.relevant_ids(cat).tolist())
+
+
+def test_unfiltered_plain_bert_needs_no_taxonomy(tiny_bert, products):
+    train, test = products
+    config = tiny_config(tiny_bert, masking=False, filter_predictions=False, train={"epochs": 1, "swa": False})
+    model = MaskedBert(config).fit(train, progress=False)
+    assert model.taxonomy_ is None
+    assert model.predict_proba(test).nnz == len(test) * len(train.labels)
+
+
+def test_cli_train_predict_evaluate(tiny_bert, products, tmp_path, capsys):
+    train, test = products
+
+    def write(path, data):
+        with open(path, "w", encoding="utf-8") as fh:
+            for i in range(len(data)):
+                fh.write(json.dumps({"id": data.ids[i], "title": data.titles[i], "description": data.descriptions[i],
+                                     "category": data.categories[i], "labels": data.label_names_of(i)}) + "\n")
+
+    write(tmp_path / "train.jsonl", train)
+    write(tmp_path / "test.jsonl", test)
+    (tmp_path / "taxonomy.json").write_text(json.dumps(taxonomy_dict()), encoding="utf-8")
+    tiny_config(tiny_bert, train={"epochs": 1}).to_json(tmp_path / "config.json")
+    args = ["train", "--model", "masked-bert", "--train", str(tmp_path / "train.jsonl"), "--config",
+            str(tmp_path / "config.json"), "--taxonomy", str(tmp_path / "taxonomy.json"), "--out", str(tmp_path / "m")]
+    assert cli_main(args) == 0
+    assert cli_main(["predict", "--model", str(tmp_path / "m"), "--input", str(tmp_path / "test.jsonl"),
+                     "--out", str(tmp_path / "pred.jsonl"), "--threshold", "0.0", "--topk", "3"]) == 0
+    lines = [json.loads(x) for x in open(tmp_path / "pred.jsonl", encoding="utf-8")]
+    allowed = taxonomy_dict()
+    assert len(lines) == len(test) and all(len(r["labels"]) == 3 for r in lines)
+    for record, cat in zip(lines, test.categories):
+        assert set(record["labels"]) <= set(allowed[cat])
+    assert cli_main(["evaluate", "--truth", str(tmp_path / "test.jsonl"), "--pred", str(tmp_path / "pred.jsonl"),
+                     "--train", str(tmp_path / "train.jsonl"), "--report"]) == 0
+    assert "micro" in capsys.readouterr().out
+    # a bad taxonomy file: one clear line, exit code 2
+    (tmp_path / "bad.json").write_text("[1, 2]", encoding="utf-8")
+    assert cli_main(args[:-4] + ["--taxonomy", str(tmp_path / "bad.json"), "--out", str(tmp_path / "m2")]) == 2
+    assert "bad.json" in capsys.readouterr().err
+    assert read_jsonl(tmp_path / "test.jsonl").categories == test.categories
