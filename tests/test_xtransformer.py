@@ -182,3 +182,41 @@ def test_matcher_checkpoint_resumes_finished_run(tiny_bert, corpus, tmp_path):
     assert hist2.steps == 4  # nothing retrained
     np.testing.assert_allclose(fresh.encode(texts, progress=False), enc.encode(texts, progress=False), atol=1e-6)
     torch.testing.assert_close(head2.linear.weight, head.linear.weight)
+
+
+@pytest.mark.parametrize("name", ["pifa-tfidf", "pifa-neural", "text-emb", "ensemble", "frozen", "cpu-budget"])
+def test_shipped_configs_parse(name):
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "configs" / f"xtransformer-{name}.json"
+    cfg = XTransformerConfig.from_json(str(path))
+    assert cfg.ranker.negatives == "tfn+man" and cfg.ranker_input == "tfidf+neural"
+    assert len(cfg.members) == (3 if name == "ensemble" else 1)
+
+
+def test_cli_train_predict_round_trip(tiny_bert, corpus, tmp_path, capsys):
+    import json
+
+    from xmc.cli.main import main
+
+    def write(path, ds):
+        with open(path, "w", encoding="utf-8") as fh:
+            for i in range(len(ds)):
+                fh.write(json.dumps({"id": ds.ids[i], "title": ds.titles[i], "text": ds.texts[i],
+                                     "labels": ds.label_names_of(i)}) + "\n")
+
+    write(tmp_path / "train.jsonl", corpus.train)
+    write(tmp_path / "test.jsonl", corpus.test)
+    (tmp_path / "cfg.json").write_text(json.dumps(tiny_config(tiny_bert).to_dict()), encoding="utf-8")
+    assert main(["train", "--model", "xtransformer", "--config", str(tmp_path / "cfg.json"),
+                 "--train", str(tmp_path / "train.jsonl"), "--out", str(tmp_path / "model")]) == 0
+    assert main(["predict", "--model", str(tmp_path / "model"), "--input", str(tmp_path / "test.jsonl"),
+                 "--out", str(tmp_path / "pred.jsonl"), "--topk", "3"]) == 0
+    rows = [json.loads(line) for line in open(tmp_path / "pred.jsonl", encoding="utf-8")]
+    assert len(rows) == len(corpus.test) and all(len(r["labels"]) <= 3 for r in rows)
+    model = load_model(tmp_path / "model")
+    scores = model.predict(corpus.test, topk=3)
+    names = model.labels_.names
+    first = [names[j] for j in np.argsort(-scores[0].toarray().ravel(), kind="stable")[: len(rows[0]["labels"])]]
+    assert rows[0]["labels"] == first
+    capsys.readouterr()
