@@ -54,6 +54,8 @@ class MaskedTrainConfig(Config):
         epochs: passes over the training products.
         batch_size: products per forward pass; grad_accum: passes per optimiser step.
         learning_rate: AdamW learning rate (paper: 1e-4); weight_decay: AdamW weight decay.
+        head_learning_rate: learning rate of the freshly initialised output layers (None = learning_rate,
+            as in the paper; a larger one helps short budgets).
         warmup_ratio: share of the steps with linearly increasing learning rate (paper: 10%).
         swa: average the weights of the steps after ``swa_start`` (a share of all steps); the
             average replaces the best checkpoint when it validates at least as well.
@@ -72,6 +74,7 @@ class MaskedTrainConfig(Config):
     batch_size: int = 32
     grad_accum: int = 1
     learning_rate: float = 1e-4
+    head_learning_rate: float | None = None
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     swa: bool = True
@@ -89,6 +92,7 @@ class MaskedTrainConfig(Config):
         check(self.epochs > 0, "epochs must be positive")
         check(self.batch_size >= 1 and self.grad_accum >= 1, "batch_size and grad_accum must be >= 1")
         check(self.learning_rate > 0, "learning_rate must be positive")
+        check(self.head_learning_rate is None or self.head_learning_rate > 0, "head_learning_rate must be positive")
         check(0.0 <= self.warmup_ratio < 1.0, "warmup_ratio must be in [0, 1)")
         check(0.0 <= self.swa_start < 1.0, "swa_start must be in [0, 1)")
         check(0.0 < self.valid_fraction < 1.0, "valid_fraction must be in (0, 1)")
@@ -599,7 +603,10 @@ def train_network(network, tokens: Sequence[dict], Y: sp.csr_matrix, mask: sp.cs
     n_batches = sum(math.ceil(int(c) / config.batch_size) for c in np.unique(groups, return_counts=True)[1])
     steps_per_epoch = max(1, math.ceil(n_batches / config.grad_accum))
     total_steps = max(1, int(round(steps_per_epoch * config.epochs)))
-    optimizer = torch.optim.AdamW(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        [{"params": network.encoder.parameters(), "lr": config.learning_rate},
+         {"params": network.heads.parameters(), "lr": config.head_learning_rate or config.learning_rate}],
+        weight_decay=config.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
     swa = AveragedModel(network) if config.swa else None
     swa_from = int(config.swa_start * total_steps)

