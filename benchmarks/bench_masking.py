@@ -128,8 +128,8 @@ def markdown(args, results, train, test, taxonomy, directory, stats) -> str:
             lines.append(f"| {base['name']} | {base['n_labels']} | {100 * base['macro_f1']:.2f} | "
                          f"{100 * masked['macro_f1']:.2f} | {100 * (masked['macro_f1'] - base['macro_f1']):+.2f} |")
     lines += ["", f"Data: {len(train)} training products (10% of them held out for early stopping), {len(test)} test "
-              f"products, {len(train.labels)} labels in the training subset ({len(test.unseen_labels)} test labels unseen "
-              f"in it; they count as misses), taxonomy {os.path.basename(directory)}/taxonomy.json "
+              f"products, {len(train.labels)} labels in the training file ({len(test.unseen_labels)} test labels "
+              f"unseen there; they count as misses), taxonomy {os.path.basename(directory)}/taxonomy.json "
               f"({stats.parent_fallback} test products fell back to a parent category, {stats.all_labels} to all "
               f"labels; {stats.positives_outside} test labels lie outside their category's entry)."]
     return "\n".join(lines)

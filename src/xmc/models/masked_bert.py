@@ -278,7 +278,7 @@ class MaskedBert:
             return Taxonomy.from_file(taxonomy, data.labels)
         if self.config.derive_taxonomy:
             return Taxonomy.from_data(data)
-        if self.config.needs_taxonomy or self.config.heads != "single":
+        if self.config.needs_taxonomy:
             raise ConfigError("masked-bert needs an attribute taxonomy (category -> labels): pass taxonomy= "
                               "(CLI: --taxonomy FILE) or set derive_taxonomy: true; for plain BERT set "
                               "masking: false and filter_predictions: false")
@@ -430,8 +430,9 @@ class MaskedBert:
     def evaluate(self, data: XMCDataset, *, threshold: float | np.ndarray | None = None,
                  ks: Sequence[int] = (1, 3, 5)) -> dict[str, float]:
         """P@k over the relevant labels and micro/macro P/R/F1 at the threshold (default 0.5)."""
-        thr = threshold if threshold is not None else (self.thresholds_ if self.thresholds_ is not None else
-                                                        self.config.predict.threshold or 0.5)
+        if threshold is None:
+            threshold = self.thresholds_ if self.thresholds_ is not None else self.config.predict.threshold
+        thr = 0.5 if threshold is None else threshold
         return evaluate(data.Y, self.predict_proba(data), ks=ks, threshold=thr)
 
     # ---- persistence ---------------------------------------------------------------
