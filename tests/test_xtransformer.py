@@ -220,3 +220,41 @@ def test_cli_train_predict_round_trip(tiny_bert, corpus, tmp_path, capsys):
     first = [names[j] for j in np.argsort(-scores[0].toarray().ravel(), kind="stable")[: len(rows[0]["labels"])]]
     assert rows[0]["labels"] == first
     capsys.readouterr()
+
+
+def _ddp_worker(rank, world_size, port, bert_dir, out_dir):
+    import os
+
+    import torch.distributed as dist
+    from safetensors.torch import save_file
+
+    from xmc.datasets.synthetic import make_corpus
+    from xmc.neural.matcher import train_matcher
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    torch.set_num_threads(1)
+    corpus = make_corpus(n_train=240, n_test=40, n_labels=40, noise_words=200, doc_length=30, seed=3)
+    texts = corpus.train.input_texts(["title", "text"])[:64]
+    M = sp.csr_matrix((np.arange(64)[:, None] % 3 == np.arange(3)).astype(np.float32))
+    enc = TextEncoder.from_pretrained(EncoderConfig(model_path=bert_dir, max_length=16))
+    cfg = MatcherConfig(epochs=1, batch_size=16, device="cpu", amp=False, top_b=1)
+    enc, head, hist = train_matcher(enc, texts, M, cfg, valid_texts=texts[:16], valid_M=M[:16], progress=False)
+    save_file({"w": head.linear.weight.detach().contiguous(), "steps": torch.tensor([hist.steps])},
+              os.path.join(out_dir, f"rank{rank}.safetensors"))
+    dist.destroy_process_group()
+
+
+def test_ddp_matcher_training_keeps_processes_in_step(tiny_bert, tmp_path):
+    """Two gloo processes (what torchrun starts): same step count and identical weights on every rank."""
+    import socket
+
+    from safetensors.torch import load_file
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.spawn(_ddp_worker, args=(2, port, tiny_bert, str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (load_file(str(tmp_path / f"rank{r}.safetensors")) for r in (0, 1))
+    assert int(r0["steps"]) == int(r1["steps"]) == 4
+    torch.testing.assert_close(r0["w"], r1["w"])

@@ -214,8 +214,10 @@ class XTransformer:
                 by the runs of an ablation); default: fit ``config.features`` here.
             progress: show progress bars.
         """
+        from ..neural import distributed
         from ..neural.matcher import top_clusters, train_head, train_matcher
 
+        distributed.init_from_env()  # under torchrun / accelerate: one process per GPU, DDP fine-tuning
         if data.unseen_labels:
             raise ValueError("training data must be read without a fixed vocabulary (it has unseen labels)")
         cfg = self.config
@@ -428,8 +430,12 @@ class XTransformer:
         """One directory: manifest, labels, TF-IDF, encoders (safetensors), heads, trees and rankers."""
         from safetensors.torch import save_file
 
+        from ..neural import distributed
+
         if not self.members_:
             raise RuntimeError("model is not fitted")
+        if not distributed.is_main():  # every process holds the same model; rank 0 writes it
+            return
         with atomic_directory(directory) as tmp:
             write_manifest(tmp, self.name, self.config.to_dict(),
                            {"n_members": len(self.members_), "timings": self.timings_},

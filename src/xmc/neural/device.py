@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import torch
 
@@ -17,7 +18,10 @@ def select_device(name: str = "auto") -> torch.device:
     runs everywhere.
     """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        # Under torchrun / accelerate each process drives the GPU of its local rank.
+        return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         logger.warning("device %r requested but CUDA is not available; using CPU", name)

@@ -22,8 +22,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .configs import MatcherConfig
 from ..io import atomic_directory
+from . import distributed
+from .configs import MatcherConfig
 from .device import autocast
 from .encoder import TextEncoder
 
@@ -94,6 +95,18 @@ class MatcherHistory:
     samples_per_second: float = 0.0
 
 
+class _MatcherNet(nn.Module):
+    """Encoder and head as one module, so DistributedDataParallel wraps both."""
+
+    def __init__(self, encoder: TextEncoder, head: ClusterHead):
+        super().__init__()
+        self.encoder = encoder
+        self.head = head
+
+    def forward(self, **batch) -> torch.Tensor:
+        return self.head(self.encoder(**batch))
+
+
 def _batches(n: int, batch_size: int, rng: np.random.Generator):
     order = rng.permutation(n)
     for s in range(0, n, batch_size):
@@ -158,6 +171,14 @@ def train_matcher(
         head.eval()
         return encoder, head, history
     token_ids = encoder.pretokenize(texts)
+    n_procs, rank = distributed.world()
+    net = _MatcherNet(encoder, head)
+    if n_procs > 1:  # each process takes its share of every global batch; gradients are averaged
+        from torch.nn.parallel import DistributedDataParallel
+
+        # Some backbone weights never receive gradients (e.g. BERT's pooler under mean pooling).
+        net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None,
+                                      find_unused_parameters=True)
     eval_every = config.eval_every or steps_per_epoch
     best = (copy.deepcopy(encoder.state_dict()), copy.deepcopy(head.state_dict())) if history.steps else None
     bad_evals = 0
@@ -170,10 +191,14 @@ def train_matcher(
         head.train()
         micro = 0
         for rows in _batches(n, config.batch_size, rng):
+            if n_procs > 1:
+                if len(rows) < n_procs:  # every process must take the same number of steps
+                    continue
+                rows = rows[rank::n_procs]
             batch = {k: v.to(device) for k, v in encoder.collate([token_ids[i] for i in rows]).items()}
             targets = torch.from_numpy(M[rows].toarray()).to(device)
             with autocast(device, config.amp):
-                logits = head(encoder(**batch))
+                logits = net(**batch)
             loss = squared_hinge_loss(logits.float(), targets) / config.grad_accum
             loss.backward()
             seen += len(rows)
@@ -207,7 +232,7 @@ def train_matcher(
             if stop:
                 break
         history.epochs_done += 1
-        if checkpoint_dir and not stop:
+        if checkpoint_dir and not stop and rank == 0:
             _save_checkpoint(checkpoint_dir, encoder, head, optimizer, scheduler, history,
                              {"bit_generator": rng.bit_generator.state, "finished": False})
     bar.close()
@@ -218,9 +243,10 @@ def train_matcher(
         head.load_state_dict(best[1])
     encoder.eval()
     head.eval()
-    if checkpoint_dir:
+    if checkpoint_dir and rank == 0:
         _save_checkpoint(checkpoint_dir, encoder, head, optimizer, scheduler, history,
                          {"bit_generator": rng.bit_generator.state, "finished": True})
+    distributed.barrier()
     return encoder, head, history
 
 
