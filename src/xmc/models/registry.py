@@ -13,6 +13,8 @@ MODELS: dict[str, str] = {
     "xr-linear": "xmc.models.xr_linear:XRLinear",
     "xtransformer": "xmc.models.xtransformer:XTransformer",
     "masked-bert": "xmc.models.masked_bert:MaskedBert",
+    "gudn": "xmc.models.gudn:GUDN",
+    "lightxml": "xmc.models.gudn:LightXML",
 }
 
 
