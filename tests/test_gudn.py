@@ -187,3 +187,31 @@ def test_end_to_end_save_load_identical(tiny_bert, corpus, tmp_path, cls, overri
     assert type(loaded) is cls
     np.testing.assert_allclose(loaded.predict(texts, topk=5).toarray(), scores.toarray(), atol=1e-6)
     np.testing.assert_allclose(loaded.predict(corpus.test, topk=5).toarray(), scores.toarray(), atol=1e-6)
+
+
+def test_cli_train_predict_with_label_text(tiny_bert, corpus, tmp_path):
+    import contextlib
+    import io
+    import json
+
+    from xmc.cli.main import main
+
+    with open(tmp_path / "train.jsonl", "w", encoding="utf-8") as fh:
+        for i in range(len(corpus.train)):
+            fh.write(json.dumps({"id": corpus.train.ids[i], "title": corpus.train.titles[i],
+                                 "text": corpus.train.texts[i], "labels": corpus.train.label_names_of(i)}) + "\n")
+    (tmp_path / "labels.json").write_text(json.dumps(dict(zip(corpus.train.labels.names, corpus.train.label_texts))))
+    for name in ("gudn", "lightxml"):
+        extra = ["--label-text", tmp_path / "labels.json"] if name == "gudn" else []
+        cfg = tiny_config(tiny_bert, LightXMLConfig if name == "lightxml" else GUDNConfig)
+        (tmp_path / f"{name}.json").write_text(cfg.to_json())
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+            rc = main([str(a) for a in ["train", "--model", name, "--train", tmp_path / "train.jsonl", *extra,
+                                        "--config", tmp_path / f"{name}.json", "--out", tmp_path / name]])
+            assert rc == 0
+            rc = main([str(a) for a in ["predict", "--model", tmp_path / name, "--input", tmp_path / "train.jsonl",
+                                        "--out", tmp_path / f"{name}.pred", "--topk", "3"]])
+        assert rc == 0
+        assert type(load_model(tmp_path / name)).name == name
+        assert len((tmp_path / f"{name}.pred").read_text().splitlines()) == len(corpus.train)
