@@ -169,6 +169,22 @@ def predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def augment(args: argparse.Namespace) -> int:
+    from ..augment import AugmentConfig, write_augmented
+    from ..augment.pipeline import augment as run_augment
+
+    config = AugmentConfig.from_json(args.config) if args.config else AugmentConfig()
+    if not config.generator.model_path:  # fail before reading data or training anything
+        raise ConfigError("generator.model_path is required in --config: a local T5-family (or causal LM) "
+                          "Hugging Face directory")
+    data = _read(args.train, args)
+    if args.label_text:
+        data.label_texts = read_label_texts(args.label_text, data.labels)
+    n = write_augmented(args.out, run_augment(data, config))
+    print(f"wrote {n} augmented documents to {args.out}")
+    return 0
+
+
 def print_config(args: argparse.Namespace) -> int:
     if args.list or not args.model:
         print("\n".join(sorted(MODELS)))

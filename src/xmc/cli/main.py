@@ -88,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(evaluate)
     evaluate.set_defaults(func=commands.evaluate)
 
+    augment = sub.add_parser("augment", help="XDA: write prompt-generated, filtered documents for tail labels")
+    augment.add_argument("--train", required=True, help="training data (JSONL with texts)")
+    augment.add_argument("--out", required=True, help="augmented JSONL to write ({id, source_id, text, labels, scores})")
+    augment.add_argument("--label-text", help="label texts: JSON {label: text} or a file whose line i is label i's text")
+    augment.add_argument("--config", help="JSON AugmentConfig (generator.model_path is required)")
+    _add_data_args(augment)
+    augment.set_defaults(func=commands.augment)
+
     config = sub.add_parser("config", help="print a model's full default config as JSON")
     config.add_argument("model", nargs="?", help="model name")
     config.add_argument("--list", action="store_true", help="list model names")

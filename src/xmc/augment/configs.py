@@ -1,0 +1,147 @@
+"""Typed configs of XDA augmentation; torch-free so the CLI can print and validate them cheaply."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from ..config import Config, check
+
+
+@dataclasses.dataclass
+class GeneratorConfig(Config):
+    """The label-conditional infilling generator (paper section 2.1).
+
+    Attributes:
+        model_path: a local Hugging Face directory of a T5-family seq2seq model (the paper's
+            choice) or of a decoder-only causal LM. No default: no T5 weights ship offline.
+        kind: ``seq2seq`` (T5 family), ``causal`` (decoder-only) or ``auto`` (from the
+            model config's ``is_encoder_decoder``).
+        prompt: True = train peft prefix vectors (soft prompts at every layer, all pretrained
+            weights frozen); False = plain infilling with the frozen model (the "w/o Prompt"
+            ablation of Table 3).
+        num_virtual_tokens: prefix length per layer.
+        mask_ratio: share of the words replaced by sentinel spans.
+        mean_span_length: mean words per masked span (T5 pre-training used 3).
+        max_words: words of each document used (the window that is masked and regenerated;
+            the augmented document is this window with its spans refilled).
+        max_label_names: label names prepended to the input (a document's first ones).
+        max_length: input tokens (longer inputs are truncated).
+        max_new_tokens: tokens generated per augmented document.
+        epochs / batch_size / learning_rate / max_train_docs: prompt training (AdamW on the
+            prefix only; max_train_docs caps the documents used, None = all).
+        n_aug: N_a, augmented documents generated per original.
+        top_p / temperature: nucleus sampling of the span fillers (diversity comes from sampling).
+        generate_batch_size: originals per generation call.
+        seed: masking and sampling seed.
+        device: ``cpu``, ``cuda[:N]`` or ``auto``.
+    """
+
+    model_path: str | None = None
+    kind: Literal["auto", "seq2seq", "causal"] = "auto"
+    prompt: bool = True
+    num_virtual_tokens: int = 20
+    mask_ratio: float = 0.3
+    mean_span_length: float = 3.0
+    max_words: int = 200
+    max_label_names: int = 8
+    max_length: int = 384
+    max_new_tokens: int = 128
+    epochs: int = 1
+    batch_size: int = 8
+    learning_rate: float = 1e-2
+    max_train_docs: int | None = 2000
+    n_aug: int = 4
+    top_p: float = 0.9
+    temperature: float = 1.0
+    generate_batch_size: int = 8
+    seed: int = 0
+    device: str = "auto"
+
+    def validate(self) -> None:
+        check(self.kind in ("auto", "seq2seq", "causal"), f"unknown generator kind {self.kind!r}")
+        check(self.num_virtual_tokens >= 1, "num_virtual_tokens must be >= 1")
+        check(0.0 < self.mask_ratio < 1.0, "mask_ratio must be in (0, 1)")
+        check(self.mean_span_length >= 1.0, "mean_span_length must be >= 1")
+        check(self.max_words >= 2, "max_words must be >= 2")
+        check(self.max_label_names >= 0, "max_label_names must be >= 0")
+        check(self.max_length >= 8 and self.max_new_tokens >= 1, "max_length >= 8 and max_new_tokens >= 1")
+        check(self.epochs >= 0 and self.batch_size >= 1, "epochs >= 0 and batch_size >= 1")
+        check(self.learning_rate > 0, "learning_rate must be > 0")
+        check(self.max_train_docs is None or self.max_train_docs >= 1, "max_train_docs must be >= 1")
+        check(self.n_aug >= 1 and self.generate_batch_size >= 1, "n_aug and generate_batch_size must be >= 1")
+        check(0.0 < self.top_p <= 1.0 and self.temperature > 0, "top_p in (0, 1], temperature > 0")
+
+
+@dataclasses.dataclass
+class FilterConfig(Config):
+    """Which augmented documents survive (paper section 2.2, Eq. 2 and 3).
+
+    Each score is cut by an absolute threshold or by a quantile over all candidates, not both.
+
+    Defaults and why:
+        ``min_consistency = 0.5``: S_Con is already on a fixed [0, 1] scale (share of the
+        original's top-|y| predictions that f0 still returns), so an absolute cut is meaningful
+        across datasets; 0.5 keeps documents whose majority of labels f0 still recognises,
+        i.e. whose copied label set is still plausible.
+        ``diversity_quantile = 0.25``: S_Div's scale depends on the number of labels and on
+        f0's score calibration, so an absolute KL threshold would not transfer between
+        datasets; dropping the least diverse quarter removes the documents whose predictions
+        look most like the label prior (generic, head-like text) whatever the scale.
+
+    Attributes:
+        enabled: False = keep every generated document (the "w/o Filter" ablation); scores
+            are still computed and recorded.
+        min_consistency / consistency_quantile: keep S_Con >= the threshold / >= that quantile.
+        min_diversity / diversity_quantile: keep S_Div >= the threshold / >= that quantile.
+        prior_smoothing: additive (Laplace) smoothing of the label prior p(y), so that KL stays
+            finite for labels absent from the training counts.
+    """
+
+    enabled: bool = True
+    min_consistency: float | None = 0.5
+    consistency_quantile: float | None = None
+    min_diversity: float | None = None
+    diversity_quantile: float | None = 0.25
+    prior_smoothing: float = 1.0
+
+    def validate(self) -> None:
+        check(self.min_consistency is None or self.consistency_quantile is None,
+              "give min_consistency or consistency_quantile, not both")
+        check(self.min_diversity is None or self.diversity_quantile is None,
+              "give min_diversity or diversity_quantile, not both")
+        for name in ("consistency_quantile", "diversity_quantile"):
+            q = getattr(self, name)
+            check(q is None or 0.0 <= q <= 1.0, f"{name} must be in [0, 1]")
+        check(self.prior_smoothing >= 0, "prior_smoothing must be >= 0")
+
+
+@dataclasses.dataclass
+class AugmentConfig(Config):
+    """The whole ``xmc augment`` pipeline.
+
+    Attributes:
+        generator: see :class:`GeneratorConfig`.
+        filter: see :class:`FilterConfig`.
+        tail_threshold: N_t; a label is a tail label when it has at most N_t training documents
+            (head otherwise). Only documents holding a tail label are augmented, and the
+            masked loss drops the positive terms of head labels on augmented documents.
+            The default 10 is not from the paper; choose it from ``xmc data stats``.
+        max_augment_docs: augment at most this many tail documents (a compute budget; the
+            rarest-label documents first); None = all.
+        f0_model: directory of a saved xmc model used as the filter's f0 (anything with
+            ``predict(texts, topk=...)``); None = train an XR-Linear with its default config.
+        f0_beam_size: beam size of f0's predictions (None = the model's own).
+    """
+
+    generator: GeneratorConfig = dataclasses.field(default_factory=GeneratorConfig)
+    filter: FilterConfig = dataclasses.field(default_factory=FilterConfig)
+    tail_threshold: int = 10
+    max_augment_docs: int | None = None
+    f0_model: str | None = None
+    f0_beam_size: int | None = None
+
+    def validate(self) -> None:
+        check(self.tail_threshold >= 0, "tail_threshold must be >= 0")
+        check(self.max_augment_docs is None or self.max_augment_docs >= 1, "max_augment_docs must be >= 1")
+        check(self.f0_beam_size is None or self.f0_beam_size >= 1, "f0_beam_size must be >= 1")

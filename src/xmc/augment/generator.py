@@ -1,0 +1,315 @@
+"""Label-conditional infilling with soft prompts: the XDA generator (paper section 2.1).
+
+The input of the generator is the label names of a document plus its text with a fraction of
+the words replaced by T5 sentinel spans::
+
+    labels: fisheries; north sea. text: the council fixes <extra_id_0> for <extra_id_1> in 2004
+
+and the target restores the spans: ``<extra_id_0> fishing quotas <extra_id_1> herring``.
+Prefix vectors at every layer (peft prefix tuning) are trained on the training set to do this
+while every pretrained weight stays frozen; generation then samples new fillers, conditioned on
+the labels, giving label-faithful rewrites of the document. ``prompt=False`` skips the prefix
+and uses the frozen model's own infilling (the "w/o Prompt" ablation).
+
+T5-family seq2seq models are the paper's choice. A decoder-only causal LM works too: the target
+is appended after the input (``... answer: <extra_id_0> ...``) and only the target tokens carry
+loss; prefix tuning applies the same way.
+
+Masking is on whitespace words, not tokens, so it is independent of the tokenizer and the
+augmented text is a plain string. The augmented document is the masked window (the first
+``max_words`` words) with its spans refilled.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, ModelFormatError
+from ..io import atomic_directory
+from ..neural.device import select_device
+from .configs import GeneratorConfig
+
+logger = logging.getLogger(__name__)
+
+SENTINEL = "<extra_id_{}>"
+_SENTINEL_RE = re.compile(r"<extra_id_(\d+)>")
+MAX_SENTINELS = 100  # T5 vocabularies have <extra_id_0> ... <extra_id_99>
+CAUSAL_SEPARATOR = "\nanswer:"
+
+
+# ---- masking and filling (pure functions) ---------------------------------------------------------
+def _positive_partition(total: int, parts: int, rng: np.random.Generator) -> np.ndarray:
+    """``parts`` positive integers summing to ``total`` (total >= parts >= 1), uniformly at random."""
+    cuts = np.sort(rng.choice(np.arange(1, total), size=parts - 1, replace=False)) if parts > 1 else np.zeros(0, int)
+    return np.diff(np.concatenate([[0], cuts, [total]])).astype(np.int64)
+
+
+def mask_spans(words: Sequence[str], ratio: float, mean_span_length: float,
+               rng: np.random.Generator) -> tuple[list[str], list[list[str]]]:
+    """Replace about ``ratio`` of ``words`` by sentinel spans (T5 span corruption on words).
+
+    Returns:
+        ``(masked, spans)``: the words with each masked span replaced by one sentinel
+        ``<extra_id_i>`` (i = 0, 1, ... in order) and the list of removed spans.
+    """
+    n = len(words)
+    if n < 2:
+        return list(words), []
+    n_mask = int(min(max(round(n * ratio), 1), n - 1))
+    n_spans = int(min(max(round(n_mask / mean_span_length), 1), n_mask, n - n_mask + 1, MAX_SENTINELS))
+    lengths = _positive_partition(n_mask, n_spans, rng)
+    # Gaps between spans are >= 1 word (else two spans merge); the two ends may be empty.
+    spare = (n - n_mask) - (n_spans - 1)
+    cuts = np.sort(rng.integers(0, spare + 1, size=n_spans))
+    gaps = np.diff(np.concatenate([[0], cuts, [spare]]))
+    gaps[1:-1] += 1
+    masked, spans, pos = [], [], 0
+    for i in range(n_spans):
+        masked.extend(words[pos:pos + gaps[i]])
+        pos += gaps[i]
+        spans.append(list(words[pos:pos + lengths[i]]))
+        masked.append(SENTINEL.format(i))
+        pos += lengths[i]
+    masked.extend(words[pos:])
+    return masked, spans
+
+
+def target_text(spans: Sequence[Sequence[str]]) -> str:
+    """T5 target: ``<extra_id_0> span0 <extra_id_1> span1 ... <extra_id_n>`` (closing sentinel)."""
+    parts = [f"{SENTINEL.format(i)} {' '.join(span)}" for i, span in enumerate(spans)]
+    return " ".join(parts + [SENTINEL.format(len(spans))])
+
+
+def input_text(label_names: Sequence[str], masked_words: Sequence[str]) -> str:
+    """The label-conditional infilling input: label names, then the masked text."""
+    return f"labels: {'; '.join(label_names)}. text: {' '.join(masked_words)}"
+
+
+def parse_fillers(generated: str) -> dict[int, str]:
+    """Sentinel id -> generated filler text (the text after ``<extra_id_i>`` up to the next sentinel)."""
+    pieces = _SENTINEL_RE.split(generated)
+    fillers: dict[int, str] = {}
+    for i in range(1, len(pieces) - 1, 2):
+        fillers.setdefault(int(pieces[i]), " ".join(pieces[i + 1].split()))
+    return fillers
+
+
+def fill_spans(masked_words: Sequence[str], generated: str) -> str:
+    """The masked words with each sentinel replaced by its generated filler (empty when missing)."""
+    fillers = parse_fillers(generated)
+    out = []
+    for word in masked_words:
+        m = _SENTINEL_RE.fullmatch(word)
+        if m is None:
+            out.append(word)
+        elif fillers.get(int(m.group(1))):
+            out.append(fillers[int(m.group(1))])
+    return " ".join(out)
+
+
+# ---- the generator ---------------------------------------------------------------------------------
+def _load_backbone(config: GeneratorConfig):
+    if not config.model_path:
+        raise ConfigError("generator.model_path is required: a local T5-family (or causal LM) Hugging Face "
+                          "directory; no T5 weights ship offline (see MODELS.md)")
+    if not os.path.isdir(config.model_path):
+        raise ConfigError(f"generator.model_path {config.model_path!r} is not a directory")
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    model_config = AutoConfig.from_pretrained(config.model_path)
+    seq2seq = config.kind == "seq2seq" or (config.kind == "auto" and model_config.is_encoder_decoder)
+    cls = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
+    return cls.from_pretrained(config.model_path), AutoTokenizer.from_pretrained(config.model_path)
+
+
+class PromptGenerator:
+    """Soft-prompt (peft prefix tuning) label-conditional infilling over a frozen T5 or causal LM.
+
+    Args:
+        config: a :class:`GeneratorConfig`.
+        model / tokenizer: an already-built backbone and its tokenizer (tests, custom models);
+            None = load both from ``config.model_path``.
+
+    Attributes:
+        model_: the backbone, wrapped by peft when ``config.prompt`` is True.
+        seq2seq_: True for an encoder-decoder backbone.
+    """
+
+    def __init__(self, config: GeneratorConfig, *, model=None, tokenizer=None):
+        self.config = config
+        if model is None or tokenizer is None:
+            model, tokenizer = _load_backbone(config)
+        self.tokenizer = tokenizer
+        self.seq2seq_ = bool(model.config.is_encoder_decoder) if config.kind == "auto" else config.kind == "seq2seq"
+        if tokenizer.pad_token is None:  # causal LMs often have none
+            tokenizer.pad_token = tokenizer.eos_token
+        for param in model.parameters():
+            param.requires_grad_(False)
+        if config.prompt:
+            import peft
+
+            peft_config = peft.PrefixTuningConfig(task_type="SEQ_2_SEQ_LM" if self.seq2seq_ else "CAUSAL_LM",
+                                                  num_virtual_tokens=config.num_virtual_tokens)
+            model = peft.get_peft_model(model, peft_config)
+        self.device_ = select_device(config.device)
+        self.model_ = model.to(self.device_)
+
+    # ---- parameters -----------------------------------------------------------------------------
+    def trainable_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
+        """(name, parameter) of every parameter that trains: the prefix only."""
+        return [(n, p) for n, p in self.model_.named_parameters() if p.requires_grad]
+
+    # ---- batches --------------------------------------------------------------------------------
+    def _examples(self, texts: Sequence[str], label_names: Sequence[Sequence[str]],
+                  rng: np.random.Generator) -> tuple[list[str], list[list[str]], list[str]]:
+        inputs, masked_all, targets = [], [], []
+        cfg = self.config
+        for text, names in zip(texts, label_names):
+            words = text.split()[: cfg.max_words]
+            masked, spans = mask_spans(words, cfg.mask_ratio, cfg.mean_span_length, rng)
+            inputs.append(input_text(list(names)[: cfg.max_label_names], masked))
+            masked_all.append(masked)
+            targets.append(target_text(spans))
+        return inputs, masked_all, targets
+
+    def _encode_train(self, inputs: list[str], targets: list[str]) -> dict[str, torch.Tensor]:
+        tok, cfg = self.tokenizer, self.config
+        if self.seq2seq_:
+            enc = tok(inputs, max_length=cfg.max_length, truncation=True, padding=True, return_tensors="pt")
+            labels = tok(targets, max_length=cfg.max_new_tokens, truncation=True, padding=True,
+                         return_tensors="pt").input_ids
+            labels[labels == tok.pad_token_id] = -100
+            return {**enc, "labels": labels}
+        # Causal: [input][separator][target][eos]; loss only on the target part.
+        eos = tok.eos_token or ""
+        prompt_ids = tok([i + CAUSAL_SEPARATOR for i in inputs], max_length=cfg.max_length, truncation=True,
+                         add_special_tokens=False).input_ids
+        target_ids = tok([" " + t + eos for t in targets], max_length=cfg.max_new_tokens, truncation=True,
+                         add_special_tokens=False).input_ids
+        seqs = [p + t for p, t in zip(prompt_ids, target_ids)]
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), tok.pad_token_id, dtype=torch.long)
+        attn = torch.zeros((len(seqs), width), dtype=torch.long)
+        labels = torch.full((len(seqs), width), -100, dtype=torch.long)
+        for i, (p, t) in enumerate(zip(prompt_ids, target_ids)):
+            ids[i, : len(p) + len(t)] = torch.tensor(p + t)
+            attn[i, : len(p) + len(t)] = 1
+            labels[i, len(p): len(p) + len(t)] = torch.tensor(t)
+        return {"input_ids": ids, "attention_mask": attn, "labels": labels}
+
+    # ---- training -------------------------------------------------------------------------------
+    def fit(self, texts: Sequence[str], label_names: Sequence[Sequence[str]], *, progress: bool = True) -> "PromptGenerator":
+        """Train the prefix to restore masked spans of ``texts`` given their ``label_names``.
+
+        A no-op when ``config.prompt`` is False (nothing is trainable). A fresh random mask is
+        drawn for every document in every epoch.
+        """
+        from tqdm.auto import tqdm
+
+        cfg = self.config
+        params = [p for _, p in self.trainable_parameters()]
+        if not cfg.prompt or not params or cfg.epochs == 0:
+            return self
+        rng = np.random.default_rng(cfg.seed)
+        n = len(texts) if cfg.max_train_docs is None else min(len(texts), cfg.max_train_docs)
+        chosen = rng.permutation(len(texts))[:n]
+        optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate)
+        self.model_.train()
+        steps = cfg.epochs * ((n + cfg.batch_size - 1) // cfg.batch_size)
+        with tqdm(total=steps, desc="prompt tuning", disable=not progress) as bar:
+            for _ in range(cfg.epochs):
+                order = chosen[rng.permutation(n)]
+                for start in range(0, n, cfg.batch_size):
+                    rows = order[start: start + cfg.batch_size]
+                    inputs, _, targets = self._examples([texts[i] for i in rows], [label_names[i] for i in rows], rng)
+                    batch = {k: v.to(self.device_) for k, v in self._encode_train(inputs, targets).items()}
+                    loss = self.model_(**batch).loss
+                    optimizer.zero_grad()
+                    loss.backward()
+                    optimizer.step()
+                    bar.set_postfix(loss=f"{loss.item():.3f}")
+                    bar.update()
+        self.model_.eval()
+        return self
+
+    # ---- generation -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, texts: Sequence[str], label_names: Sequence[Sequence[str]], n_aug: int | None = None,
+                 *, progress: bool = True) -> list[list[str]]:
+        """N_a augmented documents per input: a fresh mask per copy, spans refilled by sampling.
+
+        Returns:
+            One list of ``n_aug`` strings per input text.
+        """
+        from tqdm.auto import tqdm
+
+        cfg, tok = self.config, self.tokenizer
+        n_aug = cfg.n_aug if n_aug is None else n_aug
+        rng = np.random.default_rng(cfg.seed + 1)
+        pairs = [(i, c) for i in range(len(texts)) for c in range(n_aug)]
+        out: list[list[str]] = [[] for _ in texts]
+        self.model_.eval()
+        padding_side = tok.padding_side
+        tok.padding_side = "right" if self.seq2seq_ else "left"  # causal generation continues the last token
+        drop = {t for t in (tok.pad_token, tok.eos_token, tok.bos_token) if t}
+        try:
+            with torch.random.fork_rng(devices=[self.device_] if self.device_.type == "cuda" else []):
+                torch.manual_seed(cfg.seed)
+                for start in tqdm(range(0, len(pairs), cfg.generate_batch_size), desc="generating",
+                                  disable=not progress):
+                    chunk = pairs[start: start + cfg.generate_batch_size]
+                    inputs, masked, _ = self._examples([texts[i] for i, _ in chunk],
+                                                       [label_names[i] for i, _ in chunk], rng)
+                    if not self.seq2seq_:
+                        inputs = [i + CAUSAL_SEPARATOR for i in inputs]
+                    enc = tok(inputs, max_length=cfg.max_length, truncation=True, padding=True,
+                              return_tensors="pt", add_special_tokens=self.seq2seq_).to(self.device_)
+                    ids = self.model_.generate(**enc, do_sample=True, top_p=cfg.top_p, temperature=cfg.temperature,
+                                               max_new_tokens=cfg.max_new_tokens, pad_token_id=tok.pad_token_id)
+                    if not self.seq2seq_:
+                        ids = ids[:, enc["input_ids"].shape[1]:]
+                    for (i, _), words, seq in zip(chunk, masked, tok.batch_decode(ids, skip_special_tokens=False)):
+                        for t in drop:
+                            seq = seq.replace(t, " ")
+                        out[i].append(fill_spans(words, seq))
+        finally:
+            tok.padding_side = padding_side
+        return out
+
+    # ---- persistence ----------------------------------------------------------------------------
+    def save(self, directory: str | os.PathLike) -> None:
+        """Write the generator config and the trained prefix (peft adapter, safetensors); not the backbone."""
+        with atomic_directory(directory) as tmp:
+            self.config.to_json(os.path.join(tmp, "generator.json"))
+            if self.config.prompt:
+                self.model_.save_pretrained(os.path.join(tmp, "prefix"))
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, *, model=None, tokenizer=None) -> "PromptGenerator":
+        """Rebuild from :meth:`save`'s directory; the backbone comes from ``model_path`` or the arguments."""
+        path = os.path.join(os.fspath(directory), "generator.json")
+        if not os.path.isfile(path):
+            raise ModelFormatError(f"{directory}: no generator.json; not a saved XDA generator")
+        config = GeneratorConfig.from_json(path)
+        self = cls(config.replace(prompt=False), model=model, tokenizer=tokenizer)
+        if config.prompt:
+            import peft
+
+            self.model_ = peft.PeftModel.from_pretrained(self.model_, os.path.join(os.fspath(directory), "prefix"))
+            self.model_.to(self.device_).eval()
+        self.config = config
+        return self
+
+    def provenance(self) -> dict:
+        """The config recorded with every generated document."""
+        record = self.config.to_dict()
+        record["backbone"] = type(getattr(self.model_, "base_model", self.model_)).__name__
+        record["backbone"] = getattr(getattr(self.model_, "config", None), "model_type", None) or record["backbone"]
+        return json.loads(json.dumps(record))

@@ -1,0 +1,289 @@
+"""XDA augmentation: filter scores vs hand computation, the masked loss, prompt-only gradients with a tiny
+random T5 (and a tiny causal LM), N_a generations per input, the augmented JSONL, the pipeline and the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("peft")
+
+from xmc.augment import AugmentConfig, FilterConfig, GeneratorConfig  # noqa: E402
+from xmc.augment.corpus import (  # noqa: E402
+    AugmentedDocument,
+    augmented_dataset,
+    read_augmented,
+    source_rows,
+    write_augmented,
+)
+from xmc.augment.filtering import (  # noqa: E402
+    consistency_scores,
+    diversity_scores,
+    keep_mask,
+    label_prior,
+    score_distribution,
+)
+from xmc.augment.generator import PromptGenerator, fill_spans, mask_spans, target_text  # noqa: E402
+from xmc.augment.masked_loss import augmented_bce_with_logits, head_label_mask, xda_loss  # noqa: E402
+from xmc.augment.pipeline import augment, tail_documents  # noqa: E402
+from xmc.data import LabelVocabulary  # noqa: E402
+from xmc.datasets.synthetic import make_corpus  # noqa: E402
+from xmc.errors import ConfigError, DataFormatError  # noqa: E402
+
+torch.set_num_threads(1)
+
+WORDS = ("the council regulation on wine market fishing quotas for north sea tariff imports of steel "
+         "labels text answer : ; . a b c d").split()
+
+
+# ---- tiny models -----------------------------------------------------------------------------------
+def tiny_tokenizer(extra_words=()):
+    """A WordLevel tokenizer with T5's specials (<pad>=0, </s>=1, <unk>=2) and 10 sentinels, built offline."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    sentinels = [f"<extra_id_{i}>" for i in range(10)]
+    vocab = {w: i for i, w in enumerate(["<pad>", "</s>", "<unk>"] + sentinels)}
+    for w in list(WORDS) + list(extra_words):
+        vocab.setdefault(w, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>", unk_token="<unk>",
+                                   additional_special_tokens=sentinels)
+
+
+def tiny_t5(tokenizer, seed=0):
+    torch.manual_seed(seed)
+    config = transformers.T5Config(vocab_size=len(tokenizer), d_model=32, d_ff=64, num_layers=2, num_heads=2,
+                                   d_kv=16, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    return transformers.T5ForConditionalGeneration(config)
+
+
+def tiny_gpt2(tokenizer, seed=0):
+    torch.manual_seed(seed)
+    config = transformers.GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=256,
+                                     bos_token_id=1, eos_token_id=1, pad_token_id=0)
+    return transformers.GPT2LMHeadModel(config)
+
+
+DOCS = ["the council regulation on wine market and tariff on imports of steel for the north sea",
+        "fishing quotas for the north sea and the council regulation on steel imports"]
+NAMES = [["wine", "market"], ["fishing", "quotas"]]
+
+GEN = GeneratorConfig(num_virtual_tokens=3, max_new_tokens=12, n_aug=3, batch_size=2, epochs=2,
+                      generate_batch_size=4, device="cpu")
+
+
+# ---- filter scores ---------------------------------------------------------------------------------
+def test_label_prior_and_score_distribution():
+    np.testing.assert_allclose(label_prior(np.array([3, 1, 0]), smoothing=1.0), [4 / 7, 2 / 7, 1 / 7])
+    P = score_distribution(sp.csr_matrix(np.array([[0.5, -1.0, 1.5], [0.0, 0.0, 0.0]])))
+    np.testing.assert_allclose(P.toarray(), [[0.25, 0.0, 0.75], [0.0, 0.0, 0.0]])
+
+
+def test_diversity_is_kl_to_the_prior_by_hand():
+    prior = np.array([0.5, 0.25, 0.125, 0.125])
+    scores = sp.csr_matrix(np.array([[0.2, 0.0, 0.6, 0.0],     # p = (0.25, 0, 0.75, 0)
+                                     [0.5, 0.25, 0.125, 0.125],  # p = prior -> KL 0
+                                     [0.0, 0.0, 0.0, 0.0]]))     # no distribution -> 0
+    expected = 0.25 * math.log(0.25 / 0.5) + 0.75 * math.log(0.75 / 0.125)
+    np.testing.assert_allclose(diversity_scores(scores, prior), [expected, 0.0, 0.0], atol=1e-12)
+
+
+def test_consistency_by_hand():
+    orig = sp.csr_matrix(np.array([[0.9, 0.8, 0.1, 0.0, 0.0], [0.1, 0.2, 0.3, 0.4, 0.5]]))
+    aug = sp.csr_matrix(np.array([[0.9, 0.0, 0.5, 0.4, 0.0],   # top-2 {0, 2} vs {0, 1} -> 1/2
+                                  [0.5, 0.4, 0.3, 0.2, 0.1]]))  # top-3 {0, 1, 2} vs {4, 3, 2} -> 1/3
+    np.testing.assert_allclose(consistency_scores(aug, orig, [2, 3]), [0.5, 1 / 3])
+    # k = |y| may exceed the labels a row returns: missing predictions count as misses.
+    sparse_aug = sp.csr_matrix(np.array([[0.9, 0.0, 0.0, 0.0, 0.0], [0, 0, 0, 0, 0.0]]))
+    np.testing.assert_allclose(consistency_scores(sparse_aug, orig, [3, 1]), [1 / 3, 0.0])
+
+
+def test_keep_rule_thresholds_quantiles_and_disabled():
+    con = np.array([0.0, 0.5, 1.0, 1.0])
+    div = np.array([3.0, 2.0, 1.0, 0.0])
+    np.testing.assert_array_equal(keep_mask(con, div, FilterConfig(min_consistency=0.5, diversity_quantile=None)),
+                                  [False, True, True, True])
+    np.testing.assert_array_equal(keep_mask(con, div, FilterConfig(min_consistency=0.5, diversity_quantile=0.25)),
+                                  [False, True, True, False])
+    np.testing.assert_array_equal(keep_mask(con, div, FilterConfig(enabled=False)), [True] * 4)
+    with pytest.raises(ConfigError, match="not both"):
+        FilterConfig(min_consistency=0.5, consistency_quantile=0.5)
+    with pytest.raises(ConfigError, match="unknown key"):
+        AugmentConfig.from_dict({"filter": {"min_consistancy": 0.5}})
+
+
+# ---- masked loss -----------------------------------------------------------------------------------
+def test_mask_drops_head_positive_terms_and_nothing_else():
+    head = torch.from_numpy(head_label_mask(np.array([100, 3, 50, 1]), tail_threshold=10))
+    assert head.tolist() == [True, False, True, False]
+    logits = torch.tensor([[0.3, -1.2, 2.0, 0.7], [-0.4, 0.9, -2.0, 1.5]], requires_grad=True)
+    targets = torch.tensor([[1.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 1.0]])
+    loss = augmented_bce_with_logits(logits, targets, head)
+    elem = torch.nn.functional.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    keep = torch.tensor([[0.0, 1, 1, 1], [1, 1, 0, 1]])  # (0, 0) and (1, 2) are head positives
+    torch.testing.assert_close(loss, (elem * keep).sum(1).mean())
+    loss.backward()
+    assert logits.grad[0, 0] == 0 and logits.grad[1, 2] == 0
+    assert (logits.grad[keep.bool()] != 0).all()
+    # "w/o Mask" and real documents: plain BCE.
+    plain = xda_loss(logits.detach(), targets, logits.detach(), targets, head, mask=False)
+    torch.testing.assert_close(plain, 2 * elem.detach().sum(1).mean())
+    torch.testing.assert_close(xda_loss(logits.detach(), targets, None, None, head), elem.detach().sum(1).mean())
+
+
+# ---- masking and filling ---------------------------------------------------------------------------
+def test_mask_spans_then_fill_restores_the_text():
+    words = [f"w{i}" for i in range(40)]
+    for seed in range(20):
+        masked, spans = mask_spans(words, 0.3, 3.0, np.random.default_rng(seed))
+        assert sum(len(s) for s in spans) == 12 and all(spans)
+        assert [w for w in masked if w.startswith("<extra_id_")] == [f"<extra_id_{i}>" for i in range(len(spans))]
+        assert fill_spans(masked, target_text(spans) + " </s>".replace("</s>", "")) == " ".join(words)
+    assert fill_spans(["a", "<extra_id_0>", "b"], "garbage") == "a b"  # a missing filler leaves a gap
+
+
+# ---- generator -------------------------------------------------------------------------------------
+def test_only_prompt_parameters_receive_gradients():
+    tok = tiny_tokenizer()
+    gen = PromptGenerator(GEN, model=tiny_t5(tok), tokenizer=tok)
+    trainable = gen.trainable_parameters()
+    assert trainable and all("prompt_encoder" in name for name, _ in trainable)
+    inputs, _, targets = gen._examples(DOCS, NAMES, np.random.default_rng(0))
+    gen.model_(**gen._encode_train(inputs, targets)).loss.backward()
+    with_grad = [n for n, p in gen.model_.named_parameters() if p.grad is not None]
+    assert with_grad and all("prompt_encoder" in n for n in with_grad)
+    frozen_before = {n: p.detach().clone() for n, p in gen.model_.named_parameters() if not p.requires_grad}
+    prefix_before = [p.detach().clone() for _, p in trainable]
+    gen.fit(DOCS, NAMES, progress=False)
+    assert all(torch.equal(p, frozen_before[n]) for n, p in gen.model_.named_parameters() if n in frozen_before)
+    assert any(not torch.equal(a, p) for a, (_, p) in zip(prefix_before, trainable))
+
+
+def test_generation_gives_n_aug_texts_and_save_load(tmp_path):
+    tok = tiny_tokenizer()
+    gen = PromptGenerator(GEN, model=tiny_t5(tok), tokenizer=tok).fit(DOCS, NAMES, progress=False)
+    out = gen.generate(DOCS, NAMES, progress=False)
+    assert [len(x) for x in out] == [3, 3] and all(isinstance(t, str) and t for x in out for t in x)
+    assert gen.generate(DOCS[:1], NAMES[:1], n_aug=5, progress=False)[0].__len__() == 5
+    assert gen.generate(DOCS, NAMES, progress=False) == out  # seeded
+    gen.save(tmp_path / "gen")
+    again = PromptGenerator.load(tmp_path / "gen", model=tiny_t5(tok), tokenizer=tok)
+    assert again.generate(DOCS, NAMES, progress=False) == out
+    plain = PromptGenerator(GEN.replace(prompt=False), model=tiny_t5(tok), tokenizer=tok)  # "w/o Prompt"
+    assert plain.trainable_parameters() == []
+    assert [len(x) for x in plain.fit(DOCS, NAMES, progress=False).generate(DOCS, NAMES, progress=False)] == [3, 3]
+
+
+def test_causal_lm_prefix_tuning():
+    tok = tiny_tokenizer()
+    gen = PromptGenerator(GEN, model=tiny_gpt2(tok), tokenizer=tok)
+    assert not gen.seq2seq_ and all("prompt_encoder" in n for n, _ in gen.trainable_parameters())
+    gen.fit(DOCS, NAMES, progress=False)
+    out = gen.generate(DOCS, NAMES, progress=False)
+    assert [len(x) for x in out] == [3, 3]
+
+
+def test_missing_model_path_is_a_config_error():
+    with pytest.raises(ConfigError, match="model_path"):
+        PromptGenerator(GeneratorConfig())
+
+
+# ---- corpus ----------------------------------------------------------------------------------------
+def test_augmented_jsonl_round_trips(tmp_path):
+    docs = [AugmentedDocument("d1#aug0", "d1", "some text", ["a", "b"], {"consistency": 0.5, "diversity": 1.25},
+                              {"prompt": True, "n_aug": 2}),
+            AugmentedDocument("d2#aug0", "d2", "ünïcode text\nline", ["c"], {"consistency": None, "diversity": 0.0}, {})]
+    for name in ("aug.jsonl", "aug.jsonl.gz"):
+        assert write_augmented(tmp_path / name, docs) == 2
+        assert read_augmented(tmp_path / name) == docs
+    data = augmented_dataset(docs, LabelVocabulary(["a", "b", "c"]))
+    assert data.Y.toarray().tolist() == [[1, 1, 0], [0, 0, 1]] and data.ids == ["d1#aug0", "d2#aug0"]
+    assert source_rows(docs, ["d2", "x"]).tolist() == [-1, 0]
+    with pytest.raises(DataFormatError, match="'z' is not in the training vocabulary"):
+        augmented_dataset(docs + [AugmentedDocument("e", "d", "t", ["z"])], LabelVocabulary(["a", "b", "c"]))
+
+
+@pytest.mark.parametrize("line, problem", [
+    ("{not json", "invalid JSON"),
+    ('{"id": "x", "source_id": "s", "text": "t"}', "missing field(s) 'labels'"),
+    ('{"id": "x", "source_id": "s", "text": "t", "labels": "a"}', "'labels' must be a list"),
+    ('{"id": "x", "source_id": "s", "text": 3, "labels": []}', "'text' must be a string"),
+    ('{"id": "x", "source_id": "s", "text": "t", "labels": [], "scores": {"c": "hi"}}', "'scores'"),
+    ("[1, 2]", "expected a JSON object"),
+])
+def test_bad_augmented_jsonl_names_file_and_line(tmp_path, line, problem):
+    path = tmp_path / "bad.jsonl"
+    good = AugmentedDocument("d#aug0", "d", "t", ["a"]).to_json()
+    path.write_text(good + "\n\n" + line + "\n", encoding="utf-8")
+    with pytest.raises(DataFormatError) as info:
+        read_augmented(path)
+    assert str(info.value).startswith(f"{path}, line 3: ") and problem in str(info.value)
+
+
+# ---- pipeline and CLI ------------------------------------------------------------------------------
+def test_tail_documents_rarest_first():
+    Y = sp.csr_matrix(np.array([[1, 0, 0], [1, 1, 0], [0, 0, 1], [0, 0, 0]]))
+    assert tail_documents(Y, np.array([50, 3, 1]), tail_threshold=5).tolist() == [2, 1]
+    assert tail_documents(Y, np.array([50, 3, 1]), tail_threshold=0).tolist() == []
+
+
+class _StubF0:
+    """f0 that scores labels by word overlap with their names: deterministic, no training."""
+
+    def __init__(self, names):
+        self.names = names
+
+    def predict(self, texts, topk=None, **_):
+        S = np.array([[sum(w in t.split() for w in n.split()) + 1e-3 * (j + 1) for j, n in enumerate(self.names)]
+                      for t in texts])
+        if topk is not None:
+            S[S < -np.sort(-S, axis=1)[:, [topk - 1]]] = 0
+        return sp.csr_matrix(S)
+
+
+def _small_corpus():
+    corpus = make_corpus(n_train=40, n_test=5, n_labels=12, noise_words=30, doc_length=12, seed=1)
+    return corpus.train
+
+
+def test_pipeline_records_provenance_and_filter_ablation():
+    train = _small_corpus()
+    words = {w for t in train.input_texts() for w in t.split()} | {w for n in train.labels.names for w in n.split()}
+    tok = tiny_tokenizer(sorted(words))
+    gen = PromptGenerator(GEN.replace(n_aug=2, epochs=1), model=tiny_t5(tok), tokenizer=tok)
+    config = AugmentConfig(tail_threshold=5, max_augment_docs=4, filter=FilterConfig(enabled=False))
+    docs = augment(train, config, generator=gen, f0=_StubF0(train.labels.names), progress=False)
+    assert len(docs) == 8 and len({d.id for d in docs}) == 8
+    rows = tail_documents(train.Y, train.label_counts(), 5)[:4]
+    assert {d.source_id for d in docs} == {train.ids[i] for i in rows}
+    for d in docs:
+        assert d.labels == train.label_names_of(train.ids.index(d.source_id))
+        assert 0.0 <= d.scores["consistency"] <= 1.0 and d.scores["diversity"] >= 0.0
+        assert d.generator["n_aug"] == 2 and d.generator["prompt"] is True
+    filtered = augment(train, config.replace(filter={"min_consistency": 1.01}), generator=gen,
+                       f0=_StubF0(train.labels.names), progress=False)
+    assert filtered == []
+
+
+def test_cli_augment_config_errors(tmp_path, capsys):
+    from xmc.cli.main import main as cli_main
+    train = _small_corpus()
+    with open(tmp_path / "train.jsonl", "w", encoding="utf-8") as fh:
+        for i in range(len(train)):
+            fh.write(json.dumps({"id": train.ids[i], "text": train.texts[i], "labels": train.label_names_of(i)}) + "\n")
+    (tmp_path / "bad.json").write_text(json.dumps({"generator": {"nope": 1}}))
+    code = cli_main(["augment", "--train", str(tmp_path / "train.jsonl"), "--out", str(tmp_path / "a.jsonl"),
+                     "--config", str(tmp_path / "bad.json")])
+    assert code == 2 and "unknown key(s) 'nope'" in capsys.readouterr().err
+    code = cli_main(["augment", "--train", str(tmp_path / "train.jsonl"), "--out", str(tmp_path / "a.jsonl")])
+    assert code == 2 and "model_path is required" in capsys.readouterr().err
+    assert not (tmp_path / "a.jsonl").exists()
