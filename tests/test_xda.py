@@ -287,3 +287,26 @@ def test_cli_augment_config_errors(tmp_path, capsys):
     code = cli_main(["augment", "--train", str(tmp_path / "train.jsonl"), "--out", str(tmp_path / "a.jsonl")])
     assert code == 2 and "model_path is required" in capsys.readouterr().err
     assert not (tmp_path / "a.jsonl").exists()
+
+
+def test_cli_augment_end_to_end_with_a_local_t5_directory(tmp_path, capsys):
+    from xmc.cli.main import main as cli_main
+
+    train = _small_corpus()
+    with open(tmp_path / "train.jsonl", "w", encoding="utf-8") as fh:
+        for i in range(len(train)):
+            fh.write(json.dumps({"id": train.ids[i], "text": train.texts[i], "labels": train.label_names_of(i)}) + "\n")
+    words = {w for t in train.texts for w in t.split()} | {w for n in train.labels.names for w in n.split()}
+    tok = tiny_tokenizer(sorted(words))
+    tiny_t5(tok).save_pretrained(tmp_path / "t5")
+    tok.save_pretrained(tmp_path / "t5")
+    config = {"generator": {"model_path": str(tmp_path / "t5"), "num_virtual_tokens": 2, "max_new_tokens": 8,
+                            "n_aug": 2, "max_train_docs": 8, "device": "cpu"},
+              "tail_threshold": 5, "max_augment_docs": 3, "filter": {"enabled": False}}
+    (tmp_path / "aug.json").write_text(json.dumps(config))
+    code = cli_main(["augment", "--train", str(tmp_path / "train.jsonl"), "--out", str(tmp_path / "aug.jsonl"),
+                     "--config", str(tmp_path / "aug.json")])
+    assert code == 0, capsys.readouterr().err
+    docs = read_augmented(tmp_path / "aug.jsonl")
+    assert len(docs) == 6 and all(d.generator["model_path"] == str(tmp_path / "t5") for d in docs)
+    assert all(set(d.scores) == {"consistency", "diversity"} for d in docs)
