@@ -180,6 +180,8 @@ def main(argv=None) -> int:
     p.add_argument("--progress", action="store_true")
     p.add_argument("--json", help="append each row's results as a JSON line here")
     p.add_argument("--write", action="store_true", help="replace the bench_gudn section of BENCHMARKS.md")
+    p.add_argument("--from-json", help="render the rows saved by an earlier --json run (same budget flags) "
+                   "instead of training")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     import torch
@@ -193,6 +195,11 @@ def main(argv=None) -> int:
     counts, n_full, train, dev, test, label_texts = load(args)
     propensities = jain_propensity(counts, n_full)
     results = {}
+    if args.from_json:
+        with open(args.from_json, encoding="utf-8") as fh:
+            saved = [json.loads(line) for line in fh if line.strip()]
+        results = {r.pop("row"): r for r in saved if r["row"] in rows}
+        rows = []
     for name in rows:
         report, zs, train_s, predict_s, history = run_row(name, args, train, dev, test, label_texts, propensities)
         results[name] = {"report": report, "zero_shot": zs, "train_s": train_s, "predict_s": predict_s,
