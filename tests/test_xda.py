@@ -310,3 +310,59 @@ def test_cli_augment_end_to_end_with_a_local_t5_directory(tmp_path, capsys):
     docs = read_augmented(tmp_path / "aug.jsonl")
     assert len(docs) == 6 and all(d.generator["model_path"] == str(tmp_path / "t5") for d in docs)
     assert all(set(d.scores) == {"consistency", "diversity"} for d in docs)
+
+
+# ---- LightXML fine-tuning with augmented documents ---------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_lightxml(tmp_path_factory):
+    """A fitted LightXML over a random 2-layer BERT (as in test_gudn) and its training data."""
+    from xmc.models.gudn import LightXML, LightXMLConfig
+    from xmc.models.masked_bert import MaskedTrainConfig
+    from xmc.neural.configs import EncoderConfig
+
+    train = make_corpus(n_train=80, n_test=5, n_labels=16, noise_words=80, doc_length=16, seed=5).train
+    directory = tmp_path_factory.mktemp("tiny-bert")
+    words = sorted({w for t in train.texts + list(train.titles or []) for w in t.lower().split()})
+    (directory / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words) + "\n")
+    transformers.BertTokenizerFast(vocab_file=str(directory / "vocab.txt")).save_pretrained(str(directory))
+    torch.manual_seed(0)
+    transformers.BertModel(transformers.BertConfig(vocab_size=len(words) + 5, hidden_size=16, num_hidden_layers=2,
+                                                   num_attention_heads=2, intermediate_size=32,
+                                                   max_position_embeddings=64)).save_pretrained(str(directory))
+    config = LightXMLConfig(
+        encoder=EncoderConfig(model_path=str(directory), max_length=32, batch_size=32), hidden_dim=8,
+        max_leaf_size=4, n_candidate_clusters=2,
+        train=MaskedTrainConfig(epochs=1, batch_size=16, learning_rate=1e-3, head_learning_rate=1e-2, swa=False,
+                                select_metric="p@1", device="cpu", amp=False, valid_fraction=0.2))
+    return LightXML(config).fit(train, progress=False), train
+
+
+def test_finetune_lightxml_with_augmented_keeps_the_encoder_frozen(tiny_lightxml):
+    from xmc.augment.finetune import FinetuneConfig, finetune_with_augmented
+
+    model, train = tiny_lightxml
+    rows = tail_documents(train.Y, train.label_counts(), 8)[:10]
+    docs = [AugmentedDocument(f"{train.ids[i]}#aug0", train.ids[i], " ".join(reversed(train.texts[i].split())),
+                              train.label_names_of(i)) for i in rows]
+    aug = augmented_dataset(docs, train.labels)
+    encoder_before = {k: v.clone() for k, v in model.network_.encoder.state_dict().items()}
+    heads_before = model.network_.label_emb.weight.detach().clone()
+    history = finetune_with_augmented(model, train, aug, FinetuneConfig(epochs=2, batch_size=16, tail_threshold=8),
+                                      progress=False)
+    assert history["steps"] == 2 * math.ceil(len(train) / 16) and history["swa_averaged_steps"] > 0
+    assert all(torch.equal(v, encoder_before[k]) for k, v in model.network_.encoder.state_dict().items())
+    assert not torch.equal(model.network_.label_emb.weight, heads_before)
+    assert model.predict(train.texts[:3], topk=3).shape == (3, len(train.labels))
+
+
+def test_cli_train_augmented_needs_a_lightxml_model(tmp_path, capsys):
+    from xmc.cli.main import main as cli_main
+
+    train = _small_corpus()
+    with open(tmp_path / "train.jsonl", "w", encoding="utf-8") as fh:
+        for i in range(len(train)):
+            fh.write(json.dumps({"id": train.ids[i], "text": train.texts[i], "labels": train.label_names_of(i)}) + "\n")
+    write_augmented(tmp_path / "aug.jsonl", [AugmentedDocument("a", train.ids[0], "t", train.label_names_of(0))])
+    code = cli_main(["train", "--model", "xr-linear", "--train", str(tmp_path / "train.jsonl"),
+                     "--augmented", str(tmp_path / "aug.jsonl"), "--out", str(tmp_path / "m")])
+    assert code == 2 and "--augmented applies to lightxml / gudn" in capsys.readouterr().err

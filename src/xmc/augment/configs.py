@@ -27,7 +27,9 @@ class GeneratorConfig(Config):
             the augmented document is this window with its spans refilled).
         max_label_names: label names prepended to the input (a document's first ones).
         max_length: input tokens (longer inputs are truncated).
-        max_new_tokens: tokens generated per augmented document.
+        max_new_tokens: tokens generated per augmented document (at most).
+        min_new_tokens: tokens generated at least (0 = stop at the end token; benchmarks of random
+            models set it to max_new_tokens so every sample costs the same).
         epochs / batch_size / learning_rate / max_train_docs: prompt training (AdamW on the
             prefix only; max_train_docs caps the documents used, None = all).
         n_aug: N_a, augmented documents generated per original.
@@ -47,6 +49,7 @@ class GeneratorConfig(Config):
     max_label_names: int = 8
     max_length: int = 384
     max_new_tokens: int = 128
+    min_new_tokens: int = 0
     epochs: int = 1
     batch_size: int = 8
     learning_rate: float = 1e-2
@@ -66,6 +69,7 @@ class GeneratorConfig(Config):
         check(self.max_words >= 2, "max_words must be >= 2")
         check(self.max_label_names >= 0, "max_label_names must be >= 0")
         check(self.max_length >= 8 and self.max_new_tokens >= 1, "max_length >= 8 and max_new_tokens >= 1")
+        check(0 <= self.min_new_tokens <= self.max_new_tokens, "min_new_tokens must be in [0, max_new_tokens]")
         check(self.epochs >= 0 and self.batch_size >= 1, "epochs >= 0 and batch_size >= 1")
         check(self.learning_rate > 0, "learning_rate must be > 0")
         check(self.max_train_docs is None or self.max_train_docs >= 1, "max_train_docs must be >= 1")

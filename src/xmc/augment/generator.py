@@ -272,7 +272,8 @@ class PromptGenerator:
                     enc = tok(inputs, max_length=cfg.max_length, truncation=True, padding=True,
                               return_tensors="pt", add_special_tokens=self.seq2seq_).to(self.device_)
                     ids = self.model_.generate(**enc, do_sample=True, top_p=cfg.top_p, temperature=cfg.temperature,
-                                               max_new_tokens=cfg.max_new_tokens, pad_token_id=tok.pad_token_id)
+                                               max_new_tokens=cfg.max_new_tokens, min_new_tokens=cfg.min_new_tokens,
+                                               pad_token_id=tok.pad_token_id)
                     if not self.seq2seq_:
                         ids = ids[:, enc["input_ids"].shape[1]:]
                     for (i, _), words, seq in zip(chunk, masked, tok.batch_decode(ids, skip_special_tokens=False)):

@@ -146,7 +146,18 @@ def train(args: argparse.Namespace) -> int:
         if not getattr(cls, "uses_taxonomy", False):
             raise ConfigError(f"model {args.model} does not use a taxonomy; drop --taxonomy")
         fit_kwargs["taxonomy"] = args.taxonomy
+    augmented = None
+    if getattr(args, "augmented", None):
+        from ..augment import augmented_dataset, read_augmented
+
+        if args.model not in ("lightxml", "gudn"):
+            raise ConfigError(f"--augmented applies to lightxml / gudn, not {args.model}")
+        augmented = augmented_dataset(read_augmented(args.augmented), data.labels, source=args.augmented)
     model.fit(data, **fit_kwargs)
+    if augmented is not None:
+        from ..augment.finetune import finetune_with_augmented
+
+        model.history_["xda"] = finetune_with_augmented(model, data, augmented)
     model.save(args.out)
     print(f"saved {args.model} model to {args.out}")
     return 0

@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", help="JSON config file (keys as printed by 'xmc config MODEL')")
     train.add_argument("--label-text", help="label texts: JSON {label: text} or a file whose line i is label i's text")
     train.add_argument("--taxonomy", help="attribute taxonomy JSON {category: [labels]} (label-masking models)")
+    train.add_argument("--augmented", help="XDA augmented JSONL (from 'xmc augment'): after training, fine-tune the "
+                                           "classifier on it with the masked augmentation loss (lightxml / gudn)")
     _add_data_args(train)
     train.set_defaults(func=commands.train)
 

@@ -1,0 +1,172 @@
+"""Fine-tune a trained LightXML / GUDN classifier on real + augmented documents (XDA section 2.3).
+
+The encoder stays frozen (so every text is encoded once and its features cached); the
+meta-classifier and the ranking classifier are trained with
+
+    L = L_BCE(real) + aug_weight * L_Aug(augmented)
+
+where L_Aug drops the positive terms of head labels (Eq. 4; for the meta-classifier, the
+positive terms of clusters that hold only head labels of the document). The parameters are
+averaged over the second part of the steps (SWA), as in the paper. This works on any fitted
+:class:`xmc.models.gudn.GUDN` without changing it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+
+from ..config import Config, check
+from ..data import XMCDataset
+from .masked_loss import head_label_mask
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class FinetuneConfig(Config):
+    """Classifier fine-tuning with augmented documents.
+
+    Attributes:
+        epochs: passes over the real documents (augmented ones are spread over the same steps).
+        batch_size: real documents per step.
+        learning_rate: AdamW learning rate of the classifier heads.
+        aug_weight: weight of L_Aug.
+        mask: False = plain BCE on augmented documents (the "w/o Mask" ablation).
+        tail_threshold: N_t; labels with more training documents are head labels.
+        swa_start: share of the steps after which parameters are averaged (1.0 = no SWA).
+        seed: shuffling seed.
+    """
+
+    epochs: int = 2
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    aug_weight: float = 1.0
+    mask: bool = True
+    tail_threshold: int = 10
+    swa_start: float = 0.5
+    seed: int = 0
+
+    def validate(self) -> None:
+        check(self.epochs >= 1 and self.batch_size >= 1, "epochs and batch_size must be >= 1")
+        check(self.learning_rate > 0 and self.aug_weight >= 0, "learning_rate > 0 and aug_weight >= 0")
+        check(self.tail_threshold >= 0 and 0.0 <= self.swa_start <= 1.0, "tail_threshold >= 0, swa_start in [0, 1]")
+
+
+@torch.no_grad()
+def _features(network, texts: list[str], batch_size: int) -> torch.Tensor:
+    device = next(network.parameters()).device
+    tokens = network.encoder.pretokenize(texts)
+    out = []
+    for s in range(0, len(tokens), batch_size):
+        batch = {k: v.to(device) for k, v in network.encoder.collate(tokens[s:s + batch_size]).items()}
+        out.append(network.text_features(**batch).float())
+    return torch.cat(out) if out else torch.zeros(0, network.encoder.dim, device=device)
+
+
+def _terms(network, features, Y: sp.csr_matrix, M: sp.csr_matrix, rows, clusters_to_labels, n_candidate_clusters,
+           head: torch.Tensor | None, head_only_clusters: sp.csr_matrix | None):
+    from ..neural.guide import candidate_bce, candidate_labels, top_cluster_ids
+    from ..neural.masked_loss import dense_rows, gathered_targets
+
+    device = features.device
+    f = features[torch.from_numpy(rows).to(device)]
+    cluster_logits = network.cluster_logits(f)
+    index, valid = candidate_labels(top_cluster_ids(cluster_logits, n_candidate_clusters), clusters_to_labels,
+                                    forced=M[rows])
+    index_t, valid_t = torch.from_numpy(index).to(device), torch.from_numpy(valid).to(device)
+    targets = torch.from_numpy(gathered_targets(Y, rows, index)).to(device)
+    logits = network.candidate_logits(f, index_t)
+    cluster_targets = dense_rows(M, rows, device)
+    meta = F.binary_cross_entropy_with_logits(cluster_logits.float(), cluster_targets, reduction="none")
+    if head is not None:  # Eq. 4: drop head-label positives (and clusters positive only through head labels)
+        valid_t = valid_t & ~(targets.bool() & head[index_t])
+        drop = dense_rows(head_only_clusters, rows, device).bool()
+        meta = torch.where(drop, torch.zeros((), device=device), meta)
+    return meta.mean() + candidate_bce(logits, targets, valid_t)
+
+
+def finetune_with_augmented(model, train: XMCDataset, augmented: XMCDataset, config: FinetuneConfig | None = None,
+                            *, progress: bool = True) -> dict:
+    """Fine-tune ``model.network_`` (a fitted GUDN / LightXML) in place; return the history.
+
+    Args:
+        model: a fitted :class:`xmc.models.gudn.GUDN` (or LightXML).
+        train: the real training documents, over ``model.labels_``.
+        augmented: the augmented documents over the same vocabulary
+            (:func:`xmc.augment.corpus.augmented_dataset`).
+        config: a :class:`FinetuneConfig`.
+    """
+    from tqdm.auto import tqdm
+
+    config = config or FinetuneConfig()
+    network = model.network_
+    if network is None:
+        raise RuntimeError("model is not fitted; fit or load it before fine-tuning with augmented data")
+    for p in network.encoder.parameters():
+        p.requires_grad_(False)
+    device = next(network.parameters()).device
+    leaves = model._leaves()
+    clusters_to_labels = sp.csr_matrix(leaves.T)
+    L = leaves.shape[0]
+    Y = sp.csr_matrix(train.Y[:, :L], dtype=np.float32)
+    A = sp.csr_matrix(augmented.Y[:, :L], dtype=np.float32)
+    M = sp.csr_matrix((Y @ leaves) > 0, dtype=np.float32)
+    MA = sp.csr_matrix((A @ leaves) > 0, dtype=np.float32)
+    head_np = head_label_mask(np.asarray((Y > 0).sum(axis=0)).ravel(), config.tail_threshold)
+    head = torch.from_numpy(head_np).to(device) if config.mask else None
+    tail_clusters = sp.csr_matrix((A @ sp.diags((~head_np).astype(np.float32)) @ leaves) > 0, dtype=np.float32)
+    head_only = sp.csr_matrix(MA - MA.multiply(tail_clusters), dtype=np.float32)
+    fields = model.config.text_fields
+    network.encoder.eval()
+    feats = _features(network, train.input_texts(fields), model.config.encoder.batch_size)
+    aug_feats = _features(network, augmented.input_texts(fields), model.config.encoder.batch_size)
+    heads = [p for name, p in network.named_parameters() if not name.startswith("encoder.")]
+    optimizer = torch.optim.AdamW(heads, lr=config.learning_rate)
+    rng = np.random.default_rng(config.seed)
+    n, n_aug = len(train), len(augmented)
+    per_epoch = math.ceil(n / config.batch_size)
+    total = per_epoch * config.epochs
+    aug_per_step = math.ceil(n_aug / per_epoch) if n_aug else 0
+    swa_from, averaged, n_avg = int(config.swa_start * total), None, 0
+    history = {"steps": 0, "augmented_docs": n_aug, "head_labels": int(head_np.sum()), "mask": config.mask,
+               "first_loss": None, "last_loss": None}
+    network.train()
+    network.encoder.eval()  # frozen: no dropout inside the encoder either (features are cached anyway)
+    with tqdm(total=total, desc="XDA fine-tuning", disable=not progress) as bar:
+        for _ in range(config.epochs):
+            order, aug_order = rng.permutation(n), rng.permutation(n_aug)
+            for step in range(per_epoch):
+                rows = order[step * config.batch_size:(step + 1) * config.batch_size]
+                loss = _terms(network, feats, Y, M, rows, clusters_to_labels, model.config.n_candidate_clusters,
+                              None, None)
+                aug_rows = aug_order[step * aug_per_step:(step + 1) * aug_per_step]
+                if len(aug_rows):
+                    loss = loss + config.aug_weight * _terms(network, aug_feats, A, MA, aug_rows, clusters_to_labels,
+                                                             model.config.n_candidate_clusters, head, head_only)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                history["steps"] += 1
+                history["last_loss"] = float(loss.item())
+                if history["first_loss"] is None:
+                    history["first_loss"] = history["last_loss"]
+                if history["steps"] > swa_from:
+                    current = [p.detach().clone() for p in heads]
+                    averaged = current if averaged is None else [a + (c - a) / (n_avg + 1)
+                                                                 for a, c in zip(averaged, current)]
+                    n_avg += 1
+                bar.update()
+    if averaged is not None:
+        with torch.no_grad():
+            for p, a in zip(heads, averaged):
+                p.copy_(a)
+    history["swa_averaged_steps"] = n_avg
+    network.eval()
+    return history
