@@ -65,6 +65,28 @@ def test_solver_matches_liblinear(loss):
     np.testing.assert_allclose(w, expected, atol=1e-4)
 
 
+def test_compact_parent_copies_give_the_same_weights():
+    # Small parents are solved on a per-thread copy with renumbered features; the weights
+    # must equal those of the path that reads the shared matrix directly.
+    X = sp.random(200, 500, density=0.05, random_state=2, format="csr", dtype=np.float32)
+    rng = np.random.default_rng(1)
+    Y = sp.csc_matrix((rng.random((200, 6)) < 0.2).astype(np.float32))
+    neg = sp.csc_matrix((rng.random((200, 2)) < 0.6).astype(np.float32) + sp.csc_matrix(Y @ np.kron(np.eye(2), np.ones((3, 1)))))
+    neg.data[:] = 1.0
+    neg.sort_indices()
+    Y = Y.multiply(sp.csc_matrix(neg @ np.kron(np.eye(2), np.ones((1, 3))))).tocsc()
+    Y.sort_indices()
+    sq = np.asarray(X.multiply(X).sum(1), dtype=np.float64).ravel()
+    args = (X.indptr.astype(np.int64), X.indices.astype(np.uint32), X.data, 500, sq, 1.0,
+            np.arange(6), np.array([0, 0, 0, 1, 1, 1]), neg.indptr.astype(np.int64), neg.indices.astype(np.int32),
+            Y.indptr.astype(np.int64), Y.indices.astype(np.int32), LOSS_SQUARED_HINGE, 1.0, 0.1, 50, 0.01, 0, 2)
+    direct = train_children(*args, 0)
+    compact = train_children(*args, 10**6)
+    for a, b in zip(direct, compact):
+        np.testing.assert_array_equal(a, b)
+    assert len(direct[2]) > 0
+
+
 def test_tree_invariants_and_determinism():
     Z = sp.random(1000, 300, density=0.05, random_state=0, format="csr", dtype=np.float32)
     chain = hierarchical_kmeans(Z, branching=4, max_leaf_size=40, seed=7)
