@@ -137,6 +137,10 @@ def _methods(args) -> list[tuple[str, str, dict]]:
         out.append((name, "bench_xr_linear:fit_predict_xmc", {"config": cfg, "config_file": path}))
     for peer in args.peers:
         out.append((peer, peer, {}))
+    if args.pecos_threshold is not None:
+        # PECOS with xmc's default weight threshold: separates the threshold's effect from the rest.
+        out.append((f"pecos threshold={args.pecos_threshold:g}", "pecos",
+                    {"train_kwargs": {"threshold": args.pecos_threshold}}))
     return out
 
 
@@ -387,6 +391,8 @@ def main(argv=None) -> None:
     ap.add_argument("--scaling-sizes", default="5000,20000,45000")
     ap.add_argument("--scaling-reuse-main", action="store_true",
                     help="take the full-size (45,000) point from the main eurlex57k results if present")
+    ap.add_argument("--pecos-threshold", type=float, default=None,
+                    help="also run PECOS with this weight threshold (its default is 0.1)")
     ap.add_argument("--skip-bonsai-eurlex", action="store_true", help="omikuji_bonsai only on bibtex")
     ap.add_argument("--topk", type=int, default=10)
     ap.add_argument("--beam", type=int, default=10)

@@ -1,0 +1,133 @@
+"""Choose XR-Linear settings on a validation split of the training set (never on test).
+
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/validate_xr_linear.py \
+        --variants base,man,wide64 --threads 1 --json /tmp/xrl_valid.jsonl
+
+The EURLEX57K train matrices of ``bench_xr_linear.py`` (cached TF-IDF) are split with
+``numpy.random.default_rng(seed).permutation`` into 90% train / 10% validation (the rule of
+``xmc.data.split.train_valid_split``). Each variant is ``configs/xr-linear.json`` with the
+overrides listed in ``VARIANTS``; every trained model is also scored with prediction-time
+alternatives (beam 20, sigmoid post-processor), which cost no retraining. Rows are appended
+to ``--json`` as they finish, so variants can run as separate (parallel) processes;
+``--from-json`` prints the table of all saved rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, _HERE)
+
+import try_peers  # noqa: E402
+
+# name -> (description, overrides of configs/xr-linear.json). Every variant states its weight
+# threshold, so the rows stay what they say when the shipped default changes.
+_PECOS = {"weight_threshold": 0.1}
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "base": ("PECOS defaults: 16-ary tree, leaves <= 100, tfn, weight threshold 0.1", {"train": _PECOS}),
+    "man": ("base + negatives tfn+man (model's own beam, b=10)", {"train": {**_PECOS, "negatives": "tfn+man"}}),
+    "wide64": ("base with one 64-way level over leaves <= 100 (Bonsai-like shallow tree)",
+               {"indexers": [{"branching": 64}], "train": _PECOS}),
+    "wide64-man": ("wide64 + tfn+man",
+                   {"indexers": [{"branching": 64}], "train": {**_PECOS, "negatives": "tfn+man"}}),
+    "thr0.05": ("base with weight threshold 0.05", {"train": {"weight_threshold": 0.05}}),
+    "thr0.02": ("base with weight threshold 0.02 (configs/xr-linear-accurate.json)", {"train": {"weight_threshold": 0.02}}),
+    "wide64-thr0.05": ("wide64 + weight threshold 0.05",
+                       {"indexers": [{"branching": 64}], "train": {"weight_threshold": 0.05}}),
+    "leaf50": ("base with leaves <= 50 labels", {"indexers": [{"max_leaf_size": 50}], "train": _PECOS}),
+}
+PREDICT_VARIANTS = {
+    "beam10": {"beam_size": 10},
+    "beam20": {"beam_size": 20},
+    "sigmoid": {"beam_size": 10, "post_processor": "sigmoid"},
+}
+
+
+def apply_overrides(base: dict, overrides: dict) -> dict:
+    cfg = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if key == "indexers":
+            for indexer, change in zip(cfg["indexers"], value):
+                indexer.update(change)
+        else:
+            cfg[key].update(value)
+    return cfg
+
+
+def run_variant(name: str, X, Y, valid_fraction: float, seed: int, threads: int) -> list[dict]:
+    from xmc.metrics import evaluate, jain_propensity
+    from xmc.models.xr_linear import XRLinear, XRLinearConfig
+
+    n = X.shape[0]
+    perm = np.random.default_rng(seed).permutation(n)
+    n_valid = int(round(valid_fraction * n))
+    valid_rows, train_rows = np.sort(perm[:n_valid]), np.sort(perm[n_valid:])
+    Xtr, Ytr, Xva, Yva = X[train_rows], Y[train_rows], X[valid_rows], Y[valid_rows]
+
+    with open(os.path.join(_HERE, "..", "configs", "xr-linear.json")) as f:
+        base = json.load(f)
+    description, overrides = VARIANTS[name]
+    config = XRLinearConfig.from_dict(apply_overrides(base, overrides))
+    config.n_threads = threads
+    t0 = time.perf_counter()
+    model = XRLinear(config).fit_matrix(Xtr, Ytr, progress=False)
+    train_s = time.perf_counter() - t0
+    propensities = jain_propensity(np.asarray(Ytr.sum(axis=0)).ravel(), n_docs=Ytr.shape[0])
+    rows = []
+    for pname, kwargs in PREDICT_VARIANTS.items():
+        scores = model.predict(Xva, topk=10, **kwargs)
+        report = evaluate(Yva, scores, propensities=propensities)
+        rows.append({
+            "variant": name, "description": description, "predict": pname,
+            "levels": model.trees_[0].chain.level_sizes if hasattr(model.trees_[0], "chain") else None,
+            "train_s": train_s, "threads": threads,
+            **{k: report[k] for k in ("P@1", "P@3", "P@5", "PSP@5")},
+        })
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| variant | prediction | P@1 | P@3 | P@5 | PSP@5 | train (s) |", "|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['variant']}: {r['description']} | {r['predict']} | {r['P@1']:.4f} | {r['P@3']:.4f} | "
+                     f"{r['P@5']:.4f} | {r['PSP@5']:.4f} | {r['train_s']:.0f} ({r['threads']} thr.) |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--variants", default="base,man,wide64")
+    ap.add_argument("--valid-fraction", type=float, default=0.1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), "xmc_peer_cache"))
+    ap.add_argument("--json", default=None, help="append result rows here (JSON lines)")
+    ap.add_argument("--from-json", default=None, help="only print the table of saved rows")
+    args = ap.parse_args(argv)
+    if args.from_json:
+        with open(args.from_json) as f:
+            print(table([json.loads(line) for line in f if line.strip()]))
+        return
+    X, Y, _, _ = try_peers.load_eurlex(args.cache_dir)
+    for name in args.variants.split(","):
+        if name not in VARIANTS:
+            raise SystemExit(f"unknown variant {name!r}; choose from {sorted(VARIANTS)}")
+        rows = run_variant(name, X.tocsr(), Y.tocsr(), args.valid_fraction, args.seed, args.threads)
+        print(table(rows), flush=True)
+        if args.json:
+            with open(args.json, "a") as f:
+                for r in rows:
+                    f.write(json.dumps(r) + "\n")
+
+
+if __name__ == "__main__":
+    main()
