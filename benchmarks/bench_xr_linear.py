@@ -339,8 +339,7 @@ def render_section(results_dir: str, notes: str) -> str:
     lines += [
         "Each method runs in its own fresh process (multiprocessing spawn) on the same sparse "
         "matrices, one after the other in one script, so the ratios to PECOS come from one run "
-        "on one machine. The machine may have been shared with another engineer's small jobs "
-        "during the runs; since the peers run inside the same script, the ratios stay comparable.",
+        "on one machine; the notes below say how loaded the machine was.",
         "",
         "Machine: " + " / ".join(machines) + ".",
         "",

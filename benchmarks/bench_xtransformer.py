@@ -227,7 +227,8 @@ def write_section(text: str, section: str) -> None:
     if start in doc and end in doc:
         doc = doc[: doc.index(start)] + block + doc[doc.index(end) + len(end):]
     else:
-        title = {"cpu": "X-Transformer on EURLEX57K: CPU budget", "gpu": "X-Transformer on EURLEX57K: full scale (GPU)"}
+        title = {"cpu": "X-Transformer on EURLEX57K: CPU budget", "gpu": "X-Transformer on EURLEX57K: full scale (GPU)",
+                 "cpu-full": "X-Transformer on EURLEX57K: all documents on CPU, pre-trained encoder"}
         doc = doc.rstrip() + f"\n\n## {title.get(section, 'X-Transformer ' + section)}\n\n{block}\n"
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(doc)
