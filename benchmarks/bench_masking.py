@@ -125,6 +125,10 @@ def markdown(args, results, train, test, taxonomy, directory, stats) -> str:
         for base, masked in zip(results["bert"]["groups"], results["bert-mask"]["groups"]):
             if base["n_labels"] == 0:
                 continue
+            if base["n_active"] == 0 and masked["n_active"] == 0:
+                # No test positives and no predictions in the group: F1 is undefined, not zero.
+                lines.append(f"| {base['name']} | {base['n_labels']} | - | - | - |")
+                continue
             lines.append(f"| {base['name']} | {base['n_labels']} | {100 * base['macro_f1']:.2f} | "
                          f"{100 * masked['macro_f1']:.2f} | {100 * (masked['macro_f1'] - base['macro_f1']):+.2f} |")
     lines += ["", f"Data: {len(train)} training products (10% of them held out for early stopping), {len(test)} test "
