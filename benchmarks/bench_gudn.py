@@ -34,8 +34,9 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
+import markdown_section  # benchmarks/ is the script's directory
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-START, END = "<!-- bench_gudn:start -->", "<!-- bench_gudn:end -->"
 ROWS = {
     "lightxml": ("LightXML (encoder only)", dict(feature_guide=False, link_guide=False)),
     "feature": ("+ feature guide", dict(feature_guide=True, link_guide=False)),
@@ -146,15 +147,7 @@ def markdown(results, args, n_train_full) -> str:
 
 
 def write_section(body: str) -> None:
-    path = os.path.join(HERE, "..", "BENCHMARKS.md")
-    doc = open(path, encoding="utf-8").read()
-    block = f"{START}\n{body}\n{END}"
-    if START in doc and END in doc:
-        doc = doc[: doc.index(START)] + block + doc[doc.index(END) + len(END):]
-    else:
-        doc = doc.rstrip() + f"\n\n## GUDN guide network on EURLEX57K: CPU smoke scale\n\n{block}\n"
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(doc)
+    markdown_section.write_section("gudn", body, "GUDN guide network on EURLEX57K: CPU smoke scale")
 
 
 def main(argv=None) -> int:

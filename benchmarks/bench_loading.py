@@ -28,9 +28,9 @@ import sys
 import time
 from pathlib import Path
 
+import markdown_section  # benchmarks/ is the script's directory
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
-START_MARKER = "<!-- bench_loading:start -->"
-END_MARKER = "<!-- bench_loading:end -->"
 
 # (relative path, reader format) — eurlex57k train is the headline case.
 CASES = (
@@ -129,20 +129,7 @@ def markdown(rows: list[tuple[str, str, dict]], runs: int, command: str) -> str:
 
 def update_benchmarks_md(path: Path, body: str) -> None:
     """Replace the marked block of the ``## Data loading`` section, keeping everything else."""
-    block = f"{START_MARKER}\n{body}\n{END_MARKER}"
-    if path.exists():
-        text = path.read_text(encoding="utf-8")
-        if START_MARKER in text and END_MARKER in text:
-            head, rest = text.split(START_MARKER, 1)
-            _, tail = rest.split(END_MARKER, 1)
-            text = head + block + tail
-        else:
-            text = text.rstrip("\n") + f"\n\n## Data loading\n\n{block}\n"
-    else:
-        text = f"# Benchmarks\n\n## Data loading\n\n{block}\n"
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    markdown_section.write_section("loading", body, "Data loading", path)
 
 
 def display_command(argv: list[str]) -> str:

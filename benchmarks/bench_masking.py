@@ -46,6 +46,7 @@ from xmc.models.xr_linear import XRLinear, XRLinearConfig  # noqa: E402
 from xmc.neural.configs import EncoderConfig  # noqa: E402
 from xmc.neural.taxonomy import Taxonomy, category_path  # noqa: E402
 from xmc.ranker.hierarchy import PredictConfig  # noqa: E402
+import markdown_section  # noqa: E402  (benchmarks/ is the script's directory)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA_ROOT = os.path.join(HERE, "..", "..", "shared", "data")
@@ -57,7 +58,6 @@ ROWS = {  # row -> (masking, heads)
 }
 LABELS = {"xr-linear": "XR-Linear (filtered)", "bert": "BERT (filtered)", "bert-leaf": "BERT multi-head, leaf",
           "bert-top": "BERT multi-head, top", "bert-mask": "BERT + label masking"}
-START, END = "<!-- bench_masking:start -->", "<!-- bench_masking:end -->"
 
 
 def load(args):
@@ -140,15 +140,7 @@ def markdown(args, results, train, test, taxonomy, directory, stats) -> str:
 
 
 def write_section(body: str) -> None:
-    path = os.path.join(HERE, "..", "BENCHMARKS.md")
-    doc = open(path, encoding="utf-8").read() if os.path.exists(path) else "# Benchmarks\n"
-    block = f"{START}\n{body}\n{END}"
-    if START in doc and END in doc:
-        doc = doc[: doc.index(START)] + block + doc[doc.index(END) + len(END):]
-    else:
-        doc = doc.rstrip() + f"\n\n## Label masking on product attribute values (Chen et al.)\n\n{block}\n"
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(doc)
+    markdown_section.write_section("masking", body, "Label masking on product attribute values (Chen et al.)")
 
 
 def main(argv=None) -> int:

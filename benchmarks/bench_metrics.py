@@ -32,8 +32,8 @@ import scipy.sparse as sp
 
 from xmc.metrics import jain_propensity, macro_prf, micro_prf, ranking_report, threshold_scores
 
-START = "<!-- bench_metrics:start -->"
-END = "<!-- bench_metrics:end -->"
+import markdown_section  # benchmarks/ is the script's directory
+
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MD = REPO / "BENCHMARKS.md"
 
@@ -115,17 +115,7 @@ def run(runs: int = 5, command: str = "python benchmarks/bench_metrics.py") -> t
 
 def write_section(md_path: Path, body: str) -> None:
     """Replace the text between the markers in ``md_path``, touching nothing else."""
-    block = f"{START}\n{body}\n{END}"
-    text = md_path.read_text() if md_path.exists() else "# Benchmarks\n"
-    s, e = text.find(START), text.find(END)
-    if s != -1 and e != -1 and e > s:
-        new = text[:s] + block + text[e + len(END):]
-    else:
-        sep = "" if text.endswith("\n\n") else ("\n" if text.endswith("\n") else "\n\n")
-        new = f"{text}{sep}## Metrics\n\n{block}\n"
-    tmp = md_path.with_name(md_path.name + f".tmp{os.getpid()}")
-    tmp.write_text(new)
-    os.replace(tmp, md_path)
+    markdown_section.write_section("metrics", body, "Metrics", md_path)
 
 
 def main(argv: list[str] | None = None) -> int:

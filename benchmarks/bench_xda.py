@@ -38,10 +38,10 @@ from xmc.augment.generator import PromptGenerator  # noqa: E402
 from xmc.augment.pipeline import label_names_per_document, tail_documents  # noqa: E402
 from xmc.data import read_jsonl, read_label_texts  # noqa: E402
 from xmc.models.xr_linear import XRLinear, XRLinearConfig  # noqa: E402
+import markdown_section  # noqa: E402  (benchmarks/ is the script's directory)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DATA = os.path.join(HERE, "..", "..", "shared", "data", "eurlex57k")
-START, END = "<!-- bench_xda:start -->", "<!-- bench_xda:end -->"
 SHAPES = {
     "tiny": dict(d_model=32, d_ff=64, num_layers=2, num_heads=2, d_kv=16),
     "t5-small": dict(d_model=512, d_ff=2048, num_layers=6, num_heads=8, d_kv=64, vocab_size=32128),
@@ -144,15 +144,7 @@ def markdown(args, results, n_train, n_tail, f0_s) -> str:
 
 
 def write_section(body: str) -> None:
-    path = os.path.join(HERE, "..", "BENCHMARKS.md")
-    doc = open(path, encoding="utf-8").read() if os.path.exists(path) else "# Benchmarks\n"
-    block = f"{START}\n{body}\n{END}"
-    if START in doc and END in doc:
-        doc = doc[: doc.index(START)] + block + doc[doc.index(END) + len(END):]
-    else:
-        doc = doc.rstrip() + f"\n\n## XDA augmentation cost (EURLEX57K subset, CPU)\n\n{block}\n"
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(doc)
+    markdown_section.write_section("xda", body, "XDA augmentation cost (EURLEX57K subset, CPU)")
 
 
 def main(argv=None) -> int:

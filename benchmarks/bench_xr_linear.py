@@ -46,8 +46,8 @@ sys.path.insert(0, os.path.join(_ROOT, "src"))
 import measure  # noqa: E402
 import peers  # noqa: E402
 import try_peers  # noqa: E402
+import markdown_section  # noqa: E402  (benchmarks/ is the script's directory)
 
-START, END = "<!-- bench_xr_linear:start -->", "<!-- bench_xr_linear:end -->"
 DEFAULT_XMC_CONFIGS = ("configs/xr-linear.json",)
 
 
@@ -329,7 +329,7 @@ def scaling_table(result: dict) -> list[str]:
 
 
 def render_section(results_dir: str, notes: str) -> str:
-    lines = [START]
+    lines = []
     results = []
     for fname in sorted(os.listdir(results_dir)) if os.path.isdir(results_dir) else []:
         if fname.endswith(".json"):
@@ -359,22 +359,12 @@ def render_section(results_dir: str, notes: str) -> str:
     for r in results:
         if r["kind"] == "scaling":
             lines += scaling_table(r)
-    lines.append(END)
     return "\n".join(lines)
 
 
 def write_benchmarks_md(section: str, path: str) -> None:
-    text = open(path, encoding="utf-8").read() if os.path.exists(path) else "# Benchmarks\n"
-    if START in text and END in text:
-        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: section, text, flags=re.S)
-    else:
-        text = text.rstrip("\n") + "\n\n## XR-Linear vs PECOS, omikuji, napkinXC\n\n" + section + "\n"
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(path + ".tmp", path)
-
-
-# --------------------------------------------------------------------------- main
+    """``section`` is the rendered block without its markers."""
+    markdown_section.write_section("xr_linear", section, "XR-Linear vs PECOS, omikuji, napkinXC", path)
 
 
 def main(argv=None) -> None:

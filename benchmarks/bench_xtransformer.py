@@ -49,6 +49,7 @@ from xmc.metrics.propensity import jain_propensity  # noqa: E402
 from xmc.models.xtransformer import MemberConfig, XTransformer, XTransformerConfig  # noqa: E402
 from xmc.neural.configs import EncoderConfig, MatcherConfig  # noqa: E402
 from xmc.ranker.hierarchy import LinearTrainConfig, PredictConfig  # noqa: E402
+import markdown_section  # noqa: E402  (benchmarks/ is the script's directory)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_DATA = os.path.join(HERE, "..", "..", "shared", "data", "eurlex57k")
@@ -220,18 +221,9 @@ def render(results: list[dict], env: dict, args_line: str, budget: str) -> str:
 
 
 def write_section(text: str, section: str) -> None:
-    path = os.path.join(HERE, "..", "BENCHMARKS.md")
-    start, end = f"<!-- bench_xtransformer_{section}:start -->", f"<!-- bench_xtransformer_{section}:end -->"
-    doc = open(path, encoding="utf-8").read() if os.path.exists(path) else "# Benchmarks\n"
-    block = f"{start}\n{text}\n{end}"
-    if start in doc and end in doc:
-        doc = doc[: doc.index(start)] + block + doc[doc.index(end) + len(end):]
-    else:
-        title = {"cpu": "X-Transformer on EURLEX57K: CPU budget", "gpu": "X-Transformer on EURLEX57K: full scale (GPU)",
-                 "cpu-full": "X-Transformer on EURLEX57K: all documents on CPU, pre-trained encoder"}
-        doc = doc.rstrip() + f"\n\n## {title.get(section, 'X-Transformer ' + section)}\n\n{block}\n"
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(doc)
+    title = {"cpu": "X-Transformer on EURLEX57K: CPU budget", "gpu": "X-Transformer on EURLEX57K: full scale (GPU)",
+             "cpu-full": "X-Transformer on EURLEX57K: all documents on CPU, pre-trained encoder"}
+    markdown_section.write_section(f"xtransformer_{section}", text, title.get(section, "X-Transformer " + section))
 
 
 def budget_line(args, n_train, n_test) -> str:

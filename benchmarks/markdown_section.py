@@ -1,0 +1,37 @@
+"""Replace one marked block of BENCHMARKS.md, leaving the rest of the file as it is.
+
+Every benchmark script owns the block between ``<!-- bench_NAME:start -->`` and
+``<!-- bench_NAME:end -->``; text outside the markers (hand-written readings) is kept.
+"""
+
+from __future__ import annotations
+
+import os
+
+BENCHMARKS_MD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "BENCHMARKS.md")
+
+
+def markers(name: str) -> tuple[str, str]:
+    """The start and end markers of block ``name``."""
+    return f"<!-- bench_{name}:start -->", f"<!-- bench_{name}:end -->"
+
+
+def write_section(name: str, body: str, title: str, path: str | os.PathLike = BENCHMARKS_MD) -> None:
+    """Put ``body`` between block ``name``'s markers in ``path``.
+
+    When the markers are missing the block is appended under ``## title`` (the file is
+    created when absent). The file is written to a temporary name and renamed, so a
+    crash never leaves it half-written.
+    """
+    start, end = markers(name)
+    block = f"{start}\n{body}\n{end}"
+    text = open(path, encoding="utf-8").read() if os.path.exists(path) else "# Benchmarks\n"
+    i, j = text.find(start), text.find(end)
+    if i != -1 and j > i:
+        text = text[:i] + block + text[j + len(end):]
+    else:
+        text = text.rstrip("\n") + f"\n\n## {title}\n\n{block}\n"
+    tmp = f"{os.fspath(path)}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
