@@ -9,7 +9,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 
 from xmc.datasets.synthetic import make_corpus
-from xmc.errors import ConfigError
+from xmc.errors import ConfigError, ModelFormatError
 from xmc.indexing.kmeans import hierarchical_kmeans
 from xmc.indexing.label_repr import pifa
 from xmc.indexing.tree import ClusterChain
@@ -229,3 +229,11 @@ def test_unknown_config_key_is_rejected_with_its_name():
     with pytest.raises(ConfigError, match="negatives"):
         XRLinearConfig.from_dict({"train": {"negatives": "random"}})
     assert XRLinearConfig.from_dict(XRLinearConfig().to_dict()) == XRLinearConfig()
+
+
+def test_load_rejects_another_kind_of_model(tmp_path):
+    from xmc.models.persistence import write_manifest
+
+    write_manifest(str(tmp_path), "gudn", {})
+    with pytest.raises(ModelFormatError, match="holds a 'gudn' model, not 'xr-linear'"):
+        XRLinear.load(tmp_path)

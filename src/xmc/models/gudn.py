@@ -313,9 +313,7 @@ class GUDN:
 
         from ..neural.encoder import TextEncoder
 
-        manifest = read_manifest(directory)
-        if manifest["model"] != cls.name:
-            raise ModelFormatError(f"{os.fspath(directory)} holds a {manifest['model']!r} model, not {cls.name!r}")
+        manifest = read_manifest(directory, expect=cls.name)
         config = cls.config_class.from_dict(manifest["config"], where="xmc_model.json:config")
         if device is not None:
             config = config.replace(train=config.train.replace(device=device))

@@ -465,9 +465,7 @@ class MaskedBert:
 
         from ..neural.encoder import TextEncoder
 
-        manifest = read_manifest(directory)
-        if manifest["model"] != cls.name:
-            raise ModelFormatError(f"{os.fspath(directory)} holds a {manifest['model']!r} model, not {cls.name!r}")
+        manifest = read_manifest(directory, expect=cls.name)
         config = MaskedBertConfig.from_dict(manifest["config"], where="xmc_model.json:config")
         if device is not None:
             config = dataclasses.replace(config, train=dataclasses.replace(config.train, device=device))

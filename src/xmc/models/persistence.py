@@ -38,7 +38,8 @@ def write_manifest(directory: str, model: str, config: dict[str, Any], extra: di
         json.dump(manifest, fh, indent=2)
 
 
-def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
+def read_manifest(directory: str | os.PathLike, expect: str | None = None) -> dict[str, Any]:
+    """The model directory's manifest; ``expect`` (a model name) rejects other kinds of model."""
     path = os.path.join(directory, MANIFEST)
     if not os.path.isdir(directory):
         raise ModelFormatError(f"{os.fspath(directory)}: not a model directory")
@@ -51,6 +52,8 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
         raise ModelFormatError(f"{path}, line {exc.lineno}: invalid JSON ({exc.msg})") from None
     if manifest.get("format") != "xmc-model" or "model" not in manifest:
         raise ModelFormatError(f"{path}: not an xmc model manifest")
+    if expect is not None and manifest["model"] != expect:
+        raise ModelFormatError(f"{os.fspath(directory)} holds a {manifest['model']!r} model, not {expect!r}")
     return manifest
 
 

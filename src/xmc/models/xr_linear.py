@@ -20,7 +20,7 @@ from sklearn.preprocessing import normalize
 from ..config import Config, check
 from ..data.dataset import LabelVocabulary, XMCDataset
 from ..ensemble import average_scores
-from ..errors import ConfigError, ModelFormatError
+from ..errors import ConfigError
 from ..features.tfidf import TfidfConfig, TfidfFeaturizer
 from ..indexing.kmeans import hierarchical_kmeans
 from ..indexing.label_repr import combine, pifa
@@ -277,9 +277,7 @@ class XRLinear:
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> "XRLinear":
-        manifest = read_manifest(directory)
-        if manifest["model"] != cls.name:
-            raise ModelFormatError(f"{os.fspath(directory)} holds a {manifest['model']!r} model, not {cls.name!r}")
+        manifest = read_manifest(directory, expect=cls.name)
         model = cls(XRLinearConfig.from_dict(manifest["config"], where="xmc_model.json:config"))
         model.labels_ = LabelVocabulary(read_labels(directory))
         featurizer_dir = os.path.join(directory, "featurizer")

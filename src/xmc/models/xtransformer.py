@@ -34,7 +34,7 @@ from sklearn.preprocessing import normalize
 from ..config import Config, check
 from ..data.dataset import LabelVocabulary, XMCDataset
 from ..ensemble import average_scores
-from ..errors import ConfigError, ModelFormatError
+from ..errors import ConfigError
 from ..features.tfidf import TfidfConfig, TfidfFeaturizer
 from ..indexing.kmeans import hierarchical_kmeans
 from ..indexing.label_repr import pifa
@@ -463,9 +463,7 @@ class XTransformer:
         from ..neural.encoder import TextEncoder
         from ..neural.matcher import ClusterHead
 
-        manifest = read_manifest(directory)
-        if manifest["model"] != cls.name:
-            raise ModelFormatError(f"{os.fspath(directory)} holds a {manifest['model']!r} model, not {cls.name!r}")
+        manifest = read_manifest(directory, expect=cls.name)
         config = XTransformerConfig.from_dict(manifest["config"], where="xmc_model.json:config")
         if device is not None:
             config = dataclasses.replace(config, matcher=dataclasses.replace(config.matcher, device=device))
