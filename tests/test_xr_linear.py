@@ -237,3 +237,48 @@ def test_load_rejects_another_kind_of_model(tmp_path):
     write_manifest(str(tmp_path), "gudn", {})
     with pytest.raises(ModelFormatError, match="holds a 'gudn' model, not 'xr-linear'"):
         XRLinear.load(tmp_path)
+
+
+@pytest.mark.parametrize("group_cost", [0.0, np.inf], ids=["by-feature", "by-column"])
+@pytest.mark.parametrize("post", ["l3-hinge", "sigmoid", "noop"])
+def test_beam_step_both_layouts_match_dense_scoring(group_cost, post):
+    """One beam step equals dense scoring of the beam's children, by either weight layout,
+    with uneven, non-contiguous children per parent, -1 padded beams and a mask."""
+    from xmc.ranker.beam import POST_PROCESSORS, LayerWeights, beam_step
+
+    rng = np.random.default_rng(0)
+    n, d, n_children, n_parents, b, out_k = 30, 40, 23, 5, 3, 4
+    X = sp.random(n, d, density=0.3, format="csr", dtype=np.float32, random_state=1)
+    X.sort_indices()
+    W = sp.random(d + 1, n_children, density=0.4, format="csc", dtype=np.float32, random_state=2)
+    W.data -= 0.5
+    parent_of = rng.permutation(np.r_[np.arange(n_parents), rng.integers(0, n_parents, n_children - n_parents)])
+    C = sp.csc_matrix((np.ones(n_children), (np.arange(n_children), parent_of)), shape=(n_children, n_parents))
+    parent_ids = np.stack([rng.choice(n_parents, b, replace=False) for _ in range(n)])
+    parent_ids[::4, -1] = -1
+    parent_scores = rng.random((n, b)).astype(np.float32)
+    mask = sp.csr_matrix(rng.random((n, n_children)) < 0.7)
+    mask.sort_indices()
+    bias = 1.0
+    raw = (sp.hstack([X, np.full((n, 1), bias, dtype=np.float32)]) @ W).toarray().astype(np.float64)
+    transform = {"l3-hinge": lambda s: np.exp(-np.maximum(0.0, 1.0 - s) ** 3),
+                 "sigmoid": lambda s: 1.0 / (1.0 + np.exp(-s)), "noop": lambda s: s}[post]
+    ids, scores = beam_step(
+        X.indptr.astype(np.int64), X.indices.astype(np.uint32), X.data, d, bias,
+        *LayerWeights.build(W, C).arrays(), parent_ids, parent_scores,
+        mask.indptr.astype(np.int64), mask.indices.astype(np.int64), True,
+        out_k, POST_PROCESSORS[post], 2, group_cost,
+    )
+    for r in range(n):
+        expected = {}
+        for t, p in enumerate(parent_ids[r]):
+            if p < 0:
+                continue
+            for c in np.flatnonzero((parent_of == p) & mask[r].toarray().ravel()):
+                s = transform(raw[r, c])
+                expected[c] = s if post == "noop" else s * parent_scores[r, t]
+        best = sorted(expected, key=lambda c: (-np.float32(expected[c]), c))[:out_k]
+        kept = ids[r][ids[r] >= 0]
+        np.testing.assert_array_equal(kept, best)
+        np.testing.assert_allclose(scores[r][: len(kept)], [expected[c] for c in best], rtol=1e-5)
+        assert np.all(scores[r][len(kept):] == -np.inf)

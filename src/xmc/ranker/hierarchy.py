@@ -23,7 +23,7 @@ from ..config import Config, check
 from ..errors import ModelFormatError
 from ..indexing.tree import ClusterChain
 from ..metrics.topk import topk_to_csr
-from .beam import POST_PROCESSORS, beam_step
+from .beam import POST_PROCESSORS, LayerWeights, beam_step
 from .negatives import SCHEMES, binarize, negative_indicator
 from .solvers import LOSS_LOGISTIC, LOSS_SQUARED_HINGE, train_children
 
@@ -125,18 +125,10 @@ class HierarchicalLinear:
         self._kernel: list[tuple | None] = [None] * len(self.weights)
 
     def _layer_arrays(self, i: int) -> tuple:
-        """Layer ``i``'s weights (by column and by feature row) and tree matrix as the beam kernel
-        takes them, built once: int64 pointers and unsigned ids (numba then skips the
-        negative-index wraparound on every access), so a one-document query copies nothing."""
+        """Layer ``i`` as the beam kernel reads it (:class:`LayerWeights`), built once per layer,
+        so a one-document query copies nothing."""
         if self._kernel[i] is None:
-            W = self.weights[i]
-            Wr = sp.csr_matrix(W)
-            C = self.chain[i]
-            self._kernel[i] = (
-                W.indptr.astype(np.int64), W.indices.astype(np.uint32), W.data,
-                Wr.indptr.astype(np.int64), Wr.indices.astype(np.uint32), Wr.data,
-                C.indptr.astype(np.int64), C.indices.astype(np.int64),
-            )
+            self._kernel[i] = LayerWeights.build(self.weights[i], self.chain[i]).arrays()
         return self._kernel[i]
 
     @property
