@@ -54,31 +54,23 @@ class LayerWeights:
         W = sp.csc_matrix(W, dtype=np.float32)
         W.sort_indices()
         C = sp.csc_matrix(C)
-        n_children, n_parents = C.shape
-        parent = np.repeat(np.arange(n_parents, dtype=np.int64), np.diff(C.indptr))
-        position = np.arange(n_children, dtype=np.int64) - np.repeat(C.indptr[:-1], np.diff(C.indptr))
-        parent_of = np.empty(n_children, dtype=np.int64)
-        position_of = np.empty(n_children, dtype=np.int64)
-        parent_of[C.indices] = parent
-        position_of[C.indices] = position
-        child = np.repeat(np.arange(n_children, dtype=np.int64), np.diff(W.indptr))
-        feature = W.indices.astype(np.int64)
-        order = np.lexsort((position_of[child], parent_of[child], feature))
-        child, feature, values = child[order], feature[order], W.data[order]
-        key = feature * n_parents + parent_of[child]
-        starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if len(key) else np.zeros(0, dtype=np.int64)
+        C.sort_indices()
         widest = int(np.diff(C.indptr).max(initial=0))
+        index = np.uint32 if W.nnz < 1 << 32 else np.uint64
+        feat_groups, groups, entry_child, entry_value = _group_by_feature(
+            W.indptr.astype(np.int64), W.indices, W.data, W.shape[0],
+            C.indptr.astype(np.int64), C.indices.astype(np.int64),
+            np.uint16 if widest <= 1 << 16 else np.uint32, index,
+        )
         return cls(
             col_indptr=W.indptr.astype(np.int64),
             # Unsigned views, not copies: numba then skips negative-index wraparound.
             col_rows=W.indices.view(np.uint32 if W.indices.dtype == np.int32 else np.uint64),
             col_values=W.data,
-            feat_groups=np.searchsorted(feature[starts], np.arange(W.shape[0] + 1)).astype(np.int64),
-            # Start and parent side by side: a group's visit reads one cache line, not two.
-            groups=np.stack([np.append(starts, len(key)), np.append(parent_of[child[starts]], 0)], axis=1).astype(
-                np.uint32 if len(key) < 1 << 32 else np.uint64),
-            entry_child=position_of[child].astype(np.uint16 if widest <= 1 << 16 else np.uint32),
-            entry_value=np.ascontiguousarray(values, dtype=np.float32),
+            feat_groups=feat_groups,
+            groups=groups,
+            entry_child=entry_child,
+            entry_value=entry_value,
             child_indptr=C.indptr.astype(np.int64),
             child_ids=C.indices.astype(np.int64),
         )
@@ -89,6 +81,56 @@ class LayerWeights:
             self.feat_groups, self.groups, self.entry_child, self.entry_value,
             self.child_indptr, self.child_ids,
         )
+
+
+@numba.njit(cache=True)
+def _group_by_feature(w_indptr, w_rows, w_values, n_rows, ch_indptr, ch_ids, child_type, index_type):
+    """Transpose CSC weights to feature-major, grouped by parent (see :class:`LayerWeights`).
+
+    A counting sort over the children in (parent, position) order, so each feature's entries
+    arrive grouped by parent. Written by hand because SciPy's transpose can neither group nor
+    emit narrow types, and its int32 temporaries cost more than the result for large layers.
+    """
+    n_parents = ch_indptr.shape[0] - 1
+    n_entries = np.zeros(n_rows + 1, dtype=np.int64)
+    n_groups = np.zeros(n_rows + 1, dtype=np.int64)
+    last_parent = np.full(n_rows, -1, dtype=np.int64)
+    for p in range(n_parents):
+        for q in range(ch_indptr[p], ch_indptr[p + 1]):
+            c = ch_ids[q]
+            for k in range(w_indptr[c], w_indptr[c + 1]):
+                f = w_rows[k]
+                n_entries[f + 1] += 1
+                if last_parent[f] != p:
+                    last_parent[f] = p
+                    n_groups[f + 1] += 1
+    for f in range(n_rows):
+        n_entries[f + 1] += n_entries[f]
+        n_groups[f + 1] += n_groups[f]
+    total = n_entries[n_rows]
+    groups = np.zeros((n_groups[n_rows] + 1, 2), dtype=index_type)
+    groups[n_groups[n_rows], 0] = total
+    entry_child = np.empty(total, dtype=child_type)
+    entry_value = np.empty(total, dtype=np.float32)
+    next_entry = n_entries[:-1].copy()
+    next_group = n_groups[:-1].copy()
+    last_parent[:] = -1
+    for p in range(n_parents):
+        for q in range(ch_indptr[p], ch_indptr[p + 1]):
+            c = ch_ids[q]
+            for k in range(w_indptr[c], w_indptr[c + 1]):
+                f = w_rows[k]
+                e = next_entry[f]
+                if last_parent[f] != p:
+                    last_parent[f] = p
+                    g = next_group[f]
+                    groups[g, 0] = e
+                    groups[g, 1] = p
+                    next_group[f] = g + 1
+                entry_child[e] = q - ch_indptr[p]
+                entry_value[e] = w_values[k]
+                next_entry[f] = e + 1
+    return n_groups, groups, entry_child, entry_value
 
 
 @numba.njit(cache=True, inline="always")
