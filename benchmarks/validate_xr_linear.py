@@ -3,9 +3,11 @@
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/validate_xr_linear.py \
         --variants base,man,wide64 --threads 1 --json /tmp/xrl_valid.jsonl
 
-The EURLEX57K train matrices of ``bench_xr_linear.py`` (cached TF-IDF) are split with
-``numpy.random.default_rng(seed).permutation`` into 90% train / 10% validation (the rule of
-``xmc.data.split.train_valid_split``). Each variant is ``configs/xr-linear.json`` with the
+The train matrices of ``bench_xr_linear.py`` (EURLEX57K's cached TF-IDF, or bibtex with
+``--dataset bibtex``) are split with ``numpy.random.default_rng(seed).permutation`` into 90%
+train / 10% validation (the rule of ``xmc.data.split.train_valid_split``), or with ``--folds K``
+into K folds whose validation scores are averaged (small data sets: bibtex's 10% is 488
+documents, too few to tell settings apart). Each variant is ``configs/xr-linear.json`` with the
 overrides listed in ``VARIANTS``; every trained model is also scored with prediction-time
 alternatives (beam 20, sigmoid post-processor), which cost no retraining. Rows are appended
 to ``--json`` as they finish, so variants can run as separate (parallel) processes;
@@ -23,6 +25,7 @@ import tempfile
 import time
 
 import numpy as np
+import scipy.sparse as sp
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, _HERE)
@@ -44,6 +47,11 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "wide64-thr0.05": ("wide64 + weight threshold 0.05",
                        {"indexers": [{"branching": 64}], "train": {"weight_threshold": 0.05}}),
     "leaf50": ("base with leaves <= 50 labels", {"indexers": [{"max_leaf_size": 50}], "train": _PECOS}),
+    "flat": ("base without a tree (one-vs-all)", {"indexers": [{"branching": 1}], "train": _PECOS}),
+    "C0.35": ("base with C=0.35", {"train": {**_PECOS, "C": 0.35}}),
+    "C0.5": ("base with C=0.5", {"train": {**_PECOS, "C": 0.5}}),
+    "C0.5-thr0.02": ("base with C=0.5 and weight threshold 0.02 (configs/xr-linear-small-data.json)",
+                     {"train": {"C": 0.5, "weight_threshold": 0.02}}),
 }
 PREDICT_VARIANTS = {
     "beam10": {"beam_size": 10},
@@ -63,42 +71,53 @@ def apply_overrides(base: dict, overrides: dict) -> dict:
     return cfg
 
 
-def run_variant(name: str, X, Y, valid_fraction: float, seed: int, threads: int) -> list[dict]:
+def splits(n: int, valid_fraction: float, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train_rows, valid_rows) pairs: one holdout split, or ``folds`` >= 2 folds."""
+    perm = np.random.default_rng(seed).permutation(n)
+    if folds >= 2:
+        parts = np.array_split(perm, folds)
+        return [(np.sort(np.concatenate(parts[:i] + parts[i + 1:])), np.sort(parts[i])) for i in range(folds)]
+    n_valid = int(round(valid_fraction * n))
+    return [(np.sort(perm[n_valid:]), np.sort(perm[:n_valid]))]
+
+
+def run_variant(name: str, X, Y, valid_fraction: float, seed: int, threads: int, folds: int = 0,
+                dataset: str = "eurlex57k") -> list[dict]:
     from xmc.metrics import evaluate, jain_propensity
     from xmc.models.xr_linear import XRLinear, XRLinearConfig
-
-    n = X.shape[0]
-    perm = np.random.default_rng(seed).permutation(n)
-    n_valid = int(round(valid_fraction * n))
-    valid_rows, train_rows = np.sort(perm[:n_valid]), np.sort(perm[n_valid:])
-    Xtr, Ytr, Xva, Yva = X[train_rows], Y[train_rows], X[valid_rows], Y[valid_rows]
 
     with open(os.path.join(_HERE, "..", "configs", "xr-linear.json")) as f:
         base = json.load(f)
     description, overrides = VARIANTS[name]
     config = XRLinearConfig.from_dict(apply_overrides(base, overrides))
     config.n_threads = threads
-    t0 = time.perf_counter()
-    model = XRLinear(config).fit_matrix(Xtr, Ytr, progress=False)
-    train_s = time.perf_counter() - t0
-    propensities = jain_propensity(np.asarray(Ytr.sum(axis=0)).ravel(), n_docs=Ytr.shape[0])
-    rows = []
-    for pname, kwargs in PREDICT_VARIANTS.items():
-        scores = model.predict(Xva, topk=10, **kwargs)
-        report = evaluate(Yva, scores, propensities=propensities)
-        rows.append({
-            "variant": name, "description": description, "predict": pname,
-            "levels": model.trees_[0].chain.level_sizes if hasattr(model.trees_[0], "chain") else None,
-            "train_s": train_s, "threads": threads,
-            **{k: report[k] for k in ("P@1", "P@3", "P@5", "PSP@5")},
-        })
-    return rows
+    keys = ("P@1", "P@3", "P@5", "PSP@5")
+    sums = {pname: dict.fromkeys(keys, 0.0) for pname in PREDICT_VARIANTS}
+    train_s = 0.0
+    parts = splits(X.shape[0], valid_fraction, folds, seed)
+    for train_rows, valid_rows in parts:
+        Xtr, Ytr, Xva, Yva = X[train_rows], Y[train_rows], X[valid_rows], Y[valid_rows]
+        t0 = time.perf_counter()
+        model = XRLinear(config).fit_matrix(Xtr, Ytr, progress=False)
+        train_s += (time.perf_counter() - t0) / len(parts)
+        propensities = jain_propensity(np.asarray(Ytr.sum(axis=0)).ravel(), n_docs=Ytr.shape[0])
+        for pname, kwargs in PREDICT_VARIANTS.items():
+            report = evaluate(Yva, model.predict(Xva, topk=10, **kwargs), propensities=propensities)
+            for k in keys:
+                sums[pname][k] += report[k] / len(parts)
+    return [{
+        "variant": name, "description": description, "predict": pname, "dataset": dataset,
+        "folds": max(folds, 1), "levels": model.trees_[0].chain.level_sizes if hasattr(model.trees_[0], "chain") else None,
+        "train_s": train_s, "threads": threads, **sums[pname],
+    } for pname in PREDICT_VARIANTS]
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| variant | prediction | P@1 | P@3 | P@5 | PSP@5 | train (s) |", "|---|---|---:|---:|---:|---:|---:|"]
+    lines = ["| data (folds) | variant | prediction | P@1 | P@3 | P@5 | PSP@5 | train (s) |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
-        lines.append(f"| {r['variant']}: {r['description']} | {r['predict']} | {r['P@1']:.4f} | {r['P@3']:.4f} | "
+        data = f"{r.get('dataset', 'eurlex57k')} ({r.get('folds', 1)})"
+        lines.append(f"| {data} | {r['variant']}: {r['description']} | {r['predict']} | {r['P@1']:.4f} | {r['P@3']:.4f} | "
                      f"{r['P@5']:.4f} | {r['PSP@5']:.4f} | {r['train_s']:.0f} ({r['threads']} thr.) |")
     return "\n".join(lines)
 
@@ -106,7 +125,9 @@ def table(rows: list[dict]) -> str:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", default="base,man,wide64")
+    ap.add_argument("--dataset", default="eurlex57k", choices=["eurlex57k", "bibtex"])
     ap.add_argument("--valid-fraction", type=float, default=0.1)
+    ap.add_argument("--folds", type=int, default=0, help="K >= 2: K-fold cross-validation instead of one split")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), "xmc_peer_cache"))
@@ -117,11 +138,15 @@ def main(argv=None) -> None:
         with open(args.from_json) as f:
             print(table([json.loads(line) for line in f if line.strip()]))
         return
-    X, Y, _, _ = try_peers.load_eurlex(args.cache_dir)
+    if args.dataset == "bibtex":
+        X, Y, _, _ = try_peers.load_bibtex(True)
+    else:
+        X, Y, _, _ = try_peers.load_eurlex(args.cache_dir)
     for name in args.variants.split(","):
         if name not in VARIANTS:
             raise SystemExit(f"unknown variant {name!r}; choose from {sorted(VARIANTS)}")
-        rows = run_variant(name, X.tocsr(), Y.tocsr(), args.valid_fraction, args.seed, args.threads)
+        rows = run_variant(name, sp.csr_matrix(X, dtype=np.float32), sp.csr_matrix(Y), args.valid_fraction, args.seed,
+                           args.threads, folds=args.folds, dataset=args.dataset)
         print(table(rows), flush=True)
         if args.json:
             with open(args.json, "a") as f:

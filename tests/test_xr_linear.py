@@ -282,3 +282,14 @@ def test_beam_step_both_layouts_match_dense_scoring(group_cost, post):
         np.testing.assert_array_equal(kept, best)
         np.testing.assert_allclose(scores[r][: len(kept)], [expected[c] for c in best], rtol=1e-5)
         assert np.all(scores[r][len(kept):] == -np.inf)
+
+
+def test_shipped_xr_linear_configs_load():
+    """Every configs/xr-linear*.json is a valid config (a renamed key would fail here, not in a benchmark)."""
+    from pathlib import Path
+
+    paths = sorted((Path(__file__).resolve().parents[1] / "configs").glob("xr-linear*.json"))
+    assert len(paths) >= 5
+    for path in paths:
+        config = XRLinearConfig.from_json(path)
+        assert config.indexers, path
