@@ -19,9 +19,10 @@ import scipy.sparse as sp
 
 POST_PROCESSORS = {"l3-hinge": 0, "sigmoid": 1, "noop": 2}
 
-# A feature-major (feature, parent) group costs about this many column entries of
-# the dot-product loop: its visit and its matched entries are scattered reads.
-# Measured on EURLEX57K models with weight thresholds 0.1 and 0.02.
+# A feature-major (feature, parent) group is counted as this many column entries of
+# the dot-product loop: its visit and its matched entries are scattered reads. Not
+# tuned finely: on EURLEX57K models (weight thresholds 0.1 and 0.02) nearly every
+# row is scored by feature at any value from 1 to 4.
 GROUP_COST = 2.0
 
 
@@ -29,11 +30,11 @@ GROUP_COST = 2.0
 class LayerWeights:
     """One layer's weights in the two layouts the beam kernel reads.
 
-    ``by_column`` (CSC, one column per child) suits rows whose candidates have
-    short weight columns: the row is scattered into a dense buffer and dotted
-    with each candidate's column. ``by_feature`` suits the rest: for each of the
-    row's features, its weights grouped by parent cluster, so a row visits only
-    the groups of its beam's parents. This is PECOS's per-cluster chunking turned
+    The column layout (``col_*``: CSC, one column per child) suits rows whose
+    candidates have short weight columns: the row is scattered into a dense buffer
+    and dotted with each candidate's column. The feature layout (``feat_groups``,
+    ``groups``, ``entry_*``) suits the rest: each feature's weights grouped by
+    parent cluster, so a row visits only the groups of its beam's parents. This is PECOS's per-cluster chunking turned
     feature-major: one pointer lookup per feature instead of a search per
     (feature, cluster), which measured faster here than binary-searching chunks.
     """
