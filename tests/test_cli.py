@@ -296,7 +296,7 @@ def test_config_prints_full_default_that_round_trips(capsys):
     rc, out, _ = run_cli(capsys, "config", "xr-linear")
     assert rc == 0
     data = json.loads(out)
-    assert set(data) == {"features", "indexers", "train", "predict", "n_threads"}
+    assert set(data) == {"features", "normalize_data_features", "indexers", "train", "predict", "n_threads"}
     assert XRLinearConfig.from_dict(data) == XRLinearConfig()
     assert data == XRLinearConfig().to_dict()
 

@@ -293,3 +293,27 @@ def test_shipped_xr_linear_configs_load():
     for path in paths:
         config = XRLinearConfig.from_json(path)
         assert config.indexers, path
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_dataset_features_are_l2_normalised_in_fit_and_predict(normalize):
+    """Features that come with a dataset (XC files) are row-normalised when configured, in both
+    training and prediction; a matrix passed to predict directly is used as given."""
+    from sklearn.preprocessing import normalize as l2
+
+    from xmc.data import LabelVocabulary, XMCDataset
+
+    rng = np.random.default_rng(0)
+    n, d, L = 120, 30, 6
+    Y = sp.csr_matrix((rng.random((n, L)) < 0.3).astype(np.float32))
+    X = sp.csr_matrix((Y @ rng.random((L, d)) + rng.random((n, d)) * (rng.random((n, d)) < 0.2)) * rng.integers(1, 5, (n, 1)),
+                      dtype=np.float32)
+    data = XMCDataset(ids=[str(i) for i in range(n)], texts=[""] * n, Y=Y,
+                      labels=LabelVocabulary(str(j) for j in range(L)), X=X)
+    config = {"indexers": [{"branching": 2, "max_leaf_size": 2}], "normalize_data_features": normalize}
+    model = XRLinear(XRLinearConfig.from_dict(config)).fit(data, progress=False)
+    expected_X = l2(X) if normalize else X
+    reference = XRLinear(XRLinearConfig.from_dict(config)).fit_matrix(expected_X, Y, progress=False)
+    np.testing.assert_allclose(model.predict(data, topk=3).toarray(), reference.predict(expected_X, topk=3).toarray(),
+                               rtol=1e-6)
+    np.testing.assert_allclose(model.predict(data, topk=3).toarray(), model.predict(expected_X, topk=3).toarray())

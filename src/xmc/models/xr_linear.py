@@ -71,6 +71,11 @@ class XRLinearConfig(Config):
 
     Attributes:
         features: TF-IDF settings (ignored when the data carries features, e.g. XC sparse files).
+        normalize_data_features: L2-normalise the rows of features that come with a dataset
+            (XC sparse files), in training and prediction alike, as napkinXC and omikuji do
+            (PECOS does not; on bibtex's binary bag of words that costs about 8 points of P@1).
+            TF-IDF rows are unit-length already, and matrices passed to ``fit_matrix`` /
+            ``predict`` directly are used as given.
         indexers: one entry per tree; more than one makes a score-averaging ensemble.
         train: how the per-level linear classifiers are trained.
         predict: default prediction settings (overridable per call).
@@ -78,6 +83,7 @@ class XRLinearConfig(Config):
     """
 
     features: TfidfConfig = dataclasses.field(default_factory=TfidfConfig)
+    normalize_data_features: bool = True
     indexers: list[IndexerConfig] = dataclasses.field(default_factory=lambda: [IndexerConfig()])
     train: LinearTrainConfig = dataclasses.field(default_factory=LinearTrainConfig)
     predict: PredictConfig = dataclasses.field(default_factory=PredictConfig)
@@ -133,7 +139,7 @@ class XRLinear:
         self.labels_ = data.labels
         if data.X is not None:
             self.featurizer_ = None
-            X = sp.csr_matrix(data.X, dtype=np.float32)
+            X = self._data_features(data)
         else:
             self.featurizer_ = TfidfFeaturizer(self.config.features)
             X = self.featurizer_.fit_transform(data.input_texts(self.config.features.fields))
@@ -215,13 +221,17 @@ class XRLinear:
             if self.featurizer_ is None:
                 if inputs.X is None:
                     raise ValueError("this model was trained on precomputed features; the data has none")
-                return sp.csr_matrix(inputs.X, dtype=np.float32)
+                return self._data_features(inputs)
             return self.featurizer_.transform(inputs.input_texts(self.featurizer_.config.fields))
         if isinstance(inputs, str):
             raise TypeError("predict takes a list of texts, not a single string")
         if self.featurizer_ is None:
             raise ValueError("this model was trained on precomputed features and cannot featurise raw text")
         return self.featurizer_.transform(list(inputs))
+
+    def _data_features(self, data: XMCDataset) -> sp.csr_matrix:
+        X = sp.csr_matrix(data.X, dtype=np.float32)
+        return normalize(X) if self.config.normalize_data_features else X
 
     def predict(
         self,
