@@ -34,9 +34,10 @@ class LayerWeights:
     candidates have short weight columns: the row is scattered into a dense buffer
     and dotted with each candidate's column. The feature layout (``feat_groups``,
     ``groups``, ``entry_*``) suits the rest: each feature's weights grouped by
-    parent cluster, so a row visits only the groups of its beam's parents. This is PECOS's per-cluster chunking turned
-    feature-major: one pointer lookup per feature instead of a search per
-    (feature, cluster), which measured faster here than binary-searching chunks.
+    parent cluster, so a row visits only the groups of its beam's parents. This is
+    PECOS's per-cluster chunking turned feature-major: one pointer lookup per feature
+    instead of a search per (feature, cluster), which measured faster here than
+    binary-searching chunks.
     """
 
     col_indptr: np.ndarray  # (K + 1,) int64
@@ -52,10 +53,9 @@ class LayerWeights:
     @classmethod
     def build(cls, W: sp.csc_matrix, C: sp.spmatrix) -> "LayerWeights":
         """``W``: (d + 1, K) weights, bias row last; ``C``: (K, P) child -> parent indicator."""
+        # Neither layout needs sorted indices: a child's position is its place in C's column.
         W = sp.csc_matrix(W, dtype=np.float32)
-        W.sort_indices()
         C = sp.csc_matrix(C)
-        C.sort_indices()
         widest = int(np.diff(C.indptr).max(initial=0))
         index = np.uint32 if W.nnz < 1 << 32 else np.uint64
         feat_groups, groups, entry_child, entry_value = _group_by_feature(

@@ -41,7 +41,7 @@ class LinearTrainConfig(Config):
         weight_threshold: weights with ``|w| <= weight_threshold`` are dropped (model size).
             0.1 as in PECOS; 0.02 (``configs/xr-linear-accurate.json``) gave +0.6 P@1 and
             +1.8 PSP@5 on a validation split of EURLEX57K train (tail labels keep their
-            small weights) at the same training time, but a 7x larger model and ~4x slower
+            small weights) at the same training time, but a 7x larger model and ~2x slower
             prediction (``benchmarks/validate_xr_linear.py``, BENCHMARKS.md).
         max_iter: passes of dual coordinate descent per classifier.
         eps: stopping tolerance of the dual solver.
