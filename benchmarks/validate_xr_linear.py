@@ -30,7 +30,7 @@ import scipy.sparse as sp
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, _HERE)
 
-import try_peers  # noqa: E402
+import bench_xr_linear  # noqa: E402
 
 # name -> (description, overrides of configs/xr-linear.json). Every variant states its weight
 # threshold, so the rows stay what they say when the shipped default changes.
@@ -73,12 +73,12 @@ def apply_overrides(base: dict, overrides: dict) -> dict:
 
 def splits(n: int, valid_fraction: float, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """(train_rows, valid_rows) pairs: one holdout split, or ``folds`` >= 2 folds."""
-    perm = np.random.default_rng(seed).permutation(n)
+    from xmc.data.split import train_valid_rows
+
     if folds >= 2:
-        parts = np.array_split(perm, folds)
+        parts = np.array_split(np.random.default_rng(seed).permutation(n), folds)
         return [(np.sort(np.concatenate(parts[:i] + parts[i + 1:])), np.sort(parts[i])) for i in range(folds)]
-    n_valid = int(round(valid_fraction * n))
-    return [(np.sort(perm[n_valid:]), np.sort(perm[:n_valid]))]
+    return [train_valid_rows(n, valid_fraction, seed)]
 
 
 def run_variant(name: str, X, Y, valid_fraction: float, seed: int, threads: int, folds: int = 0,
@@ -138,10 +138,7 @@ def main(argv=None) -> None:
         with open(args.from_json) as f:
             print(table([json.loads(line) for line in f if line.strip()]))
         return
-    if args.dataset == "bibtex":
-        X, Y, _, _ = try_peers.load_bibtex(True)
-    else:
-        X, Y, _, _ = try_peers.load_eurlex(args.cache_dir)
+    X, Y, _, _ = bench_xr_linear.load_dataset(args.dataset, args.cache_dir)
     for name in args.variants.split(","):
         if name not in VARIANTS:
             raise SystemExit(f"unknown variant {name!r}; choose from {sorted(VARIANTS)}")

@@ -7,6 +7,25 @@ import numpy as np
 from xmc.data.dataset import XMCDataset
 
 
+def train_valid_rows(n: int, valid_fraction: float = 0.1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted ``(train_rows, valid_rows)`` of ``n`` documents (the rule of :func:`train_valid_split`).
+
+    Raises:
+        ValueError: ``valid_fraction`` not in (0, 1), or a split that would leave
+            either side empty.
+    """
+    if not 0.0 < valid_fraction < 1.0:
+        raise ValueError(f"valid_fraction must be in (0, 1), got {valid_fraction}")
+    n_valid = int(round(valid_fraction * n))
+    if n_valid == 0 or n_valid == n:
+        raise ValueError(
+            f"valid_fraction={valid_fraction} of {n} documents leaves "
+            f"{'the validation' if n_valid == 0 else 'the training'} side empty"
+        )
+    permutation = np.random.default_rng(seed).permutation(n)
+    return np.sort(permutation[n_valid:]), np.sort(permutation[:n_valid])
+
+
 def train_valid_split(
     dataset: XMCDataset, valid_fraction: float = 0.1, seed: int = 0
 ) -> tuple[XMCDataset, XMCDataset]:
@@ -21,16 +40,5 @@ def train_valid_split(
         ValueError: ``valid_fraction`` not in (0, 1), or a split that would leave
             either side empty.
     """
-    if not 0.0 < valid_fraction < 1.0:
-        raise ValueError(f"valid_fraction must be in (0, 1), got {valid_fraction}")
-    n = len(dataset)
-    n_valid = int(round(valid_fraction * n))
-    if n_valid == 0 or n_valid == n:
-        raise ValueError(
-            f"valid_fraction={valid_fraction} of {n} documents leaves "
-            f"{'the validation' if n_valid == 0 else 'the training'} side empty"
-        )
-    permutation = np.random.default_rng(seed).permutation(n)
-    valid_rows = np.sort(permutation[:n_valid])
-    train_rows = np.sort(permutation[n_valid:])
+    train_rows, valid_rows = train_valid_rows(len(dataset), valid_fraction, seed)
     return dataset.subset(train_rows), dataset.subset(valid_rows)
