@@ -157,6 +157,8 @@ def test_unknown_config_key_is_rejected():
         GUDNConfig.from_dict({"label_input": "names"})
     with pytest.raises(ConfigError, match="no guides"):
         LightXMLConfig.from_dict({"link_guide": True})
+    with pytest.raises(ConfigError, match="freeze_encoder"):  # a masked-bert setting the guides cannot use
+        GUDNConfig.from_dict({"train": {"freeze_encoder": True}})
     assert model_class("lightxml") is LightXML and model_class("gudn") is GUDN
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -24,9 +26,14 @@ from xmc.models.masked_bert import (  # noqa: E402
     group_batches,
     network_logits,
     normalize_text,
+    pooled_features,
+    predict_probabilities,
+    product_pairs,
     tokenize_pairs,
 )
+from xmc.models import masked_bert as masked_bert_module  # noqa: E402
 from xmc.models.registry import load_model  # noqa: E402
+from xmc.neural.cache import EmbeddingCache  # noqa: E402
 from xmc.neural.configs import EncoderConfig  # noqa: E402
 from xmc.neural.encoder import TextEncoder  # noqa: E402
 from xmc.neural.masked_loss import (  # noqa: E402
@@ -349,3 +356,120 @@ def test_cli_train_predict_evaluate(tiny_bert, products, tmp_path, capsys):
     assert cli_main(args[:-4] + ["--taxonomy", str(tmp_path / "bad.json"), "--out", str(tmp_path / "m2")]) == 2
     assert "bad.json" in capsys.readouterr().err
     assert read_jsonl(tmp_path / "test.jsonl").categories == test.categories
+
+
+# ---- frozen encoder (linear probing) ---------------------------------------------------------
+
+
+def frozen_config(tiny_bert, cache_dir=None, **overrides) -> MaskedBertConfig:
+    train = dict(freeze_encoder=True, epochs=12, head_learning_rate=3e-2, cache_dir=cache_dir, patience=100)
+    train.update(overrides.pop("train", {}))
+    return tiny_config(tiny_bert, train=train, **overrides)
+
+
+def fit_recording_init(config, train, taxonomy) -> tuple[MaskedBert, dict]:
+    """Fit, and return the model with a copy of its network's state just after initialisation."""
+    initial = {}
+
+    def build(*args, **kwargs):
+        network = build_network(*args, **kwargs)
+        initial.update({k: v.detach().clone() for k, v in network.state_dict().items()})
+        return network
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(masked_bert_module, "build_network", build)
+        model = MaskedBert(config).fit(train, taxonomy=taxonomy, progress=False)
+    return model, initial
+
+
+@pytest.fixture(scope="module")
+def frozen_cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("features"))
+
+
+@pytest.fixture(scope="module")
+def frozen_model(tiny_bert, products, frozen_cache):
+    train, _ = products
+    return fit_recording_init(frozen_config(tiny_bert, frozen_cache), train, taxonomy_dict())
+
+
+@pytest.mark.parametrize("heads", ["single", "leaf"])
+def test_frozen_fit_trains_only_the_output_layers(tiny_bert, products, frozen_model, heads):
+    train, _ = products
+    if heads == "single":
+        model, initial = frozen_model
+    else:  # per-category heads over the same cached features (grouped mini-batches)
+        model, initial = fit_recording_init(frozen_config(tiny_bert, heads="leaf", masking=False), train,
+                                            taxonomy_dict())
+        assert model.groups_ == sorted(CATALOGUE) and len(model.network_.heads) == len(CATALOGUE)
+    pretrained = TextEncoder.from_pretrained(model.config.encoder).backbone.state_dict()
+    state = model.network_.state_dict()
+    encoder_keys = [k for k in state if k.startswith("encoder.")]
+    head_keys = [k for k in state if k.startswith("heads.")]
+    assert encoder_keys and len(head_keys) == 2 * len(model.groups_)
+    for k in encoder_keys:
+        assert torch.equal(state[k], initial[k]), k
+        assert torch.equal(state[k], pretrained[k.removeprefix("encoder.backbone.")]), k
+    for k in head_keys:
+        assert not torch.equal(state[k], initial[k]), k
+    hist = model.history_
+    assert hist["frozen_encoder"] and hist["steps"] == hist["total_steps"] > 12 and "encode" in model.timings_
+
+
+def test_frozen_save_load_and_cached_features_predict_alike(tiny_bert, products, frozen_model, tmp_path):
+    _, test = products
+    model, _ = frozen_model
+    model.save(tmp_path / "model")
+    loaded = load_model(tmp_path / "model")
+    assert isinstance(loaded, MaskedBert) and loaded.config.train.freeze_encoder
+    a, b = model.predict_proba(test), loaded.predict_proba(test)
+    assert a.nnz and (a != b).nnz == 0
+    # The same network through pooled features (other batches, so other padding) and through tokens.
+    cache = EmbeddingCache()
+    c = model.predict_proba(test, cache=cache)
+    assert np.array_equal(c.indptr, a.indptr) and np.array_equal(c.indices, a.indices)
+    np.testing.assert_allclose(c.data, a.data, rtol=1e-5, atol=1e-6)
+    assert (model.predict_proba(test, cache=cache) != c).nnz == 0 and (cache.misses, cache.hits) == (1, 1)
+    tokens = tokenize_pairs(model.network_.encoder.tokenizer, *product_pairs(test), model.config.encoder.max_length)
+    features = pooled_features(model.network_, tokens, batch_size=5, amp=False)
+    mask, _ = model.taxonomy_.mask(test.categories)
+    d = predict_probabilities(model.network_, features, model._group_ids(test.categories, len(test)), mask,
+                              batch_size=7, amp=False)
+    np.testing.assert_allclose(d.toarray(), a.toarray(), rtol=1e-5, atol=1e-6)
+
+
+def test_frozen_rows_share_cached_features(tiny_bert, products, frozen_model, frozen_cache, monkeypatch):
+    train, _ = products
+    files = sorted(f for f in os.listdir(frozen_cache))
+    assert len(files) == 2 and all(f.endswith(".npy") for f in files)  # training and validation products
+
+    def never(*args, **kwargs):
+        raise AssertionError("products were encoded again")
+
+    monkeypatch.setattr(masked_bert_module, "pooled_features", never)
+    other = MaskedBert(frozen_config(tiny_bert, frozen_cache, masking=False, train={"epochs": 1}))
+    other.fit(train, taxonomy=taxonomy_dict(), progress=False)
+    assert sorted(os.listdir(frozen_cache)) == files
+    with pytest.raises(ConfigError, match="freeze_encoder"):
+        MaskedTrainConfig(cache_dir=frozen_cache)
+
+
+def test_frozen_masked_loss_never_trains_irrelevant_outputs(tiny_bert, products):
+    train, test = products
+    taxonomy = taxonomy_dict()
+    taxonomy["Shoes > Boots"].remove("Heel=Flat")  # a label relevant to no category
+    flat = train.labels.names.index("Heel=Flat")
+    assert train.Y[:, flat].nnz  # ... though some training products carry it
+    config = frozen_config(tiny_bert, train={"weight_decay": 0.0, "epochs": 4})
+    model, initial = fit_recording_init(config, train, taxonomy)
+    head = model.network_.heads[0]
+    assert torch.equal(head.weight[flat], initial["heads.0.weight"][flat])  # zero gradient at every step
+    assert head.bias[flat] == initial["heads.0.bias"][flat]
+    others = [j for j in range(len(train.labels)) if j != flat]
+    assert not torch.equal(head.weight[others], initial["heads.0.weight"][others])
+    for scores in (model.predict_proba(test), model.predict(test, topk=10, threshold=0.0)):
+        for i, cat in enumerate(test.categories):
+            assert set(scores[i].indices) <= {train.labels.names.index(x) for x in taxonomy[cat]}
+    # Control: the unmasked loss does train that label's outputs.
+    plain, initial = fit_recording_init(dataclasses.replace(config, masking=False), train, taxonomy)
+    assert not torch.equal(plain.network_.heads[0].weight[flat], initial["heads.0.weight"][flat])

@@ -120,6 +120,9 @@ class GUDNConfig(Config):
         check(self.label_input in ("text", "onehot"), f"unknown label_input {self.label_input!r}")
         check(self.label_last_layers >= 1 and self.label_max_length >= 8, "label_last_layers >= 1, label_max_length >= 8")
         check(0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)")
+        # The guides train the shared encoder: a frozen one would leave them nothing to act on.
+        check(not self.train.freeze_encoder and self.train.cache_dir is None,
+              "train.freeze_encoder / train.cache_dir are masked-bert settings; GUDN fine-tunes its encoder")
         check(self.hidden_dim >= 1 and self.max_leaf_size >= 1 and self.n_candidate_clusters >= 1,
               "hidden_dim, max_leaf_size and n_candidate_clusters must be >= 1")
         bad = [f for f in self.text_fields if f not in ("title", "description", "text")]

@@ -16,7 +16,10 @@ encoder, mini-batches drawn from one category group at a time).
 
 Training: AdamW with linear warm-up, gradient accumulation, stochastic weight averaging
 (``torch.optim.swa_utils.AveragedModel``) and early stopping on a validation split carved
-from the training data (or given), never the test data.
+from the training data (or given), never the test data. With ``train.freeze_encoder`` the
+encoder keeps its pre-trained weights: every product is encoded once (pooled features,
+optionally cached on disk) and only dropout + output layers are trained, by the same loop
+(linear probing; a CPU budget that covers whole datasets).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import math
 import os
 import time
 import unicodedata
-from typing import Literal, Sequence
+from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -42,6 +45,9 @@ from ..metrics import evaluate, top_k, topk_to_csr
 from ..neural.configs import EncoderConfig
 from ..neural.taxonomy import Taxonomy, category_path
 from .persistence import read_labels, read_manifest, write_labels, write_manifest
+
+if TYPE_CHECKING:
+    from ..neural.cache import EmbeddingCache
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +74,14 @@ class MaskedTrainConfig(Config):
         amp: bf16/fp16 autocast on CUDA (ignored on CPU).
         device: ``auto``, ``cpu`` or ``cuda[:N]``.
         seed: initialisation, shuffling and validation split.
+        freeze_encoder: keep the pre-trained encoder fixed (linear probing): encode every training and
+            validation product once (eval mode, no gradients, ``encoder.batch_size`` per batch) and train
+            only dropout + output layers over those pooled features, at ``head_learning_rate`` (default
+            ``learning_rate``). Used by masked-bert only; prediction and the saved format are unchanged
+            (the saved encoder is the pre-trained one).
+        cache_dir: with ``freeze_encoder``, keep the pooled features here as ``.npy`` files, keyed by the
+            encoder's weights and pooling and the products' texts, so that models over the same data
+            encode it once (None: encode in every fit).
     """
 
     epochs: float = 3.0
@@ -87,6 +101,8 @@ class MaskedTrainConfig(Config):
     amp: bool = True
     device: str = "auto"
     seed: int = 0
+    freeze_encoder: bool = False
+    cache_dir: str | None = None
 
     def validate(self) -> None:
         check(self.epochs > 0, "epochs must be positive")
@@ -98,6 +114,8 @@ class MaskedTrainConfig(Config):
         check(0.0 < self.valid_fraction < 1.0, "valid_fraction must be in (0, 1)")
         check(self.patience >= 1 and self.eval_every >= 0, "patience must be >= 1 and eval_every >= 0")
         check(self.max_train_docs is None or self.max_train_docs >= 2, "max_train_docs must be >= 2")
+        check(self.cache_dir is None or self.freeze_encoder, "cache_dir holds frozen-encoder features; it needs "
+              "freeze_encoder: true")
 
 
 @dataclasses.dataclass
@@ -298,6 +316,7 @@ class MaskedBert:
         """
         import torch
 
+        from ..neural.cache import EmbeddingCache
         from ..neural.encoder import TextEncoder
 
         if data.unseen_labels:
@@ -340,19 +359,26 @@ class MaskedBert:
         encoder = TextEncoder.from_pretrained(cfg.encoder)
         self._check_encoder(encoder)
         self.network_ = build_network(encoder, len(self.labels_), len(self.groups_), cfg.dropout).to(device)
-        tokenizer, max_length = encoder.tokenizer, cfg.encoder.max_length
-        train_tokens = tokenize_pairs(tokenizer, *product_pairs(fit_data), max_length)
-        valid_tokens = tokenize_pairs(tokenizer, *product_pairs(valid), max_length)
         train_mask, _ = self._masks(fit_data, None, len(fit_data))
         valid_mask, _ = self._masks(valid, None, len(valid))
-        self.timings_["prepare"] = time.perf_counter() - started
+        if tcfg.freeze_encoder:
+            t = time.perf_counter()
+            cache = EmbeddingCache(tcfg.cache_dir)
+            train_inputs = self._pooled(cache, product_pairs(fit_data), progress, "encoding training products")
+            valid_inputs = self._pooled(cache, product_pairs(valid), progress, "encoding validation products")
+            self.timings_["encode"] = time.perf_counter() - t
+        else:
+            tokenizer, max_length = encoder.tokenizer, cfg.encoder.max_length
+            train_inputs = tokenize_pairs(tokenizer, *product_pairs(fit_data), max_length)
+            valid_inputs = tokenize_pairs(tokenizer, *product_pairs(valid), max_length)
+        self.timings_["prepare"] = time.perf_counter() - started - self.timings_.get("encode", 0.0)
 
         t = time.perf_counter()
         self.history_ = train_network(
-            self.network_, train_tokens, sp.csr_matrix(fit_data.Y, dtype=np.float32),
+            self.network_, train_inputs, sp.csr_matrix(fit_data.Y, dtype=np.float32),
             train_mask if cfg.masking else None,
             self._group_ids(fit_data.categories, len(fit_data)), tcfg,
-            valid_tokens=valid_tokens, valid_Y=sp.csr_matrix(valid.Y, dtype=np.float32),
+            valid_inputs=valid_inputs, valid_Y=sp.csr_matrix(valid.Y, dtype=np.float32),
             valid_filter=valid_mask if cfg.filter_predictions else None,
             valid_groups=self._group_ids(valid.categories, len(valid)),
             threshold=cfg.predict.threshold if cfg.predict.threshold is not None else 0.5,
@@ -363,6 +389,22 @@ class MaskedBert:
         self.history_["valid_products"] = len(valid)
         return self
 
+    def _pooled(self, cache: EmbeddingCache, pairs: tuple[list[str], list[str]], progress: bool, desc: str) -> np.ndarray:
+        """Pooled encoder features (n, dim) of (title, description) pairs, through ``cache``."""
+        from ..neural.cache import texts_fingerprint
+
+        network, cfg = self.network_, self.config
+        amp = cfg.train.amp and next(network.parameters()).device.type == "cuda"
+
+        def compute() -> np.ndarray:
+            tokens = tokenize_pairs(network.encoder.tokenizer, *pairs, cfg.encoder.max_length)
+            return pooled_features(network, tokens, batch_size=cfg.encoder.batch_size, amp=cfg.train.amp,
+                                   progress=progress, desc=desc)
+
+        # Pairs tokenise differently from single texts (segment ids), and autocast changes the values.
+        key = f"text-pairs|amp={amp}|{texts_fingerprint(pairs[0])}|{texts_fingerprint(pairs[1])}"
+        return cache.fetch(network.encoder, key, len(pairs[0]), compute)
+
     def _check_encoder(self, encoder) -> None:
         enc = self.config.encoder
         layers = getattr(encoder.backbone.config, "num_hidden_layers", None)
@@ -372,7 +414,7 @@ class MaskedBert:
 
     # ---- prediction ----------------------------------------------------------------
     def predict_proba(self, inputs: Inputs, *, categories: Sequence[str | None] | None = None,
-                      progress: bool = False) -> sp.csr_matrix:
+                      progress: bool = False, cache: EmbeddingCache | None = None) -> sp.csr_matrix:
         """Label probabilities: CSR (n, L).
 
         With ``filter_predictions`` only the labels relevant to each product's category are
@@ -382,6 +424,10 @@ class MaskedBert:
         Args:
             inputs: a dataset (titles, descriptions, categories) or titles.
             categories: categories of raw titles (None: all labels are relevant).
+            cache: an :class:`~xmc.neural.cache.EmbeddingCache`: the encoder's pooled features of
+                ``inputs`` come from it (keyed by the encoder's weights and the texts), so models sharing
+                a frozen encoder encode a test set once. The probabilities equal those of the direct
+                path up to float rounding (other batches, other padding).
         """
         if self.network_ is None:
             raise RuntimeError("model is not fitted; call fit() or MaskedBert.load()")
@@ -392,8 +438,11 @@ class MaskedBert:
         cats = categories if categories is not None else (inputs.categories if isinstance(inputs, XMCDataset)
                                                           else None)
         mask, _ = self._masks(inputs, cats, n) if self.config.filter_predictions else (None, None)
-        tokens = tokenize_pairs(self.network_.encoder.tokenizer, first, second, self.config.encoder.max_length)
-        return predict_probabilities(self.network_, tokens, self._group_ids(cats, n), mask,
+        if cache is not None:
+            products = self._pooled(cache, (first, second), progress, "encoding")
+        else:
+            products = tokenize_pairs(self.network_.encoder.tokenizer, first, second, self.config.encoder.max_length)
+        return predict_probabilities(self.network_, products, self._group_ids(cats, n), mask,
                                      batch_size=self.config.encoder.batch_size, amp=self.config.train.amp,
                                      progress=progress)
 
@@ -509,14 +558,33 @@ def build_network(encoder, n_labels: int, n_heads: int, dropout: float):
     return nn.ModuleDict({"encoder": encoder, "dropout": nn.Dropout(dropout), "heads": heads})
 
 
+# Products enter the network as token ids (one dict per product: the encoder runs) or as pooled
+# encoder features, (n, dim) float32 (a frozen encoder: only dropout and the output layer run).
+Products = Sequence[dict] | np.ndarray
+
+
+def head_logits(network, pooled, head: int = 0):
+    """(B, L) label scores of pooled encoder outputs (B, dim) through output head ``head``."""
+    return network.heads[head](network.dropout(pooled))
+
+
 def network_logits(network, batch: dict, head: int = 0):
     """(B, L) label scores of a collated batch through output head ``head``."""
-    return network.heads[head](network.dropout(network.encoder(**batch)))
+    return head_logits(network, network.encoder(**batch), head)
 
 
 def _collate(network, tokens: Sequence[dict], rows, device) -> dict:
     batch = network.encoder.tokenizer.pad([tokens[i] for i in rows], padding=True, return_tensors="pt")
     return {k: v.to(device) for k, v in batch.items()}
+
+
+def batch_logits(network, products: Products, rows: np.ndarray, head: int, device):
+    """(B, L) label scores of ``products[rows]`` through output head ``head``."""
+    import torch
+
+    if isinstance(products, np.ndarray):
+        return head_logits(network, torch.from_numpy(products[rows]).to(device), head)
+    return network_logits(network, _collate(network, products, rows, device), head)
 
 
 def group_batches(groups: np.ndarray, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -528,33 +596,70 @@ def group_batches(groups: np.ndarray, batch_size: int, rng: np.random.Generator)
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def predict_probabilities(network, tokens: Sequence[dict], groups: np.ndarray, mask: sp.csr_matrix | None, *,
-                          batch_size: int = 64, amp: bool = True, progress: bool = False) -> sp.csr_matrix:
-    """Sigmoid probabilities, CSR (n, L): at the mask's entries only (every one stored), else everywhere.
+def inference_batches(products: Products, groups: np.ndarray, batch_size: int) -> list[tuple[int, np.ndarray]]:
+    """(head, row ids) batches covering every product once: per head, longest token sequences first (less padding)."""
+    n = len(products)
+    if not n:
+        return []
+    if isinstance(products, np.ndarray):
+        lengths = np.zeros(n, dtype=np.int64)
+    else:
+        lengths = np.fromiter((len(t["input_ids"]) for t in products), dtype=np.int64, count=n)
+    order = np.lexsort((-lengths, groups))
+    batches = []
+    for g in np.unique(groups):
+        rows = order[groups[order] == g]
+        batches.extend((int(g), rows[s:s + batch_size]) for s in range(0, len(rows), batch_size))
+    return batches
 
-    Products are batched per head and by token length (little padding).
+
+def pooled_features(network, tokens: Sequence[dict], *, batch_size: int = 64, amp: bool = True,
+                    progress: bool = False, desc: str = "encoding") -> np.ndarray:
+    """The encoder's pooled outputs (n, dim) float32 of tokenised products, in input order.
+
+    The encoder runs in eval mode (no dropout) without gradients: the features a frozen encoder
+    feeds to the output layers, equal to what :func:`predict_probabilities` computes on the way.
     """
     import torch
     from tqdm.auto import tqdm
 
     from ..neural.device import autocast
 
-    n = len(tokens)
+    device = next(network.parameters()).device
+    out = np.zeros((len(tokens), network.encoder.dim), dtype=np.float32)
+    was_training = network.training
+    network.eval()
+    batches = inference_batches(tokens, np.zeros(len(tokens), dtype=np.int64), batch_size)
+    with torch.no_grad():
+        for _, rows in tqdm(batches, desc=desc, disable=not progress, unit="batch"):
+            with autocast(device, amp):
+                out[rows] = network.encoder(**_collate(network, tokens, rows, device)).float().cpu().numpy()
+    network.train(was_training)
+    return out
+
+
+def predict_probabilities(network, products: Products, groups: np.ndarray, mask: sp.csr_matrix | None, *,
+                          batch_size: int = 64, amp: bool = True, progress: bool = False) -> sp.csr_matrix:
+    """Sigmoid probabilities, CSR (n, L): at the mask's entries only (every one stored), else everywhere.
+
+    ``products``: token ids or pooled features (see ``Products``); batched per head and by token length.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    from ..neural.device import autocast
+
+    n = len(products)
     L = network.heads[0].out_features
     device = next(network.parameters()).device
-    lengths = np.fromiter((len(t["input_ids"]) for t in tokens), dtype=np.int64, count=n)
-    order = np.lexsort((-lengths, groups)) if n else np.zeros(0, dtype=np.int64)
     rows_out, cols_out, vals_out = [], [], []
     was_training = network.training
     network.eval()
-    batches = []
-    for g in np.unique(groups[order]) if n else []:
-        rows = order[groups[order] == g]
-        batches.extend((int(g), rows[s:s + batch_size]) for s in range(0, len(rows), batch_size))
+    batches = inference_batches(products, groups, batch_size)
     with torch.no_grad():
         for g, rows in tqdm(batches, desc="predicting", disable=not progress, unit="batch"):
             with autocast(device, amp):
-                logits = network_logits(network, _collate(network, tokens, rows, device), g)
+                logits = batch_logits(network, products, rows, g, device)
             probs = torch.sigmoid(logits.float()).cpu().numpy()
             if mask is None:
                 r, c = np.nonzero(np.ones_like(probs, dtype=bool))
@@ -574,18 +679,20 @@ def predict_probabilities(network, tokens: Sequence[dict], groups: np.ndarray, m
     return out
 
 
-def _validate(network, tokens, Y, mask, groups, threshold, metric, batch_size, amp) -> tuple[float, float]:
-    probs = predict_probabilities(network, tokens, groups, mask, batch_size=batch_size, amp=amp)
+def _validate(network, products, Y, mask, groups, threshold, metric, batch_size, amp) -> tuple[float, float]:
+    probs = predict_probabilities(network, products, groups, mask, batch_size=batch_size, amp=amp)
     report = evaluate(Y, probs, ks=(1,), threshold=threshold)
     return float(report["P@1"] if metric == "p@1" else report[metric]), float(report["P@1"])
 
 
-def train_network(network, tokens: Sequence[dict], Y: sp.csr_matrix, mask: sp.csr_matrix | None,
-                  groups: np.ndarray, config: MaskedTrainConfig, *, valid_tokens: Sequence[dict],
+def train_network(network, products: Products, Y: sp.csr_matrix, mask: sp.csr_matrix | None,
+                  groups: np.ndarray, config: MaskedTrainConfig, *, valid_inputs: Products,
                   valid_Y: sp.csr_matrix, valid_filter: sp.csr_matrix | None, valid_groups: np.ndarray,
                   threshold: float = 0.5, batch_size: int = 64, progress: bool = True) -> dict:
-    """Fine-tune ``network`` in place on (tokens, Y), with the masked BCE when ``mask`` (n, L) is given.
+    """Train ``network`` in place on (products, Y), with the masked BCE when ``mask`` (n, L) is given.
 
+    Token ids fine-tune the encoder and the output layers; pooled features (n, dim) (and the same
+    kind for ``valid_inputs``) train the output layers only: the encoder is never run or updated.
     Returns the history: validations, steps, the kept state (best checkpoint or SWA average),
     throughput.
     """
@@ -597,32 +704,38 @@ def train_network(network, tokens: Sequence[dict], Y: sp.csr_matrix, mask: sp.cs
     from ..neural.device import autocast
     from ..neural.masked_loss import dense_rows, masked_bce_with_logits
 
+    frozen = isinstance(products, np.ndarray)
+    if frozen != isinstance(valid_inputs, np.ndarray):
+        raise TypeError("products and valid_inputs must both be token ids or both pooled features")
+    # Checkpoints, SWA and clipping cover what is trained: a frozen encoder would only cost copies.
+    trained = network.heads if frozen else network
+    head_lr = config.head_learning_rate or config.learning_rate
+    param_groups = [{"params": network.heads.parameters(), "lr": head_lr}]
+    if not frozen:
+        param_groups.insert(0, {"params": network.encoder.parameters(), "lr": config.learning_rate})
     device = next(network.parameters()).device
     rng = np.random.default_rng(config.seed)
     n_batches = sum(math.ceil(int(c) / config.batch_size) for c in np.unique(groups, return_counts=True)[1])
     steps_per_epoch = max(1, math.ceil(n_batches / config.grad_accum))
     total_steps = max(1, int(round(steps_per_epoch * config.epochs)))
-    optimizer = torch.optim.AdamW(
-        [{"params": network.encoder.parameters(), "lr": config.learning_rate},
-         {"params": network.heads.parameters(), "lr": config.head_learning_rate or config.learning_rate}],
-        weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(param_groups, weight_decay=config.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
-    swa = AveragedModel(network) if config.swa else None
+    swa = AveragedModel(trained) if config.swa else None
     swa_from = int(config.swa_start * total_steps)
     eval_every = config.eval_every or steps_per_epoch
     args = (valid_Y, valid_filter, valid_groups, threshold, config.select_metric, batch_size, config.amp)
-    history = {"steps": 0, "total_steps": total_steps, "evaluations": [], "best_step": 0, "kept": "final"}
+    history = {"steps": 0, "total_steps": total_steps, "evaluations": [], "best_step": 0, "kept": "final",
+               "frozen_encoder": frozen}
     best_score, best_state, bad, seen, step_loss = None, None, 0, 0, 0.0
     started = time.perf_counter()
-    bar = tqdm(total=total_steps, desc="fine-tuning", disable=not progress)
+    bar = tqdm(total=total_steps, desc="training output layers" if frozen else "fine-tuning", disable=not progress)
     stop = False
     while not stop:
         network.train()
         micro = 0
         for rows in group_batches(groups, config.batch_size, rng):
-            batch = _collate(network, tokens, rows, device)
             with autocast(device, config.amp):
-                logits = network_logits(network, batch, int(groups[rows[0]]))
+                logits = batch_logits(network, products, rows, int(groups[rows[0]]), device)
             loss = masked_bce_with_logits(logits.float(), dense_rows(Y, rows, device),
                                           None if mask is None else dense_rows(mask, rows, device))
             (loss / config.grad_accum).backward()
@@ -631,25 +744,25 @@ def train_network(network, tokens: Sequence[dict], Y: sp.csr_matrix, mask: sp.cs
             micro += 1
             if micro % config.grad_accum and micro < n_batches:
                 continue
-            torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(trained.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             history["steps"] += 1
             if swa is not None and history["steps"] > swa_from:
-                swa.update_parameters(network)
+                swa.update_parameters(trained)
             bar.update(1)
             bar.set_postfix(loss=f"{step_loss:.3f}")
             step_loss = 0.0
             done = history["steps"] >= total_steps
             if history["steps"] % eval_every == 0 or done:
-                score = _validate(network, valid_tokens, *args)
+                score = _validate(network, valid_inputs, *args)
                 history["evaluations"].append({"step": history["steps"], config.select_metric: score[0],
                                                "P@1": score[1]})
                 logger.info("step %d: validation %s %.4f (P@1 %.4f)", history["steps"], config.select_metric, *score)
                 if best_score is None or score > best_score:
                     best_score, bad, history["best_step"] = score, 0, history["steps"]
-                    best_state = {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
+                    best_state = {k: v.detach().cpu().clone() for k, v in trained.state_dict().items()}
                 else:
                     bad += 1
                     stop = bad >= config.patience
@@ -661,19 +774,19 @@ def train_network(network, tokens: Sequence[dict], Y: sp.csr_matrix, mask: sp.cs
     history["seconds"] = time.perf_counter() - started
     history["samples_per_second"] = seen / max(history["seconds"], 1e-9)
     if best_state is not None and history["best_step"] != history["steps"]:
-        network.load_state_dict(best_state)
+        trained.load_state_dict(best_state)
         history["kept"] = f"best checkpoint (step {history['best_step']})"
     if swa is not None and swa.n_averaged.item() > 0:
-        current = best_score if best_score is not None else _validate(network, valid_tokens, *args)
-        kept_state = {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
-        network.load_state_dict(swa.module.state_dict())
-        swa_score = _validate(network, valid_tokens, *args)
+        current = best_score if best_score is not None else _validate(network, valid_inputs, *args)
+        kept_state = {k: v.detach().cpu().clone() for k, v in trained.state_dict().items()}
+        trained.load_state_dict(swa.module.state_dict())
+        swa_score = _validate(network, valid_inputs, *args)
         history["swa"] = {"averaged_steps": int(swa.n_averaged.item()), config.select_metric: swa_score[0],
                           "P@1": swa_score[1]}
         if swa_score >= current:
             history["kept"] = f"SWA average of {int(swa.n_averaged.item())} steps"
         else:
-            network.load_state_dict(kept_state)
+            trained.load_state_dict(kept_state)
     network.eval()
     logger.info("kept %s", history["kept"])
     return history

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -44,7 +44,7 @@ def texts_fingerprint(texts: Sequence[str]) -> str:
 
 
 class EmbeddingCache:
-    """Memoises ``encoder.encode(texts)``.
+    """Memoises ``encoder.encode(texts)`` (and, through :meth:`fetch`, any pooled encoding).
 
     Args:
         directory: where to keep ``.npy`` files across runs (None: memory only).
@@ -80,21 +80,30 @@ class EmbeddingCache:
 
     def encode(self, encoder: TextEncoder, texts: Sequence[str], *, progress: bool = True,
                desc: str = "encoding") -> np.ndarray:
-        key = hashlib.sha1(f"{self._encoder_key(encoder)}|{texts_fingerprint(texts)}".encode()).hexdigest()[:24]
+        return self.fetch(encoder, texts_fingerprint(texts), len(texts),
+                          lambda: encoder.encode(texts, progress=progress, desc=desc))
+
+    def fetch(self, encoder: TextEncoder, inputs_key: str, n: int, compute: Callable[[], np.ndarray]) -> np.ndarray:
+        """``compute()``: the (n, encoder.dim) float32 vectors of the inputs named by ``inputs_key``, memoised.
+
+        For inputs that :meth:`encode` does not tokenise itself (e.g. text pairs with segment ids):
+        ``inputs_key`` must identify both the texts and how they are fed to the encoder.
+        """
+        key = hashlib.sha1(f"{self._encoder_key(encoder)}|{inputs_key}".encode()).hexdigest()[:24]
         if key in self._memory:
             self.hits += 1
             return self._memory[key]
         path = os.path.join(self.directory, f"{key}.npy") if self.directory else None
         if path and os.path.exists(path):
             vectors = np.load(path, allow_pickle=False)
-            if vectors.shape == (len(texts), encoder.dim):
+            if vectors.shape == (n, encoder.dim):
                 self.hits += 1
                 self._memory[key] = vectors
                 return vectors
             logger.warning("%s: cached embeddings have shape %s, expected %s; re-encoding",
-                           path, vectors.shape, (len(texts), encoder.dim))
+                           path, vectors.shape, (n, encoder.dim))
         self.misses += 1
-        vectors = encoder.encode(texts, progress=progress, desc=desc)
+        vectors = compute()
         self._memory[key] = vectors
         if path:
             os.makedirs(self.directory, exist_ok=True)
