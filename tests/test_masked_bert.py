@@ -473,3 +473,14 @@ def test_frozen_masked_loss_never_trains_irrelevant_outputs(tiny_bert, products)
     # Control: the unmasked loss does train that label's outputs.
     plain, initial = fit_recording_init(dataclasses.replace(config, masking=False), train, taxonomy)
     assert not torch.equal(plain.network_.heads[0].weight[flat], initial["heads.0.weight"][flat])
+
+
+def test_shipped_masked_bert_configs_load():
+    """Every configs/masked-bert*.json is a valid config (a renamed key would fail here, not in a run)."""
+    from pathlib import Path
+
+    paths = sorted((Path(__file__).resolve().parents[1] / "configs").glob("masked-bert*.json"))
+    assert paths
+    for path in paths:
+        config = MaskedBertConfig.from_json(path)
+        assert config.masking, path
