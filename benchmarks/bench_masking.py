@@ -123,6 +123,30 @@ def run_row(name, args, train, test, taxonomy, cache):
     return scores, time.perf_counter() - started, notes
 
 
+def command_args(argv: list[str]) -> list[str]:
+    """``argv`` without ``--notes TEXT`` (the paragraph is printed below the tables, not in the command)."""
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--notes":
+            skip = True
+        elif not a.startswith("--notes="):
+            out.append(a)
+    return out
+
+
+def rows_from_json(path: str, directory: str) -> dict:
+    """The rows of ``directory`` saved by ``--json`` runs (a row run twice: the later line wins)."""
+    rows = {}
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            saved = json.loads(line)
+            if os.path.normpath(saved["dataset"]) == os.path.normpath(directory):
+                rows[saved["row"]] = {k: saved[k] for k in ("report", "groups", "seconds", "notes")}
+    return rows
+
+
 def metrics(test, scores, train_counts):
     report = evaluate(test.Y, scores, ks=(1, 3, 5), threshold=0.5)
     groups = group_report(test.Y, threshold_scores(scores, 0.5), train_counts)
@@ -194,6 +218,9 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--progress", action="store_true")
     p.add_argument("--json", help="append the results as JSON lines here")
+    p.add_argument("--from-json", help="render the tables from rows saved by earlier --json runs (runs nothing; "
+                                       "rows of several runs, e.g. one dataset rerun, come together)")
+    p.add_argument("--notes", default="", help="a paragraph (markdown) added after the tables")
     p.add_argument("--write", action="store_true", help="replace the --section block of BENCHMARKS.md")
     p.add_argument("--section", choices=sorted(SECTIONS),
                    help="BENCHMARKS.md block to write (default: masking_frozen with --freeze-encoder, else masking)")
@@ -237,8 +264,9 @@ def run(args, argv, rows) -> int:
         f"Python {platform.python_version()}, torch {torch.__version__}; {datetime.date.today()}.",
         budget,
         "Command: `OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_masking.py "
-        + " ".join(a for a in (argv if argv is not None else sys.argv[1:])) + "`",
+        + " ".join(command_args(argv if argv is not None else sys.argv[1:])) + "`",
         *tables,
+        *([args.notes] if args.notes else []),
     ])
     print(body)
     if args.write:
@@ -254,11 +282,16 @@ def run_dataset(args, rows, dataset) -> str:
     results = {}
     cache = EmbeddingCache(args.cache_dir) if args.freeze_encoder else None
     single_level = all(len(category_path(c)) <= 1 for c in train.categories)
+    saved = rows_from_json(args.from_json, directory) if args.from_json else None
     for name in rows:
         if name == "bert-top" and single_level and "bert-leaf" in results:
             # Every category is its own top category: the two groupings are the same model.
             results[name] = dict(results["bert-leaf"], notes={"same as": "bert-leaf (single-level categories)"},
                                  label=LABELS[name] + " (= leaf: single-level categories)")
+            continue
+        if saved is not None:
+            if name in saved:
+                results[name] = saved[name]
             continue
         scores, seconds, notes = run_row(name, args, train, test, taxonomy, cache)
         report, groups = metrics(test, scores, counts)
