@@ -42,7 +42,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
                {"indexers": [{"branching": 64}], "train": _PECOS}),
     "wide64-man": ("wide64 + tfn+man",
                    {"indexers": [{"branching": 64}], "train": {**_PECOS, "negatives": "tfn+man"}}),
-    "thr0.05": ("base with weight threshold 0.05", {"train": {"weight_threshold": 0.05}}),
+    "thr0.05": ("base with weight threshold 0.05 (configs/xr-linear-balanced.json)", {"train": {"weight_threshold": 0.05}}),
     "thr0.02": ("base with weight threshold 0.02 (configs/xr-linear-accurate.json)", {"train": {"weight_threshold": 0.02}}),
     "wide64-thr0.05": ("wide64 + weight threshold 0.05",
                        {"indexers": [{"branching": 64}], "train": {"weight_threshold": 0.05}}),

