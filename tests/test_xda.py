@@ -3,6 +3,7 @@ random T5 (and a tiny causal LM), N_a generations per input, the augmented JSONL
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -29,7 +30,7 @@ from xmc.augment.filtering import (  # noqa: E402
     label_prior,
     score_distribution,
 )
-from xmc.augment.generator import PromptGenerator, fill_spans, mask_spans, target_text  # noqa: E402
+from xmc.augment.generator import CAUSAL_SEPARATOR, PromptGenerator, fill_spans, mask_spans, target_text  # noqa: E402
 from xmc.augment.masked_loss import augmented_bce_with_logits, head_label_mask, xda_loss  # noqa: E402
 from xmc.augment.pipeline import augment, tail_documents  # noqa: E402
 from xmc.data import LabelVocabulary  # noqa: E402
@@ -193,6 +194,16 @@ def test_causal_lm_prefix_tuning():
     gen.fit(DOCS, NAMES, progress=False)
     out = gen.generate(DOCS, NAMES, progress=False)
     assert [len(x) for x in out] == [3, 3]
+
+
+def test_causal_prompts_keep_the_answer_cue_when_truncated():
+    tok = tiny_tokenizer()
+    gen = PromptGenerator(dataclasses.replace(GEN, max_length=10), model=tiny_gpt2(tok), tokenizer=tok)
+    sep = tok(CAUSAL_SEPARATOR, add_special_tokens=False).input_ids
+    long_input, short_input = " ".join(DOCS * 3), "labels: wine. text: wine"
+    prompts = gen._causal_prompts([long_input, short_input])
+    assert all(p[-len(sep):] == sep for p in prompts)  # the cue survives truncation
+    assert len(prompts[0]) == 10 and prompts[1] == tok(short_input, add_special_tokens=False).input_ids + sep
 
 
 def test_missing_model_path_is_a_config_error():

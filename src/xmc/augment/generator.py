@@ -117,6 +117,17 @@ def fill_spans(masked_words: Sequence[str], generated: str) -> str:
     return " ".join(out)
 
 
+def _left_padded(sequences: list[list[int]], pad_id: int, device) -> dict[str, torch.Tensor]:
+    """A left-padded batch (causal generation continues from each row's last token)."""
+    width = max(len(q) for q in sequences)
+    ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    attn = torch.zeros((len(sequences), width), dtype=torch.long)
+    for i, q in enumerate(sequences):
+        ids[i, width - len(q):] = torch.tensor(q, dtype=torch.long)
+        attn[i, width - len(q):] = 1
+    return {"input_ids": ids.to(device), "attention_mask": attn.to(device)}
+
+
 # ---- the generator ---------------------------------------------------------------------------------
 def _load_backbone(config: GeneratorConfig):
     if not config.model_path:
@@ -192,8 +203,7 @@ class PromptGenerator:
             return {**enc, "labels": labels}
         # Causal: [input][separator][target][eos]; loss only on the target part.
         eos = tok.eos_token or ""
-        prompt_ids = tok([i + CAUSAL_SEPARATOR for i in inputs], max_length=cfg.max_length, truncation=True,
-                         add_special_tokens=False).input_ids
+        prompt_ids = self._causal_prompts(inputs)
         target_ids = tok([" " + t + eos for t in targets], max_length=cfg.max_new_tokens, truncation=True,
                          add_special_tokens=False).input_ids
         seqs = [p + t for p, t in zip(prompt_ids, target_ids)]
@@ -206,6 +216,18 @@ class PromptGenerator:
             attn[i, : len(p) + len(t)] = 1
             labels[i, len(p): len(p) + len(t)] = torch.tensor(t)
         return {"input_ids": ids, "attention_mask": attn, "labels": labels}
+
+    def _causal_prompts(self, inputs: list[str]) -> list[list[int]]:
+        """Causal-LM prompt ids: each input cut to leave room for the separator, which is always kept.
+
+        Truncating ``input + separator`` as one string would cut the separator (the cue to start
+        the answer) from every long input.
+        """
+        tok = self.tokenizer
+        sep = tok(CAUSAL_SEPARATOR, add_special_tokens=False).input_ids
+        body = tok(inputs, max_length=max(1, self.config.max_length - len(sep)), truncation=True,
+                   add_special_tokens=False).input_ids
+        return [b + sep for b in body]
 
     # ---- training -------------------------------------------------------------------------------
     def fit(self, texts: Sequence[str], label_names: Sequence[Sequence[str]], *, progress: bool = True) -> "PromptGenerator":
@@ -270,10 +292,11 @@ class PromptGenerator:
                     chunk = pairs[start: start + cfg.generate_batch_size]
                     inputs, masked, _ = self._examples([texts[i] for i, _ in chunk],
                                                        [label_names[i] for i, _ in chunk], rng)
-                    if not self.seq2seq_:
-                        inputs = [i + CAUSAL_SEPARATOR for i in inputs]
-                    enc = tok(inputs, max_length=cfg.max_length, truncation=True, padding=True,
-                              return_tensors="pt", add_special_tokens=self.seq2seq_).to(self.device_)
+                    if self.seq2seq_:
+                        enc = tok(inputs, max_length=cfg.max_length, truncation=True, padding=True,
+                                  return_tensors="pt").to(self.device_)
+                    else:
+                        enc = _left_padded(self._causal_prompts(inputs), tok.pad_token_id, self.device_)
                     ids = self.model_.generate(**enc, do_sample=True, top_p=cfg.top_p, temperature=cfg.temperature,
                                                max_new_tokens=cfg.max_new_tokens, min_new_tokens=cfg.min_new_tokens,
                                                pad_token_id=tok.pad_token_id)
