@@ -47,9 +47,9 @@ ROWS = {
 }
 
 
-def load(args):
-    from xmc.data import read_jsonl, read_label_texts
-    from xmc.data.label_sources import eurovoc_label_texts
+def eurlex_subsets(args):
+    """(full train, train, dev, test): seeded random subsets of ``args.data``'s EURLEX57K splits."""
+    from xmc.data import read_jsonl
 
     d = args.data
     train_full = read_jsonl(os.path.join(d, "train.jsonl.gz"))
@@ -60,6 +60,15 @@ def load(args):
     dev = dev.subset(pick(len(dev), args.dev_docs))
     test = read_jsonl(os.path.join(d, "test.jsonl.gz"), labels=train_full.labels)
     test = test.subset(pick(len(test), args.test_docs))
+    return train_full, train, dev, test
+
+
+def load(args):
+    from xmc.data import read_label_texts
+    from xmc.data.label_sources import eurovoc_label_texts
+
+    d = args.data
+    train_full, train, dev, test = eurlex_subsets(args)
     all_labels = test.labels  # train vocabulary + the test labels never seen in train
     if args.label_source == "eurovoc":
         texts = eurovoc_label_texts(os.path.join(d, "eurovoc_descriptors.json.gz"), all_labels,

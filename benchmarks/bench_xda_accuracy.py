@@ -66,18 +66,11 @@ BATCH = 32  # real documents per fine-tuning step
 
 
 def load(args):
-    from xmc.data import read_jsonl, read_label_texts
+    from bench_gudn import eurlex_subsets  # benchmarks/ is the script's directory
+    from xmc.data import read_label_texts
 
-    d = args.data
-    train_full = read_jsonl(os.path.join(d, "train.jsonl.gz"))
-    rng = np.random.default_rng(args.seed)
-    pick = lambda n, k: np.sort(rng.choice(n, k, replace=False)) if 0 < k < n else np.arange(n)  # noqa: E731
-    train = train_full.subset(pick(len(train_full), args.train_docs))
-    dev = read_jsonl(os.path.join(d, "dev.jsonl.gz"), labels=train_full.labels, max_docs=5000)
-    dev = dev.subset(pick(len(dev), args.dev_docs))
-    test = read_jsonl(os.path.join(d, "test.jsonl.gz"), labels=train_full.labels)
-    test = test.subset(pick(len(test), args.test_docs))
-    train.label_texts = read_label_texts(os.path.join(d, "labels.txt"), train.labels)
+    train_full, train, dev, test = eurlex_subsets(args)
+    train.label_texts = read_label_texts(os.path.join(args.data, "labels.txt"), train.labels)
     return train_full.label_counts(), len(train_full), train, dev, test
 
 

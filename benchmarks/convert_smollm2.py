@@ -22,10 +22,12 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
-import shutil
 import sys
-import tempfile
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
+
+from xmc.io import atomic_directory  # noqa: E402
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -56,8 +58,6 @@ def convert(gguf_path: str, out_dir: str, *, force: bool = False) -> str:
     if os.path.exists(out_dir) and not force:
         print(f"{out_dir} exists; nothing to do (--force to rebuild)")
         return out_dir
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
     directory, name = os.path.split(gguf_path)
     t0 = time.perf_counter()
     model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=name)
@@ -84,22 +84,10 @@ def convert(gguf_path: str, out_dir: str, *, force: bool = False) -> str:
         raise SystemExit(f"the rebuilt model's logits differ from the GGUF model's by {diff:g}")
     print(f"rebuilt plain {type(plain).__name__}: max logit difference to the GGUF model {diff:.2e}")
     del model
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.", dir=parent)
-    try:
+    with atomic_directory(out_dir) as tmp:  # replaces an old out_dir only once the new one is complete
         os.chmod(tmp, 0o755)  # mkdtemp makes it private
         plain.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        if os.path.exists(out_dir):  # --force: replace the old directory
-            old = out_dir + ".old"
-            shutil.rmtree(old, ignore_errors=True)
-            os.rename(out_dir, old)
-            os.rename(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     print(f"wrote {out_dir}")
     return out_dir
 
