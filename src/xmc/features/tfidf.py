@@ -5,14 +5,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.feature_extraction.text import TfidfVectorizer
-
 from ..config import Config, check
 from ..errors import ModelFormatError
+
+if TYPE_CHECKING:
+    from sklearn.feature_extraction.text import TfidfVectorizer
 
 
 @dataclasses.dataclass
@@ -60,6 +61,10 @@ class TfidfFeaturizer:
         self.vectorizer_: TfidfVectorizer | None = None
 
     def _make_vectorizer(self) -> TfidfVectorizer:
+        # Imported here: scikit-learn costs ~1.3 s and ~100 MB to import, which models on given
+        # feature matrices (XC files) never need.
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
         c = self.config
         return TfidfVectorizer(
             ngram_range=(1, c.max_ngram), min_df=c.min_df, max_df=c.max_df, max_features=c.max_features,

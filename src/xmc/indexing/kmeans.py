@@ -14,7 +14,8 @@ import math
 import numba
 import numpy as np
 import scipy.sparse as sp
-from sklearn.preprocessing import normalize
+
+from ..sparse_rows import l2_normalize_rows
 
 from .tree import ClusterChain
 
@@ -68,7 +69,7 @@ def hierarchical_kmeans(
     """
     if branching < 2 or branching & (branching - 1):
         raise ValueError(f"branching must be a power of two >= 2, got {branching}")
-    Z = normalize(sp.csr_matrix(Z, dtype=np.float32), copy=True)
+    Z = l2_normalize_rows(Z)
     n_labels = Z.shape[0]
     rng = np.random.default_rng(seed)
     total_splits = n_binary_splits(n_labels, max_leaf_size)

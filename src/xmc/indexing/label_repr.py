@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.preprocessing import normalize
+
+from ..sparse_rows import l2_normalize_rows
 
 
 def pifa(X: sp.csr_matrix, Y: sp.csr_matrix) -> sp.csr_matrix:
@@ -19,7 +20,7 @@ def pifa(X: sp.csr_matrix, Y: sp.csr_matrix) -> sp.csr_matrix:
     """
     Y_bin = sp.csr_matrix(Y, dtype=np.float32, copy=True)
     Y_bin.data[:] = 1.0
-    return normalize(sp.csr_matrix(Y_bin.T @ X, dtype=np.float32))
+    return l2_normalize_rows(sp.csr_matrix(Y_bin.T @ X, dtype=np.float32))
 
 
 def combine(pifa_repr: sp.csr_matrix, text_repr: sp.csr_matrix, mode: str, text_weight: float = 0.5) -> sp.csr_matrix:
@@ -28,12 +29,12 @@ def combine(pifa_repr: sp.csr_matrix, text_repr: sp.csr_matrix, mode: str, text_
     ``mode="convex"``: normalise((1 - w) * pifa + w * text) (both must share the feature space);
     ``mode="concat"``: [(1 - w) * pifa || w * text], row-normalised.
     """
-    a = normalize(sp.csr_matrix(pifa_repr, dtype=np.float32))
-    b = normalize(sp.csr_matrix(text_repr, dtype=np.float32))
+    a = l2_normalize_rows(sp.csr_matrix(pifa_repr, dtype=np.float32))
+    b = l2_normalize_rows(sp.csr_matrix(text_repr, dtype=np.float32))
     if mode == "convex":
         if a.shape != b.shape:
             raise ValueError(f"convex combination needs equal shapes, got {a.shape} and {b.shape}")
-        return normalize(sp.csr_matrix((1.0 - text_weight) * a + text_weight * b))
+        return l2_normalize_rows(sp.csr_matrix((1.0 - text_weight) * a + text_weight * b))
     if mode == "concat":
-        return normalize(sp.hstack([(1.0 - text_weight) * a, text_weight * b], format="csr", dtype=np.float32))
+        return l2_normalize_rows(sp.hstack([(1.0 - text_weight) * a, text_weight * b], format="csr", dtype=np.float32))
     raise ValueError(f"unknown combination mode {mode!r}")

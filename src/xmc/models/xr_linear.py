@@ -15,7 +15,6 @@ from typing import Literal, Sequence
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.preprocessing import normalize
 
 from ..config import Config, check
 from ..data.dataset import LabelVocabulary, XMCDataset
@@ -27,6 +26,7 @@ from ..indexing.label_repr import combine, pifa
 from ..indexing.tree import ClusterChain
 from ..io import atomic_directory
 from ..ranker.hierarchy import HierarchicalLinear, LinearTrainConfig, PredictConfig
+from ..sparse_rows import l2_normalize_rows
 from .persistence import read_labels, read_manifest, write_labels, write_manifest
 
 logger = logging.getLogger(__name__)
@@ -198,7 +198,7 @@ class XRLinear:
                 raise ConfigError("label_repr 'given' needs label_features passed to fit")
             if label_features.shape[0] != Y.shape[1]:
                 raise ValueError(f"label_features has {label_features.shape[0]} rows for {Y.shape[1]} labels")
-            return normalize(sp.csr_matrix(label_features, dtype=np.float32))
+            return l2_normalize_rows(sp.csr_matrix(label_features, dtype=np.float32))
         if indexer.label_repr == "pifa":
             return pifa(X, Y)
         if self.featurizer_ is None:
@@ -206,7 +206,7 @@ class XRLinear:
                               "vocabulary, which needs a text dataset (not precomputed features)")
         if label_texts is None:
             raise ConfigError(f"label_repr {indexer.label_repr!r} needs label texts")
-        text = normalize(self.featurizer_.transform(list(label_texts)))
+        text = l2_normalize_rows(self.featurizer_.transform(list(label_texts)))
         if indexer.label_repr == "text":
             return text
         mode = "convex" if indexer.label_repr == "pifa+text" else "concat"
@@ -231,7 +231,7 @@ class XRLinear:
 
     def _data_features(self, data: XMCDataset) -> sp.csr_matrix:
         X = sp.csr_matrix(data.X, dtype=np.float32)
-        return normalize(X) if self.config.normalize_data_features else X
+        return l2_normalize_rows(X) if self.config.normalize_data_features else X
 
     def predict(
         self,

@@ -1,0 +1,45 @@
+import subprocess
+import sys
+
+import numpy as np
+import scipy.sparse as sp
+from sklearn.preprocessing import normalize
+
+from xmc.sparse_rows import l2_normalize_rows
+
+
+def test_hand_computed_rows_and_zero_row():
+    M = sp.csr_matrix(np.array([[3.0, 4.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, -2.0]]))
+    got = l2_normalize_rows(M)
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got.toarray(), [[0.6, 0.8, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, -1.0]], rtol=1e-6)
+
+
+def test_matches_sklearn_with_duplicates_and_trailing_empty_rows_without_touching_input():
+    rng = np.random.default_rng(0)
+    rows = rng.integers(0, 40, size=300)  # rows 40..49 stay empty, including the last ones
+    cols = rng.integers(0, 30, size=300)  # repeated (row, col) pairs are duplicates to be summed
+    M = sp.csr_matrix((rng.normal(size=300), (rows, cols)), shape=(50, 30))
+    M.has_canonical_format = False
+    before = M.copy()
+    got = l2_normalize_rows(M, dtype=np.float64)
+    np.testing.assert_allclose(got.toarray(), normalize(M.toarray()), rtol=1e-12, atol=1e-15)
+    assert (M != before).nnz == 0
+
+
+def test_dense_input():
+    got = l2_normalize_rows(np.array([[1.0, 1.0], [0.0, 5.0]]))
+    np.testing.assert_allclose(got.toarray(), [[2**-0.5, 2**-0.5], [0.0, 1.0]], rtol=1e-6)
+
+
+def test_xr_linear_on_feature_matrices_does_not_import_sklearn():
+    code = (
+        "import sys, numpy as np, scipy.sparse as sp\n"
+        "from xmc.models.xr_linear import XRLinear, XRLinearConfig\n"
+        "X = sp.random(60, 20, density=0.3, format='csr', random_state=0, dtype=np.float32)\n"
+        "Y = sp.csr_matrix((np.ones(60), (np.arange(60), np.arange(60) % 6)), shape=(60, 6))\n"
+        "XRLinear(XRLinearConfig()).fit_matrix(X, Y, progress=False).predict(X, topk=3)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('sklearn', 'pandas')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
