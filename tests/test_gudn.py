@@ -157,8 +157,11 @@ def test_unknown_config_key_is_rejected():
         GUDNConfig.from_dict({"label_input": "names"})
     with pytest.raises(ConfigError, match="no guides"):
         LightXMLConfig.from_dict({"link_guide": True})
-    with pytest.raises(ConfigError, match="freeze_encoder"):  # a masked-bert setting the guides cannot use
+    with pytest.raises(ConfigError, match="freeze_encoder"):  # the guides act on the shared encoder
         GUDNConfig.from_dict({"train": {"freeze_encoder": True}})
+    with pytest.raises(ConfigError, match="cache_dir"):
+        LightXMLConfig.from_dict({"train": {"freeze_encoder": True, "cache_dir": "/tmp/x"}})
+    assert LightXMLConfig.from_dict({"train": {"freeze_encoder": True}}).train.freeze_encoder
     assert model_class("lightxml") is LightXML and model_class("gudn") is GUDN
 
 
@@ -189,6 +192,27 @@ def test_end_to_end_save_load_identical(tiny_bert, corpus, tmp_path, cls, overri
     assert type(loaded) is cls
     np.testing.assert_allclose(loaded.predict(texts, topk=5).toarray(), scores.toarray(), atol=1e-6)
     np.testing.assert_allclose(loaded.predict(corpus.test, topk=5).toarray(), scores.toarray(), atol=1e-6)
+
+
+def test_lightxml_frozen_encoder_trains_heads_only(tiny_bert, corpus, tmp_path):
+    config = tiny_config(tiny_bert, LightXMLConfig)
+    config.train.freeze_encoder, config.train.epochs, config.train.patience = True, 3, 100
+    model = LightXML(config).fit(corpus.train, progress=False)
+    pretrained = TextEncoder.from_pretrained(config.encoder).backbone.state_dict()
+    for name, value in model.network_.encoder.backbone.state_dict().items():
+        assert torch.equal(value, pretrained[name]), name
+    untrained = LightXML(config)
+    untrained.labels_, untrained.chain_, untrained.label_layers_ = model.labels_, model.chain_, model.label_layers_
+    torch.manual_seed(config.train.seed)
+    untrained.network_ = untrained._build_network(TextEncoder.from_pretrained(config.encoder))
+    heads = [name for name, _ in model.network_.named_parameters() if not name.startswith("encoder.")]
+    trained_state, initial_state = model.network_.state_dict(), untrained.network_.state_dict()
+    assert heads and all(not torch.equal(trained_state[h], initial_state[h]) for h in heads)
+    assert model.history_["steps"] == 3 * math.ceil(math.ceil(0.8 * len(corpus.train)) / 16)
+    model.save(tmp_path / "m")
+    texts = corpus.test.input_texts(["title", "text"])
+    np.testing.assert_allclose(load_model(tmp_path / "m").predict(texts, topk=5).toarray(),
+                               model.predict(texts, topk=5).toarray(), atol=1e-6)
 
 
 def test_cli_train_predict_with_label_text(tiny_bert, corpus, tmp_path):

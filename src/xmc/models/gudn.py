@@ -120,9 +120,11 @@ class GUDNConfig(Config):
         check(self.label_input in ("text", "onehot"), f"unknown label_input {self.label_input!r}")
         check(self.label_last_layers >= 1 and self.label_max_length >= 8, "label_last_layers >= 1, label_max_length >= 8")
         check(0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)")
-        # The guides train the shared encoder: a frozen one would leave them nothing to act on.
-        check(not self.train.freeze_encoder and self.train.cache_dir is None,
-              "train.freeze_encoder / train.cache_dir are masked-bert settings; GUDN fine-tunes its encoder")
+        # The guides train the shared encoder: a frozen one would leave them nothing to act on. Without
+        # guides (LightXML) a frozen encoder is a cheap CPU mode: texts are encoded once, heads trained.
+        check(not (self.train.freeze_encoder and self.label_path),
+              "train.freeze_encoder needs feature_guide and link_guide off (the guides act on the shared encoder)")
+        check(self.train.cache_dir is None, "train.cache_dir is a masked-bert setting")
         check(self.hidden_dim >= 1 and self.max_leaf_size >= 1 and self.n_candidate_clusters >= 1,
               "hidden_dim, max_leaf_size and n_candidate_clusters must be >= 1")
         bad = [f for f in self.text_fields if f not in ("title", "description", "text")]
@@ -411,6 +413,23 @@ def _validate(model: GUDN, tokens, Y, metric: str) -> tuple[float, float]:
     return float(report["P@1" if metric == "p@1" else metric]), float(report["P@1"])
 
 
+def _frozen_features(network, tokens, batch_size: int, device, amp: bool, progress: bool):
+    """E_t of every training text under the frozen encoder (eval mode), kept on ``device``."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from ..neural.device import autocast
+
+    network.eval()
+    out = []
+    with torch.no_grad():
+        for s in tqdm(range(0, len(tokens), batch_size), desc="encoding (frozen encoder)", disable=not progress):
+            rows = np.arange(s, min(s + batch_size, len(tokens)))
+            with autocast(device, amp):
+                out.append(network.text_features(**_batch(network, tokens, rows, device)).float())
+    return torch.cat(out)
+
+
 def train_gudn(model: GUDN, tokens: Sequence[Sequence[int]], Y: sp.csr_matrix,
                label_tokens: Sequence[Sequence[int]] | None, *, valid_tokens: Sequence[Sequence[int]],
                valid_Y: sp.csr_matrix, progress: bool = True) -> dict:
@@ -446,10 +465,14 @@ def train_gudn(model: GUDN, tokens: Sequence[Sequence[int]], Y: sp.csr_matrix,
     steps_per_epoch = max(1, math.ceil(n_batches / config.grad_accum))
     total_steps = max(1, int(round(steps_per_epoch * config.epochs)))
     heads = [p for name, p in network.named_parameters() if not name.startswith("encoder.")]
-    optimizer = torch.optim.AdamW(
-        [{"params": network.encoder.parameters(), "lr": config.learning_rate},
-         {"params": heads, "lr": config.head_learning_rate or config.learning_rate}],
-        weight_decay=config.weight_decay)
+    groups = [{"params": heads, "lr": config.head_learning_rate or config.learning_rate}]
+    cached = None
+    if config.freeze_encoder:  # encode every training text once; the heads' dropout still applies per step
+        network.encoder.requires_grad_(False)
+        cached = _frozen_features(network, tokens, cfg.encoder.batch_size, device, config.amp, progress)
+    else:
+        groups.insert(0, {"params": network.encoder.parameters(), "lr": config.learning_rate})
+    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
     swa = AveragedModel(network) if config.swa else None
     swa_from = int(config.swa_start * total_steps)
@@ -463,12 +486,17 @@ def train_gudn(model: GUDN, tokens: Sequence[Sequence[int]], Y: sp.csr_matrix,
     stop = False
     while not stop:
         network.train()
+        if cached is not None:
+            network.encoder.eval()  # frozen: its dropout would make the cached features stale
         micro = 0
         order = rng.permutation(n)
         for s in range(0, n, config.batch_size):
             rows = order[s:s + config.batch_size]
             with autocast(device, config.amp):
-                features = network.text_features(**_batch(network, tokens, rows, device))
+                if cached is None:
+                    features = network.text_features(**_batch(network, tokens, rows, device))
+                else:
+                    features = cached[torch.from_numpy(rows).to(device)]
                 cluster_logits = network.cluster_logits(features)
             M_rows = M[rows]
             index, valid = candidate_labels(top_cluster_ids(cluster_logits, cfg.n_candidate_clusters),
@@ -503,7 +531,7 @@ def train_gudn(model: GUDN, tokens: Sequence[Sequence[int]], Y: sp.csr_matrix,
             micro += 1
             if micro % config.grad_accum and micro < n_batches:
                 continue
-            torch.nn.utils.clip_grad_norm_(network.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
@@ -526,6 +554,8 @@ def train_gudn(model: GUDN, tokens: Sequence[Sequence[int]], Y: sp.csr_matrix,
                     bad += 1
                     stop = bad >= config.patience
                 network.train()
+                if cached is not None:
+                    network.encoder.eval()
             if done or stop:
                 stop = True
                 break
