@@ -190,7 +190,8 @@ def auto_aug_weight(n_real: int, n_aug: int) -> float:
     return math.ceil(n_aug / per_epoch) / BATCH
 
 
-def finetune_row(args, f0_path, train, test, docs, mask: bool, propensities, aug_weight: str | float = "auto"):
+def finetune_row(args, f0_path, train, test, docs, mask: bool, propensities, aug_weight: str | float = "auto",
+                 cache=None):
     from xmc.augment import augmented_dataset
     from xmc.augment.finetune import FinetuneConfig, finetune_with_augmented
     from xmc.models.gudn import LightXML
@@ -202,7 +203,7 @@ def finetune_row(args, f0_path, train, test, docs, mask: bool, propensities, aug
                          aug_weight=weight, tail_threshold=args.tail_threshold,
                          seed=args.seed if args.ft_seed is None else args.ft_seed)
     t = time.perf_counter()
-    history = finetune_with_augmented(model, train, aug, cfg, progress=args.progress)
+    history = finetune_with_augmented(model, train, aug, cfg, cache=cache, progress=args.progress)
     ft_s = time.perf_counter() - t
     history["aug_weight"] = weight
     return evaluate_model(model, test, propensities, args.b), ft_s, history
@@ -335,6 +336,7 @@ def main(argv=None) -> int:
     from xmc.augment.pipeline import tail_documents
     from xmc.metrics import jain_propensity
     from xmc.models.gudn import LightXML
+    from xmc.neural.cache import EmbeddingCache
 
     torch.set_num_threads(args.threads)
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
@@ -355,6 +357,7 @@ def main(argv=None) -> int:
     f0 = LightXML.load(f0_path, device="cpu")
     filter_config = AugmentConfig().filter
     results, candidates = {}, {}
+    features = EmbeddingCache()  # the real documents' frozen features, encoded by the first fine-tuning row only
 
     def record(name, metrics, **extra):
         results[name] = {"row": name, "metrics": metrics, **extra}
@@ -368,7 +371,7 @@ def main(argv=None) -> int:
     if "f0" in rows:
         record("f0", evaluate_model(f0, test, propensities, args.b), f0_train_s=f0_s)
     if "baseline" in rows:
-        m, ft_s, hist = finetune_row(args, f0_path, train, test, [], True, propensities)
+        m, ft_s, hist = finetune_row(args, f0_path, train, test, [], True, propensities, cache=features)
         record("baseline", m, generated=None, kept=0, finetune_s=ft_s, history=hist)
     if any(r in rows for r in ("xda", "no-filter", "no-mask", "xda-w1")):
         candidates["prompt"] = generate(args, f0, train, prompt=True)
@@ -382,7 +385,7 @@ def main(argv=None) -> int:
             continue
         docs, timing = candidates[key]
         chosen = kept(docs, filter_config) if use_filter else list(docs)
-        m, ft_s, hist = finetune_row(args, f0_path, train, test, chosen, mask, propensities, weight)
+        m, ft_s, hist = finetune_row(args, f0_path, train, test, chosen, mask, propensities, weight, cache=features)
         record(name, m, generated=len(docs), kept=len(chosen), finetune_s=ft_s, history=hist,
                aug_weight=hist["aug_weight"],
                gen_docs_per_s=len(docs) / timing["generate_s"] if timing.get("generate_s") else None,

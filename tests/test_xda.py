@@ -382,6 +382,26 @@ def test_finetune_with_no_augmented_documents_trains_on_real_ones_only(tiny_ligh
     assert model.predict(train.texts[:3], topk=3).shape == (3, len(train.labels))
 
 
+def test_finetune_with_a_feature_cache_equals_finetune_without(tiny_lightxml):
+    # Ablation rows share the real documents' features through the cache; the result must not change.
+    import copy
+
+    from xmc.augment.finetune import FinetuneConfig, finetune_with_augmented
+    from xmc.neural.cache import EmbeddingCache
+
+    model, train = tiny_lightxml
+    config, empty = FinetuneConfig(epochs=1, batch_size=16, tail_threshold=8), augmented_dataset([], train.labels)
+    plain, first, second = (copy.deepcopy(model) for _ in range(3))
+    cache = EmbeddingCache()
+    finetune_with_augmented(plain, train, empty, config, progress=False)
+    finetune_with_augmented(first, train, empty, config, cache=cache, progress=False)
+    finetune_with_augmented(second, train, empty, config, cache=cache, progress=False)
+    assert (cache.misses, cache.hits) == (1, 1)
+    for other in (first, second):
+        for (name, a), b in zip(plain.network_.state_dict().items(), other.network_.state_dict().values()):
+            torch.testing.assert_close(a, b, msg=name)
+
+
 def test_cli_train_augmented_needs_a_lightxml_model(tmp_path, capsys):
     from xmc.cli.main import main as cli_main
 

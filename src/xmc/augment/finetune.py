@@ -41,7 +41,7 @@ class FinetuneConfig(Config):
         mask: False = plain BCE on augmented documents (the "w/o Mask" ablation).
         tail_threshold: N_t; labels with more training documents are head labels.
         swa_start: share of the steps after which parameters are averaged (1.0 = no SWA).
-        seed: shuffling seed.
+        seed: shuffling and dropout seed.
     """
 
     epochs: int = 2
@@ -95,7 +95,7 @@ def _terms(network, features, Y: sp.csr_matrix, M: sp.csr_matrix, rows, clusters
 
 
 def finetune_with_augmented(model, train: XMCDataset, augmented: XMCDataset, config: FinetuneConfig | None = None,
-                            *, progress: bool = True) -> dict:
+                            *, cache=None, progress: bool = True) -> dict:
     """Fine-tune ``model.network_`` (a fitted GUDN / LightXML) in place; return the history.
 
     Args:
@@ -104,6 +104,8 @@ def finetune_with_augmented(model, train: XMCDataset, augmented: XMCDataset, con
         augmented: the augmented documents over the same vocabulary
             (:func:`xmc.augment.corpus.augmented_dataset`).
         config: a :class:`FinetuneConfig`.
+        cache: an :class:`xmc.neural.cache.EmbeddingCache` for the real documents' features, so that
+            several fine-tuning runs from the same frozen encoder (ablation rows) encode them once.
     """
     from tqdm.auto import tqdm
 
@@ -127,11 +129,22 @@ def finetune_with_augmented(model, train: XMCDataset, augmented: XMCDataset, con
     head_only = sp.csr_matrix(MA - MA.multiply(tail_clusters), dtype=np.float32)
     fields = model.config.text_fields
     network.encoder.eval()
-    feats = _features(network, train.input_texts(fields), model.config.encoder.batch_size)
+    texts = train.input_texts(fields)
+    if cache is None:
+        feats = _features(network, texts, model.config.encoder.batch_size)
+    else:
+        from ..neural.cache import texts_fingerprint
+
+        # Keyed by the encoder's weights, pooling and max length, and by the texts: the cached rows are
+        # exactly what _features would compute (eval mode, float32).
+        feats = torch.from_numpy(cache.fetch(
+            network.encoder, f"text-features|{texts_fingerprint(texts)}", len(texts),
+            lambda: _features(network, texts, model.config.encoder.batch_size).cpu().numpy())).to(device)
     aug_feats = _features(network, augmented.input_texts(fields), model.config.encoder.batch_size)
     heads = [p for name, p in network.named_parameters() if not name.startswith("encoder.")]
     optimizer = torch.optim.AdamW(heads, lr=config.learning_rate)
     rng = np.random.default_rng(config.seed)
+    torch.manual_seed(config.seed)  # the heads' dropout: equal seeds give equal fine-tuned models
     n, n_aug = len(train), len(augmented)
     per_epoch = math.ceil(n / config.batch_size)
     total = per_epoch * config.epochs
