@@ -215,6 +215,41 @@ def test_lightxml_frozen_encoder_trains_heads_only(tiny_bert, corpus, tmp_path):
                                model.predict(texts, topk=5).toarray(), atol=1e-6)
 
 
+def test_predict_through_a_feature_cache_equals_predict_and_encodes_once(tiny_bert, corpus):
+    from xmc.neural.cache import EmbeddingCache
+
+    model = LightXML(tiny_config(tiny_bert, LightXMLConfig)).fit(corpus.train, progress=False)
+    texts = corpus.test.input_texts(["title", "text"])
+    expected = model.predict(texts, topk=5)
+    cache = EmbeddingCache()
+    calls = []
+    forward = model.network_.text_features
+    model.network_.text_features = lambda **batch: calls.append(1) or forward(**batch)
+    first = model.predict(texts, topk=5, cache=cache)
+    n_calls = len(calls)
+    second = model.predict(corpus.test, topk=5, cache=cache)  # same texts from the dataset: a hit
+    assert n_calls >= 1 and len(calls) == n_calls and (cache.misses, cache.hits) == (1, 1)
+    for got in (first, second):
+        np.testing.assert_allclose(got.toarray(), expected.toarray(), atol=1e-6)
+    np.testing.assert_allclose(model.encode(texts, cache=cache), model.encode(texts), atol=1e-6)
+    assert model.encode([]).shape == (0, model.network_.encoder.dim)
+
+
+def test_frozen_training_encodes_training_and_validation_texts_once(tiny_bert, corpus, monkeypatch):
+    # Frozen-encoder training validates every epoch; the validation features must be encoded once too.
+    from xmc.neural.guide import GuideNetwork as Network
+
+    config = tiny_config(tiny_bert, LightXMLConfig)
+    config.train.freeze_encoder, config.train.epochs, config.train.patience = True, 3, 100
+    encoded = []
+    forward = Network.text_features
+    monkeypatch.setattr(Network, "text_features",
+                        lambda self, **batch: encoded.append(len(batch["input_ids"])) or forward(self, **batch))
+    model = LightXML(config).fit(corpus.train, progress=False)
+    assert len(model.history_["evaluations"]) == 3
+    assert sum(encoded) == len(corpus.train)  # 80% training + 20% validation rows, each once
+
+
 def test_cli_train_predict_with_label_text(tiny_bert, corpus, tmp_path):
     import contextlib
     import io

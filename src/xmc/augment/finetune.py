@@ -59,19 +59,6 @@ class FinetuneConfig(Config):
         check(self.tail_threshold >= 0 and 0.0 <= self.swa_start <= 1.0, "tail_threshold >= 0, swa_start in [0, 1]")
 
 
-@torch.no_grad()
-def _features(network, texts: list[str], batch_size: int) -> torch.Tensor:
-    device = next(network.parameters()).device
-    if not texts:  # no augmented documents (e.g. the filter kept none); tokenizers reject an empty batch
-        return torch.zeros(0, network.encoder.dim, device=device)
-    tokens = network.encoder.pretokenize(texts)
-    out = []
-    for s in range(0, len(tokens), batch_size):
-        batch = {k: v.to(device) for k, v in network.encoder.collate(tokens[s:s + batch_size]).items()}
-        out.append(network.text_features(**batch).float())
-    return torch.cat(out) if out else torch.zeros(0, network.encoder.dim, device=device)
-
-
 def _terms(network, features, Y: sp.csr_matrix, M: sp.csr_matrix, rows, clusters_to_labels, n_candidate_clusters,
            head: torch.Tensor | None, head_only_clusters: sp.csr_matrix | None):
     from ..neural.guide import candidate_bce, candidate_labels, top_cluster_ids
@@ -127,20 +114,9 @@ def finetune_with_augmented(model, train: XMCDataset, augmented: XMCDataset, con
     head = torch.from_numpy(head_np).to(device) if config.mask else None
     tail_clusters = sp.csr_matrix((A @ sp.diags((~head_np).astype(np.float32)) @ leaves) > 0, dtype=np.float32)
     head_only = sp.csr_matrix(MA - MA.multiply(tail_clusters), dtype=np.float32)
-    fields = model.config.text_fields
-    network.encoder.eval()
-    texts = train.input_texts(fields)
-    if cache is None:
-        feats = _features(network, texts, model.config.encoder.batch_size)
-    else:
-        from ..neural.cache import texts_fingerprint
-
-        # Keyed by the encoder's weights, pooling and max length, and by the texts: the cached rows are
-        # exactly what _features would compute (eval mode, float32).
-        feats = torch.from_numpy(cache.fetch(
-            network.encoder, f"text-features|{texts_fingerprint(texts)}", len(texts),
-            lambda: _features(network, texts, model.config.encoder.batch_size).cpu().numpy())).to(device)
-    aug_feats = _features(network, augmented.input_texts(fields), model.config.encoder.batch_size)
+    # E_t in eval mode; the real documents' through the cache (keyed by the encoder's weights and the texts)
+    feats = torch.from_numpy(model.encode(train, cache=cache)).to(device)
+    aug_feats = torch.from_numpy(model.encode(augmented)).to(device)
     heads = [p for name, p in network.named_parameters() if not name.startswith("encoder.")]
     optimizer = torch.optim.AdamW(heads, lr=config.learning_rate)
     rng = np.random.default_rng(config.seed)

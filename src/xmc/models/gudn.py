@@ -268,7 +268,7 @@ class GUDN:
 
     # ---- prediction --------------------------------------------------------------------------
     def predict(self, inputs: Inputs, *, topk: int | None = None, beam_size: int | None = None,
-                progress: bool = False) -> sp.csr_matrix:
+                cache=None, progress: bool = False) -> sp.csr_matrix:
         """Scores of each document's top-k labels: CSR (n, L), sigmoid(meta) * sigmoid(rank) in (0, 1).
 
         Needs no labels: the text path only.
@@ -277,15 +277,50 @@ class GUDN:
             inputs: a dataset or raw texts.
             topk: labels per document (default ``config.predict.topk``).
             beam_size: clusters whose labels are scored (default ``config.predict.beam_size``).
+            cache: an :class:`xmc.neural.cache.EmbeddingCache`: the texts' features E_t come from
+                :meth:`encode` through it, so models that share a frozen encoder (heads fine-tuned
+                from one trained model) encode a test set once.
         """
         if self.network_ is None:
             raise RuntimeError("model is not fitted; call fit() or load()")
         p = self.config.predict
-        token_ids = self.network_.encoder.pretokenize(_texts(inputs, self.config.text_fields))
-        return predict_scores(self.network_, token_ids, self._leaves(), topk=p.topk if topk is None else topk,
-                              beam_size=p.beam_size if beam_size is None else beam_size,
-                              batch_size=self.config.encoder.batch_size, amp=self.config.train.amp,
-                              progress=progress)
+        texts = _texts(inputs, self.config.text_fields)
+        kwargs = dict(topk=p.topk if topk is None else topk, beam_size=p.beam_size if beam_size is None else beam_size,
+                      batch_size=self.config.encoder.batch_size, amp=self.config.train.amp, progress=progress)
+        if cache is not None:
+            import torch
+
+            features = torch.from_numpy(self.encode(texts, cache=cache, progress=progress))
+            return predict_scores(self.network_, None, self._leaves(), features=features, **kwargs)
+        return predict_scores(self.network_, self.network_.encoder.pretokenize(texts), self._leaves(), **kwargs)
+
+    def encode(self, inputs: Inputs, *, cache=None, progress: bool = False) -> np.ndarray:
+        """Text features E_t, (n, dim) float32, of the current encoder in eval mode (no dropout).
+
+        With an :class:`xmc.neural.cache.EmbeddingCache` they are memoised, keyed by the encoder's
+        weights, pooling and max length and by the texts (a changed encoder never hits).
+        """
+        if self.network_ is None:
+            raise RuntimeError("model is not fitted; call fit() or load()")
+        network = self.network_
+        texts = _texts(inputs, self.config.text_fields)
+        device = next(network.parameters()).device
+
+        def compute() -> np.ndarray:
+            if not texts:  # tokenizers reject an empty batch
+                return np.zeros((0, network.encoder.dim), dtype=np.float32)
+            was_training = network.training
+            try:
+                return _frozen_features(network, network.encoder.pretokenize(texts), self.config.encoder.batch_size,
+                                        device, self.config.train.amp, progress).cpu().numpy()
+            finally:
+                network.train(was_training)
+
+        if cache is None:
+            return compute()
+        from ..neural.cache import texts_fingerprint
+
+        return cache.fetch(network.encoder, f"text-features|{texts_fingerprint(texts)}", len(texts), compute)
 
     def evaluate(self, data: XMCDataset, *, ks: Sequence[int] = (1, 3, 5), propensities=None) -> dict[str, float]:
         """Ranking metrics of :meth:`predict` on ``data``."""
@@ -359,13 +394,15 @@ def _batch(network, token_ids: Sequence[Sequence[int]], rows, device) -> dict:
     return {k: v.to(device) for k, v in network.encoder.collate([token_ids[i] for i in rows]).items()}
 
 
-def predict_scores(network, token_ids: Sequence[Sequence[int]], leaves: sp.csr_matrix, *, topk: int, beam_size: int,
-                   batch_size: int = 64, amp: bool = True, progress: bool = False) -> sp.csr_matrix:
+def predict_scores(network, token_ids: Sequence[Sequence[int]] | None, leaves: sp.csr_matrix, *, topk: int,
+                   beam_size: int, batch_size: int = 64, amp: bool = True, progress: bool = False,
+                   features=None) -> sp.csr_matrix:
     """Top-k scores CSR (n, L) from the text path: the labels of the top-``beam_size`` clusters.
 
     Args:
-        token_ids: pre-tokenised texts, length n.
+        token_ids: pre-tokenised texts, length n (None when ``features`` are given).
         leaves: (L, K) label-to-cluster indicator.
+        features: precomputed text features E_t, a (n, dim) tensor, instead of running the encoder.
     """
     import torch
     from tqdm.auto import tqdm
@@ -373,11 +410,14 @@ def predict_scores(network, token_ids: Sequence[Sequence[int]], leaves: sp.csr_m
     from ..neural.device import autocast
     from ..neural.guide import candidate_labels, top_cluster_ids
 
-    n, L = len(token_ids), leaves.shape[0]
+    n, L = (len(token_ids) if features is None else features.shape[0]), leaves.shape[0]
     clusters_to_labels = sp.csr_matrix(leaves.T)
     label_cluster = np.asarray(leaves.argmax(axis=1)).ravel()
     device = next(network.parameters()).device
-    order = np.argsort([-len(t) for t in token_ids], kind="stable")
+    if features is None:  # longest first: batches of similar lengths pad less
+        order = np.argsort([-len(t) for t in token_ids], kind="stable")
+    else:
+        order, features = np.arange(n), features.to(device)
     k = min(topk, L)
     indices = np.full((n, k), -1, dtype=np.int64)
     values = np.zeros((n, k), dtype=np.float32)
@@ -387,12 +427,15 @@ def predict_scores(network, token_ids: Sequence[Sequence[int]], leaves: sp.csr_m
         for s in tqdm(range(0, n, batch_size), desc="predicting", disable=not progress, unit="batch"):
             rows = order[s:s + batch_size]
             with autocast(device, amp):
-                features = network.text_features(**_batch(network, token_ids, rows, device))
-                cluster_logits = network.cluster_logits(features)
+                if features is None:
+                    batch_features = network.text_features(**_batch(network, token_ids, rows, device))
+                else:
+                    batch_features = features[torch.from_numpy(rows).to(device)]
+                cluster_logits = network.cluster_logits(batch_features)
             index, valid = candidate_labels(top_cluster_ids(cluster_logits, beam_size), clusters_to_labels)
             index_t = torch.from_numpy(index).to(device)
             with autocast(device, amp):
-                logits = network.candidate_logits(features, index_t)
+                logits = network.candidate_logits(batch_features, index_t)
             meta = torch.sigmoid(cluster_logits.float()).cpu().numpy()
             scores = torch.sigmoid(logits.float()).cpu().numpy() * np.take_along_axis(meta, label_cluster[index], 1)
             scores = np.where(valid, scores, -1.0)
@@ -406,9 +449,10 @@ def predict_scores(network, token_ids: Sequence[Sequence[int]], leaves: sp.csr_m
     return topk_to_csr(indices, values, L)
 
 
-def _validate(model: GUDN, tokens, Y, metric: str) -> tuple[float, float]:
+def _validate(model: GUDN, tokens, Y, metric: str, features=None) -> tuple[float, float]:
     scores = predict_scores(model.network_, tokens, model._leaves(), topk=5, beam_size=model.config.predict.beam_size,
-                            batch_size=model.config.encoder.batch_size, amp=model.config.train.amp)
+                            batch_size=model.config.encoder.batch_size, amp=model.config.train.amp,
+                            features=features)
     report = evaluate(Y, scores, ks=(1,), threshold=None if metric == "p@1" else 0.5)
     return float(report["P@1" if metric == "p@1" else metric]), float(report["P@1"])
 
@@ -466,10 +510,11 @@ def train_gudn(model: GUDN, tokens: Sequence[Sequence[int]], Y: sp.csr_matrix,
     total_steps = max(1, int(round(steps_per_epoch * config.epochs)))
     heads = [p for name, p in network.named_parameters() if not name.startswith("encoder.")]
     groups = [{"params": heads, "lr": config.head_learning_rate or config.learning_rate}]
-    cached = None
-    if config.freeze_encoder:  # encode every training text once; the heads' dropout still applies per step
+    cached = valid_cached = None
+    if config.freeze_encoder:  # encode every training and validation text once; the heads' dropout still applies
         network.encoder.requires_grad_(False)
         cached = _frozen_features(network, tokens, cfg.encoder.batch_size, device, config.amp, progress)
+        valid_cached = _frozen_features(network, valid_tokens, cfg.encoder.batch_size, device, config.amp, progress)
     else:
         groups.insert(0, {"params": network.encoder.parameters(), "lr": config.learning_rate})
     optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
@@ -543,7 +588,7 @@ def train_gudn(model: GUDN, tokens: Sequence[Sequence[int]], Y: sp.csr_matrix,
             done = history["steps"] >= total_steps
             if history["steps"] % eval_every == 0 or done:
                 history["loss_terms"] = {k: v / micro for k, v in terms_sum.items()}
-                score = _validate(model, valid_tokens, valid_Y, config.select_metric)
+                score = _validate(model, valid_tokens, valid_Y, config.select_metric, valid_cached)
                 history["evaluations"].append({"step": history["steps"], config.select_metric: score[0],
                                                "P@1": score[1], **history["loss_terms"]})
                 logger.info("step %d: validation %s %.4f (P@1 %.4f)", history["steps"], config.select_metric, *score)
@@ -568,10 +613,10 @@ def train_gudn(model: GUDN, tokens: Sequence[Sequence[int]], Y: sp.csr_matrix,
         history["kept"] = f"best checkpoint (step {history['best_step']})"
     if swa is not None and swa.n_averaged.item() > 0:
         current = best_score if best_score is not None else _validate(model, valid_tokens, valid_Y,
-                                                                      config.select_metric)
+                                                                      config.select_metric, valid_cached)
         kept_state = {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
         network.load_state_dict(swa.module.state_dict())
-        swa_score = _validate(model, valid_tokens, valid_Y, config.select_metric)
+        swa_score = _validate(model, valid_tokens, valid_Y, config.select_metric, valid_cached)
         history["swa"] = {"averaged_steps": int(swa.n_averaged.item()), config.select_metric: swa_score[0],
                           "P@1": swa_score[1]}
         if swa_score >= current:
