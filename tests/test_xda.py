@@ -30,7 +30,8 @@ from xmc.augment.filtering import (  # noqa: E402
     label_prior,
     score_distribution,
 )
-from xmc.augment.generator import CAUSAL_SEPARATOR, PromptGenerator, fill_spans, mask_spans, target_text  # noqa: E402
+from xmc.augment.generator import (CAUSAL_SEPARATOR, PromptGenerator, fill_spans, mask_spans,  # noqa: E402
+                                   new_token_budget, target_text)
 from xmc.augment.masked_loss import augmented_bce_with_logits, head_label_mask, xda_loss  # noqa: E402
 from xmc.augment.pipeline import augment, tail_documents  # noqa: E402
 from xmc.data import LabelVocabulary  # noqa: E402
@@ -204,6 +205,28 @@ def test_causal_prompts_keep_the_answer_cue_when_truncated():
     prompts = gen._causal_prompts([long_input, short_input])
     assert all(p[-len(sep):] == sep for p in prompts)  # the cue survives truncation
     assert len(prompts[0]) == 10 and prompts[1] == tok(short_input, add_special_tokens=False).input_ids + sep
+
+
+def test_new_token_budget_fits_each_batch_of_masked_spans():
+    assert new_token_budget([10, 20], None) == 38 and new_token_budget([7], None) == 19  # ceil(1.5 n) + 8
+    assert new_token_budget([10, 20], 5) == 5 and new_token_budget([], None) == 8
+    tok = tiny_tokenizer()
+    gen = PromptGenerator(GEN.replace(prompt=False, max_new_tokens=None, min_new_tokens=500),
+                          model=tiny_gpt2(tok), tokenizer=tok)
+    # causal targets as written: " <extra_id_0> wine <extra_id_1>" + end token
+    assert gen._target_lengths([target_text([["wine"]])]) == [4]
+    budgets, forward = [], gen.model_.generate
+    gen.model_.generate = lambda **kw: budgets.append((kw["max_new_tokens"], kw["min_new_tokens"])) or forward(**kw)
+    gen.generate(DOCS, NAMES, progress=False)
+    # replay the masks: the same seed draws the same spans, batch by batch (6 pairs, batches of 4)
+    rng, pairs, expected = np.random.default_rng(GEN.seed + 1), [(i, c) for i in range(2) for c in range(3)], []
+    for start in (0, 4):
+        chunk = pairs[start:start + 4]
+        _, _, targets = gen._examples([DOCS[i] for i, _ in chunk], [NAMES[i] for i, _ in chunk], rng)
+        expected.append(new_token_budget(gen._target_lengths(targets), None))
+    assert budgets == [(b, b) for b in expected]  # min_new_tokens capped at the budget
+    with pytest.raises(ConfigError, match="max_new_tokens"):
+        GeneratorConfig(max_new_tokens=0)
 
 
 def test_missing_model_path_is_a_config_error():

@@ -27,9 +27,14 @@ class GeneratorConfig(Config):
             the augmented document is this window with its spans refilled).
         max_label_names: label names prepended to the input (a document's first ones).
         max_length: input tokens (longer inputs are truncated).
-        max_new_tokens: tokens generated per augmented document (at most).
+        max_new_tokens: tokens generated per augmented document (at most); also the length
+            prompt-training targets are cut to. None (the default) sizes it per batch from the
+            masked spans themselves: 1.5x the longest target in tokens (sentinels included), plus
+            8, so fillers may run longer than what they replace. A fixed number is easily too
+            small for a causal LM, whose tokenizer may split every sentinel into several tokens
+            (SmolLM2: 7 per ``<extra_id_i>``); a cut target loses its last spans.
         min_new_tokens: tokens generated at least (0 = stop at the end token; benchmarks of random
-            models set it to max_new_tokens so every sample costs the same).
+            models set it to max_new_tokens so every sample costs the same; capped at the budget).
         epochs / batch_size / learning_rate / max_train_docs: prompt training (AdamW on the
             prefix only; max_train_docs caps the documents used, None = all).
         n_aug: N_a, augmented documents generated per original.
@@ -48,7 +53,7 @@ class GeneratorConfig(Config):
     max_words: int = 200
     max_label_names: int = 8
     max_length: int = 384
-    max_new_tokens: int = 128
+    max_new_tokens: int | None = None
     min_new_tokens: int = 0
     epochs: int = 1
     batch_size: int = 8
@@ -68,8 +73,10 @@ class GeneratorConfig(Config):
         check(self.mean_span_length >= 1.0, "mean_span_length must be >= 1")
         check(self.max_words >= 2, "max_words must be >= 2")
         check(self.max_label_names >= 0, "max_label_names must be >= 0")
-        check(self.max_length >= 8 and self.max_new_tokens >= 1, "max_length >= 8 and max_new_tokens >= 1")
-        check(0 <= self.min_new_tokens <= self.max_new_tokens, "min_new_tokens must be in [0, max_new_tokens]")
+        check(self.max_length >= 8, "max_length must be >= 8")
+        check(self.max_new_tokens is None or self.max_new_tokens >= 1, "max_new_tokens must be >= 1 (or null: auto)")
+        check(self.min_new_tokens >= 0 and (self.max_new_tokens is None or self.min_new_tokens <= self.max_new_tokens),
+              "min_new_tokens must be in [0, max_new_tokens]")
         check(self.epochs >= 0 and self.batch_size >= 1, "epochs >= 0 and batch_size >= 1")
         check(self.learning_rate > 0, "learning_rate must be > 0")
         check(self.max_train_docs is None or self.max_train_docs >= 1, "max_train_docs must be >= 1")

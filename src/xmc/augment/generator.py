@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 from typing import Sequence
@@ -117,6 +118,16 @@ def fill_spans(masked_words: Sequence[str], generated: str) -> str:
     return " ".join(out)
 
 
+def new_token_budget(target_lengths: Sequence[int], max_new_tokens: int | None) -> int:
+    """Tokens to generate for a batch whose targets have ``target_lengths`` tokens.
+
+    ``max_new_tokens`` when set; else 1.5x the longest target plus 8 (GeneratorConfig.max_new_tokens).
+    """
+    if max_new_tokens is not None:
+        return max_new_tokens
+    return int(math.ceil(1.5 * max(target_lengths, default=0))) + 8
+
+
 def _left_padded(sequences: list[list[int]], pad_id: int, device) -> dict[str, torch.Tensor]:
     """A left-padded batch (causal generation continues from each row's last token)."""
     width = max(len(q) for q in sequences)
@@ -197,15 +208,15 @@ class PromptGenerator:
         tok, cfg = self.tokenizer, self.config
         if self.seq2seq_:
             enc = tok(inputs, max_length=cfg.max_length, truncation=True, padding=True, return_tensors="pt")
-            labels = tok(targets, max_length=cfg.max_new_tokens, truncation=True, padding=True,
-                         return_tensors="pt").input_ids
+            labels = tok(targets, max_length=cfg.max_new_tokens, truncation=cfg.max_new_tokens is not None,
+                         padding=True, return_tensors="pt").input_ids
             labels[labels == tok.pad_token_id] = -100
             return {**enc, "labels": labels}
         # Causal: [input][separator][target][eos]; loss only on the target part.
         eos = tok.eos_token or ""
         prompt_ids = self._causal_prompts(inputs)
-        target_ids = tok([" " + t + eos for t in targets], max_length=cfg.max_new_tokens, truncation=True,
-                         add_special_tokens=False).input_ids
+        target_ids = tok([" " + t + eos for t in targets], max_length=cfg.max_new_tokens,
+                         truncation=cfg.max_new_tokens is not None, add_special_tokens=False).input_ids
         seqs = [p + t for p, t in zip(prompt_ids, target_ids)]
         width = max(len(s) for s in seqs)
         ids = torch.full((len(seqs), width), tok.pad_token_id, dtype=torch.long)
@@ -216,6 +227,14 @@ class PromptGenerator:
             attn[i, : len(p) + len(t)] = 1
             labels[i, len(p): len(p) + len(t)] = torch.tensor(t)
         return {"input_ids": ids, "attention_mask": attn, "labels": labels}
+
+    def _target_lengths(self, targets: list[str]) -> list[int]:
+        """Tokens of each target as the model must write it (causal: with the leading space and end token)."""
+        tok = self.tokenizer
+        if self.seq2seq_:
+            return [len(ids) for ids in tok(targets).input_ids]
+        eos = tok.eos_token or ""
+        return [len(ids) for ids in tok([" " + t + eos for t in targets], add_special_tokens=False).input_ids]
 
     def _causal_prompts(self, inputs: list[str]) -> list[list[int]]:
         """Causal-LM prompt ids: each input cut to leave room for the separator, which is always kept.
@@ -290,15 +309,17 @@ class PromptGenerator:
                 for start in tqdm(range(0, len(pairs), cfg.generate_batch_size), desc="generating",
                                   disable=not progress):
                     chunk = pairs[start: start + cfg.generate_batch_size]
-                    inputs, masked, _ = self._examples([texts[i] for i, _ in chunk],
-                                                       [label_names[i] for i, _ in chunk], rng)
+                    inputs, masked, targets = self._examples([texts[i] for i, _ in chunk],
+                                                             [label_names[i] for i, _ in chunk], rng)
+                    budget = new_token_budget(self._target_lengths(targets) if cfg.max_new_tokens is None else [],
+                                              cfg.max_new_tokens)
                     if self.seq2seq_:
                         enc = tok(inputs, max_length=cfg.max_length, truncation=True, padding=True,
                                   return_tensors="pt").to(self.device_)
                     else:
                         enc = _left_padded(self._causal_prompts(inputs), tok.pad_token_id, self.device_)
                     ids = self.model_.generate(**enc, do_sample=True, top_p=cfg.top_p, temperature=cfg.temperature,
-                                               max_new_tokens=cfg.max_new_tokens, min_new_tokens=cfg.min_new_tokens,
+                                               max_new_tokens=budget, min_new_tokens=min(cfg.min_new_tokens, budget),
                                                pad_token_id=tok.pad_token_id)
                     if not self.seq2seq_:
                         ids = ids[:, enc["input_ids"].shape[1]:]
