@@ -223,8 +223,8 @@ def markdown(args, results, info, argv) -> str:
         f"whole run {info['wall_s'] / 60:.1f} min wall.",
         "",
         f"**CPU budget, not a replication of the paper** (a 135M 4-bit generator instead of T5, "
-        f"{info['aug_sources']} of the {info['tail_docs']} tail documents augmented, heads fine-tuned on a frozen "
-        f"encoder). One budget for every row:",
+        f"{info['aug_sources']} of the {info['tail_docs']} tail documents augmented"
+        + (", f0 trained on a frozen encoder" if args.f0_frozen else "") + "). One budget for every row:",
         "",
         f"- Data: EURLEX57K (../shared/data/eurlex57k), {info['train_docs']} random training documents (seed "
         f"{args.seed}), {info['dev_docs']} dev documents (f0's kept state only), {info['test_docs']} random test "
