@@ -260,6 +260,7 @@ def markdown(args, results, info, argv) -> str:
         "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     base = results.get("baseline")
+    base_seeds = (base.get("per_seed") or [base["metrics"]]) if base is not None else None
     for name in ROWS:
         if name not in results:
             continue
@@ -272,8 +273,8 @@ def markdown(args, results, info, argv) -> str:
         per_seed = r.get("per_seed") or [m]
         by_seed = " / ".join(f"{100 * x['PSP@5']:.2f}" for x in per_seed) if len(per_seed) > 1 else "-"
         delta = "-"
-        if base is not None and name not in ("f0", "baseline") and len(base.get("per_seed") or [0]) == len(per_seed):
-            d = [100 * (x["PSP@5"] - y["PSP@5"]) for x, y in zip(per_seed, base.get("per_seed") or [base["metrics"]])]
+        if base_seeds is not None and name not in ("f0", "baseline") and len(base_seeds) == len(per_seed):
+            d = [100 * (x["PSP@5"] - y["PSP@5"]) for x, y in zip(per_seed, base_seeds)]
             delta = f"{np.mean(d):+.2f} ({min(d):+.2f} / {max(d):+.2f})"
         lines.append(f"| {TITLES[name]} | {100 * m['P@1']:.2f} | {100 * m['P@5']:.2f} | {100 * m['PSP@1']:.2f} | "
                      f"{100 * m['PSP@5']:.2f} | {by_seed} | {delta} | {gen} | {weight} | {rate} | {tune} |")

@@ -393,15 +393,6 @@ def replace_tables(section: str, tables: list[list[str]]) -> str:
     return section
 
 
-def current_section(path: str) -> str:
-    start, end = markdown_section.markers("xr_linear")
-    text = open(path, encoding="utf-8").read()
-    i, j = text.find(start), text.find(end)
-    if i == -1 or j < i:
-        raise SystemExit(f"{path}: no bench_xr_linear block to update (use --write)")
-    return text[i + len(start) + 1:j - 1]  # write_section puts one newline on each side
-
-
 def write_benchmarks_md(section: str, path: str) -> None:
     """``section`` is the rendered block without its markers."""
     markdown_section.write_section("xr_linear", section, "XR-Linear vs PECOS, omikuji, napkinXC", path)
@@ -479,7 +470,10 @@ def main(argv=None) -> None:
         write_benchmarks_md(render_section(args.results_dir, args.notes), md_path)
         print("BENCHMARKS.md updated", flush=True)
     elif args.update_tables:
-        write_benchmarks_md(replace_tables(current_section(md_path), new_tables), md_path)
+        section = markdown_section.read_section("xr_linear", md_path)
+        if section is None:
+            raise SystemExit(f"{md_path}: no bench_xr_linear block to update (use --write)")
+        write_benchmarks_md(replace_tables(section, new_tables), md_path)
         print("BENCHMARKS.md: tables " + ", ".join(t[0] for t in new_tables) + " replaced", flush=True)
 
 

@@ -16,6 +16,16 @@ def markers(name: str) -> tuple[str, str]:
     return f"<!-- bench_{name}:start -->", f"<!-- bench_{name}:end -->"
 
 
+def read_section(name: str, path: str | os.PathLike = BENCHMARKS_MD) -> str | None:
+    """The body :func:`write_section` put between block ``name``'s markers (None when absent)."""
+    start, end = markers(name)
+    text = open(path, encoding="utf-8").read() if os.path.exists(path) else ""
+    i, j = text.find(start), text.find(end)
+    if i == -1 or j < i:
+        return None
+    return text[i + len(start) + 1:j - 1]  # write_section puts one newline on each side of the body
+
+
 def write_section(name: str, body: str, title: str, path: str | os.PathLike = BENCHMARKS_MD) -> None:
     """Put ``body`` between block ``name``'s markers in ``path``.
 

@@ -213,9 +213,8 @@ class PromptGenerator:
             labels[labels == tok.pad_token_id] = -100
             return {**enc, "labels": labels}
         # Causal: [input][separator][target][eos]; loss only on the target part.
-        eos = tok.eos_token or ""
         prompt_ids = self._causal_prompts(inputs)
-        target_ids = tok([" " + t + eos for t in targets], max_length=cfg.max_new_tokens,
+        target_ids = tok(self._causal_targets(targets), max_length=cfg.max_new_tokens,
                          truncation=cfg.max_new_tokens is not None, add_special_tokens=False).input_ids
         seqs = [p + t for p, t in zip(prompt_ids, target_ids)]
         width = max(len(s) for s in seqs)
@@ -233,8 +232,12 @@ class PromptGenerator:
         tok = self.tokenizer
         if self.seq2seq_:
             return [len(ids) for ids in tok(targets).input_ids]
-        eos = tok.eos_token or ""
-        return [len(ids) for ids in tok([" " + t + eos for t in targets], add_special_tokens=False).input_ids]
+        return [len(ids) for ids in tok(self._causal_targets(targets), add_special_tokens=False).input_ids]
+
+    def _causal_targets(self, targets: list[str]) -> list[str]:
+        """A causal LM's targets as it writes them after the separator: a leading space, then the end token."""
+        eos = self.tokenizer.eos_token or ""
+        return [" " + t + eos for t in targets]
 
     def _causal_prompts(self, inputs: list[str]) -> list[list[int]]:
         """Causal-LM prompt ids: each input cut to leave room for the separator, which is always kept.
