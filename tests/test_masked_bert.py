@@ -22,6 +22,7 @@ from xmc.models.masked_bert import (  # noqa: E402
     MaskedBert,
     MaskedBertConfig,
     MaskedTrainConfig,
+    StepAverages,
     build_network,
     group_batches,
     network_logits,
@@ -263,6 +264,36 @@ def test_group_batches_hold_one_group():
     batches = group_batches(groups, 2, np.random.default_rng(0))
     assert sorted(np.concatenate(batches).tolist()) == list(range(10))
     assert all(len(set(groups[b])) == 1 and len(b) <= 2 for b in batches)
+
+
+def test_step_averages_average_each_head_over_the_steps_that_changed_it():
+    torch = pytest.importorskip("torch")
+
+    class Encoder(torch.nn.Module):
+        dim = 2
+
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(2))
+
+    for frozen in (False, True):
+        network = build_network(Encoder(), n_labels=1, n_heads=3, dropout=0.0)
+        averages = StepAverages(network, frozen=frozen)
+        for step, (head, value) in enumerate([(0, 1.0), (0, 3.0), (1, 5.0)], start=1):
+            with torch.no_grad():
+                network.encoder.w.fill_(step)
+                network.heads[head].weight.fill_(value)
+            averages.update(network, [head])
+        with torch.no_grad():
+            network.heads[2].weight.fill_(7.0)  # never averaged: keeps its weights
+        averages.load_into(network)
+        assert averages.n_averaged == 3
+        assert network.encoder.w.tolist() == ([3.0, 3.0] if frozen else [2.0, 2.0])  # frozen: not averaged
+        assert [h.weight.tolist() for h in network.heads] == [[[2.0, 2.0]], [[5.0, 5.0]], [[7.0, 7.0]]]
+
+    network.zero_grad(set_to_none=True)
+    network.heads[1].weight.grad = torch.ones_like(network.heads[1].weight)
+    assert StepAverages.changed_heads(network) == [1]
 
 
 # ---- end to end -------------------------------------------------------------------------------

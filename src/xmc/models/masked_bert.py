@@ -15,7 +15,8 @@ predictions are still restricted to the relevant labels when ``filter_prediction
 encoder, mini-batches drawn from one category group at a time).
 
 Training: AdamW with linear warm-up, gradient accumulation, stochastic weight averaging
-(``torch.optim.swa_utils.AveragedModel``) and early stopping on a validation split carved
+(``torch.optim.swa_utils.AveragedModel``; per head for multi-head networks, see ``StepAverages``)
+and early stopping on a validation split carved
 from the training data (or given), never the test data. With ``train.freeze_encoder`` the
 encoder keeps its pre-trained weights: every product is encoded once (pooled features,
 optionally cached on disk) and only dropout + output layers are trained, by the same loop
@@ -679,6 +680,43 @@ def predict_probabilities(network, products: Products, groups: np.ndarray, mask:
     return out
 
 
+class StepAverages:
+    """Stochastic weight averaging of a (multi-head) network, one ``AveragedModel`` per part a step changes.
+
+    A step changes the shared encoder (unless frozen) and only the heads of its batches; averaging
+    every head at every step would cost heads x labels x dim per step, most of training with the
+    173 leaf heads of ave-implicitave. So the encoder is averaged over every step and each head over
+    the steps that changed it. With a single head this is ``AveragedModel`` of the whole network.
+    """
+
+    def __init__(self, network, frozen: bool):
+        from torch.optim.swa_utils import AveragedModel
+
+        self.encoder = None if frozen else AveragedModel(network.encoder)
+        self.heads = [AveragedModel(head) for head in network.heads]
+        self.n_averaged = 0  # steps averaged
+
+    @staticmethod
+    def changed_heads(network) -> list[int]:
+        """Heads with a gradient, i.e. those the coming optimiser step changes (AdamW skips the others)."""
+        return [h for h, head in enumerate(network.heads) if head.weight.grad is not None]
+
+    def update(self, network, heads: Sequence[int]) -> None:
+        self.n_averaged += 1
+        if self.encoder is not None:
+            self.encoder.update_parameters(network.encoder)
+        for h in heads:
+            self.heads[h].update_parameters(network.heads[h])
+
+    def load_into(self, network) -> None:
+        """Replace the network's weights by the averages (a part never averaged keeps its weights)."""
+        if self.encoder is not None and self.encoder.n_averaged.item() > 0:
+            network.encoder.load_state_dict(self.encoder.module.state_dict())
+        for head, average in zip(network.heads, self.heads):
+            if average.n_averaged.item() > 0:
+                head.load_state_dict(average.module.state_dict())
+
+
 def _validate(network, products, Y, mask, groups, threshold, metric, batch_size, amp) -> tuple[float, float]:
     probs = predict_probabilities(network, products, groups, mask, batch_size=batch_size, amp=amp)
     report = evaluate(Y, probs, ks=(1,), threshold=threshold)
@@ -697,7 +735,6 @@ def train_network(network, products: Products, Y: sp.csr_matrix, mask: sp.csr_ma
     throughput.
     """
     import torch
-    from torch.optim.swa_utils import AveragedModel
     from tqdm.auto import tqdm
     from transformers import get_linear_schedule_with_warmup
 
@@ -720,7 +757,7 @@ def train_network(network, products: Products, Y: sp.csr_matrix, mask: sp.csr_ma
     total_steps = max(1, int(round(steps_per_epoch * config.epochs)))
     optimizer = torch.optim.AdamW(param_groups, weight_decay=config.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
-    swa = AveragedModel(trained) if config.swa else None
+    swa = StepAverages(network, frozen) if config.swa else None
     swa_from = int(config.swa_start * total_steps)
     eval_every = config.eval_every or steps_per_epoch
     args = (valid_Y, valid_filter, valid_groups, threshold, config.select_metric, batch_size, config.amp)
@@ -745,12 +782,13 @@ def train_network(network, products: Products, Y: sp.csr_matrix, mask: sp.csr_ma
             if micro % config.grad_accum and micro < n_batches:
                 continue
             torch.nn.utils.clip_grad_norm_(trained.parameters(), 1.0)
+            changed = StepAverages.changed_heads(network)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             history["steps"] += 1
             if swa is not None and history["steps"] > swa_from:
-                swa.update_parameters(trained)
+                swa.update(network, changed)
             bar.update(1)
             bar.set_postfix(loss=f"{step_loss:.3f}")
             step_loss = 0.0
@@ -776,15 +814,14 @@ def train_network(network, products: Products, Y: sp.csr_matrix, mask: sp.csr_ma
     if best_state is not None and history["best_step"] != history["steps"]:
         trained.load_state_dict(best_state)
         history["kept"] = f"best checkpoint (step {history['best_step']})"
-    if swa is not None and swa.n_averaged.item() > 0:
+    if swa is not None and swa.n_averaged > 0:
         current = best_score if best_score is not None else _validate(network, valid_inputs, *args)
         kept_state = {k: v.detach().cpu().clone() for k, v in trained.state_dict().items()}
-        trained.load_state_dict(swa.module.state_dict())
+        swa.load_into(network)
         swa_score = _validate(network, valid_inputs, *args)
-        history["swa"] = {"averaged_steps": int(swa.n_averaged.item()), config.select_metric: swa_score[0],
-                          "P@1": swa_score[1]}
+        history["swa"] = {"averaged_steps": swa.n_averaged, config.select_metric: swa_score[0], "P@1": swa_score[1]}
         if swa_score >= current:
-            history["kept"] = f"SWA average of {int(swa.n_averaged.item())} steps"
+            history["kept"] = f"SWA average of {swa.n_averaged} steps"
         else:
             trained.load_state_dict(kept_state)
     network.eval()
