@@ -7,13 +7,17 @@ Rows (GUDN paper, Table 4):
 * ``link``            + L_link (E_l predicts the labels)
 * ``gudn``            both guides, raw label text
 * ``gudn-onehot``     both guides, one learnt input embedding per label instead of its text
+* ``feature-matched`` + L_feature with E_l made like E_t (the same last 5 [CLS] states, so no
+                      learnt projection between them)
 
 Metrics on the test documents: P@1/3/5, PSP@1/3/5 (Jain propensities from the full training
 set's label counts) and, for the labels never seen in train (extra columns of the test matrix),
 their recall@5: structurally 0 for every row, since the ranking classifier has one learnt
 embedding per training label. The column "zero-shot R@10" asks whether label text gives those
 labels anything: the unseen labels are ranked among all labels by cosine(E_t(doc), E_l(label
-text)) through the trained label path (rows with a text label path only).
+text)) through the trained label path (rows with a text label path only). The column "E_t cos"
+is the mean cosine between the text features of two different test documents: 1 means every
+document gets the same features (collapse), the pre-trained encoder's value is given below the table.
 
 Early stopping / kept state use a dev subset, never the test data. Run from the repository root:
 
@@ -44,6 +48,10 @@ ROWS = {
     "gudn": ("GUDN (both guides, label text)", dict(feature_guide=True, link_guide=True)),
     "gudn-onehot": ("GUDN (both guides, one-hot labels)", dict(feature_guide=True, link_guide=True,
                                                                label_input="onehot")),
+    # E_l built like E_t (the same 5 [CLS] states, no learnt projection): is the feature guide's
+    # effect a property of the projection?
+    "feature-matched": ("+ feature guide, E_l = E_t's layers (no projection)",
+                        dict(feature_guide=True, link_guide=False, label_last_layers=5)),
 }
 
 
@@ -110,17 +118,39 @@ def zero_shot_recall(model, test, label_texts, k: int = 10) -> float | None:
     return hits / total
 
 
+def mean_pairwise_cosine(features: np.ndarray) -> float:
+    """Mean cosine over the pairs of distinct rows: (|sum of unit rows|^2 - n) / (n (n - 1))."""
+    units = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    n = len(units)
+    total = units.sum(axis=0, dtype=np.float64)
+    return float((total @ total - n) / (n * (n - 1)))
+
+
+def encoder_config(args):
+    """Every row's encoder: E_t = the [CLS] states of the last 5 layers."""
+    from xmc.neural.configs import EncoderConfig
+
+    return EncoderConfig(model_path=args.model_path, pooling="cls-concat", last_layers=5,
+                         max_length=args.max_length, batch_size=64)
+
+
+def pretrained_cosine(args, test) -> float:
+    """:func:`mean_pairwise_cosine` of the test documents' E_t under the pre-trained encoder."""
+    from xmc.neural.encoder import TextEncoder
+
+    encoder = TextEncoder.from_pretrained(encoder_config(args))
+    return mean_pairwise_cosine(encoder.encode(test.input_texts(["title", "text"]), progress=False))
+
+
 def run_row(name, args, train, dev, test, label_texts, propensities):
     from xmc.metrics import evaluate
     from xmc.models.gudn import GUDN, GUDNConfig, LightXML
     from xmc.models.masked_bert import MaskedTrainConfig
-    from xmc.neural.configs import EncoderConfig
 
     _, overrides = ROWS[name]
     cls = LightXML if name == "lightxml" else GUDN
     config = cls.config_class.from_dict(GUDNConfig(
-        encoder=EncoderConfig(model_path=args.model_path, pooling="cls-concat", last_layers=5,
-                              max_length=args.max_length, batch_size=64),
+        encoder=encoder_config(args),
         label_max_length=64, max_leaf_size=args.leaf_size, n_candidate_clusters=args.b,
         train=MaskedTrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.lr,
                                 head_learning_rate=args.head_lr, swa=False, select_metric="p@1",
@@ -138,12 +168,13 @@ def run_row(name, args, train, dev, test, label_texts, propensities):
     report["unseen_R@5"] = 0.0  # predictions live in the L training labels only
     report["unseen_pairs"] = int(unseen.nnz)
     zs = zero_shot_recall(model, test, label_texts)
+    report["E_t_cos"] = mean_pairwise_cosine(model.encode(test))
     return report, zs, train_s, predict_s, model.history_
 
 
 def markdown(results, args, n_train_full) -> str:
     head = ("| row | P@1 | P@3 | P@5 | PSP@1 | PSP@3 | PSP@5 | unseen-label R@5 | zero-shot R@10 (label text) "
-            "| train s | final loss terms |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+            "| E_t cos | train s | final loss terms |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
     lines = []
     for name, r in results.items():
         rep = r["report"]
@@ -151,12 +182,19 @@ def markdown(results, args, n_train_full) -> str:
         terms = ", ".join(f"{k} {v:.3f}" for k, v in r["history"].get("loss_terms", {}).items())
         lines.append(f"| {ROWS[name][0]} | " + " | ".join(f"{100 * rep[k]:.2f}" for k in
                                                           ("P@1", "P@3", "P@5", "PSP@1", "PSP@3", "PSP@5"))
-                     + f" | {100 * rep['unseen_R@5']:.2f} | {zs} | {r['train_s']:.0f} | {terms} |")
+                     + f" | {100 * rep['unseen_R@5']:.2f} | {zs} | {rep.get('E_t_cos', float('nan')):.4f} "
+                     f"| {r['train_s']:.0f} | {terms} |")
     return head + "\n".join(lines)
 
 
-def write_section(body: str) -> None:
-    markdown_section.write_section("gudn", body, "GUDN guide network on EURLEX57K: CPU budget")
+SECTIONS = {  # --section -> title of the BENCHMARKS.md block when it is first written
+    "gudn": "GUDN guide network on EURLEX57K: CPU budget",
+    "gudn_collapse": "GUDN feature guide: does it collapse the text features? (EURLEX57K, CPU budget)",
+}
+
+
+def write_section(body: str, section: str = "gudn") -> None:
+    markdown_section.write_section(section, body, SECTIONS[section])
 
 
 def main(argv=None) -> int:
@@ -181,7 +219,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--progress", action="store_true")
     p.add_argument("--json", help="append each row's results as a JSON line here")
-    p.add_argument("--write", action="store_true", help="replace the bench_gudn section of BENCHMARKS.md")
+    p.add_argument("--write", action="store_true", help="replace the --section block of BENCHMARKS.md")
+    p.add_argument("--section", choices=sorted(SECTIONS), default="gudn", help="BENCHMARKS.md block to write")
     p.add_argument("--from-json", help="render the rows saved by an earlier --json run (same budget flags) "
                    "instead of training")
     args = p.parse_args(argv)
@@ -227,12 +266,14 @@ def main(argv=None) -> int:
         "Command: `OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_gudn.py "
         + " ".join(argv if argv is not None else sys.argv[1:]) + "`",
         markdown(results, args, n_full),
+        f"E_t cos of the pre-trained encoder (before any training) on the same test documents: "
+        f"{pretrained_cosine(args, test):.4f}.",
         f"Test labels never seen in train in this test subset: {n_unseen} labels, "
         f"{next(iter(results.values()))['report']['unseen_pairs'] if results else 0} (document, label) pairs.",
     ])
     print(body)
     if args.write:
-        write_section(body)
+        write_section(body, args.section)
     return 0
 
 
