@@ -685,7 +685,7 @@ class StepAverages:
 
     A step changes the shared encoder (unless frozen) and only the heads of its batches; averaging
     every head at every step would cost heads x labels x dim per step, most of training with the
-    173 leaf heads of ave-implicitave. So the encoder is averaged over every step and each head over
+    171 leaf heads of ave-implicitave. So the encoder is averaged over every step and each head over
     the steps that changed it. With a single head this is ``AveragedModel`` of the whole network.
     """
 
