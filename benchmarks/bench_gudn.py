@@ -136,10 +136,12 @@ def encoder_config(args):
 
 def pretrained_cosine(args, test) -> float:
     """:func:`mean_pairwise_cosine` of the test documents' E_t under the pre-trained encoder."""
+    from xmc.models.gudn import GUDNConfig
     from xmc.neural.encoder import TextEncoder
 
     encoder = TextEncoder.from_pretrained(encoder_config(args))
-    return mean_pairwise_cosine(encoder.encode(test.input_texts(["title", "text"]), progress=False))
+    texts = test.input_texts(GUDNConfig().text_fields)  # the fields every row reads
+    return mean_pairwise_cosine(encoder.encode(texts, progress=False))
 
 
 def run_row(name, args, train, dev, test, label_texts, propensities):

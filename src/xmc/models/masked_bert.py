@@ -782,7 +782,7 @@ def train_network(network, products: Products, Y: sp.csr_matrix, mask: sp.csr_ma
             if micro % config.grad_accum and micro < n_batches:
                 continue
             torch.nn.utils.clip_grad_norm_(trained.parameters(), 1.0)
-            changed = StepAverages.changed_heads(network)
+            changed = StepAverages.changed_heads(network) if swa is not None else []
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
