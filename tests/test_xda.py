@@ -30,8 +30,8 @@ from xmc.augment.filtering import (  # noqa: E402
     label_prior,
     score_distribution,
 )
-from xmc.augment.generator import (CAUSAL_SEPARATOR, PromptGenerator, fill_spans, mask_spans,  # noqa: E402
-                                   new_token_budget, target_text)
+from xmc.augment.generator import (CAUSAL_SEPARATOR, PromptGenerator, _WordsWritten, fill_spans,  # noqa: E402
+                                   label_prompt, mask_spans, new_token_budget, span_segments, target_text)
 from xmc.augment.masked_loss import augmented_bce_with_logits, head_label_mask, xda_loss  # noqa: E402
 from xmc.augment.pipeline import augment, tail_documents  # noqa: E402
 from xmc.data import LabelVocabulary  # noqa: E402
@@ -207,11 +207,78 @@ def test_causal_prompts_keep_the_answer_cue_when_truncated():
     assert len(prompts[0]) == 10 and prompts[1] == tok(short_input, add_special_tokens=False).input_ids + sep
 
 
+def test_span_segments_undo_the_mask():
+    words = [f"w{i}" for i in range(30)]
+    for seed in range(10):
+        masked, spans = mask_spans(words, 0.3, 3.0, np.random.default_rng(seed))
+        segments = span_segments(masked, spans)
+        assert [w for seg, _ in segments for w in seg] == words
+        assert [seg for seg, is_span in segments if is_span] == spans
+        assert all(a[1] != b[1] for a, b in zip(segments, segments[1:]))  # kept and masked alternate
+    assert span_segments(["a", "<extra_id_0>", "b", "c"], [["x", "y"]]) == [(["a"], False), (["x", "y"], True),
+                                                                          (["b", "c"], False)]
+
+
+def test_continue_infilling_trains_on_span_tokens_only():
+    tok = tiny_tokenizer()
+    gen = PromptGenerator(GEN, model=tiny_gpt2(tok), tokenizer=tok)
+    assert gen.continue_ and not gen.seq2seq_
+    prompt = tok(label_prompt(["wine"]), add_special_tokens=False).input_ids
+    batch = gen._encode_continue_train([(prompt, [(["the", "council"], False), (["wine"], True), (["a"], False)]),
+                                        (prompt, [(["steel"], True)])])
+    ids = lambda words: tok(" ".join(words), add_special_tokens=False).input_ids  # noqa: E731
+    first, second = prompt + ids(["the", "council", "wine", "a"]), prompt + ids(["steel"])
+    assert batch["input_ids"][0].tolist() == first
+    assert batch["input_ids"][1].tolist() == second + [tok.pad_token_id] * (len(first) - len(second))
+    wine, steel = ids(["wine"])[0], ids(["steel"])[0]
+    assert batch["labels"][0].tolist() == [-100] * (len(prompt) + 2) + [wine, -100]
+    assert batch["labels"][1].tolist() == [-100] * len(prompt) + [steel] + [-100] * (len(first) - len(second))
+    assert batch["attention_mask"].sum(1).tolist() == [len(first), len(second)]
+    # only the prefix trains, as with sentinels
+    gen.model_(**batch).loss.backward()
+    with_grad = [n for n, p in gen.model_.named_parameters() if p.grad is not None]
+    assert with_grad and all("prompt_encoder" in n for n in with_grad)
+
+
+def test_continue_infilling_fills_every_span_left_to_right():
+    tok = tiny_tokenizer()
+    gen = PromptGenerator(GEN.replace(prompt=False, n_aug=2), model=tiny_gpt2(tok), tokenizer=tok)
+    steel, contexts = tok("steel", add_special_tokens=False).input_ids[0], []
+
+    def fake_generate(input_ids, attention_mask, **kw):  # writes "steel" without end; the filler is cut to the span
+        contexts.append([row[mask.bool()].tolist() for row, mask in zip(input_ids, attention_mask)])
+        return torch.cat([input_ids, torch.full((len(input_ids), 6), steel)], dim=1)
+
+    gen.model_.generate = fake_generate
+    out = gen.generate(DOCS, NAMES, progress=False)
+    rng = np.random.default_rng(GEN.seed + 1)  # replay the masks of the (single) batch of 4 pairs
+    expected = [span_segments(*mask_spans(DOCS[i].split(), GEN.mask_ratio, GEN.mean_span_length, rng))
+                for i in (0, 0, 1, 1)]
+    filled = [" ".join(w for seg, is_span in segs for w in (["steel"] * len(seg) if is_span else seg))
+              for segs in expected]
+    assert out == [filled[:2], filled[2:]]
+    # the second span's context holds the label prompt, the kept words and the first filler
+    segs, prompt = expected[0], tok(label_prompt(NAMES[0]), add_special_tokens=False).input_ids
+    span_at = [k for k, (_, is_span) in enumerate(segs) if is_span]
+    assert len(span_at) == 2 and len(contexts) == 2  # one generate call per span index
+    before_second = [w for seg, is_span in segs[: span_at[1]] for w in (["steel"] * len(seg) if is_span else seg)]
+    assert contexts[1][0] == prompt + tok(" ".join(before_second), add_special_tokens=False).input_ids
+
+
+def test_words_written_stops_each_row_after_its_span():
+    tok = tiny_tokenizer()
+    ids = lambda text: tok(text, add_special_tokens=False).input_ids  # noqa: E731
+    batch = torch.tensor([[0] + ids("wine market steel"), [0] + ids("wine market <pad>")])
+    stop = _WordsWritten(tok, prompt_width=1, words=[2, 2])
+    assert stop(batch, None).tolist() == [True, False]  # 3 words > 2; the pad is no word
+    assert _WordsWritten(tok, 1, [3, 1])(batch, None).tolist() == [False, True]
+
+
 def test_new_token_budget_fits_each_batch_of_masked_spans():
     assert new_token_budget([10, 20], None) == 38 and new_token_budget([7], None) == 19  # ceil(1.5 n) + 8
     assert new_token_budget([10, 20], 5) == 5 and new_token_budget([], None) == 8
     tok = tiny_tokenizer()
-    gen = PromptGenerator(GEN.replace(prompt=False, max_new_tokens=None, min_new_tokens=500),
+    gen = PromptGenerator(GEN.replace(prompt=False, max_new_tokens=None, min_new_tokens=500, causal_infill="sentinel"),
                           model=tiny_gpt2(tok), tokenizer=tok)
     # causal targets as written: " <extra_id_0> wine <extra_id_1>" + end token
     assert gen._target_lengths([target_text([["wine"]])]) == [4]

@@ -17,6 +17,13 @@ class GeneratorConfig(Config):
             choice) or of a decoder-only causal LM. No default: no T5 weights ship offline.
         kind: ``seq2seq`` (T5 family), ``causal`` (decoder-only) or ``auto`` (from the
             model config's ``is_encoder_decoder``).
+        causal_infill: how a causal LM fills the spans. ``continue`` (the default): each span is
+            regenerated left to right from the label names and the text before it, as many
+            words as were masked (a decoder-only model sees no right context; every span is
+            filled). ``sentinel``: the T5 target format written after the input, which a causal
+            LM has never seen: frozen SmolLM2-135M wrote no sentinel at all, and after prefix
+            tuning on 160 documents 98% of its candidates still missed spans. T5 models always
+            use sentinels.
         prompt: True = train peft prefix vectors (soft prompts at every layer, all pretrained
             weights frozen); False = plain infilling with the frozen model (the "w/o Prompt"
             ablation of Table 3).
@@ -46,6 +53,7 @@ class GeneratorConfig(Config):
 
     model_path: str | None = None
     kind: Literal["auto", "seq2seq", "causal"] = "auto"
+    causal_infill: Literal["continue", "sentinel"] = "continue"
     prompt: bool = True
     num_virtual_tokens: int = 20
     mask_ratio: float = 0.3
@@ -68,6 +76,7 @@ class GeneratorConfig(Config):
 
     def validate(self) -> None:
         check(self.kind in ("auto", "seq2seq", "causal"), f"unknown generator kind {self.kind!r}")
+        check(self.causal_infill in ("continue", "sentinel"), f"unknown causal_infill {self.causal_infill!r}")
         check(self.num_virtual_tokens >= 1, "num_virtual_tokens must be >= 1")
         check(0.0 < self.mask_ratio < 1.0, "mask_ratio must be in (0, 1)")
         check(self.mean_span_length >= 1.0, "mean_span_length must be >= 1")

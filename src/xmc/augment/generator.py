@@ -11,9 +11,14 @@ while every pretrained weight stays frozen; generation then samples new fillers,
 the labels, giving label-faithful rewrites of the document. ``prompt=False`` skips the prefix
 and uses the frozen model's own infilling (the "w/o Prompt" ablation).
 
-T5-family seq2seq models are the paper's choice. A decoder-only causal LM works too: the target
-is appended after the input (``... answer: <extra_id_0> ...``) and only the target tokens carry
-loss; prefix tuning applies the same way.
+T5-family seq2seq models are the paper's choice. A decoder-only causal LM works too, in one of
+two ways (``GeneratorConfig.causal_infill``). ``continue`` (the default) regenerates each span left
+to right: the input is ``labels: fisheries; north sea. text:`` followed by the window, each masked
+span is sampled from the label names and the text before it (its own earlier fillers included),
+as many words as were masked, and prefix tuning trains the loss on the span tokens only. The
+model never sees the right context, which is what a decoder-only LM can do without new tokens;
+every span is filled. ``sentinel`` appends the T5 target after the input (``... answer:
+<extra_id_0> ...``) with loss on the target tokens, which small causal LMs rarely learn to write.
 
 Masking is on whitespace words, not tokens, so it is independent of the tokenizer and the
 augmented text is a plain string. The augmented document is the masked window (the first
@@ -96,6 +101,29 @@ def input_text(label_names: Sequence[str], masked_words: Sequence[str]) -> str:
     return f"labels: {'; '.join(label_names)}. text: {' '.join(masked_words)}"
 
 
+def label_prompt(label_names: Sequence[str]) -> str:
+    """What a causal LM continues in ``continue`` infilling: ``input_text`` without the text."""
+    return input_text(label_names, []).rstrip()
+
+
+def span_segments(masked_words: Sequence[str], spans: Sequence[Sequence[str]]) -> list[tuple[list[str], bool]]:
+    """The window as ordered ``(words, is_masked_span)`` segments (``mask_spans``'s output undone).
+
+    Kept words between two sentinels form one segment; joining every segment's words gives the
+    original window back.
+    """
+    segments: list[tuple[list[str], bool]] = []
+    for word in masked_words:
+        m = _SENTINEL_RE.fullmatch(word)
+        if m is not None:
+            segments.append((list(spans[int(m.group(1))]), True))
+        elif segments and not segments[-1][1]:
+            segments[-1][0].append(word)
+        else:
+            segments.append(([word], False))
+    return segments
+
+
 def parse_fillers(generated: str) -> dict[int, str]:
     """Sentinel id -> generated filler text (the text after ``<extra_id_i>`` up to the next sentinel)."""
     pieces = _SENTINEL_RE.split(generated)
@@ -126,6 +154,21 @@ def new_token_budget(target_lengths: Sequence[int], max_new_tokens: int | None) 
     if max_new_tokens is not None:
         return max_new_tokens
     return int(math.ceil(1.5 * max(target_lengths, default=0))) + 8
+
+
+class _WordsWritten:
+    """Stopping criterion: a row is done once its new tokens hold more than its span's word count.
+
+    The (n+1)-th word having started means the n-th is complete, so generation stops as soon as
+    every row of the batch has its span's words instead of running to the token budget.
+    """
+
+    def __init__(self, tokenizer, prompt_width: int, words: Sequence[int]):
+        self.tokenizer, self.prompt_width, self.words = tokenizer, prompt_width, list(words)
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_width:], skip_special_tokens=True)
+        return torch.tensor([len(t.split()) > n for t, n in zip(texts, self.words)], device=input_ids.device)
 
 
 def _left_padded(sequences: list[list[int]], pad_id: int, device) -> dict[str, torch.Tensor]:
@@ -165,6 +208,7 @@ class PromptGenerator:
     Attributes:
         model_: the backbone, wrapped by peft when ``config.prompt`` is True.
         seq2seq_: True for an encoder-decoder backbone.
+        continue_: True when a causal LM fills spans left to right (``causal_infill="continue"``).
     """
 
     def __init__(self, config: GeneratorConfig, *, model=None, tokenizer=None):
@@ -173,6 +217,7 @@ class PromptGenerator:
             model, tokenizer = _load_backbone(config)
         self.tokenizer = tokenizer
         self.seq2seq_ = bool(model.config.is_encoder_decoder) if config.kind == "auto" else config.kind == "seq2seq"
+        self.continue_ = not self.seq2seq_ and config.causal_infill == "continue"
         if tokenizer.pad_token is None:  # causal LMs often have none
             tokenizer.pad_token = tokenizer.eos_token
         for param in model.parameters():
@@ -203,6 +248,40 @@ class PromptGenerator:
             masked_all.append(masked)
             targets.append(target_text(spans))
         return inputs, masked_all, targets
+
+    def _segments(self, texts: Sequence[str], label_names: Sequence[Sequence[str]],
+                  rng: np.random.Generator) -> list[tuple[list[int], list[tuple[list[str], bool]]]]:
+        """``continue`` infilling: (label-prompt token ids, window segments) per text, a fresh mask each."""
+        cfg, out = self.config, []
+        for text, names in zip(texts, label_names):
+            masked, spans = mask_spans(text.split()[: cfg.max_words], cfg.mask_ratio, cfg.mean_span_length, rng)
+            prompt = self.tokenizer(label_prompt(list(names)[: cfg.max_label_names]), add_special_tokens=False)
+            out.append((prompt.input_ids, span_segments(masked, spans)))
+        return out
+
+    def _piece(self, words: Sequence[str]) -> list[int]:
+        """Token ids of words as they continue a text (with the leading space)."""
+        return self.tokenizer(" " + " ".join(words), add_special_tokens=False).input_ids if words else []
+
+    def _encode_continue_train(self, examples) -> dict[str, torch.Tensor]:
+        """[label prompt][window], right-padded; loss on the masked spans' tokens only."""
+        tok, rows = self.tokenizer, []
+        for prompt, segments in examples:
+            ids, labels = list(prompt), [-100] * len(prompt)
+            for words, is_span in segments:
+                piece = self._piece(words)
+                ids += piece
+                labels += piece if is_span else [-100] * len(piece)
+            rows.append((ids[: self.config.max_length], labels[: self.config.max_length]))
+        width = max(len(ids) for ids, _ in rows)
+        batch = {"input_ids": torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long),
+                 "attention_mask": torch.zeros((len(rows), width), dtype=torch.long),
+                 "labels": torch.full((len(rows), width), -100, dtype=torch.long)}
+        for i, (ids, labels) in enumerate(rows):
+            batch["input_ids"][i, : len(ids)] = torch.tensor(ids)
+            batch["attention_mask"][i, : len(ids)] = 1
+            batch["labels"][i, : len(ids)] = torch.tensor(labels)
+        return batch
 
     def _encode_train(self, inputs: list[str], targets: list[str]) -> dict[str, torch.Tensor]:
         tok, cfg = self.tokenizer, self.config
@@ -275,8 +354,13 @@ class PromptGenerator:
                 order = chosen[rng.permutation(n)]
                 for start in range(0, n, cfg.batch_size):
                     rows = order[start: start + cfg.batch_size]
-                    inputs, _, targets = self._examples([texts[i] for i in rows], [label_names[i] for i in rows], rng)
-                    batch = {k: v.to(self.device_) for k, v in self._encode_train(inputs, targets).items()}
+                    chunk_texts, chunk_names = [texts[i] for i in rows], [label_names[i] for i in rows]
+                    if self.continue_:
+                        batch = self._encode_continue_train(self._segments(chunk_texts, chunk_names, rng))
+                    else:
+                        inputs, _, targets = self._examples(chunk_texts, chunk_names, rng)
+                        batch = self._encode_train(inputs, targets)
+                    batch = {k: v.to(self.device_) for k, v in batch.items()}
                     loss = self.model_(**batch).loss
                     optimizer.zero_grad()
                     loss.backward()
@@ -312,6 +396,11 @@ class PromptGenerator:
                 for start in tqdm(range(0, len(pairs), cfg.generate_batch_size), desc="generating",
                                   disable=not progress):
                     chunk = pairs[start: start + cfg.generate_batch_size]
+                    if self.continue_:
+                        examples = self._segments([texts[i] for i, _ in chunk], [label_names[i] for i, _ in chunk], rng)
+                        for (i, _), text in zip(chunk, self._continue_spans(examples)):
+                            out[i].append(text)
+                        continue
                     inputs, masked, targets = self._examples([texts[i] for i, _ in chunk],
                                                              [label_names[i] for i, _ in chunk], rng)
                     budget = new_token_budget(self._target_lengths(targets) if cfg.max_new_tokens is None else [],
@@ -333,6 +422,51 @@ class PromptGenerator:
         finally:
             tok.padding_side = padding_side
         return out
+
+    def _continue_spans(self, examples) -> list[str]:
+        """``continue`` infilling of a batch: span k of every row is sampled in one generate call.
+
+        Each row's context is its label prompt plus its window so far (kept words and earlier
+        fillers); a filler is the first n sampled words, n = the masked span's word count (fewer
+        when the model ends first). Contexts longer than ``max_length`` keep the label prompt and
+        the end of the text.
+        """
+        cfg, tok = self.config, self.tokenizer
+        contexts = [list(prompt) for prompt, _ in examples]
+        prompt_lengths = [len(prompt) for prompt, _ in examples]
+        written: list[list[str]] = [[] for _ in examples]
+        pending = [list(segments) for _, segments in examples]
+        while True:
+            for r, queue in enumerate(pending):  # copy kept words up to the next span
+                while queue and not queue[0][1]:
+                    words, _ = queue.pop(0)
+                    written[r] += words
+                    contexts[r] += self._piece(words)
+            rows = [r for r, queue in enumerate(pending) if queue]
+            if not rows:
+                return [" ".join(words) for words in written]
+            spans = [pending[r].pop(0)[0] for r in rows]
+            budget = new_token_budget([len(self._piece(words)) for words in spans], cfg.max_new_tokens)
+            enc = _left_padded([self._clip(contexts[r], prompt_lengths[r]) for r in rows], tok.pad_token_id,
+                               self.device_)
+            width = enc["input_ids"].shape[1]
+            # min_new_tokens > 0 (fixed-cost benchmarks) runs every call to its token count instead
+            stop = [_WordsWritten(tok, width, [len(words) for words in spans])] if cfg.min_new_tokens == 0 else []
+            ids = self.model_.generate(**enc, do_sample=True, top_p=cfg.top_p, temperature=cfg.temperature,
+                                       max_new_tokens=budget, min_new_tokens=min(cfg.min_new_tokens, budget),
+                                       pad_token_id=tok.pad_token_id, stopping_criteria=stop)
+            for r, words, text in zip(rows, spans, tok.batch_decode(ids[:, width:], skip_special_tokens=True)):
+                filler = _BROKEN_SENTINEL_RE.sub(" ", text).split()[: len(words)]
+                written[r] += filler
+                contexts[r] += self._piece(filler)
+
+    def _clip(self, context: list[int], prompt_length: int) -> list[int]:
+        """``context`` within ``max_length`` tokens: the label prompt, then the latest text."""
+        limit = self.config.max_length
+        if len(context) <= limit:
+            return context
+        keep = max(limit - prompt_length, 1)
+        return (context[:prompt_length] + context[-keep:])[-limit:]
 
     # ---- persistence ----------------------------------------------------------------------------
     def save(self, directory: str | os.PathLike) -> None:
