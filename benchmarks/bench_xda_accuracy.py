@@ -9,13 +9,14 @@ heads fine-tuned by :func:`xmc.augment.finetune.finetune_with_augmented` with th
 * ``no-prompt``   the frozen generator without prompt tuning -> f0 filter -> masked L_Aug
 * ``no-filter``   the XDA generator's documents, all kept -> masked L_Aug
 * ``no-mask``     the XDA generator's filtered documents -> plain BCE on them (FinetuneConfig.mask=False)
-* ``xda-w1``      as ``xda`` but with FinetuneConfig's default aug_weight = 1 (see below)
+* ``xda-w1``      as ``xda`` but with aug_weight = 1, the paper's plain L_BCE + L_Aug (see below)
 
 Weight of L_Aug: finetune_with_augmented adds ``aug_weight * mean over the step's augmented
 documents`` to the mean over the step's 32 real documents, so with aug_weight = 1 each augmented
 document weighs (32 / augmented per step) times a real one (about 6x here, 32x in a tiny run).
-``--aug-weight auto`` (the default of this script) sets aug_weight = augmented per step / 32, which
-gives every document, real or augmented, the same weight; ``xda-w1`` shows the default.
+``--aug-weight auto`` (the default of this script) uses FinetuneConfig's default aug_weight =
+"per-document" (augmented per step / 32), which gives every document, real or augmented, the same
+weight; ``xda-w1`` shows the plain sum.
 
 ``xda`` and ``no-filter`` / ``no-mask`` share one generation pass (the same candidates), so they
 differ only in the filter / the loss. Generation goes through :func:`xmc.augment.pipeline.augment`
@@ -63,7 +64,7 @@ TITLES = {"f0": "f0: trained LightXML, no fine-tuning (reference)",
           "no-prompt": "w/o Prompt (frozen generator)",
           "no-filter": "w/o Filter (all generated kept)",
           "no-mask": "w/o Mask (plain BCE on augmented)",
-          "xda-w1": "XDA with aug_weight = 1 (FinetuneConfig default)"}
+          "xda-w1": "XDA with aug_weight = 1 (plain L_BCE + L_Aug)"}
 BATCH = 32  # real documents per fine-tuning step
 
 
@@ -206,14 +207,6 @@ def evaluate_model(model, test, propensities, b, cache=None, tail_labels=None):
     return metrics
 
 
-def auto_aug_weight(n_real: int, n_aug: int) -> float:
-    """aug_weight giving an augmented document the weight of a real one in finetune_with_augmented."""
-    if n_aug == 0:
-        return 1.0
-    per_epoch = math.ceil(n_real / BATCH)
-    return math.ceil(n_aug / per_epoch) / BATCH
-
-
 def finetune_row(args, f0_path, train, test, docs, mask: bool, propensities, seed: int,
                  aug_weight: str | float = "auto", cache=None, tail_labels=None):
     from xmc.augment import augmented_dataset
@@ -222,14 +215,13 @@ def finetune_row(args, f0_path, train, test, docs, mask: bool, propensities, see
 
     model = LightXML.load(f0_path, device="cpu")
     aug = augmented_dataset(docs, model.labels_)
-    weight = auto_aug_weight(len(train), len(aug)) if aug_weight == "auto" else float(aug_weight)
+    weight = "per-document" if aug_weight == "auto" else float(aug_weight)
     cfg = FinetuneConfig(epochs=args.ft_epochs, batch_size=BATCH, learning_rate=args.ft_lr, mask=mask,
                          aug_weight=weight, tail_threshold=args.tail_threshold,
                          seed=seed)
     t = time.perf_counter()
     history = finetune_with_augmented(model, train, aug, cfg, cache=cache, progress=args.progress)
     ft_s = time.perf_counter() - t
-    history["aug_weight"] = weight
     return evaluate_model(model, test, propensities, args.b, cache, tail_labels), ft_s, history
 
 
@@ -247,7 +239,8 @@ def markdown(args, results, info, argv) -> str:
     import transformers
 
     one_point = 100.0 / info["test_docs"]
-    weight_text = ("= augmented per step / 32, so that each augmented document weighs as much as a real one"
+    weight_text = ("\"per-document\" (the FinetuneConfig default) = augmented per step / 32, so that each augmented "
+                   "document weighs as much as a real one"
                    if args.aug_weight == "auto" else args.aug_weight)
     lines = [
         f"Machine: {platform.platform()}, {os.cpu_count()} CPU cores, CPU only, {args.threads} torch thread(s); "
@@ -281,7 +274,7 @@ def markdown(args, results, info, argv) -> str:
         f"augmented document is the {args.max_words}-word window with its spans refilled.",
         f"- Filter: the default (S_Con >= 0.5 and S_Div >= its 25% quantile over the candidates). Fine-tuning "
         f"(FinetuneConfig): encoder frozen, {args.ft_epochs} epochs, batch 32 real documents, lr {args.ft_lr:g}, "
-        f"aug_weight {weight_text} (xda-w1: 1, the FinetuneConfig default: L_Aug is a mean over the step's few "
+        f"aug_weight {weight_text} (xda-w1: 1, the paper's plain L_BCE + L_Aug: L_Aug is a mean over the step's few "
         f"augmented documents added to the mean over 32 real ones, so each augmented document then weighs "
         f"32 / augmented-per-step real ones), SWA over the second half; no early stopping "
         f"(fixed steps), so no row selects anything on test data. Every fine-tuned row runs once per fine-tuning "

@@ -492,6 +492,53 @@ def test_finetune_with_a_feature_cache_equals_finetune_without(tiny_lightxml):
             torch.testing.assert_close(a, b, msg=name)
 
 
+def test_per_document_aug_weight_gives_augmented_documents_the_weight_of_real_ones(tiny_lightxml):
+    import copy
+
+    from xmc.augment.finetune import FinetuneConfig, finetune_with_augmented
+
+    config = FinetuneConfig(epochs=1, batch_size=16, tail_threshold=8)
+    assert config.aug_weight == "per-document"
+    # 80 real documents in 5 steps of 16: 10 augmented ones are 2 a step, 11 are 3 (the last step has fewer)
+    assert config.resolved_aug_weight(80, 10) == 2 / 16 and config.resolved_aug_weight(80, 11) == 3 / 16
+    assert config.replace(aug_weight=0.5).resolved_aug_weight(80, 10) == 0.5
+    with pytest.raises(ConfigError, match="per-document"):
+        FinetuneConfig.from_dict({"aug_weight": "per-doc"})
+    with pytest.raises(ConfigError, match="aug_weight"):
+        FinetuneConfig(aug_weight=-1.0)
+    model, train = tiny_lightxml
+    rows = tail_documents(train.Y, train.label_counts(), 8)[:10]
+    aug = augmented_dataset([AugmentedDocument(f"{train.ids[i]}#aug0", train.ids[i], train.texts[i][::-1],
+                                               train.label_names_of(i)) for i in rows], train.labels)
+    expected = config.resolved_aug_weight(len(train), len(aug))
+    by_name, by_number = copy.deepcopy(model), copy.deepcopy(model)
+    history = finetune_with_augmented(by_name, train, aug, config, progress=False)
+    finetune_with_augmented(by_number, train, aug, config.replace(aug_weight=expected), progress=False)
+    assert history["aug_weight"] == expected
+    for (name, a), b in zip(by_name.network_.state_dict().items(), by_number.network_.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+
+
+def test_cli_prints_the_pipeline_configs(capsys):
+    from xmc.cli.main import main as cli_main
+
+    assert cli_main(["config", "--list"]) == 0
+    assert {"augment", "xda-finetune", "lightxml"} <= set(capsys.readouterr().out.split())
+    assert cli_main(["config", "xda-finetune"]) == 0
+    assert json.loads(capsys.readouterr().out)["aug_weight"] == "per-document"
+    assert cli_main(["config", "augment"]) == 0
+    assert json.loads(capsys.readouterr().out)["generator"]["causal_infill"] == "continue"
+
+
+def test_cli_xda_config_needs_augmented(tmp_path, capsys):
+    from xmc.cli.main import main as cli_main
+
+    (tmp_path / "ft.json").write_text(json.dumps({"epochs": 1}))
+    code = cli_main(["train", "--model", "lightxml", "--train", str(tmp_path / "missing.jsonl"),
+                     "--xda-config", str(tmp_path / "ft.json"), "--out", str(tmp_path / "m")])
+    assert code == 2 and "give --augmented too" in capsys.readouterr().err
+
+
 def test_cli_train_augmented_needs_a_lightxml_model(tmp_path, capsys):
     from xmc.cli.main import main as cli_main
 

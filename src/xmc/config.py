@@ -97,6 +97,8 @@ def _to_plain(value: Any) -> Any:
 
 
 def _type_name(tp: Any) -> str:
+    if get_origin(tp) is Literal:
+        return " / ".join(map(repr, get_args(tp)))
     return getattr(tp, "__name__", str(tp))
 
 

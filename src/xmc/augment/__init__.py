@@ -7,13 +7,14 @@ Long-Tailed Extreme Multi-Label Text Classification).
   XMC model f0, and the keep rule;
 * :mod:`.masked_loss` -- the augmentation loss that drops head-label positives (Eq. 4);
 * :mod:`.corpus` -- the augmented JSONL with provenance;
-* :mod:`.pipeline` -- the whole ``xmc augment`` run.
+* :mod:`.pipeline` -- the whole ``xmc augment`` run;
+* :mod:`.finetune` -- fine-tuning a LightXML / GUDN on real + augmented documents.
 
-Torch is imported only by :mod:`.generator` and :mod:`.masked_loss`.
+Torch is imported only by :mod:`.generator`, :mod:`.masked_loss` and :mod:`.finetune`.
 """
 
-from .configs import AugmentConfig, FilterConfig, GeneratorConfig
+from .configs import AugmentConfig, FilterConfig, FinetuneConfig, GeneratorConfig
 from .corpus import AugmentedDocument, augmented_dataset, read_augmented, write_augmented
 
-__all__ = ["AugmentConfig", "FilterConfig", "GeneratorConfig", "AugmentedDocument", "augmented_dataset",
+__all__ = ["AugmentConfig", "FilterConfig", "FinetuneConfig", "GeneratorConfig", "AugmentedDocument", "augmented_dataset",
            "read_augmented", "write_augmented"]

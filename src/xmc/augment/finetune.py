@@ -5,7 +5,8 @@ meta-classifier and the ranking classifier are trained with
 
     L = L_BCE(real) + aug_weight * L_Aug(augmented)
 
-where L_Aug drops the positive terms of head labels (Eq. 4; for the meta-classifier, the
+over each step's real documents and its share of the augmented ones (both terms are means over
+their documents), where L_Aug drops the positive terms of head labels (Eq. 4; for the meta-classifier, the
 positive terms of clusters that hold only head labels of the document). The parameters are
 averaged over the second part of the steps (SWA), as in the paper. This works on any fitted
 :class:`xmc.models.gudn.GUDN` without changing it.
@@ -13,7 +14,6 @@ averaged over the second part of the steps (SWA), as in the paper. This works on
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 
@@ -22,41 +22,11 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from ..config import Config, check
 from ..data import XMCDataset
+from .configs import FinetuneConfig
 from .masked_loss import head_label_mask
 
 logger = logging.getLogger(__name__)
-
-
-@dataclasses.dataclass
-class FinetuneConfig(Config):
-    """Classifier fine-tuning with augmented documents.
-
-    Attributes:
-        epochs: passes over the real documents (augmented ones are spread over the same steps).
-        batch_size: real documents per step.
-        learning_rate: AdamW learning rate of the classifier heads.
-        aug_weight: weight of L_Aug.
-        mask: False = plain BCE on augmented documents (the "w/o Mask" ablation).
-        tail_threshold: N_t; labels with more training documents are head labels.
-        swa_start: share of the steps after which parameters are averaged (1.0 = no SWA).
-        seed: shuffling and dropout seed.
-    """
-
-    epochs: int = 2
-    batch_size: int = 32
-    learning_rate: float = 1e-3
-    aug_weight: float = 1.0
-    mask: bool = True
-    tail_threshold: int = 10
-    swa_start: float = 0.5
-    seed: int = 0
-
-    def validate(self) -> None:
-        check(self.epochs >= 1 and self.batch_size >= 1, "epochs and batch_size must be >= 1")
-        check(self.learning_rate > 0 and self.aug_weight >= 0, "learning_rate > 0 and aug_weight >= 0")
-        check(self.tail_threshold >= 0 and 0.0 <= self.swa_start <= 1.0, "tail_threshold >= 0, swa_start in [0, 1]")
 
 
 def _terms(network, features, Y: sp.csr_matrix, M: sp.csr_matrix, rows, clusters_to_labels, n_candidate_clusters,
@@ -125,8 +95,10 @@ def finetune_with_augmented(model, train: XMCDataset, augmented: XMCDataset, con
     per_epoch = math.ceil(n / config.batch_size)
     total = per_epoch * config.epochs
     aug_per_step = math.ceil(n_aug / per_epoch) if n_aug else 0
+    aug_weight = config.resolved_aug_weight(n, n_aug)
     swa_from, averaged, n_avg = int(config.swa_start * total), None, 0
     history = {"steps": 0, "augmented_docs": n_aug, "head_labels": int(head_np.sum()), "mask": config.mask,
+               "aug_weight": aug_weight,
                "first_loss": None, "last_loss": None}
     network.train()
     network.encoder.eval()  # frozen: no dropout inside the encoder either (features are cached anyway)
@@ -139,7 +111,7 @@ def finetune_with_augmented(model, train: XMCDataset, augmented: XMCDataset, con
                               None, None)
                 aug_rows = aug_order[step * aug_per_step:(step + 1) * aug_per_step]
                 if len(aug_rows):
-                    loss = loss + config.aug_weight * _terms(network, aug_feats, A, MA, aug_rows, clusters_to_labels,
+                    loss = loss + aug_weight * _terms(network, aug_feats, A, MA, aug_rows, clusters_to_labels,
                                                              model.config.n_candidate_clusters, head, head_only)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

@@ -133,6 +133,8 @@ def _load_config(cls, path: str | None) -> Config:
 
 def train(args: argparse.Namespace) -> int:
     cls = model_class(args.model)
+    if getattr(args, "xda_config", None) and not getattr(args, "augmented", None):
+        raise ConfigError("--xda-config configures the --augmented fine-tuning; give --augmented too")
     config = _load_config(cls, args.config)
     data = _read(args.train, args)
     if args.label_text:
@@ -148,16 +150,17 @@ def train(args: argparse.Namespace) -> int:
         fit_kwargs["taxonomy"] = args.taxonomy
     augmented = None
     if getattr(args, "augmented", None):
-        from ..augment import augmented_dataset, read_augmented
+        from ..augment import FinetuneConfig, augmented_dataset, read_augmented
 
         if args.model not in ("lightxml", "gudn"):
             raise ConfigError(f"--augmented applies to lightxml / gudn, not {args.model}")
+        xda_config = FinetuneConfig.from_json(args.xda_config) if args.xda_config else FinetuneConfig()
         augmented = augmented_dataset(read_augmented(args.augmented), data.labels, source=args.augmented)
     model.fit(data, **fit_kwargs)
     if augmented is not None:
         from ..augment.finetune import finetune_with_augmented
 
-        model.history_["xda"] = finetune_with_augmented(model, data, augmented)
+        model.history_["xda"] = finetune_with_augmented(model, data, augmented, xda_config)
     model.save(args.out)
     print(f"saved {args.model} model to {args.out}")
     return 0
@@ -196,11 +199,20 @@ def augment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pipeline_configs() -> dict[str, type[Config]]:
+    """Configs printable by ``xmc config`` that belong to no model: ``xmc augment`` and its fine-tuning."""
+    from ..augment import AugmentConfig, FinetuneConfig
+
+    return {"augment": AugmentConfig, "xda-finetune": FinetuneConfig}
+
+
 def print_config(args: argparse.Namespace) -> int:
     if args.list or not args.model:
-        print("\n".join(sorted(MODELS)))
+        print("\n".join(sorted(MODELS) + sorted(_pipeline_configs())))
         return 0
-    print(model_class(args.model).config_class().to_json())
+    pipeline = _pipeline_configs()
+    config_class = pipeline[args.model] if args.model in pipeline else model_class(args.model).config_class
+    print(config_class().to_json())
     return 0
 
 

@@ -64,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--taxonomy", help="attribute taxonomy JSON {category: [labels]} (label-masking models)")
     train.add_argument("--augmented", help="XDA augmented JSONL (from 'xmc augment'): after training, fine-tune the "
                                            "classifier on it with the masked augmentation loss (lightxml / gudn)")
+    train.add_argument("--xda-config", help="JSON FinetuneConfig of the --augmented fine-tuning (keys as printed by "
+                                            "'xmc config xda-finetune')")
     _add_data_args(train)
     train.set_defaults(func=commands.train)
 
@@ -100,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     config = sub.add_parser("config", help="print a model's full default config as JSON")
     config.add_argument("model", nargs="?", help="model name")
-    config.add_argument("--list", action="store_true", help="list model names")
+    config.add_argument("--list", action="store_true", help="list model names (and the configs 'augment', "
+                                                            "'xda-finetune')")
     config.set_defaults(func=commands.print_config)
 
     demo = sub.add_parser("demo", help="train and evaluate on a built-in synthetic long-tailed corpus (offline)")
