@@ -188,13 +188,16 @@ def test_generation_gives_n_aug_texts_and_save_load(tmp_path):
     assert [len(x) for x in plain.fit(DOCS, NAMES, progress=False).generate(DOCS, NAMES, progress=False)] == [3, 3]
 
 
-def test_causal_lm_prefix_tuning():
+def test_causal_lm_prefix_tuning_and_save_load(tmp_path):
     tok = tiny_tokenizer()
     gen = PromptGenerator(GEN, model=tiny_gpt2(tok), tokenizer=tok)
     assert not gen.seq2seq_ and all("prompt_encoder" in n for n, _ in gen.trainable_parameters())
     gen.fit(DOCS, NAMES, progress=False)
     out = gen.generate(DOCS, NAMES, progress=False)
     assert [len(x) for x in out] == [3, 3]
+    gen.save(tmp_path / "gen")
+    assert PromptGenerator.load(tmp_path / "gen", model=tiny_gpt2(tok), tokenizer=tok).generate(
+        DOCS, NAMES, progress=False) == out
 
 
 def test_causal_prompts_keep_the_answer_cue_when_truncated():
@@ -393,7 +396,9 @@ def test_cli_augment_config_errors(tmp_path, capsys):
     assert not (tmp_path / "a.jsonl").exists()
 
 
-def test_cli_augment_end_to_end_with_a_local_t5_directory(tmp_path, capsys):
+@pytest.mark.parametrize("backbone", ["t5", "gpt2"])
+def test_cli_augment_end_to_end_with_a_local_model_directory(tmp_path, capsys, backbone):
+    # t5: sentinel infilling (seq2seq); gpt2: a causal LM, spans filled left to right (causal_infill "continue")
     from xmc.cli.main import main as cli_main
 
     train = _small_corpus()
@@ -402,9 +407,9 @@ def test_cli_augment_end_to_end_with_a_local_t5_directory(tmp_path, capsys):
             fh.write(json.dumps({"id": train.ids[i], "text": train.texts[i], "labels": train.label_names_of(i)}) + "\n")
     words = {w for t in train.texts for w in t.split()} | {w for n in train.labels.names for w in n.split()}
     tok = tiny_tokenizer(sorted(words))
-    tiny_t5(tok).save_pretrained(tmp_path / "t5")
-    tok.save_pretrained(tmp_path / "t5")
-    config = {"generator": {"model_path": str(tmp_path / "t5"), "num_virtual_tokens": 2, "max_new_tokens": 8,
+    (tiny_t5 if backbone == "t5" else tiny_gpt2)(tok).save_pretrained(tmp_path / "gen")
+    tok.save_pretrained(tmp_path / "gen")
+    config = {"generator": {"model_path": str(tmp_path / "gen"), "num_virtual_tokens": 2, "max_new_tokens": 8,
                             "n_aug": 2, "max_train_docs": 8, "device": "cpu"},
               "tail_threshold": 5, "max_augment_docs": 3, "filter": {"enabled": False}}
     (tmp_path / "aug.json").write_text(json.dumps(config))
@@ -412,8 +417,10 @@ def test_cli_augment_end_to_end_with_a_local_t5_directory(tmp_path, capsys):
                      "--config", str(tmp_path / "aug.json")])
     assert code == 0, capsys.readouterr().err
     docs = read_augmented(tmp_path / "aug.jsonl")
-    assert len(docs) == 6 and all(d.generator["model_path"] == str(tmp_path / "t5") for d in docs)
+    assert len(docs) == 6 and all(d.generator["model_path"] == str(tmp_path / "gen") for d in docs)
     assert all(set(d.scores) == {"consistency", "diversity"} for d in docs)
+    assert {d.generator["backbone"] for d in docs} == {backbone}
+    assert all("<extra_id_" not in d.text for d in docs)
 
 
 # ---- LightXML fine-tuning with augmented documents ---------------------------------------------------
