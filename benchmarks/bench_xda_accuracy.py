@@ -46,7 +46,6 @@ import argparse
 import datetime
 import json
 import logging
-import math
 import os
 import platform
 import sys
@@ -180,19 +179,15 @@ def tail_recall_at_5(Y_true, scores, tail_labels) -> float:
 
     The most direct measure of what augmentation targets (PSP@5 also weighs head labels).
     """
-    from xmc.metrics.topk import top_k
+    import scipy.sparse as sp
 
-    Y = Y_true.tocsr()
-    is_tail = np.zeros(Y.shape[1], dtype=bool)
-    is_tail[tail_labels] = True
-    top, _ = top_k(scores, 5)
-    found = total = 0
-    for i in range(Y.shape[0]):
-        truth = Y.indices[Y.indptr[i]:Y.indptr[i + 1]]
-        truth = set(truth[is_tail[truth]].tolist())
-        total += len(truth)
-        found += len(truth.intersection(top[i].tolist()))
-    return found / max(total, 1)
+    from xmc.metrics.topk import top_k, topk_to_csr
+
+    truth = sp.csr_matrix(Y_true)[:, tail_labels] > 0
+    indices, values = top_k(scores, 5)
+    predicted = topk_to_csr(indices, np.ones_like(values), Y_true.shape[1])
+    found = truth.multiply(predicted[:, tail_labels] > 0).nnz
+    return found / max(truth.nnz, 1)
 
 
 def evaluate_model(model, test, propensities, b, cache=None, tail_labels=None):
@@ -393,8 +388,8 @@ def main(argv=None) -> int:
     started = time.perf_counter()
     counts, n_full, train, dev, test = load(args)
     propensities = jain_propensity(counts, n_full)
-    tail = tail_documents(train.Y, train.label_counts(), args.tail_threshold)
     subset_counts = train.label_counts()
+    tail = tail_documents(train.Y, subset_counts, args.tail_threshold)
     tail_labels = np.flatnonzero((subset_counts >= 1) & (subset_counts <= args.tail_threshold))
     print(f"loaded in {time.perf_counter() - started:.0f} s: train {len(train)}, dev {len(dev)}, test {len(test)}, "
           f"tail documents {len(tail)}", flush=True)
@@ -451,7 +446,8 @@ def main(argv=None) -> int:
                trainable=timing.get("trainable"), tune_docs=timing.get("tune_docs"))
     info = dict(train_docs=len(train), dev_docs=len(dev), test_docs=len(test), L=len(train.labels),
                 tail_docs=len(tail), tail_labels=len(tail_labels),
-                tail_positives=int(test.Y[:, :len(train.labels)][:, tail_labels].nnz), aug_sources=min(args.aug_docs, len(tail)), f0_s=f0_s,
+                tail_positives=int(test.Y[:, :len(train.labels)][:, tail_labels].nnz),
+                aug_sources=min(args.aug_docs, len(tail)), f0_s=f0_s,
                 wall_s=time.perf_counter() - started)
     body = markdown(args, results, info, argv)
     print(body)

@@ -16,5 +16,5 @@ Torch is imported only by :mod:`.generator`, :mod:`.masked_loss` and :mod:`.fine
 from .configs import AugmentConfig, FilterConfig, FinetuneConfig, GeneratorConfig
 from .corpus import AugmentedDocument, augmented_dataset, read_augmented, write_augmented
 
-__all__ = ["AugmentConfig", "FilterConfig", "FinetuneConfig", "GeneratorConfig", "AugmentedDocument", "augmented_dataset",
-           "read_augmented", "write_augmented"]
+__all__ = ["AugmentConfig", "FilterConfig", "FinetuneConfig", "GeneratorConfig", "AugmentedDocument",
+           "augmented_dataset", "read_augmented", "write_augmented"]

@@ -203,10 +203,14 @@ class FinetuneConfig(Config):
         check(self.aug_weight == "per-document" or self.aug_weight >= 0, "aug_weight must be >= 0 or 'per-document'")
         check(self.tail_threshold >= 0 and 0.0 <= self.swa_start <= 1.0, "tail_threshold >= 0, swa_start in [0, 1]")
 
+    def augmented_per_step(self, n_real: int, n_aug: int) -> int:
+        """Augmented documents per step: ``n_aug`` spread over an epoch's ``ceil(n_real / batch_size)`` steps."""
+        return math.ceil(n_aug / math.ceil(n_real / self.batch_size)) if n_aug else 0
+
     def resolved_aug_weight(self, n_real: int, n_aug: int) -> float:
         """The number aug_weight stands for with ``n_real`` real and ``n_aug`` augmented documents."""
         if self.aug_weight != "per-document":
             return float(self.aug_weight)
         if n_aug == 0:
             return 1.0
-        return math.ceil(n_aug / math.ceil(n_real / self.batch_size)) / self.batch_size
+        return self.augmented_per_step(n_real, n_aug) / self.batch_size

@@ -6,8 +6,8 @@ meta-classifier and the ranking classifier are trained with
     L = L_BCE(real) + aug_weight * L_Aug(augmented)
 
 over each step's real documents and its share of the augmented ones (both terms are means over
-their documents), where L_Aug drops the positive terms of head labels (Eq. 4; for the meta-classifier, the
-positive terms of clusters that hold only head labels of the document). The parameters are
+their documents), where L_Aug drops the positive terms of head labels (Eq. 4; for the
+meta-classifier, the positive terms of clusters that hold only head labels of the document). The parameters are
 averaged over the second part of the steps (SWA), as in the paper. This works on any fitted
 :class:`xmc.models.gudn.GUDN` without changing it.
 """
@@ -94,7 +94,7 @@ def finetune_with_augmented(model, train: XMCDataset, augmented: XMCDataset, con
     n, n_aug = len(train), len(augmented)
     per_epoch = math.ceil(n / config.batch_size)
     total = per_epoch * config.epochs
-    aug_per_step = math.ceil(n_aug / per_epoch) if n_aug else 0
+    aug_per_step = config.augmented_per_step(n, n_aug)
     aug_weight = config.resolved_aug_weight(n, n_aug)
     swa_from, averaged, n_avg = int(config.swa_start * total), None, 0
     history = {"steps": 0, "augmented_docs": n_aug, "head_labels": int(head_np.sum()), "mask": config.mask,
@@ -112,7 +112,7 @@ def finetune_with_augmented(model, train: XMCDataset, augmented: XMCDataset, con
                 aug_rows = aug_order[step * aug_per_step:(step + 1) * aug_per_step]
                 if len(aug_rows):
                     loss = loss + aug_weight * _terms(network, aug_feats, A, MA, aug_rows, clusters_to_labels,
-                                                             model.config.n_candidate_clusters, head, head_only)
+                                                      model.config.n_candidate_clusters, head, head_only)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

@@ -171,6 +171,19 @@ class _WordsWritten:
         return torch.tensor([len(t.split()) > n for t, n in zip(texts, self.words)], device=input_ids.device)
 
 
+def _right_padded(rows: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    """A right-padded training batch from (token ids, labels) rows; labels -100 = no loss."""
+    width = max(len(ids) for ids, _ in rows)
+    batch = {"input_ids": torch.full((len(rows), width), pad_id, dtype=torch.long),
+             "attention_mask": torch.zeros((len(rows), width), dtype=torch.long),
+             "labels": torch.full((len(rows), width), -100, dtype=torch.long)}
+    for i, (ids, labels) in enumerate(rows):
+        batch["input_ids"][i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        batch["attention_mask"][i, : len(ids)] = 1
+        batch["labels"][i, : len(ids)] = torch.tensor(labels, dtype=torch.long)
+    return batch
+
+
 def _left_padded(sequences: list[list[int]], pad_id: int, device) -> dict[str, torch.Tensor]:
     """A left-padded batch (causal generation continues from each row's last token)."""
     width = max(len(q) for q in sequences)
@@ -273,15 +286,7 @@ class PromptGenerator:
                 ids += piece
                 labels += piece if is_span else [-100] * len(piece)
             rows.append((ids[: self.config.max_length], labels[: self.config.max_length]))
-        width = max(len(ids) for ids, _ in rows)
-        batch = {"input_ids": torch.full((len(rows), width), tok.pad_token_id, dtype=torch.long),
-                 "attention_mask": torch.zeros((len(rows), width), dtype=torch.long),
-                 "labels": torch.full((len(rows), width), -100, dtype=torch.long)}
-        for i, (ids, labels) in enumerate(rows):
-            batch["input_ids"][i, : len(ids)] = torch.tensor(ids)
-            batch["attention_mask"][i, : len(ids)] = 1
-            batch["labels"][i, : len(ids)] = torch.tensor(labels)
-        return batch
+        return _right_padded(rows, tok.pad_token_id)
 
     def _encode_train(self, inputs: list[str], targets: list[str]) -> dict[str, torch.Tensor]:
         tok, cfg = self.tokenizer, self.config
@@ -295,16 +300,8 @@ class PromptGenerator:
         prompt_ids = self._causal_prompts(inputs)
         target_ids = tok(self._causal_targets(targets), max_length=cfg.max_new_tokens,
                          truncation=cfg.max_new_tokens is not None, add_special_tokens=False).input_ids
-        seqs = [p + t for p, t in zip(prompt_ids, target_ids)]
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), tok.pad_token_id, dtype=torch.long)
-        attn = torch.zeros((len(seqs), width), dtype=torch.long)
-        labels = torch.full((len(seqs), width), -100, dtype=torch.long)
-        for i, (p, t) in enumerate(zip(prompt_ids, target_ids)):
-            ids[i, : len(p) + len(t)] = torch.tensor(p + t)
-            attn[i, : len(p) + len(t)] = 1
-            labels[i, len(p): len(p) + len(t)] = torch.tensor(t)
-        return {"input_ids": ids, "attention_mask": attn, "labels": labels}
+        return _right_padded([(p + t, [-100] * len(p) + t) for p, t in zip(prompt_ids, target_ids)],
+                             tok.pad_token_id)
 
     def _target_lengths(self, targets: list[str]) -> list[int]:
         """Tokens of each target as the model must write it (causal: with the leading space and end token)."""
