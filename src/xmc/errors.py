@@ -32,3 +32,7 @@ class ConfigError(XMCError, ValueError):
 
 class ModelFormatError(XMCError, ValueError):
     """A saved model directory is missing files or was written by an incompatible version."""
+
+
+class OutputError(XMCError, ValueError):
+    """An output path cannot be written: it holds something xmc may not replace, or is one of the inputs."""

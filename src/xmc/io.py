@@ -1,46 +1,161 @@
-"""Atomic writes: outputs appear complete or not at all."""
+"""Safe writes: outputs appear complete or not at all, and nothing a user has is replaced unasked.
+
+Every output goes to a temporary sibling ``.NAME.tmp-PID-XXXX`` and is renamed onto its path
+when complete. Replacing an existing directory swaps the two atomically where the OS can
+(Linux ``renameat2(RENAME_EXCHANGE)``), so readers never see the path missing. Leftovers of a
+write that was killed are named after the dead process and removed by the next write to the
+same path.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import errno
+import logging
 import os
+import re
 import shutil
 import tempfile
 from typing import Iterator
 
+from .errors import OutputError
+
+logger = logging.getLogger(__name__)
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+
+
+def _leftover_pattern(name: str) -> re.Pattern:
+    return re.compile(rf"^\.{re.escape(name)}\.(?:tmp|old)-(\d+)-")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def clean_leftovers(path: str | os.PathLike) -> list[str]:
+    """Remove temporary siblings of ``path`` left by xmc writes whose process has died; return them."""
+    path = os.path.abspath(os.fspath(path))
+    parent, name = os.path.split(path)
+    pattern = _leftover_pattern(name)
+    removed = []
+    try:
+        entries = os.listdir(parent)
+    except OSError:
+        return removed
+    for entry in entries:
+        match = pattern.match(entry)
+        if match and int(match.group(1)) != os.getpid() and not _pid_alive(int(match.group(1))):
+            leftover = os.path.join(parent, entry)
+            if os.path.isdir(leftover) and not os.path.islink(leftover):
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    os.remove(leftover)
+            removed.append(leftover)
+    if removed:
+        logger.warning("removed %d leftover(s) of an interrupted write to %s: %s", len(removed), path,
+                       ", ".join(os.path.basename(r) for r in removed))
+    return removed
+
+
+def _temp_prefix(path: str, kind: str) -> str:
+    return f".{os.path.basename(path)}.{kind}-{os.getpid()}-"
+
+
+def _exchange(a: str, b: str) -> bool:
+    """Atomically swap two paths (Linux renameat2); False where the OS or file system cannot."""
+    # Python has no binding for renameat2; glibc >= 2.28 exports it.
+    libc_name = ctypes.util.find_library("c")
+    if not libc_name:
+        return False
+    libc = ctypes.CDLL(libc_name, use_errno=True)
+    renameat2 = getattr(libc, "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_fdcwd = -100
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), b)
+
+
+def check_replaceable(path: str | os.PathLike, *, overwrite: bool, marker: str | None = None,
+                      what: str = "output") -> bool:
+    """Whether ``path`` exists; raise :class:`OutputError` unless it may be replaced.
+
+    A path that exists is replaced only with ``overwrite``, and, with ``marker``, only when it is a
+    directory holding that file (e.g. an xmc model's manifest): anything else is never replaced.
+    """
+    path = os.fspath(path)
+    if not os.path.lexists(path):
+        return False
+    if marker is not None and not (os.path.isdir(path) and not os.path.islink(path)
+                                   and os.path.isfile(os.path.join(path, marker))):
+        kind = "a file" if os.path.isfile(path) else "a directory" if os.path.isdir(path) else "something"
+        raise OutputError(f"{path}: {kind} that is not an xmc {what} (no {marker}) is already there; "
+                          f"refusing to replace it: choose a new path")
+    if not overwrite:
+        raise OutputError(f"{path}: an xmc {what} is already there; pass --overwrite (overwrite=True) to replace it")
+    return True
+
 
 @contextlib.contextmanager
-def atomic_directory(path: str | os.PathLike, overwrite: bool = True) -> Iterator[str]:
-    """Yield a temporary directory beside ``path``; rename it to ``path`` when the block succeeds.
+def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False, marker: str | None = None,
+                     what: str = "output directory") -> Iterator[str]:
+    """Yield a temporary directory beside ``path``; move it to ``path`` when the block succeeds.
 
-    On an exception the temporary directory is removed and ``path`` is left untouched.
+    An existing ``path`` is replaced only as :func:`check_replaceable` allows, and atomically where the
+    OS can. On an exception the temporary directory is removed and ``path`` is left untouched.
     """
     path = os.path.abspath(os.fspath(path))
     parent = os.path.dirname(path)
+    check_replaceable(path, overwrite=overwrite, marker=marker, what=what)
     os.makedirs(parent, exist_ok=True)
-    if os.path.exists(path) and not overwrite:
-        raise FileExistsError(f"{path} already exists")
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
+    clean_leftovers(path)
+    tmp = tempfile.mkdtemp(prefix=_temp_prefix(path, "tmp"), dir=parent)
     try:
         yield tmp
-        if os.path.exists(path):
-            old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.old-", dir=parent)
-            os.rename(path, os.path.join(old, "x"))
+        if not os.path.lexists(path):
             os.rename(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, path)
+            return
+        check_replaceable(path, overwrite=overwrite, marker=marker, what=what)  # it may have appeared meanwhile
+        if _exchange(tmp, path):  # tmp now holds the old directory
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
+        old = tempfile.mkdtemp(prefix=_temp_prefix(path, "old"), dir=parent)
+        os.rename(path, os.path.join(old, "x"))  # a brief moment without path where no exchange exists
+        os.rename(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
 @contextlib.contextmanager
-def atomic_file(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator:
-    """Open a temporary file beside ``path`` for writing; rename it over ``path`` on success."""
+def atomic_file(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8", *,
+                overwrite: bool = True) -> Iterator:
+    """Open a temporary file beside ``path`` for writing; rename it over ``path`` on success.
+
+    ``overwrite=False`` refuses an existing ``path`` (:class:`OutputError`) before anything is written.
+    """
     path = os.path.abspath(os.fspath(path))
+    if os.path.lexists(path) and (not overwrite or os.path.isdir(path)):
+        raise OutputError(f"{path}: already exists; pass --overwrite (overwrite=True) to replace it"
+                          if not os.path.isdir(path) else f"{path}: is a directory; choose a file path")
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.tmp-", dir=os.path.dirname(path))
+    clean_leftovers(path)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path, "tmp"), dir=os.path.dirname(path))
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as fh:
             yield fh

@@ -30,6 +30,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import math
 import os
 import re
 from typing import IO, Sequence
@@ -49,6 +50,7 @@ _GZIP_MAGIC = b"\x1f\x8b"
 # Bytes of XC sparse lines parsed per bulk numpy conversion: bounds the
 # numpy temporaries (up to ~50 bytes per input byte) on big files.
 _XC_CHUNK_BYTES = 1 << 18
+_XC_MAX_COUNT = 2**31 - 1
 # Exact powers of ten for the vectorised decimal parser (read-only constant).
 _POW10 = 10 ** np.arange(19, dtype=np.int64)
 # One XC feature list / label list: the per-line syntax, used to locate errors
@@ -171,6 +173,17 @@ def _extend_label_texts(
 # ----------------------------------------------------------------------------
 
 
+def duplicate_ids(ids: Sequence[str]) -> list[str]:
+    """The ids that occur more than once in ``ids``, in order of their second occurrence."""
+    seen: set[str] = set()
+    repeated: dict[str, None] = {}
+    for doc_id in ids:
+        if doc_id in seen:
+            repeated[doc_id] = None
+        seen.add(doc_id)
+    return list(repeated)
+
+
 def read_jsonl(
     path: PathLike,
     *,
@@ -183,6 +196,7 @@ def read_jsonl(
     id_field: str = "id",
     label_texts: list[str] | None = None,
     max_docs: int | None = None,
+    require_text: bool = True,
 ) -> XMCDataset:
     """Read a JSONL file (one JSON object a line, optionally gzip-compressed).
 
@@ -206,6 +220,12 @@ def read_jsonl(
             with the vocabulary built from the file); unseen labels get their
             name as text.
         max_docs: stop after this many documents.
+        require_text: ``False`` accepts documents with neither text nor title
+            (e.g. a truth file for evaluation: ids and labels only).
+
+    A ``text_field`` other than ``"text"`` that no document has is an error
+    (a misspelt field would otherwise train on titles alone). Document ids
+    given twice are logged as a warning (:func:`duplicate_ids` finds them).
 
     Raises:
         DataFormatError: invalid UTF-8 or JSON, a line that is not an object, a
@@ -221,7 +241,7 @@ def read_jsonl(
     descriptions: list[str | None] = []
     categories: list[str | None] = []
     label_ids: list[list[int]] = []
-    has_title = has_description = has_category = False
+    has_title = has_description = has_category = has_text = False
     missing = object()
     loads = json.loads
 
@@ -256,9 +276,11 @@ def read_jsonl(
                 title = optional_str(obj, title_field, line_no)
                 text = optional_str(obj, text_field, line_no)
                 if text is None:
-                    if title is None:
+                    if title is None and require_text:
                         raise fail(line_no, f"missing field {text_field!r} (and no {title_field!r})")
                     text = ""
+                else:
+                    has_text = True
                 description = optional_str(obj, description_field, line_no)
                 category = obj.get(category_field)
                 if category is not None and type(category) is not str:
@@ -299,6 +321,12 @@ def read_jsonl(
 
     if not ids and max_docs != 0:
         raise DataFormatError(path, 1, "no documents (the file is empty)")
+    if ids and not has_text and text_field != "text":
+        raise DataFormatError(path, None, f"no document has the text field {text_field!r}")
+    repeated = duplicate_ids(ids)
+    if repeated:
+        logger.warning("%s: %d document id(s) occur more than once, e.g. %r", os.fspath(path), len(repeated),
+                       repeated[0])
 
     def column(values: list[str | None], present: bool) -> list[str] | None:
         return [v if v is not None else "" for v in values] if present else None
@@ -490,9 +518,13 @@ def read_xc_sparse(path: PathLike, *, labels: LabelVocabulary | None = None) -> 
             raise fail(1, f"malformed header {header_raw.decode('utf-8', 'replace').strip()!r}: "
                        "expected three non-negative integers 'n_points n_features n_labels'")
         n, d, n_labels = (int(h) for h in header)
+        for count, what in ((d, "n_features"), (n_labels, "n_labels")):
+            if count > _XC_MAX_COUNT:  # ids are int32 downstream; a larger header is corrupt, not data
+                raise fail(1, f"header declares {count:,} {what}; at most {_XC_MAX_COUNT:,} are supported")
 
-        feature_counts = np.zeros(n, dtype=np.int64)
-        label_counts = np.zeros(n, dtype=np.int64)
+        # Row counts grow with the lines actually read: a corrupt header cannot make us allocate for it.
+        feature_counts: list[int] = []
+        label_counts: list[int] = []
         feature_chunks: list[np.ndarray] = []
         label_chunks: list[np.ndarray] = []
         chunk_features: list[bytes] = []
@@ -536,9 +568,8 @@ def read_xc_sparse(path: PathLike, *, labels: LabelVocabulary | None = None) -> 
                     head, _, features = line.partition(b" ")
                     if b":" in head:  # features without labels and without the leading space
                         head, features = b"", line
-                feature_counts[row] = features.count(b":")
-                if head:
-                    label_counts[row] = head.count(b",") + 1
+                feature_counts.append(features.count(b":"))
+                label_counts.append(head.count(b",") + 1 if head else 0)
                 chunk_labels.append(head)
                 chunk_features.append(features)
                 chunk_bytes += len(line)
@@ -556,7 +587,7 @@ def read_xc_sparse(path: PathLike, *, labels: LabelVocabulary | None = None) -> 
         return int(np.searchsorted(indptr, position, side="right")) - 1 + 2
 
     x_indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(feature_counts, out=x_indptr[1:])
+    np.cumsum(np.asarray(feature_counts, dtype=np.int64), out=x_indptr[1:])
     pairs = np.concatenate(feature_chunks)
     if len(pairs) != 2 * x_indptr[-1]:  # cannot happen after the regex check; guard anyway
         raise fail(None, "feature lists could not be parsed")
@@ -565,15 +596,21 @@ def read_xc_sparse(path: PathLike, *, labels: LabelVocabulary | None = None) -> 
     if len(bad):
         pos = int(bad[0])
         raise fail(line_of(x_indptr, pos), f"feature index {int(x_indices[pos])} out of range (n_features = {d})")
+    values = pairs[1::2].astype(np.float32)
+    bad = np.flatnonzero(~np.isfinite(values))
+    if len(bad):  # inf / nan, or beyond float32's range: it would be trained on as infinity
+        pos = int(bad[0])
+        raise fail(line_of(x_indptr, pos), f"feature {int(x_indices[pos])} has value {pairs[2 * pos + 1]!r}: "
+                   "not a finite float32 number")
     index_dtype = np.int32 if max(d, int(x_indptr[-1])) < 2**31 else np.int64
     X = sp.csr_matrix(
-        (pairs[1::2].astype(np.float32), x_indices.astype(index_dtype), x_indptr.astype(index_dtype)),
+        (values, x_indices.astype(index_dtype), x_indptr.astype(index_dtype)),
         shape=(n, d),
     )
     X.sum_duplicates()
 
     y_indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(label_counts, out=y_indptr[1:])
+    np.cumsum(np.asarray(label_counts, dtype=np.int64), out=y_indptr[1:])
     y_indices = np.concatenate(label_chunks).astype(np.int64)
     if len(y_indices) != y_indptr[-1]:
         raise fail(None, "label lists could not be parsed")
@@ -705,9 +742,12 @@ def read_label_names(path: PathLike) -> list[str]:
 def read_label_texts(path: PathLike, vocabulary: LabelVocabulary) -> list[str]:
     """Texts of the labels of ``vocabulary``, in vocabulary order.
 
-    Two layouts are accepted: a JSON object ``{label_name: text}`` (a file whose
-    first non-blank character is ``{``), or a text file whose line ``i`` is the
-    text of the label named ``str(i)`` (e.g. EURLEX57K's ``labels.txt``). A label
+    Three layouts are accepted: a JSON object ``{label_name: text}`` (a file whose
+    first non-blank character is ``{``), a JSON array whose item ``i`` is the text
+    of the label named ``str(i)`` (first character ``[``, or a ``.json`` name), or
+    a text file whose line ``i`` is the text of the label named ``str(i)`` (e.g.
+    EURLEX57K's ``labels.txt``). A file that gives no label of ``vocabulary`` a
+    text is an error. A label
     without a text gets its name as text; their number is logged as a warning.
 
     Raises:
@@ -725,6 +765,15 @@ def read_label_texts(path: PathLike, vocabulary: LabelVocabulary) -> list[str]:
                 raise DataFormatError(
                     path, _json_key_line(path, name), f"text of label {name!r} must be a string, got {_json_type(value)}"
                 )
+    elif text.lstrip().startswith("[") or os.fspath(path).lower().removesuffix(".gz").endswith(".json"):
+        array = _load_json_document(path, text)  # a JSON array: item i is the text of label str(i)
+        if not isinstance(array, list):
+            raise DataFormatError(path, 1, f"expected a JSON object {{label: text}} or an array of texts, "
+                                           f"got {_json_type(array)}")
+        for i, value in enumerate(array):
+            if type(value) is not str:
+                raise DataFormatError(path, None, f"item {i} of the array must be a string, got {_json_type(value)}")
+        mapping = {str(i): value for i, value in enumerate(array)}
     else:
         lines = text.split("\n")
         if lines[-1] == "":
@@ -738,9 +787,18 @@ def read_label_texts(path: PathLike, vocabulary: LabelVocabulary) -> list[str]:
             missing += 1
             value = name
         texts.append(value)
+    if missing and missing == len(vocabulary):  # e.g. a line-per-label file for labels that are not 0..L-1
+        raise DataFormatError(path, None, f"none of the {len(vocabulary)} labels has a text here (labels are "
+                                          f"named like {vocabulary.names[0]!r}; this file gives texts for "
+                                          f"{_describe_keys(mapping)})")
     if missing:
         logger.warning("%s: no text for %d of %d labels; using their names", os.fspath(path), missing, len(vocabulary))
     return texts
+
+
+def _describe_keys(mapping: dict[str, str]) -> str:
+    keys = list(mapping)
+    return "no label" if not keys else f"{len(keys)} label(s) named like {keys[0]!r}"
 
 
 def read_taxonomy(path: PathLike, vocabulary: LabelVocabulary | None = None) -> dict[str, list[str]]:
@@ -812,6 +870,7 @@ def read_dataset(
     if fmt == "jsonl":
         return read_jsonl(path, labels=labels, **jsonl_fields)
     if fmt == "xc":
+        jsonl_fields.pop("require_text", None)  # XC files carry features, never text
         if jsonl_fields:
             raise TypeError(f"options {sorted(jsonl_fields)} only apply to JSONL files")
         return read_xc_sparse(path, labels=labels)
@@ -884,13 +943,15 @@ def read_predictions(path: PathLike, vocabulary: LabelVocabulary) -> tuple[list[
     Raises:
         DataFormatError: invalid JSON or UTF-8, a non-object line, a missing or
             non-list ``labels``/``scores``, lists of different lengths, a
-            non-numeric score, or a label listed twice for one document.
+            non-numeric or non-finite score, a label listed twice for one document,
+            or a document id listed twice.
     """
     ids: list[str] = []
     indptr = [0]
     indices: list[int] = []
     data: list[float] = []
     unknown: dict[str, None] = {}
+    line_of_id: dict[str, int] = {}
     index = vocabulary.index
     with _open_binary(path) as fh:
         for line_no, raw in enumerate(fh, 1):
@@ -913,6 +974,8 @@ def read_predictions(path: PathLike, vocabulary: LabelVocabulary) -> tuple[list[
             for name, score in zip(names, scores):
                 if type(score) not in (int, float):
                     raise DataFormatError(path, line_no, f"score {score!r} of label {name!r} is not a number")
+                if not math.isfinite(score):  # a NaN would be ranked anywhere
+                    raise DataFormatError(path, line_no, f"score {score!r} of label {name!r} is not finite")
                 j = index.get(name) if type(name) is str else None
                 if j is None:
                     unknown[str(name)] = None
@@ -924,7 +987,11 @@ def read_predictions(path: PathLike, vocabulary: LabelVocabulary) -> tuple[list[
                 data.append(score)
             indptr.append(len(indices))
             doc_id = obj.get("id")
-            ids.append(str(line_no - 1) if doc_id is None else str(doc_id))
+            doc_id = str(line_no - 1) if doc_id is None else str(doc_id)
+            if doc_id in line_of_id:  # a second prediction for a document: which one counts is anyone's guess
+                raise DataFormatError(path, line_no, f"id {doc_id!r} was already predicted on line {line_of_id[doc_id]}")
+            line_of_id[doc_id] = line_no
+            ids.append(doc_id)
     if unknown:
         logger.warning("%s: ignored %d predicted label name(s) not in the vocabulary", os.fspath(path), len(unknown))
     matrix = sp.csr_matrix(
