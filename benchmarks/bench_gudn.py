@@ -229,14 +229,14 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     import torch
 
-    from xmc.metrics import jain_propensity
+    from xmc.metrics import train_propensities
 
     torch.set_num_threads(args.threads)
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
     if any(r not in ROWS for r in rows):
         p.error(f"unknown rows; choose from {list(ROWS)}")
     counts, n_full, train, dev, test, label_texts = load(args)
-    propensities = jain_propensity(counts, n_full)
+    propensities = train_propensities(counts, n_full)
     results = {}
     if args.from_json:
         with open(args.from_json, encoding="utf-8") as fh:

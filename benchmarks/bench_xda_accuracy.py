@@ -376,7 +376,7 @@ def main(argv=None) -> int:
 
     from xmc.augment import AugmentConfig
     from xmc.augment.pipeline import tail_documents
-    from xmc.metrics import jain_propensity
+    from xmc.metrics import train_propensities
     from xmc.models.gudn import LightXML
     from xmc.neural.cache import EmbeddingCache
 
@@ -387,7 +387,7 @@ def main(argv=None) -> int:
     os.makedirs(args.work_dir, exist_ok=True)
     started = time.perf_counter()
     counts, n_full, train, dev, test = load(args)
-    propensities = jain_propensity(counts, n_full)
+    propensities = train_propensities(counts, n_full)
     subset_counts = train.label_counts()
     tail = tail_documents(train.Y, subset_counts, args.tail_threshold)
     tail_labels = np.flatnonzero((subset_counts >= 1) & (subset_counts <= args.tail_threshold))

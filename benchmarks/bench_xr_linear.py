@@ -127,10 +127,10 @@ def load_dataset(name: str, cache_dir: str):
 
 
 def _metrics(scores, Y_test, Y_train) -> dict:
-    from xmc.metrics import jain_propensity, ranking_report
+    from xmc.metrics import ranking_report, train_propensities
 
     counts = np.asarray(sp.csr_matrix(Y_train).astype(bool).sum(axis=0)).ravel()
-    prop = jain_propensity(counts, Y_train.shape[0], A=0.55, B=1.5)
+    prop = train_propensities(counts, Y_train.shape[0], Y_test.shape[1], A=0.55, B=1.5)
     rep = ranking_report(Y_test, scores, ks=(1, 3, 5), propensities=prop)
     return {k: rep[k] for k in ("P@1", "P@3", "P@5", "PSP@1", "PSP@3", "PSP@5")}
 

@@ -84,7 +84,8 @@ def convert(gguf_path: str, out_dir: str, *, force: bool = False) -> str:
         raise SystemExit(f"the rebuilt model's logits differ from the GGUF model's by {diff:g}")
     print(f"rebuilt plain {type(plain).__name__}: max logit difference to the GGUF model {diff:.2e}")
     del model
-    with atomic_directory(out_dir) as tmp:  # replaces an old out_dir only once the new one is complete
+    # Replaces an earlier conversion (a folder with config.json) only once the new one is complete.
+    with atomic_directory(out_dir, overwrite=True, marker="config.json", what="converted model folder") as tmp:
         os.chmod(tmp, 0o755)  # mkdtemp makes it private
         plain.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)

@@ -83,7 +83,7 @@ def splits(n: int, valid_fraction: float, folds: int, seed: int) -> list[tuple[n
 
 def run_variant(name: str, X, Y, valid_fraction: float, seed: int, threads: int, folds: int = 0,
                 dataset: str = "eurlex57k") -> list[dict]:
-    from xmc.metrics import evaluate, jain_propensity
+    from xmc.metrics import evaluate, train_propensities
     from xmc.models.xr_linear import XRLinear, XRLinearConfig
 
     with open(os.path.join(_HERE, "..", "configs", "xr-linear.json")) as f:
@@ -100,7 +100,7 @@ def run_variant(name: str, X, Y, valid_fraction: float, seed: int, threads: int,
         t0 = time.perf_counter()
         model = XRLinear(config).fit_matrix(Xtr, Ytr, progress=False)
         train_s += (time.perf_counter() - t0) / len(parts)
-        propensities = jain_propensity(np.asarray(Ytr.sum(axis=0)).ravel(), n_docs=Ytr.shape[0])
+        propensities = train_propensities(np.asarray(Ytr.sum(axis=0)).ravel(), n_docs=Ytr.shape[0])
         for pname, kwargs in PREDICT_VARIANTS.items():
             report = evaluate(Yva, model.predict(Xva, topk=10, **kwargs), propensities=propensities)
             for k in keys:

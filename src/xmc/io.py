@@ -13,12 +13,13 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
+import json
 import logging
 import os
 import re
 import shutil
 import tempfile
-from typing import Iterator
+from typing import Callable, Iterator
 
 from .errors import OutputError
 
@@ -164,3 +165,52 @@ def atomic_file(path: str | os.PathLike, mode: str = "w", encoding: str | None =
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
+
+
+def check_not_an_input(out: str | os.PathLike, inputs: dict[str, str | os.PathLike | None]) -> None:
+    """Raise :class:`OutputError` if ``out`` is, or would contain, one of ``inputs`` ({option: path}).
+
+    Writing (or replacing a directory) there would destroy data the command is reading.
+    """
+    target = os.path.realpath(os.fspath(out))
+    for option, path in inputs.items():
+        if path is None:
+            continue
+        source = os.path.realpath(os.fspath(path))
+        if source == target or source.startswith(target.rstrip(os.sep) + os.sep):
+            relation = "is" if source == target else "contains"
+            raise OutputError(f"{os.fspath(out)}: the output {relation} the input {option} {os.fspath(path)}; "
+                              "choose another output path")
+
+
+def _first_json_line(path: str) -> dict | None | bool:
+    """The first non-blank line of a file as a dict; None if it is something else; False if the file is blank."""
+    try:
+        with open(path, "rb") as fh:
+            for raw in fh:
+                if raw.strip():
+                    obj = json.loads(raw.decode("utf-8"))
+                    return obj if isinstance(obj, dict) else None
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    return False
+
+
+def check_file_output(path: str | os.PathLike, *, overwrite: bool, recognise: Callable[[dict], bool],
+                      what: str) -> None:
+    """Raise :class:`OutputError` unless ``path`` is new, or an xmc ``what`` file and ``overwrite`` is set.
+
+    ``recognise`` tells an xmc output from anything else by the first JSONL record; a blank file
+    counts as one (an output of zero documents).
+    """
+    path = os.fspath(path)
+    if not os.path.lexists(path):
+        return
+    if os.path.isdir(path):
+        raise OutputError(f"{path}: is a directory; give a file path for the {what}")
+    first = _first_json_line(path)
+    if first is None or (first is not False and not recognise(first)):
+        raise OutputError(f"{path}: a file that is not an xmc {what} is already there; refusing to replace it: "
+                          "choose a new path")
+    if not overwrite:
+        raise OutputError(f"{path}: an xmc {what} is already there; pass --overwrite to replace it")

@@ -466,9 +466,12 @@ class PromptGenerator:
         return (context[:prompt_length] + context[-keep:])[-limit:]
 
     # ---- persistence ----------------------------------------------------------------------------
-    def save(self, directory: str | os.PathLike) -> None:
-        """Write the generator config and the trained prefix (peft adapter, safetensors); not the backbone."""
-        with atomic_directory(directory) as tmp:
+    def save(self, directory: str | os.PathLike, overwrite: bool = False) -> None:
+        """Write the generator config and the trained prefix (peft adapter, safetensors); not the backbone.
+
+        An existing generator directory is replaced only with ``overwrite=True``; anything else never.
+        """
+        with atomic_directory(directory, overwrite=overwrite, marker="generator.json", what="generator") as tmp:
             self.config.to_json(os.path.join(tmp, "generator.json"))
             if self.config.prompt:
                 self.model_.save_pretrained(os.path.join(tmp, "prefix"))

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import sys
 
 import numpy as np
 import scipy.sparse as sp
@@ -14,27 +15,32 @@ from ..config import Config
 from ..data import (
     XMCDataset,
     dataset_stats,
+    duplicate_ids,
     format_stats,
     read_dataset,
     read_label_texts,
     read_predictions,
     write_predictions,
 )
-from ..errors import ConfigError
+from ..errors import ConfigError, DataFormatError
+from ..io import check_file_output, check_not_an_input, check_replaceable
 from ..metrics import evaluate as evaluate_scores
-from ..metrics import format_report, group_report, jain_propensity, top_k
+from ..metrics import format_report, group_report, top_k, train_propensities
+from ..models.persistence import MANIFEST
 from ..models.registry import MODELS, load_model, model_class
 
 logger = logging.getLogger(__name__)
 
 
-def _read(path: str, args: argparse.Namespace, labels=None) -> XMCDataset:
+def _read(path: str, args: argparse.Namespace, labels=None, *, require_text: bool = True,
+          require_labels: bool = True) -> XMCDataset:
     # Only fields the user changed: read_dataset rejects JSONL options for XC files, even default ones.
     fields = {name: value for name, value, default in (("text_field", args.text_field, "text"),
                                                        ("labels_field", args.labels_field, "labels"))
               if value != default}
     try:
-        return read_dataset(path, format=args.format, labels=labels, **fields)
+        return read_dataset(path, format=args.format, labels=labels, require_text=require_text,
+                            require_labels=require_labels, **fields)
     except TypeError as exc:
         if fields and "only apply to JSONL" in str(exc):
             raise ConfigError(f"{path}: --text-field / --labels-field only apply to JSONL files") from None
@@ -59,21 +65,33 @@ def _parse_ks(text: str) -> list[int]:
 
 def evaluate(args: argparse.Namespace) -> int:
     ks = _parse_ks(args.k)
-    train = _read(args.train, args) if args.train else None
-    truth = _read(args.truth, args, labels=train.labels if train is not None else None)
+    train = _read(args.train, args, require_text=False) if args.train else None
+    truth = _read(args.truth, args, labels=train.labels if train is not None else None, require_text=False)
+    repeated = duplicate_ids(truth.ids)
+    if repeated:  # a document counted twice changes every average
+        raise DataFormatError(args.truth, None, f"{len(repeated)} document id(s) occur more than once, "
+                                                f"e.g. {repeated[0]!r}")
     ids, scores, unknown = _read_predictions(args.pred, truth)
     row_of = {doc_id: i for i, doc_id in enumerate(ids)}
     missing = [doc_id for doc_id in truth.ids if doc_id not in row_of]
     if missing:
         raise ConfigError(f"{args.pred}: no prediction for {len(missing)} document(s), e.g. id {missing[0]!r}")
+    truth_ids = set(truth.ids)
+    extra = [doc_id for doc_id in ids if doc_id not in truth_ids]
+    if extra:  # predictions for other documents: the files do not belong together
+        raise ConfigError(f"{args.pred}: {len(extra)} predicted document id(s) are not in {args.truth}, "
+                          f"e.g. {extra[0]!r}")
+    if train is None:
+        print(f"xmc: note: no --train given: PSP@k propensities and frequency groups use the label counts of "
+              f"{args.truth}", file=sys.stderr)
     scores = scores[[row_of[doc_id] for doc_id in truth.ids]]
     # Predicted labels unknown to the truth (and training) data are wrong predictions: they get
     # all-zero truth columns, so they keep their ranks instead of letting lower-ranked labels move up.
     Y_true = sp.hstack([truth.Y, sp.csr_matrix((len(truth), len(unknown)), dtype=truth.Y.dtype)]).tocsr()
     counts = train.label_counts() if train is not None else truth.label_counts()
     n_docs = len(train) if train is not None else len(truth)
+    propensities = train_propensities(counts, n_docs, Y_true.shape[1])
     counts = np.concatenate([counts, np.zeros(Y_true.shape[1] - len(counts), dtype=np.int64)])
-    propensities = jain_propensity(counts, n_docs)
     if args.threshold is None:
         # Every listed label is a positive prediction: threshold below any score.
         threshold = float(scores.data.min()) if scores.nnz else 0.0
@@ -131,8 +149,25 @@ def _load_config(cls, path: str | None) -> Config:
     return config_class.from_json(path) if path else config_class()
 
 
+def _check_model_output(args: argparse.Namespace) -> None:
+    """Refuse ``--out`` before any work: an input, or an existing path xmc may not replace."""
+    inputs = {f"--{name.replace('_', '-')}": getattr(args, name, None)
+              for name in ("train", "valid", "config", "label_text", "taxonomy", "augmented", "xda_config")}
+    check_not_an_input(args.out, inputs)
+    check_replaceable(args.out, overwrite=args.overwrite, marker=MANIFEST, what="model directory")
+
+
+def _is_prediction_record(record: dict) -> bool:
+    return "labels" in record and "scores" in record and "source_id" not in record
+
+
+def _is_augmented_record(record: dict) -> bool:
+    return "source_id" in record
+
+
 def train(args: argparse.Namespace) -> int:
     cls = model_class(args.model)
+    _check_model_output(args)
     if getattr(args, "xda_config", None) and not getattr(args, "augmented", None):
         raise ConfigError("--xda-config configures the --augmented fine-tuning; give --augmented too")
     config = _load_config(cls, args.config)
@@ -161,16 +196,24 @@ def train(args: argparse.Namespace) -> int:
         from ..augment.finetune import finetune_with_augmented
 
         model.history_["xda"] = finetune_with_augmented(model, data, augmented, xda_config)
-    model.save(args.out)
+    model.save(args.out, overwrite=args.overwrite)
     print(f"saved {args.model} model to {args.out}")
     return 0
 
 
 def predict(args: argparse.Namespace) -> int:
+    check_not_an_input(args.out, {"--input": args.input, "--model": args.model})
+    check_file_output(args.out, overwrite=args.overwrite, recognise=_is_prediction_record, what="prediction file")
     model = load_model(args.model)
-    data = _read(args.input, args)
-    if getattr(model, "featurizer_", None) is not None and data.X is not None and not any(data.input_texts()):
-        raise ConfigError(f"{args.input}: the model featurises text, but this file has only precomputed features")
+    data = _read(args.input, args, require_labels=False)
+    # A model reads text unless it was trained on a file's own features (XR-Linear on XC sparse data).
+    reads_text = getattr(model, "featurizer_", None) is not None or not getattr(model, "uses_data_features", False)
+    if reads_text and data.X is not None and not any(data.input_texts()):
+        raise ConfigError(f"{args.input}: this file has only precomputed features (no text), but the "
+                          f"{model.name} model in {args.model} reads text")
+    if not reads_text and data.X is None:
+        raise ConfigError(f"{args.input}: this file has text, but the model in {args.model} was trained on "
+                          "precomputed features (XC sparse) and cannot featurise text: give it an XC sparse file")
     overrides = {"topk": args.topk, "beam_size": args.beam_size, "threshold": args.threshold}
     try:
         scores = model.predict(data, **{k: v for k, v in overrides.items() if v is not None})
@@ -187,6 +230,8 @@ def augment(args: argparse.Namespace) -> int:
     from ..augment import AugmentConfig, write_augmented
     from ..augment.pipeline import augment as run_augment
 
+    check_not_an_input(args.out, {"--train": args.train, "--label-text": args.label_text, "--config": args.config})
+    check_file_output(args.out, overwrite=args.overwrite, recognise=_is_augmented_record, what="augmented file")
     config = AugmentConfig.from_json(args.config) if args.config else AugmentConfig()
     if not config.generator.model_path:  # fail before reading data or training anything
         raise ConfigError("generator.model_path is required in --config: a local T5-family (or causal LM) "

@@ -8,6 +8,7 @@ import time
 
 from ..data import write_predictions
 from ..datasets.synthetic import make_corpus
+from ..io import atomic_file
 from ..metrics import evaluate, format_report, jain_propensity, top_k
 from ..models.xr_linear import XRLinear, XRLinearConfig
 
@@ -26,7 +27,7 @@ def run_demo(out_dir: str, seed: int = 0) -> dict:
     model = XRLinear(config).fit(train, progress=False)
     train_s = time.perf_counter() - start
     model_dir = os.path.join(out_dir, "model")
-    model.save(model_dir)
+    model.save(model_dir, overwrite=True)  # a rerun replaces the demo's own model (never anything else)
     model = XRLinear.load(model_dir)
     start = time.perf_counter()
     scores = model.predict(test.input_texts(config.features.fields))
@@ -37,7 +38,7 @@ def run_demo(out_dir: str, seed: int = 0) -> dict:
     print(format_report(report))
     indices, values = top_k(scores, config.predict.topk)
     write_predictions(os.path.join(out_dir, "predictions.jsonl"), test.ids, model.labels_.names, indices, values)
-    with open(os.path.join(out_dir, "metrics.json"), "w", encoding="utf-8") as fh:
+    with atomic_file(os.path.join(out_dir, "metrics.json")) as fh:
         json.dump(report, fh, indent=2)
     print(f"\nmodel: {model_dir}\npredictions: {os.path.join(out_dir, 'predictions.jsonl')}")
     return report

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
+import traceback
 
 from ..errors import XMCError
 from . import commands
@@ -34,6 +36,21 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not math.isfinite(value):  # 'nan' would silently drop every label
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _add_overwrite_arg(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--overwrite", action="store_true",
+                   help=f"replace an existing {what} at --out (anything else there is never replaced)")
+
+
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=["auto", "jsonl", "xc"], default="auto",
                    help="file format (default: from the file name / header)")
@@ -58,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", required=True, help="model name (see 'xmc config --list')")
     train.add_argument("--train", required=True, help="training data (JSONL or XC sparse)")
     train.add_argument("--valid", help="validation data for models that early-stop or select on it")
-    train.add_argument("--out", required=True, help="model directory to write (replaced atomically)")
+    train.add_argument("--out", required=True, help="model directory to write (a new path, or an xmc model "
+                                                   "with --overwrite; written to a temporary path, then renamed)")
+    _add_overwrite_arg(train, "xmc model directory")
     train.add_argument("--config", help="JSON config file (keys as printed by 'xmc config MODEL')")
     train.add_argument("--label-text", help="label texts: JSON {label: text} or a file whose line i is label i's text")
     train.add_argument("--taxonomy", help="attribute taxonomy JSON {category: [labels]} (label-masking models)")
@@ -72,10 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict = sub.add_parser("predict", help="predict labels with a saved model")
     predict.add_argument("--model", required=True, help="model directory")
     predict.add_argument("--input", required=True, help="documents (JSONL or XC sparse)")
-    predict.add_argument("--out", required=True, help="prediction JSONL to write")
+    predict.add_argument("--out", required=True, help="prediction JSONL to write (a new path, or an xmc "
+                                                     "prediction file with --overwrite)")
+    _add_overwrite_arg(predict, "xmc prediction file")
     predict.add_argument("--topk", type=_positive_int, help="labels per document (default: the model's)")
     predict.add_argument("--beam-size", type=_positive_int, help="beam size (default: the model's)")
-    predict.add_argument("--threshold", type=float, help="drop labels scoring below this")
+    predict.add_argument("--threshold", type=_finite_float, help="drop labels scoring below this")
     _add_data_args(predict)
     predict.set_defaults(func=commands.predict)
 
@@ -85,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--k", default="1,3,5", help="comma-separated cut-offs (default: 1,3,5)")
     evaluate.add_argument("--train", help="training data: label frequencies for PSP@k and the frequency groups "
                                           "(default: the truth file's own counts)")
-    evaluate.add_argument("--threshold", type=float,
+    evaluate.add_argument("--threshold", type=_finite_float,
                           help="score threshold for micro/macro P/R/F1 (default: every listed label counts)")
     evaluate.add_argument("--report", action="store_true", help="also print the label-frequency group table")
     evaluate.add_argument("--json", action="store_true", help="print JSON")
@@ -94,7 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     augment = sub.add_parser("augment", help="XDA: write prompt-generated, filtered documents for tail labels")
     augment.add_argument("--train", required=True, help="training data (JSONL with texts)")
-    augment.add_argument("--out", required=True, help="augmented JSONL to write ({id, source_id, text, labels, scores})")
+    augment.add_argument("--out", required=True, help="augmented JSONL to write ({id, source_id, text, labels, "
+                                                     "scores}; a new path, or an xmc augmented file with --overwrite)")
+    _add_overwrite_arg(augment, "xmc augmented file")
     augment.add_argument("--label-text", help="label texts: JSON {label: text} or a file whose line i is label i's text")
     augment.add_argument("--config", help="JSON AugmentConfig (generator.model_path is required)")
     _add_data_args(augment)
@@ -127,12 +150,25 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("xmc: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # the system refused (disk full, I/O error): not the user's input, same one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"xmc: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print("xmc: error: out of memory (the input is larger than this machine can hold)", file=sys.stderr)
+        return 2
     except BrokenPipeError:  # e.g. `xmc config xr-linear | head`: stop quietly, like other Unix tools
         try:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
         except (OSError, ValueError):
             pass
         return 141
+    except Exception as exc:  # a bug, not bad input: one line for the user, the traceback with --verbose
+        if args.verbose:
+            traceback.print_exc()
+        print(f"xmc: internal error: {type(exc).__name__}: {exc} (please report it; -v shows the traceback)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from xmc.data.dataset import LabelVocabulary, XMCDataset, labels_to_csr
 from xmc.data.readers import (
+    duplicate_ids,
     read_attentionxml,
     read_dataset,
     read_jsonl,
@@ -20,6 +21,7 @@ __all__ = [
     "LabelVocabulary",
     "XMCDataset",
     "labels_to_csr",
+    "duplicate_ids",
     "read_attentionxml",
     "read_dataset",
     "read_jsonl",

@@ -197,6 +197,7 @@ def read_jsonl(
     label_texts: list[str] | None = None,
     max_docs: int | None = None,
     require_text: bool = True,
+    require_labels: bool = True,
 ) -> XMCDataset:
     """Read a JSONL file (one JSON object a line, optionally gzip-compressed).
 
@@ -222,6 +223,8 @@ def read_jsonl(
         max_docs: stop after this many documents.
         require_text: ``False`` accepts documents with neither text nor title
             (e.g. a truth file for evaluation: ids and labels only).
+        require_labels: ``False`` accepts documents without ``labels_field``
+            (documents to predict for); they get no label.
 
     A ``text_field`` other than ``"text"`` that no document has is an error
     (a misspelt field would otherwise train on titles alone). Document ids
@@ -291,7 +294,9 @@ def read_jsonl(
 
                 doc_labels = obj.get(labels_field, missing)
                 if doc_labels is missing:
-                    raise fail(line_no, f"missing field {labels_field!r}")
+                    if require_labels:
+                        raise fail(line_no, f"missing field {labels_field!r}")
+                    doc_labels = []
                 if type(doc_labels) is not list:
                     raise fail(line_no, f"field {labels_field!r} must be a list, got {_json_type(doc_labels)}")
                 row = []
@@ -870,7 +875,8 @@ def read_dataset(
     if fmt == "jsonl":
         return read_jsonl(path, labels=labels, **jsonl_fields)
     if fmt == "xc":
-        jsonl_fields.pop("require_text", None)  # XC files carry features, never text
+        jsonl_fields.pop("require_text", None)  # XC files carry features, never text, and always labels
+        jsonl_fields.pop("require_labels", None)
         if jsonl_fields:
             raise TypeError(f"options {sorted(jsonl_fields)} only apply to JSONL files")
         return read_xc_sparse(path, labels=labels)
@@ -1003,6 +1009,7 @@ def read_predictions(path: PathLike, vocabulary: LabelVocabulary) -> tuple[list[
 
 
 __all__ = [
+    "duplicate_ids",
     "read_jsonl",
     "read_xc_sparse",
     "write_xc_sparse",

@@ -21,7 +21,7 @@ import scipy.sparse as sp
 
 from xmc.metrics.classification import _macro, _micro, label_counts, macro_prf, micro_prf, threshold_scores
 from xmc.metrics.groups import frequency_groups, group_report
-from xmc.metrics.propensity import jain_propensity
+from xmc.metrics.propensity import jain_propensity, train_propensities
 from xmc.metrics.ranking import (
     ndcg_at_k,
     precision_at_k,
@@ -42,6 +42,7 @@ __all__ = [
     "psndcg_at_k",
     "ranking_report",
     "jain_propensity",
+    "train_propensities",
     "label_counts",
     "micro_prf",
     "macro_prf",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["jain_propensity"]
+__all__ = ["jain_propensity", "train_propensities"]
 
 
 def jain_propensity(label_counts: np.ndarray, n_docs: int, A: float = 0.55, B: float = 1.5) -> np.ndarray:
@@ -33,3 +33,22 @@ def jain_propensity(label_counts: np.ndarray, n_docs: int, A: float = 0.55, B: f
         raise ValueError("label_counts must be >= 0")
     C = (np.log(n_docs) - 1.0) * (B + 1.0) ** A
     return 1.0 / (1.0 + C * np.exp(-A * np.log(counts + B)))
+
+
+def train_propensities(label_counts: np.ndarray, n_docs: int, n_labels: int | None = None,
+                       A: float = 0.55, B: float = 1.5) -> np.ndarray:
+    """The one definition of PSP@k propensities in xmc: Jain propensities of the training counts.
+
+    ``label_counts`` are the training frequencies of the first ``len(label_counts)`` columns;
+    columns beyond them up to ``n_labels`` (labels seen only in the test data, or predicted labels
+    unknown to training) have training count 0, as in the Extreme Classification Repository's
+    tools: a hit on a label never seen in training is the rarest kind of hit and weighs the most.
+
+    Returns:
+        float64 ``(n_labels,)`` propensities (``n_labels`` defaults to ``len(label_counts)``).
+    """
+    counts = np.asarray(label_counts, dtype=np.float64).ravel()
+    n_labels = len(counts) if n_labels is None else n_labels
+    if n_labels < len(counts):
+        raise ValueError(f"n_labels ({n_labels}) is smaller than the number of label counts ({len(counts)})")
+    return jain_propensity(np.concatenate([counts, np.zeros(n_labels - len(counts))]), n_docs, A=A, B=B)

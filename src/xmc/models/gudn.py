@@ -38,12 +38,11 @@ from ..features.tfidf import TfidfConfig, TfidfFeaturizer
 from ..indexing.kmeans import hierarchical_kmeans
 from ..indexing.label_repr import pifa
 from ..indexing.tree import ClusterChain
-from ..io import atomic_directory
 from ..metrics import evaluate, top_k, topk_to_csr
 from ..neural.configs import EncoderConfig
 from ..ranker.negatives import binarize
 from .masked_bert import MaskedTrainConfig
-from .persistence import read_labels, read_manifest, write_labels, write_manifest
+from .persistence import model_directory, read_labels, read_manifest, write_labels, write_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -327,13 +326,13 @@ class GUDN:
         return evaluate(data.Y, self.predict(data, topk=max(ks)), ks=ks, propensities=propensities)
 
     # ---- persistence -------------------------------------------------------------------------
-    def save(self, directory: str | os.PathLike) -> None:
+    def save(self, directory: str | os.PathLike, overwrite: bool = False) -> None:
         """One directory: manifest, labels, encoder (safetensors + tokenizer), heads (safetensors), label tree."""
         from safetensors.torch import save_file
 
         if self.network_ is None:
             raise RuntimeError("model is not fitted")
-        with atomic_directory(directory) as tmp:
+        with model_directory(directory, overwrite) as tmp:
             write_manifest(tmp, self.name, self.config.to_dict(),
                            {"label_layers": self.label_layers_, "timings": self.timings_},
                            packages=("torch", "transformers", "safetensors"))

@@ -41,11 +41,10 @@ from ..config import Config, check
 from ..data.dataset import LabelVocabulary, XMCDataset
 from ..data.split import train_valid_split
 from ..errors import ConfigError, ModelFormatError
-from ..io import atomic_directory
 from ..metrics import evaluate, top_k, topk_to_csr
 from ..neural.configs import EncoderConfig
 from ..neural.taxonomy import Taxonomy, category_path
-from .persistence import read_labels, read_manifest, write_labels, write_manifest
+from .persistence import model_directory, read_labels, read_manifest, write_labels, write_manifest
 
 if TYPE_CHECKING:
     from ..neural.cache import EmbeddingCache
@@ -486,13 +485,13 @@ class MaskedBert:
         return evaluate(data.Y, self.predict_proba(data), ks=ks, threshold=thr)
 
     # ---- persistence ---------------------------------------------------------------
-    def save(self, directory: str | os.PathLike) -> None:
+    def save(self, directory: str | os.PathLike, overwrite: bool = False) -> None:
         """One directory: manifest, labels, taxonomy, encoder (safetensors + tokenizer), heads (safetensors)."""
         from safetensors.torch import save_file
 
         if self.network_ is None:
             raise RuntimeError("model is not fitted")
-        with atomic_directory(directory) as tmp:
+        with model_directory(directory, overwrite) as tmp:
             write_manifest(tmp, self.name, self.config.to_dict(),
                            {"groups": self.groups_, "group_sizes": self.group_sizes_, "timings": self.timings_,
                             "mask_stats": self.mask_stats_, "has_taxonomy": self.taxonomy_ is not None},

@@ -24,10 +24,9 @@ from ..features.tfidf import TfidfConfig, TfidfFeaturizer
 from ..indexing.kmeans import hierarchical_kmeans
 from ..indexing.label_repr import combine, pifa
 from ..indexing.tree import ClusterChain
-from ..io import atomic_directory
 from ..ranker.hierarchy import HierarchicalLinear, LinearTrainConfig, PredictConfig
 from ..sparse_rows import l2_normalize_rows
-from .persistence import read_labels, read_manifest, write_labels, write_manifest
+from .persistence import model_directory, read_labels, read_manifest, write_labels, write_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +112,7 @@ class XRLinear:
 
     name = "xr-linear"
     config_class = XRLinearConfig
+    uses_data_features = True  # trained on an XC file's own features, it has no featurizer and reads no text
 
     def __init__(self, config: XRLinearConfig | None = None):
         self.config = config or XRLinearConfig()
@@ -274,10 +274,14 @@ class XRLinear:
             raise RuntimeError("model is not fitted; call fit() or XRLinear.load()")
 
     # ---- persistence -----------------------------------------------------------
-    def save(self, directory: str | os.PathLike) -> None:
-        """Write the model directory atomically (see :mod:`xmc.models.persistence`)."""
+    def save(self, directory: str | os.PathLike, overwrite: bool = False) -> None:
+        """Write the model directory atomically (see :mod:`xmc.models.persistence`).
+
+        An existing xmc model at ``directory`` is replaced only with ``overwrite=True`` (atomically);
+        anything else there is never replaced.
+        """
         self._check_fitted()
-        with atomic_directory(directory) as tmp:
+        with model_directory(directory, overwrite) as tmp:
             write_manifest(tmp, self.name, self.config.to_dict(), {"n_trees": len(self.trees_)})
             write_labels(tmp, self.labels_.names)
             if self.featurizer_ is not None:

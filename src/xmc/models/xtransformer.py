@@ -39,12 +39,11 @@ from ..features.tfidf import TfidfConfig, TfidfFeaturizer
 from ..indexing.kmeans import hierarchical_kmeans
 from ..indexing.label_repr import pifa
 from ..indexing.tree import ClusterChain
-from ..io import atomic_directory
 from ..ranker.beam import POST_PROCESSORS
 from ..ranker.hierarchy import HierarchicalLinear, LinearTrainConfig, PredictConfig
 from ..neural.configs import EncoderConfig, MatcherConfig
 from ..ranker.negatives import binarize
-from .persistence import read_labels, read_manifest, write_labels, write_manifest
+from .persistence import model_directory, read_labels, read_manifest, write_labels, write_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -426,7 +425,7 @@ class XTransformer:
         return average_scores([avg], topk)
 
     # ---- persistence -----------------------------------------------------------------
-    def save(self, directory: str | os.PathLike) -> None:
+    def save(self, directory: str | os.PathLike, overwrite: bool = False) -> None:
         """One directory: manifest, labels, TF-IDF, encoders (safetensors), heads, trees and rankers."""
         from safetensors.torch import save_file
 
@@ -436,7 +435,7 @@ class XTransformer:
             raise RuntimeError("model is not fitted")
         if not distributed.is_main():  # every process holds the same model; rank 0 writes it
             return
-        with atomic_directory(directory) as tmp:
+        with model_directory(directory, overwrite) as tmp:
             write_manifest(tmp, self.name, self.config.to_dict(),
                            {"n_members": len(self.members_), "timings": self.timings_},
                            packages=("torch", "transformers", "safetensors"))

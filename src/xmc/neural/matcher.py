@@ -117,7 +117,8 @@ def _save_checkpoint(directory: str, encoder: TextEncoder | None, head: ClusterH
                      history: MatcherHistory, rng_state: dict) -> None:
     from safetensors.torch import save_file
 
-    with atomic_directory(directory) as tmp:
+    # The checkpoint replaces its own previous epoch (recognised by history.json), nothing else.
+    with atomic_directory(directory, overwrite=True, marker="history.json", what="checkpoint") as tmp:
         if encoder is not None:
             encoder.save(os.path.join(tmp, "encoder"))
         save_file({k: v.contiguous() for k, v in head.state_dict().items()}, os.path.join(tmp, "head.safetensors"))
