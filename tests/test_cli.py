@@ -345,7 +345,7 @@ def test_error_config_unknown_key(corpus_dir, tmp_path, capsys):
     cfg.write_text(json.dumps({"features": {"min_df": 1, "min_dff": 2}}))
     line = assert_error_line(capsys, ["train", "--model", "xr-linear", "--train", corpus_dir / "train.jsonl",
                                       "--out", tmp_path / "m", "--config", cfg], "'min_dff'", "valid keys")
-    assert "cfg.json.features" in line
+    assert "cfg.json: features: unknown key" in line
 
 
 def test_error_config_bad_value_and_bad_json(corpus_dir, tmp_path, capsys):

@@ -220,7 +220,14 @@ def test_from_json_errors_name_file_and_line(tmp_path):
     unknown = tmp_path / "unknown.json"
     unknown.write_text('{"inner": {"speed": 1}}')
     message = _error(Outer.from_json, unknown)
-    assert message.startswith("unknown.json.inner: ") and "'speed'" in message
+    assert message.startswith(f"{unknown}: inner: unknown key(s) 'speed'")
+
+    bad_value = tmp_path / "value.json"
+    bad_value.write_text('{"inner": {"rate": "fast"}}')
+    assert _error(Outer.from_json, bad_value) == f"{bad_value}: inner.rate: expected a number, got 'fast'"
+    bad_range = tmp_path / "range.json"
+    bad_range.write_text('{"inner": {"size": 0}}')  # a validate() message gets the key path of its config
+    assert _error(Outer.from_json, bad_range) == f"{bad_range}: inner.size must be >= 1"
 
     not_object = tmp_path / "list.json"
     not_object.write_text("[1]")

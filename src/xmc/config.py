@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import types
 import typing
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -45,28 +46,34 @@ class Config:
 
     @classmethod
     def from_dict(cls: type[C], data: dict[str, Any] | None, *, where: str = "") -> C:
-        """Build from a (possibly partial) dict; missing keys take their defaults."""
+        """Build from a (possibly partial) dict; missing keys take their defaults.
+
+        ``where`` locates ``data`` in error messages: ``"FILE:"`` (a file's top level),
+        ``"FILE:KEY.PATH"`` or ``"KEY.PATH"``; errors then read ``xr.json: train.C must be positive``.
+        """
         data = {} if data is None else data
-        if not isinstance(data, dict):
-            raise ConfigError(f"{where or cls.__name__}: expected a JSON object, got {type(data).__name__}")
-        hints = get_type_hints(cls)
         fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+        if not isinstance(data, dict):
+            raise _located(_at(where, f"expected a JSON object, got {type(data).__name__}", cls=cls))
+        if data.get("format") == "xmc-model" and "model" in data:  # a model's manifest passed as a config file
+            raise _located(_at(where, f"this is the manifest of a saved {data['model']!r} model, not a "
+                                         f"{cls.__name__}; pass a config file (xmc config NAME prints one)", cls=cls))
+        hints = get_type_hints(cls)
         unknown = sorted(set(data) - set(fields))
         if unknown:
-            raise ConfigError(
-                f"{where or cls.__name__}: unknown key(s) {', '.join(map(repr, unknown))}; "
-                f"valid keys are {', '.join(sorted(fields))}"
-            )
+            raise _located(_at(where, f"unknown key(s) {', '.join(map(repr, unknown))}; "
+                                         f"valid keys are {', '.join(sorted(fields))}", cls=cls))
         kwargs = {}
         for name, value in data.items():
-            path = f"{where}.{name}" if where else name
-            kwargs[name] = _coerce(value, hints[name], path)
+            kwargs[name] = _coerce(value, hints[name], _join(where, name))
         try:
             return cls(**kwargs)
-        except ConfigError:
-            raise
+        except ConfigError as exc:
+            if getattr(exc, "located", False):
+                raise
+            raise _located(_at(where, str(exc), fields=fields, cls=cls)) from None
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{where or cls.__name__}: {exc}") from exc
+            raise _located(_at(where, str(exc), fields=fields, cls=cls)) from exc
 
     @classmethod
     def from_json(cls: type[C], path: str | os.PathLike) -> C:
@@ -75,15 +82,44 @@ class Config:
                 data = json.load(fh)
         except FileNotFoundError:
             raise ConfigError(f"{os.fspath(path)}: config file not found") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{os.fspath(path)}: is a directory, not a JSON config file") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{os.fspath(path)}: not a UTF-8 text file ({exc.reason})") from None
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{os.fspath(path)}, line {exc.lineno}: invalid JSON ({exc.msg})") from None
-        return cls.from_dict(data, where=os.path.basename(os.fspath(path)))
+        return cls.from_dict(data, where=f"{os.fspath(path)}:")
 
     def replace(self: C, **changes: Any) -> C:
         """A copy with some fields changed (validated like ``from_dict``)."""
         merged = self.to_dict()
         merged.update({k: _to_plain(v) for k, v in changes.items()})
         return type(self).from_dict(merged)
+
+
+def _join(where: str, name: str) -> str:
+    return f"{where}{name}" if not where or where.endswith(":") else f"{where}.{name}"
+
+
+_FIELD_WORD = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)\b")
+
+
+def _at(where: str, message: str, *, fields: dict | None = None, cls: type | None = None) -> str:
+    """``message`` located at ``where`` (see :meth:`Config.from_dict`): ``FILE: key.path.message``."""
+    file, colon, keys = where.rpartition(":") if ":" in where else ("", "", where)
+    prefix = f"{file}: " if colon else ""
+    if not keys:
+        return f"{prefix}{message}" if prefix else f"{cls.__name__}: {message}" if cls else message
+    word = _FIELD_WORD.match(message)
+    if fields is not None and word and word.group(1) in fields:  # "C must be positive" -> "train.C must be ..."
+        return f"{prefix}{keys}.{message}"
+    return f"{prefix}{keys}: {message}"
+
+
+def _located(message: str) -> ConfigError:
+    error = ConfigError(message)
+    error.located = True  # an enclosing config must not prefix it again
+    return error
 
 
 def _to_plain(value: Any) -> Any:
@@ -120,23 +156,23 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
             except ConfigError as exc:
                 errors.append(str(exc))
         if len(errors) == 1:  # Optional[X]: X's own message (e.g. the unknown key of a nested config)
-            raise ConfigError(errors[0])
-        raise ConfigError(f"{path}: {value!r} matches none of {', '.join(_type_name(o) for o in options)}")
+            raise _located(errors[0])
+        raise _located(_at(path, f"{value!r} matches none of {', '.join(_type_name(o) for o in options)}"))
     if origin is Literal:
         allowed = get_args(tp)
         if value not in allowed:
-            raise ConfigError(f"{path}: {value!r} is not one of {', '.join(map(repr, allowed))}")
+            raise _located(_at(path, f"{value!r} is not one of {', '.join(map(repr, allowed))}"))
         return value
     if origin in (list, tuple, typing.Sequence):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{path}: expected a list, got {type(value).__name__}")
+            raise _located(_at(path, f"expected a list, got {type(value).__name__}"))
         args = get_args(tp)
         item_tp = args[0] if args else Any
         items = [_coerce(v, item_tp, f"{path}[{i}]") for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{path}: expected an object, got {type(value).__name__}")
+            raise _located(_at(path, f"expected an object, got {type(value).__name__}"))
         _, val_tp = get_args(tp) or (Any, Any)
         return {str(k): _coerce(v, val_tp, f"{path}.{k}") for k, v in value.items()}
     if isinstance(tp, type) and issubclass(tp, Config):
@@ -145,19 +181,19 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
         return tp.from_dict(value, where=path)
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{path}: expected a number, got {value!r}")
+            raise _located(_at(path, f"expected a number, got {value!r}"))
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+            raise _located(_at(path, f"expected an integer, got {value!r}"))
         return value
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{path}: expected true or false, got {value!r}")
+            raise _located(_at(path, f"expected true or false, got {value!r}"))
         return value
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{path}: expected a string, got {value!r}")
+            raise _located(_at(path, f"expected a string, got {value!r}"))
         return value
     return value
 

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import scipy.sparse as sp
 from ..config import Config, check
-from ..errors import ModelFormatError
+from ..errors import ConfigError, ModelFormatError
+from .safe_regex import regex_problem
 
 if TYPE_CHECKING:
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -45,6 +46,8 @@ class TfidfConfig(Config):
         check(self.min_df >= 1, "min_df must be >= 1")
         check(0 < self.max_df <= 1, "max_df must be in (0, 1]")
         check(self.max_features is None or self.max_features >= 1, "max_features must be >= 1")
+        problem = regex_problem(self.token_pattern)
+        check(problem is None, f"token_pattern {self.token_pattern!r}: {problem}")
         bad = [f for f in self.fields if f not in ("title", "description", "text")]
         check(not bad, f"unknown text field(s) {bad}; choose from title, description, text")
 
@@ -80,7 +83,11 @@ class TfidfFeaturizer:
     def fit_transform(self, texts: Sequence[str]) -> sp.csr_matrix:
         """Fit the vocabulary and IDF on ``texts``; returns CSR (n, d)."""
         self.vectorizer_ = self._make_vectorizer()
-        return sp.csr_matrix(self.vectorizer_.fit_transform(texts), dtype=np.float32)
+        try:
+            X = self.vectorizer_.fit_transform(texts)
+        except ValueError as exc:  # e.g. min_df above what the corpus allows, or no term left
+            raise ConfigError(f"features: TF-IDF cannot be fitted on these {len(texts)} documents ({exc})") from None
+        return sp.csr_matrix(X, dtype=np.float32)
 
     def fit(self, texts: Sequence[str]) -> "TfidfFeaturizer":
         self.fit_transform(texts)
@@ -119,6 +126,10 @@ class TfidfFeaturizer:
             idf = np.load(os.path.join(directory, "idf.npy"), allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise ModelFormatError(f"{directory}: cannot read TF-IDF featurizer ({exc})") from exc
+        if not isinstance(terms, list) or not all(isinstance(t, str) for t in terms):
+            raise ModelFormatError(f"{directory}/vocabulary.json: expected a list of terms")
+        if idf.ndim != 1 or idf.dtype.kind != "f" or not np.isfinite(idf).all():
+            raise ModelFormatError(f"{directory}/idf.npy: expected a 1-D array of finite floats")
         if len(idf) != len(terms):
             raise ModelFormatError(f"{directory}: {len(terms)} terms but {len(idf)} IDF values")
         featurizer = cls(config)

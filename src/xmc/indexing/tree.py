@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from typing import Sequence
 
 import numpy as np
@@ -91,9 +92,11 @@ class ClusterChain:
             with open(meta_path, encoding="utf-8") as fh:
                 meta = json.load(fh)
             matrices = [sp.load_npz(os.path.join(directory, f"chain-{i}.npz")) for i in range(meta["levels"])]
-        except (OSError, KeyError, ValueError) as exc:
+            for m in matrices:
+                sp.csc_matrix(m).check_format(full_check=True)  # indices in range before any kernel reads them
+            return cls(matrices)
+        except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile) as exc:
             raise ModelFormatError(f"{directory}: cannot read cluster chain ({exc})") from exc
-        return cls(matrices)
 
     @classmethod
     def flat(cls, n_labels: int) -> "ClusterChain":

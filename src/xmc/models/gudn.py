@@ -357,10 +357,10 @@ class GUDN:
         if device is not None:
             config = config.replace(train=config.train.replace(device=device))
         model = cls(config)
-        model.labels_ = LabelVocabulary(read_labels(directory))
         model.label_layers_ = int(manifest.get("label_layers", config.label_last_layers))
         model.timings_ = manifest.get("timings", {})
         model.chain_ = ClusterChain.load(os.path.join(directory, "tree"))
+        model.labels_ = LabelVocabulary(read_labels(directory, model.chain_.n_labels))
         encoder = TextEncoder.from_pretrained(config.encoder, os.path.join(directory, "encoder"))
         network = model._build_network(encoder)
         try:

@@ -36,16 +36,36 @@ def library_versions(*packages: str) -> dict[str, str]:
     return versions
 
 
+# The layout version of model directories this xmc writes and reads; a directory from a later
+# version may hold parts this one would ignore, so it is refused rather than half-read.
+FORMAT_VERSION = 1
+
+
 def write_manifest(directory: str, model: str, config: dict[str, Any], extra: dict[str, Any] | None = None,
                    packages: tuple[str, ...] = ()) -> None:
-    manifest = {"format": "xmc-model", "model": model, "versions": library_versions(*packages), "config": config}
+    manifest = {"format": "xmc-model", "format_version": FORMAT_VERSION, "model": model,
+                "versions": library_versions(*packages), "config": config}
     manifest.update(extra or {})
     with open(os.path.join(directory, MANIFEST), "w", encoding="utf-8") as fh:
         json.dump(manifest, fh, indent=2)
 
 
+def _version_tuple(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in str(text).split("."):
+        digits = "".join(ch for ch in piece if ch.isdigit()) if piece[:1].isdigit() else ""
+        if not digits:
+            break
+        parts.append(int(digits))
+    return tuple(parts)
+
+
 def read_manifest(directory: str | os.PathLike, expect: str | None = None) -> dict[str, Any]:
-    """The model directory's manifest; ``expect`` (a model name) rejects other kinds of model."""
+    """The model directory's manifest, checked; ``expect`` (a model name) rejects other kinds of model.
+
+    Refuses (:class:`ModelFormatError`) a manifest with missing or mistyped fields, and one written
+    by a later layout version or a later xmc than this one.
+    """
     path = os.path.join(directory, MANIFEST)
     if not os.path.isdir(directory):
         raise ModelFormatError(f"{os.fspath(directory)}: not a model directory")
@@ -54,10 +74,25 @@ def read_manifest(directory: str | os.PathLike, expect: str | None = None) -> di
             manifest = json.load(fh)
     except FileNotFoundError:
         raise ModelFormatError(f"{os.fspath(directory)}: no {MANIFEST}; not an xmc model directory") from None
+    except UnicodeDecodeError as exc:
+        raise ModelFormatError(f"{path}: not UTF-8 JSON ({exc.reason})") from None
     except json.JSONDecodeError as exc:
         raise ModelFormatError(f"{path}, line {exc.lineno}: invalid JSON ({exc.msg})") from None
-    if manifest.get("format") != "xmc-model" or "model" not in manifest:
+    if not isinstance(manifest, dict) or manifest.get("format") != "xmc-model" or "model" not in manifest:
         raise ModelFormatError(f"{path}: not an xmc model manifest")
+    for key, kind, name in (("model", str, "a string"), ("config", dict, "an object"),
+                            ("versions", dict, "an object"), ("format_version", int, "an integer")):
+        if key in manifest and (not isinstance(manifest[key], kind) or isinstance(manifest[key], bool)):
+            raise ModelFormatError(f"{path}: {key!r} must be {name}, got {json.dumps(manifest[key])[:40]}")
+    if "config" not in manifest:
+        raise ModelFormatError(f"{path}: no 'config'")
+    if manifest.get("format_version", 1) > FORMAT_VERSION:
+        raise ModelFormatError(f"{path}: model format version {manifest['format_version']} is newer than this "
+                               f"xmc reads ({FORMAT_VERSION}); upgrade xmc to load it")
+    written_by = manifest.get("versions", {}).get("xmc")
+    if written_by is not None and _version_tuple(written_by) > _version_tuple(__version__):
+        raise ModelFormatError(f"{path}: written by xmc {written_by}, newer than this xmc {__version__}; "
+                               "upgrade xmc to load it")
     if expect is not None and manifest["model"] != expect:
         raise ModelFormatError(f"{os.fspath(directory)} holds a {manifest['model']!r} model, not {expect!r}")
     return manifest
@@ -68,12 +103,20 @@ def write_labels(directory: str, names: list[str]) -> None:
         json.dump(names, fh, ensure_ascii=False)
 
 
-def read_labels(directory: str | os.PathLike) -> list[str]:
+def read_labels(directory: str | os.PathLike, n_labels: int | None = None) -> list[str]:
+    """Label names in id order; ``n_labels`` (the model's output size) must match their number."""
+    path = os.path.join(directory, LABELS)
     try:
-        with open(os.path.join(directory, LABELS), encoding="utf-8") as fh:
+        with open(path, encoding="utf-8") as fh:
             names = json.load(fh)
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ModelFormatError(f"{os.fspath(directory)}: cannot read {LABELS} ({exc})") from None
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise ModelFormatError(f"{os.fspath(directory)}/{LABELS}: expected a list of label names")
+        raise ModelFormatError(f"{path}: expected a list of label names")
+    if len(set(names)) != len(names):
+        seen: set[str] = set()
+        twice = next(n for n in names if n in seen or seen.add(n))
+        raise ModelFormatError(f"{path}: label {twice!r} is listed twice")
+    if n_labels is not None and len(names) != n_labels:
+        raise ModelFormatError(f"{path}: {len(names)} label names for a model with {n_labels} outputs")
     return names

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 
-from ..errors import ConfigError, ModelFormatError
+from ..errors import ConfigError, ModelFormatError, XMCError
 from .persistence import read_manifest
 
 # name -> "module:Class"; each model issue adds its entry.
@@ -32,4 +32,13 @@ def load_model(directory: str | os.PathLike):
     manifest = read_manifest(directory)
     if manifest["model"] not in MODELS:
         raise ModelFormatError(f"{os.fspath(directory)}: unknown model {manifest['model']!r}")
-    return model_class(manifest["model"]).load(directory)
+    cls = model_class(manifest["model"])
+    try:
+        return cls.load(directory)
+    except XMCError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as exc:  # anything a damaged or foreign directory makes a loader trip on
+        raise ModelFormatError(f"{os.fspath(directory)}: cannot load the {manifest['model']} model "
+                               f"({type(exc).__name__}: {exc})") from exc

@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from ..config import Config, check
 from ..data.dataset import LabelVocabulary, XMCDataset
 from ..ensemble import average_scores
-from ..errors import ConfigError
+from ..errors import ConfigError, ModelFormatError
 from ..features.tfidf import TfidfConfig, TfidfFeaturizer
 from ..indexing.kmeans import hierarchical_kmeans
 from ..indexing.label_repr import combine, pifa
@@ -282,7 +282,8 @@ class XRLinear:
         """
         self._check_fitted()
         with model_directory(directory, overwrite) as tmp:
-            write_manifest(tmp, self.name, self.config.to_dict(), {"n_trees": len(self.trees_)})
+            write_manifest(tmp, self.name, self.config.to_dict(),
+                           {"n_trees": len(self.trees_), "featurizer": self.featurizer_ is not None})
             write_labels(tmp, self.labels_.names)
             if self.featurizer_ is not None:
                 self.featurizer_.save(os.path.join(tmp, "featurizer"))
@@ -293,8 +294,16 @@ class XRLinear:
     def load(cls, directory: str | os.PathLike) -> "XRLinear":
         manifest = read_manifest(directory, expect=cls.name)
         model = cls(XRLinearConfig.from_dict(manifest["config"], where="xmc_model.json:config"))
-        model.labels_ = LabelVocabulary(read_labels(directory))
         featurizer_dir = os.path.join(directory, "featurizer")
+        if manifest.get("featurizer") and not os.path.isdir(featurizer_dir):
+            raise ModelFormatError(f"{os.fspath(directory)}: the TF-IDF featurizer (featurizer/) is missing")
         model.featurizer_ = TfidfFeaturizer.load(featurizer_dir) if os.path.isdir(featurizer_dir) else None
         model.trees_ = [HierarchicalLinear.load(os.path.join(directory, f"tree-{k}")) for k in range(manifest["n_trees"])]
+        for k, tree in enumerate(model.trees_):
+            if tree.n_labels != model.trees_[0].n_labels or tree.n_features != model.trees_[0].n_features:
+                raise ModelFormatError(f"{os.fspath(directory)}/tree-{k}: its shape differs from tree-0's")
+            if model.featurizer_ is not None and tree.n_features != model.featurizer_.n_features:
+                raise ModelFormatError(f"{os.fspath(directory)}/tree-{k}: {tree.n_features} features, the "
+                                       f"featurizer makes {model.featurizer_.n_features}")
+        model.labels_ = LabelVocabulary(read_labels(directory, model.trees_[0].n_labels))
         return model

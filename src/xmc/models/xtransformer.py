@@ -467,7 +467,6 @@ class XTransformer:
         if device is not None:
             config = dataclasses.replace(config, matcher=dataclasses.replace(config.matcher, device=device))
         model = cls(config)
-        model.labels_ = LabelVocabulary(read_labels(directory))
         model.featurizer_ = TfidfFeaturizer.load(os.path.join(directory, "featurizer"))
         dev = model._device()
         shared = os.path.join(directory, "encoder")
@@ -485,5 +484,6 @@ class XTransformer:
                 member.head.load_state_dict(state)
                 member.head.eval()
             model.members_.append(member)
+        model.labels_ = LabelVocabulary(read_labels(directory, model.members_[0].ranker.n_labels))
         model.timings_ = manifest.get("timings", {})
         return model

@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import time
+import zipfile
 from typing import Literal
 
 import numba
@@ -345,6 +346,11 @@ class HierarchicalLinear:
                 meta = json.load(fh)
             chain = ClusterChain.load(os.path.join(directory, "tree"))
             weights = [sp.load_npz(os.path.join(directory, f"layer-{i}.npz")) for i in range(meta["layers"])]
-        except (OSError, KeyError, ValueError) as exc:
+            for i, W in enumerate(weights):
+                # The numba kernels index without bounds checks: out-of-range indices must not get there.
+                sp.csc_matrix(W).check_format(full_check=True)
+                if W.shape[0] != weights[0].shape[0]:
+                    raise ValueError(f"layer {i} has {W.shape[0]} rows, layer 0 has {weights[0].shape[0]}")
+            return cls(chain, weights, meta["bias"])
+        except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile) as exc:
             raise ModelFormatError(f"{directory}: cannot read linear layers ({exc})") from exc
-        return cls(chain, weights, meta["bias"])
