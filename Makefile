@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml
 	# The CPU build of torch comes from a local file; install it before anything can pull a CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[neural,test,bench]'
+	# Compile and cache the numba kernels now, so a user's first train / predict is as fast as the second.
+	$(BIN)/python -m xmc.precompile
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -168,7 +168,7 @@ def atomic_file(path: str | os.PathLike, mode: str = "w", encoding: str | None =
 
 
 def check_not_an_input(out: str | os.PathLike, inputs: dict[str, str | os.PathLike | None]) -> None:
-    """Raise :class:`OutputError` if ``out`` is, or would contain, one of ``inputs`` ({option: path}).
+    """Raise :class:`OutputError` if ``out`` is, contains, or lies inside one of ``inputs`` ({option: path}).
 
     Writing (or replacing a directory) there would destroy data the command is reading.
     """
@@ -180,6 +180,9 @@ def check_not_an_input(out: str | os.PathLike, inputs: dict[str, str | os.PathLi
         if source == target or source.startswith(target.rstrip(os.sep) + os.sep):
             relation = "is" if source == target else "contains"
             raise OutputError(f"{os.fspath(out)}: the output {relation} the input {option} {os.fspath(path)}; "
+                              "choose another output path")
+        if os.path.isdir(source) and target.startswith(source.rstrip(os.sep) + os.sep):
+            raise OutputError(f"{os.fspath(out)}: the output lies inside the input {option} {os.fspath(path)}; "
                               "choose another output path")
 
 

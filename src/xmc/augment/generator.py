@@ -204,10 +204,19 @@ def _load_backbone(config: GeneratorConfig):
         raise ConfigError(f"generator.model_path {config.model_path!r} is not a directory")
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-    model_config = AutoConfig.from_pretrained(config.model_path)
-    seq2seq = config.kind == "seq2seq" or (config.kind == "auto" and model_config.is_encoder_decoder)
-    cls = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
-    return cls.from_pretrained(config.model_path), AutoTokenizer.from_pretrained(config.model_path)
+    path = config.model_path
+    if not os.path.isfile(os.path.join(path, "config.json")):
+        raise ModelFormatError(f"generator.model_path {path!r}: not a Hugging Face model directory (no config.json)")
+    try:
+        model_config = AutoConfig.from_pretrained(path, local_files_only=True)
+        seq2seq = config.kind == "seq2seq" or (config.kind == "auto" and model_config.is_encoder_decoder)
+        cls = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
+        # safetensors only: a pickled checkpoint could run code while it loads.
+        return (cls.from_pretrained(path, local_files_only=True, use_safetensors=True),
+                AutoTokenizer.from_pretrained(path, local_files_only=True))
+    except Exception as exc:  # transformers raises OSError / ValueError / KeyError / ... on a foreign folder
+        raise ModelFormatError(f"generator.model_path {path!r}: cannot load a Hugging Face generator "
+                               f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
 
 
 class PromptGenerator:

@@ -47,9 +47,13 @@ class TextEncoder(nn.Module):
         try:
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
             # fp32 master weights whatever dtype the files hold (mixed precision comes from autocast).
-            backbone = AutoModel.from_pretrained(path, local_files_only=True, dtype=torch.float32)
-        except (OSError, ValueError) as exc:
-            raise ModelFormatError(f"{path}: cannot load a Hugging Face encoder ({exc})") from exc
+            # safetensors only: a pickled checkpoint could run code while it loads.
+            backbone = AutoModel.from_pretrained(path, local_files_only=True, dtype=torch.float32,
+                                                 use_safetensors=True)
+        except Exception as exc:  # transformers raises OSError / ValueError / KeyError / ... on a foreign folder
+            first_line = str(exc).splitlines()[0] if str(exc) else ""
+            raise ModelFormatError(f"{path}: cannot load a Hugging Face encoder ({type(exc).__name__}: "
+                                   f"{first_line})") from exc
         return cls(backbone, tokenizer, config)
 
     def save(self, directory: str) -> None:

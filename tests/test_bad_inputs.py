@@ -1,0 +1,401 @@
+"""Bad, mistaken and hostile inputs through the CLI: one table, one clear line each, nothing changed on disk.
+
+Every case builds its input under its own folder, runs ``xmc`` in-process and checks: the exit code,
+exactly one ``xmc: error:`` line on stderr naming the expected fragments (file, key path, problem),
+no traceback, and that no file under the test's root changed, appeared or vanished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from xmc.cli.main import main
+from xmc.data import write_xc_sparse
+from xmc.datasets.synthetic import make_corpus
+
+CONFIG = {"features": {"min_df": 1}, "indexers": [{"branching": 2, "max_leaf_size": 10}]}
+
+
+def _jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def _run(argv: list) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = main([str(a) for a in argv])
+        except SystemExit as exc:  # argparse's own errors
+            rc = exc.code
+    return rc, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Path:
+    """A corpus, its config, a trained XR-Linear model on text, one on XC features, and predictions."""
+    root = tmp_path_factory.mktemp("bad_inputs")
+    corpus = make_corpus(n_train=150, n_test=30, n_labels=20, seed=3)
+    for name, ds in (("train", corpus.train), ("test", corpus.test)):
+        _jsonl(root / f"{name}.jsonl", [{"id": ds.ids[i], "title": ds.titles[i], "text": ds.texts[i],
+                                         "labels": ds.label_names_of(i)} for i in range(len(ds))])
+    (root / "cfg.json").write_text(json.dumps(CONFIG))
+    rng = np.random.default_rng(0)
+    X = sp.random(60, 30, density=0.2, format="csr", random_state=0, dtype=np.float32)
+    Y = sp.csr_matrix((rng.random((60, 5)) < 0.4).astype(np.float32))
+    write_xc_sparse(root / "xc.txt", X, Y)
+    for argv in (["train", "--model", "xr-linear", "--train", root / "train.jsonl", "--config", root / "cfg.json",
+                  "--out", root / "model"],
+                 ["train", "--model", "xr-linear", "--train", root / "xc.txt", "--config", root / "cfg.json",
+                  "--out", root / "xc-model"],
+                 ["predict", "--model", root / "model", "--input", root / "test.jsonl", "--out", root / "pred.jsonl"]):
+        rc, _, err = _run(argv)
+        assert rc == 0, err
+    return root
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in root.rglob("*") if p.is_file() or p.is_dir()}
+
+
+# ---- helpers that build one bad input in the case's folder -------------------------------------
+def copy_model(w: Path, d: Path, name: str = "model") -> Path:
+    shutil.copytree(w / name, d / name)
+    return d / name
+
+
+def edit_manifest(model: Path, change: Callable[[dict], None]) -> Path:
+    path = model / "xmc_model.json"
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    path.write_text(json.dumps(manifest))
+    return model
+
+
+def predict_args(w: Path, model: Path, d: Path) -> list:
+    return ["predict", "--model", model, "--input", w / "test.jsonl", "--out", d / "p.jsonl"]
+
+
+def train_args(w: Path, d: Path, *extra) -> list:
+    return ["train", "--model", "xr-linear", "--train", w / "train.jsonl", "--out", d / "m", *extra]
+
+
+def pred_rows(w: Path) -> list[dict]:
+    return [json.loads(line) for line in (w / "pred.jsonl").read_text().splitlines()]
+
+
+def evaluate_with_preds(w: Path, d: Path, rows: list[dict], *extra) -> list:
+    return ["evaluate", "--truth", w / "test.jsonl", "--pred", _jsonl(d / "bad-pred.jsonl", rows), *extra]
+
+
+def evaluate_with_truth(w: Path, d: Path, rows: list[dict]) -> list:
+    return ["evaluate", "--truth", _jsonl(d / "truth.jsonl", rows), "--pred", w / "pred.jsonl"]
+
+
+def config_file(d: Path, content) -> Path:
+    path = d / "bad.json"
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    return path
+
+
+def data_file(d: Path, name: str, content: str | bytes) -> Path:
+    path = d / name
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return path
+
+
+def tiny_gpt2_with_pickled_weights(d: Path) -> Path:
+    folder = d / "gen"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_layer": 1, "n_head": 1, "n_embd": 8,
+                                                    "vocab_size": 50, "n_positions": 16}))
+    (folder / "pytorch_model.bin").write_bytes(b"\x80\x04not really a pickle")
+    return folder
+
+
+def layer_of_other_shape(model: Path) -> Path:
+    sp.save_npz(model / "tree-0" / "layer-0.npz", sp.csc_matrix(np.ones((3, 2), dtype=np.float32)))
+    return model
+
+
+def chain_with_index_out_of_range(model: Path) -> Path:
+    path = model / "tree-0" / "tree" / "chain-1.npz"
+    with np.load(path) as arrays:
+        fields = dict(arrays)
+    fields["indices"] = fields["indices"].copy()
+    fields["indices"][0] = 10_000
+    np.savez(path, **fields)
+    return model
+
+
+def featurizer_config(model: Path, **change) -> Path:
+    path = model / "featurizer" / "config.json"
+    config = json.loads(path.read_text())
+    config.update(change)
+    path.write_text(json.dumps(config))
+    return model
+
+
+def labels_json(model: Path, names: list) -> Path:
+    (model / "labels.json").write_text(json.dumps(names))
+    return model
+
+
+def model_labels(w: Path) -> list[str]:
+    return json.loads((w / "model" / "labels.json").read_text())
+
+
+# (case id, builder(world, case_dir) -> argv, expected exit code, fragments of the one error line)
+CASES: list[tuple[str, Callable[[Path, Path], list], int, tuple[str, ...]]] = [
+    # -- outputs that would destroy data --------------------------------------------------------
+    ("train-out-user-folder", lambda w, d: (data_file(d, "notes.txt", "mine"),
+                                            train_args(w, d)[:-1] + [d])[1], 2,
+     ("not an xmc model directory", "refusing")),
+    ("train-out-contains-train", lambda w, d: ["train", "--model", "xr-linear", "--train", w / "train.jsonl",
+                                               "--out", w], 2, ("contains the input --train",)),
+    ("train-out-regular-file", lambda w, d: train_args(w, d)[:-1] + [data_file(d, "file.bin", b"x")], 2,
+     ("a file that is not an xmc model directory",)),
+    ("train-out-is-train", lambda w, d: ["train", "--model", "xr-linear", "--train", w / "train.jsonl",
+                                         "--out", w / "train.jsonl"], 2, ("is the input --train",)),
+    ("train-out-model-no-overwrite", lambda w, d: train_args(w, d)[:-1] + [w / "model"], 2,
+     ("pass --overwrite",)),
+    ("train-out-user-folder-overwrite", lambda w, d: (data_file(d, "notes.txt", "mine"),
+                                                      train_args(w, d, "--overwrite")[:-2] + [d, "--overwrite"])[1],
+     2, ("not an xmc model directory",)),
+    ("train-out-is-config", lambda w, d: train_args(w, d)[:-1] + [w / "cfg.json", "--config", w / "cfg.json"], 2,
+     ("is the input --config",)),
+    ("train-out-is-label-text", lambda w, d: train_args(w, d)[:-1] + [
+        data_file(d, "labels.txt", "a\n"), "--label-text", d / "labels.txt"], 2, ("is the input --label-text",)),
+    ("train-out-contains-valid", lambda w, d: train_args(w, d)[:-1] + [
+        d, "--valid", data_file(d, "valid.jsonl", '{"text": "a", "labels": []}\n')], 2,
+     ("contains the input --valid",)),
+    ("predict-out-is-input", lambda w, d: ["predict", "--model", w / "model", "--input", w / "test.jsonl",
+                                           "--out", w / "test.jsonl", "--overwrite"], 2, ("is the input --input",)),
+    ("predict-out-exists", lambda w, d: ["predict", "--model", w / "model", "--input", w / "test.jsonl",
+                                         "--out", w / "pred.jsonl"], 2, ("pred.jsonl", "pass --overwrite")),
+    ("predict-out-not-predictions", lambda w, d: ["predict", "--model", w / "model", "--input", w / "test.jsonl",
+                                                  "--out", shutil.copy(w / "train.jsonl", d / "other.jsonl"),
+                                                  "--overwrite"], 2, ("not an xmc prediction file",)),
+    ("predict-out-directory", lambda w, d: ["predict", "--model", w / "model", "--input", w / "test.jsonl",
+                                            "--out", d], 2, ("is a directory",)),
+    ("predict-out-is-model", lambda w, d: ["predict", "--model", w / "model", "--input", w / "test.jsonl",
+                                           "--out", w / "model" / "labels.json"], 2,
+     ("lies inside the input --model",)),
+    ("predict-out-binary-file", lambda w, d: ["predict", "--model", w / "model", "--input", w / "test.jsonl",
+                                              "--out", data_file(d, "x.jsonl", b"\xff\x00"), "--overwrite"], 2,
+     ("not an xmc prediction file",)),
+    ("augment-out-is-train", lambda w, d: ["augment", "--train", w / "train.jsonl", "--out", w / "train.jsonl"], 2,
+     ("is the input --train",)),
+    ("augment-out-not-augmented", lambda w, d: ["augment", "--train", w / "train.jsonl", "--out",
+                                                w / "pred.jsonl", "--overwrite"], 2, ("not an xmc augmented file",)),
+    # -- evaluate: wrong numbers -------------------------------------------------------------------
+    ("evaluate-duplicate-prediction-id", lambda w, d: evaluate_with_preds(w, d, pred_rows(w) + pred_rows(w)[:1]), 2,
+     ("bad-pred.jsonl, line 31", "already predicted on line 1")),
+    ("evaluate-duplicate-truth-id", lambda w, d: evaluate_with_truth(
+        w, d, [{"id": "doc0", "labels": []}, {"id": "doc0", "labels": []}]), 2, ("truth.jsonl", "more than once")),
+    ("evaluate-nan-score", lambda w, d: evaluate_with_preds(
+        w, d, [{**r, "scores": [float("nan")] * len(r["scores"])} for r in pred_rows(w)]), 2,
+     ("line 1", "nan", "not finite")),
+    ("evaluate-infinite-score", lambda w, d: evaluate_with_preds(
+        w, d, [{**r, "scores": [float("inf")] * len(r["scores"])} for r in pred_rows(w)]), 2, ("not finite",)),
+    ("evaluate-unknown-prediction-id", lambda w, d: evaluate_with_preds(
+        w, d, pred_rows(w) + [{"id": "ghost", "labels": [], "scores": []}]), 2, ("'ghost'", "not in")),
+    ("evaluate-missing-prediction", lambda w, d: evaluate_with_preds(w, d, pred_rows(w)[1:]), 2,
+     ("no prediction for 1 document",)),
+    ("evaluate-threshold-nan", lambda w, d: ["evaluate", "--truth", w / "test.jsonl", "--pred", w / "pred.jsonl",
+                                             "--threshold", "nan"], 2, ("--threshold", "finite number")),
+    ("evaluate-threshold-inf", lambda w, d: ["evaluate", "--truth", w / "test.jsonl", "--pred", w / "pred.jsonl",
+                                             "--threshold", "inf"], 2, ("finite number",)),
+    ("evaluate-k-zero", lambda w, d: ["evaluate", "--truth", w / "test.jsonl", "--pred", w / "pred.jsonl",
+                                      "--k", "0"], 2, ("--k",)),
+    ("evaluate-k-words", lambda w, d: ["evaluate", "--truth", w / "test.jsonl", "--pred", w / "pred.jsonl",
+                                       "--k", "one"], 2, ("--k", "'one'")),
+    ("evaluate-string-score", lambda w, d: evaluate_with_preds(
+        w, d, [{"id": "doc0", "labels": ["x"], "scores": ["high"]}]), 2, ("line 1", "not a number")),
+    ("evaluate-length-mismatch", lambda w, d: evaluate_with_preds(
+        w, d, [{"id": "doc0", "labels": ["x", "y"], "scores": [1.0]}]), 2, ("2 labels but 1 scores",)),
+    ("evaluate-pred-not-object", lambda w, d: evaluate_with_preds(w, d, [[1, 2]]), 2, ("expected a JSON object",)),
+    ("evaluate-pred-invalid-json", lambda w, d: ["evaluate", "--truth", w / "test.jsonl", "--pred",
+                                                 data_file(d, "p.jsonl", '{"id": \n')], 2, ("invalid JSON",)),
+    ("evaluate-label-twice", lambda w, d: evaluate_with_preds(
+        w, d, [{"id": "doc0", "labels": ["x", "x"], "scores": [1.0, 0.5]}]), 2, ("listed twice",)),
+    ("threshold-nan-predict", lambda w, d: predict_args(w, w / "model", d) + ["--threshold", "nan"], 2,
+     ("finite number",)),
+    # -- data files --------------------------------------------------------------------------------
+    ("xc-value-overflow", lambda w, d: ["data", "stats", data_file(d, "a.txt", "1 3 2\n0 1:1e999\n")], 2,
+     ("a.txt, line 2", "not a finite")),
+    ("xc-value-beyond-float32", lambda w, d: ["data", "stats", data_file(d, "a.txt", "1 3 2\n0 1:1e39\n")], 2,
+     ("line 2", "not a finite float32")),
+    ("xc-header-huge-features", lambda w, d: ["data", "stats", data_file(d, "a.txt", "1 999999999999 2\n0 1:1\n")],
+     2, ("a.txt, line 1", "n_features")),
+    ("xc-header-huge-points", lambda w, d: ["data", "stats", data_file(d, "a.txt", "99999999999999 3 2\n0 1:1\n")],
+     2, ("header declares 99999999999999 data points",)),
+    ("xc-malformed-feature", lambda w, d: ["data", "stats", data_file(d, "a.txt", "1 3 2\n0 1-1\n")], 2,
+     ("line 2", "malformed feature")),
+    ("xc-label-out-of-range", lambda w, d: ["data", "stats", data_file(d, "a.txt", "1 3 2\n7 1:1\n")], 2,
+     ("line 2", "label id 7 out of range")),
+    ("jsonl-invalid-json", lambda w, d: ["data", "stats", data_file(d, "a.jsonl", '{"text": "a"\n')], 2,
+     ("a.jsonl, line 1", "invalid JSON")),
+    ("jsonl-not-object", lambda w, d: ["data", "stats", data_file(d, "a.jsonl", '["text"]\n')], 2,
+     ("expected a JSON object",)),
+    ("jsonl-labels-not-list", lambda w, d: ["data", "stats", data_file(d, "a.jsonl", '{"text": "a", "labels": "x"}\n')],
+     2, ("'labels' must be a list",)),
+    ("jsonl-no-text", lambda w, d: ["data", "stats", data_file(d, "a.jsonl", '{"labels": []}\n')], 2,
+     ("missing field 'text'",)),
+    ("jsonl-empty", lambda w, d: ["data", "stats", data_file(d, "a.jsonl", "")], 2, ("empty",)),
+    ("text-field-nowhere", lambda w, d: train_args(w, d, "--text-field", "body"), 2,
+     ("train.jsonl", "no document has the text field 'body'")),
+    ("gz-not-gzip", lambda w, d: ["data", "stats", data_file(d, "a.jsonl.gz", '{"text": "a", "labels": []}\n')], 2,
+     ("not gzip",)),
+    ("invalid-utf8", lambda w, d: ["data", "stats", data_file(d, "a.jsonl", b'{"text": "\xff", "labels": []}\n')], 2,
+     ("line 1", "invalid UTF-8")),
+    ("truncated-gzip", lambda w, d: ["data", "stats", data_file(
+        d, "a.jsonl.gz", gzip.compress(b'{"text": "a", "labels": []}\n' * 200)[:60])], 2, ("cannot decompress",)),
+    ("label-text-array-non-string", lambda w, d: train_args(w, d, "--label-text", data_file(d, "l.json", '["a", 3]')),
+     2, ("l.json", "item 1")),
+    ("label-text-object-non-string", lambda w, d: train_args(w, d, "--label-text", data_file(d, "l.json", '{"a": 3}')),
+     2, ("text of label 'a' must be a string",)),
+    ("label-text-names-no-label", lambda w, d: train_args(w, d, "--label-text", data_file(d, "l.txt", "x\ny\n")), 2,
+     ("l.txt", "none of the 20 labels has a text")),
+    ("label-text-empty", lambda w, d: train_args(w, d, "--label-text", data_file(d, "l.txt", "")), 2,
+     ("l.txt", "empty file")),
+    ("taxonomy-for-xr-linear", lambda w, d: train_args(w, d, "--taxonomy", data_file(d, "t.json", "{}")), 2,
+     ("does not use a taxonomy",)),
+    ("unknown-model", lambda w, d: ["train", "--model", "xr-lineaer", "--train", w / "train.jsonl", "--out", d / "m"],
+     2, ("unknown model 'xr-lineaer'",)),
+    ("predict-model-missing", lambda w, d: predict_args(w, d / "nope", d), 2, ("not a model directory",)),
+    ("predict-input-missing", lambda w, d: ["predict", "--model", w / "model", "--input", d / "none.jsonl",
+                                            "--out", d / "p.jsonl"], 2, ("none.jsonl", "No such file")),
+    ("format-xc-on-jsonl", lambda w, d: ["data", "stats", w / "train.jsonl", "--format", "xc"], 2,
+     ("line 1", "malformed header")),
+    ("format-unknown", lambda w, d: ["data", "stats", w / "train.jsonl", "--format", "csv"], 2, ("invalid choice",)),
+    ("unknown-extension", lambda w, d: ["data", "stats", data_file(d, "a.csv", "x")], 2, ("cannot infer the format",)),
+    ("topk-zero", lambda w, d: predict_args(w, w / "model", d) + ["--topk", "0"], 2, ("positive integer",)),
+    ("beam-size-words", lambda w, d: predict_args(w, w / "model", d) + ["--beam-size", "wide"], 2,
+     ("positive integer",)),
+    ("xc-input-to-text-model", lambda w, d: ["predict", "--model", w / "model", "--input", w / "xc.txt",
+                                             "--out", d / "p.jsonl"], 2, ("xc.txt", "only precomputed features")),
+    ("text-input-to-xc-model", lambda w, d: predict_args(w, w / "xc-model", d), 2,
+     ("test.jsonl", "trained on precomputed features")),
+    # -- configs -----------------------------------------------------------------------------------
+    ("config-negative-C", lambda w, d: train_args(w, d, "--config", config_file(d, {"train": {"C": -1}})), 2,
+     ("bad.json: train.C must be positive",)),
+    ("config-unknown-nested-key", lambda w, d: train_args(w, d, "--config", config_file(d, {"train": {"CC": 1}})), 2,
+     ("bad.json: train: unknown key(s) 'CC'",)),
+    ("config-wrong-type", lambda w, d: train_args(w, d, "--config", config_file(d, {"train": {"C": "big"}})), 2,
+     ("bad.json: train.C: expected a number",)),
+    ("config-invalid-token-pattern", lambda w, d: train_args(w, d, "--config", config_file(
+        d, {"features": {"token_pattern": "["}})), 2, ("features.token_pattern", "invalid regular expression")),
+    ("config-redos-token-pattern", lambda w, d: train_args(w, d, "--config", config_file(
+        d, {"features": {"token_pattern": "(a|aa)+$"}})), 2, ("features.token_pattern", "exponentially")),
+    ("config-min-df-too-large", lambda w, d: train_args(w, d, "--config", config_file(
+        d, {"features": {"min_df": 100000}})), 2, ("TF-IDF cannot be fitted",)),
+    ("config-is-directory", lambda w, d: (os.mkdir(d / "sub"), train_args(w, d, "--config", d / "sub"))[1], 2,
+     ("sub: is a directory",)),
+    ("config-invalid-json", lambda w, d: train_args(w, d, "--config", config_file(d, '{"train": ')), 2,
+     ("bad.json, line 1", "invalid JSON")),
+    ("config-is-manifest", lambda w, d: train_args(w, d, "--config", w / "model" / "xmc_model.json"), 2,
+     ("manifest of a saved 'xr-linear' model",)),
+    ("config-top-level-list", lambda w, d: train_args(w, d, "--config", config_file(d, [1])), 2,
+     ("bad.json", "expected a JSON object")),
+    ("config-branching", lambda w, d: train_args(w, d, "--config", config_file(
+        d, {"indexers": [{"branching": 3}]})), 2, ("bad.json: indexers[0].branching must be 1 or a power of two",)),
+    ("config-literal", lambda w, d: train_args(w, d, "--config", config_file(d, {"train": {"loss": "hinge"}})), 2,
+     ("train.loss", "'hinge' is not one of")),
+    ("config-missing-file", lambda w, d: train_args(w, d, "--config", d / "none.json"), 2,
+     ("none.json: config file not found",)),
+    ("xda-config-without-augmented", lambda w, d: train_args(w, d, "--xda-config", w / "cfg.json"), 2,
+     ("--xda-config configures the --augmented",)),
+    ("augmented-for-xr-linear", lambda w, d: train_args(w, d, "--augmented", w / "train.jsonl"), 2,
+     ("--augmented applies to lightxml / gudn",)),
+    ("augment-generator-not-a-model", lambda w, d: ["augment", "--train", w / "train.jsonl", "--out", d / "a.jsonl",
+                                                    "--config", config_file(d, {"generator": {"model_path": str(d)}})],
+     2, ("not a Hugging Face model directory",)),
+    ("augment-generator-pickle-weights", lambda w, d: [
+        "augment", "--train", w / "train.jsonl", "--out", d / "a.jsonl", "--config",
+        config_file(d, {"generator": {"model_path": str(tiny_gpt2_with_pickled_weights(d))}})], 2,
+     ("cannot load a Hugging Face generator",)),
+    # -- model directories -------------------------------------------------------------------------
+    ("manifest-future-format", lambda w, d: predict_args(w, edit_manifest(
+        copy_model(w, d), lambda m: m.update(format_version=99)), d), 2, ("format version 99 is newer",)),
+    ("manifest-future-xmc", lambda w, d: predict_args(w, edit_manifest(
+        copy_model(w, d), lambda m: m["versions"].update(xmc="99.0")), d), 2, ("written by xmc 99.0",)),
+    ("manifest-config-wrong-type", lambda w, d: predict_args(w, edit_manifest(
+        copy_model(w, d), lambda m: m.update(config=[1])), d), 2, ("'config' must be an object",)),
+    ("manifest-model-wrong-type", lambda w, d: predict_args(w, edit_manifest(
+        copy_model(w, d), lambda m: m.update(model=7)), d), 2, ("'model' must be a string",)),
+    ("manifest-unknown-kind", lambda w, d: predict_args(w, edit_manifest(
+        copy_model(w, d), lambda m: m.update(model="fancy")), d), 2, ("unknown model 'fancy'",)),
+    ("manifest-invalid-json", lambda w, d: predict_args(w, (lambda m: (
+        (m / "xmc_model.json").write_text("{"), m)[1])(copy_model(w, d)), d), 2, ("xmc_model.json", "invalid JSON")),
+    ("manifest-missing", lambda w, d: predict_args(w, (lambda m: (
+        (m / "xmc_model.json").unlink(), m)[1])(copy_model(w, d)), d), 2, ("no xmc_model.json",)),
+    ("manifest-n-trees-wrong-type", lambda w, d: predict_args(w, edit_manifest(
+        copy_model(w, d), lambda m: m.update(n_trees="two")), d), 2, ("cannot load the xr-linear model",)),
+    ("manifest-config-bad-value", lambda w, d: predict_args(w, edit_manifest(
+        copy_model(w, d), lambda m: m["config"]["train"].update(C=-2)), d), 2,
+     ("xmc_model.json: config.train.C must be positive",)),
+    ("labels-too-short", lambda w, d: predict_args(w, labels_json(copy_model(w, d), model_labels(w)[:-1]), d), 2,
+     ("labels.json", "19 label names for a model with 20 outputs")),
+    ("labels-duplicate", lambda w, d: predict_args(w, labels_json(
+        copy_model(w, d), model_labels(w)[:-1] + model_labels(w)[:1]), d), 2, ("labels.json", "listed twice")),
+    ("labels-not-strings", lambda w, d: predict_args(w, labels_json(copy_model(w, d), [1, 2]), d), 2,
+     ("expected a list of label names",)),
+    ("layer-truncated", lambda w, d: predict_args(w, (lambda m: (
+        (m / "tree-0" / "layer-0.npz").write_bytes((m / "tree-0" / "layer-0.npz").read_bytes()[:100]), m)[1])(
+        copy_model(w, d)), d), 2, ("cannot read linear layers",)),
+    ("layer-wrong-shape", lambda w, d: predict_args(w, layer_of_other_shape(copy_model(w, d)), d), 2,
+     ("cannot read linear layers", "rows")),
+    ("chain-index-out-of-range", lambda w, d: predict_args(w, chain_with_index_out_of_range(copy_model(w, d)), d), 2,
+     ("cannot read",)),
+    ("featurizer-missing", lambda w, d: predict_args(w, (lambda m: (
+        shutil.rmtree(m / "featurizer"), m)[1])(copy_model(w, d)), d), 2, ("featurizer (featurizer/) is missing",)),
+    ("featurizer-redos-pattern", lambda w, d: predict_args(w, featurizer_config(
+        copy_model(w, d), token_pattern="(a|aa)+$"), d), 2, ("token_pattern", "exponentially")),
+    ("featurizer-idf-length", lambda w, d: predict_args(w, (lambda m: (
+        np.save(m / "featurizer" / "idf.npy", np.ones(3)), m)[1])(copy_model(w, d)), d), 2, ("IDF values",)),
+    ("featurizer-idf-pickle", lambda w, d: predict_args(w, (lambda m: (
+        np.save(m / "featurizer" / "idf.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True), m)[1])(
+        copy_model(w, d)), d), 2, ("cannot read TF-IDF featurizer",)),
+    ("featurizer-vocabulary-not-list", lambda w, d: predict_args(w, (lambda m: (
+        (m / "featurizer" / "vocabulary.json").write_text('{"a": 1}'), m)[1])(copy_model(w, d)), d), 2,
+     ("vocabulary.json", "list of terms")),
+    ("tree-missing", lambda w, d: predict_args(w, (lambda m: (
+        shutil.rmtree(m / "tree-0"), m)[1])(copy_model(w, d)), d), 2, ("cannot read",)),
+]
+
+
+@pytest.mark.parametrize("case, build, code, fragments", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_gets_one_clear_line_and_changes_nothing(world, tmp_path, case, build, code, fragments):
+    case_dir = world / "cases" / case
+    case_dir.mkdir(parents=True)
+    argv = build(world, case_dir)
+    before = _snapshot(world)
+    start = time.perf_counter()
+    rc, _, err = _run(argv)
+    elapsed = time.perf_counter() - start
+    lines = [line for line in err.splitlines() if line.startswith("xmc: ")]
+    assert rc == code, err
+    assert "Traceback" not in err
+    assert len(lines) == 1 and lines[0].startswith("xmc: error: "), err
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    assert _snapshot(world) == before, "the failed command changed files on disk"
+    assert elapsed < 30, f"took {elapsed:.1f} s"  # a hostile model directory cannot stall the tool
+
+
+def test_the_table_covers_at_least_80_distinct_cases():
+    assert len({c[0] for c in CASES}) == len(CASES) >= 80

@@ -1,0 +1,206 @@
+"""What ``--out`` and ``--overwrite`` guarantee, including runs killed with SIGKILL in the middle of a write."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from xmc.cli.main import main
+from xmc.datasets.synthetic import make_corpus
+from xmc.io import atomic_directory, clean_leftovers
+from xmc.models.registry import load_model
+
+CONFIG = {"features": {"min_df": 1}, "indexers": [{"branching": 2, "max_leaf_size": 10}]}
+
+
+def _run(*argv) -> tuple[int, str]:
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        rc = main([str(a) for a in argv])
+    return rc, err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("safe_outputs")
+    data = make_corpus(n_train=200, n_test=40, n_labels=20, seed=5)
+    for name, ds in (("train", data.train), ("test", data.test)):
+        with open(root / f"{name}.jsonl", "w", encoding="utf-8") as fh:
+            for i in range(len(ds)):
+                fh.write(json.dumps({"id": ds.ids[i], "text": ds.texts[i], "labels": ds.label_names_of(i)}) + "\n")
+    (root / "cfg.json").write_text(json.dumps(CONFIG))
+    return root
+
+
+def _tree(path: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(path)): p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def test_overwrite_replaces_a_model_and_a_prediction_file(corpus, tmp_path):
+    model, pred = tmp_path / "model", tmp_path / "pred.jsonl"
+    train = ["train", "--model", "xr-linear", "--train", corpus / "train.jsonl", "--config", corpus / "cfg.json",
+             "--out", model]
+    assert _run(*train)[0] == 0
+    first = _tree(model)
+    assert _run(*train)[0] == 2 and _tree(model) == first  # refused without --overwrite, untouched
+    assert _run(*train, "--overwrite")[0] == 0
+    assert set(_tree(model)) == set(first)
+    predict = ["predict", "--model", model, "--input", corpus / "test.jsonl", "--out", pred]
+    assert _run(*predict)[0] == 0
+    assert _run(*predict)[0] == 2
+    assert _run(*predict, "--overwrite")[0] == 0
+    assert sorted(os.listdir(tmp_path)) == ["model", "pred.jsonl"]  # no temporary sibling left behind
+
+
+def test_replacing_a_directory_never_leaves_the_path_missing(tmp_path):
+    target = tmp_path / "model"
+    with atomic_directory(target, marker="MARK") as tmp:
+        Path(tmp, "MARK").write_text("1")
+    seen_missing = []
+    with atomic_directory(target, overwrite=True, marker="MARK") as tmp:
+        Path(tmp, "MARK").write_text("2")
+        seen_missing.append(not target.exists())
+    assert seen_missing == [False] and (target / "MARK").read_text() == "2"
+    assert os.listdir(tmp_path) == ["model"]
+
+
+def test_leftovers_of_a_dead_writer_are_removed_by_the_next_write(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    stale = tmp_path / f".model.tmp-{pid}-abc"
+    stale.mkdir()
+    (stale / "half.npz").write_bytes(b"x")
+    alive = tmp_path / f".model.tmp-{os.getppid()}-def"  # a live process's write in progress: kept
+    alive.mkdir()
+    assert clean_leftovers(tmp_path / "model") == [str(stale)]
+    assert not stale.exists() and alive.exists()
+
+
+# A child process that runs the CLI but stops forever half-way through writing its output, after
+# telling the parent (by a file) that it got there; the parent then kills it with SIGKILL.
+_CHILD = textwrap.dedent("""
+    import sys, time, pathlib
+    import xmc.data.readers as readers
+    from xmc.ranker import hierarchy
+    from xmc.cli.main import main
+
+    ready = pathlib.Path(sys.argv[1])
+    original_save = hierarchy.HierarchicalLinear.save
+
+    def save_then_hang(self, directory):
+        original_save(self, directory)
+        ready.write_text("saving")
+        time.sleep(600)
+
+    original_atomic_file = readers.atomic_file
+
+    class HangingWriter:
+        def __init__(self, fh):
+            self.fh, self.lines = fh, 0
+        def write(self, text):
+            self.fh.write(text)
+            self.lines += 1
+            if self.lines == 5:
+                self.fh.flush()
+                ready.write_text("writing")
+                time.sleep(600)
+
+    import contextlib
+
+    @contextlib.contextmanager
+    def hanging_atomic_file(path, *args, **kwargs):
+        with original_atomic_file(path, *args, **kwargs) as fh:
+            yield HangingWriter(fh)
+
+    hierarchy.HierarchicalLinear.save = save_then_hang
+    readers.atomic_file = hanging_atomic_file
+    sys.exit(main(sys.argv[2:]))
+""")
+
+
+def _kill_mid_write(tmp_path: Path, argv: list) -> None:
+    ready = tmp_path / "ready"
+    proc = subprocess.Popen([sys.executable, "-c", _CHILD, str(ready), *map(str, argv)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not ready.exists():
+        assert proc.poll() is None, "the child ended before it reached the write"
+        assert time.time() < deadline, "the child never reached the write"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    ready.unlink()
+
+
+def test_train_killed_mid_write_keeps_the_old_model_and_the_next_run_cleans_up(corpus, tmp_path, caplog):
+    out = tmp_path / "models" / "m"
+    train = ["train", "--model", "xr-linear", "--train", corpus / "train.jsonl", "--config", corpus / "cfg.json",
+             "--out", out]
+    assert _run(*train)[0] == 0
+    before = _tree(out)
+    _kill_mid_write(tmp_path, train + ["--overwrite"])
+    assert _tree(out) == before  # the complete old model, untouched
+    leftovers = [n for n in os.listdir(out.parent) if n != "m"]
+    assert len(leftovers) == 1 and leftovers[0].startswith(".m.tmp-")  # the dead run's partial write, beside it
+    rc, _ = _run(*train, "--overwrite")
+    assert rc == 0 and "removed 1 leftover(s) of an interrupted write" in caplog.text
+    assert os.listdir(out.parent) == ["m"]
+    assert load_model(out).labels_.names
+
+
+def test_train_killed_mid_write_of_a_new_model_leaves_no_model(corpus, tmp_path):
+    out = tmp_path / "models" / "new"
+    _kill_mid_write(tmp_path, ["train", "--model", "xr-linear", "--train", corpus / "train.jsonl",
+                               "--config", corpus / "cfg.json", "--out", out])
+    assert not out.exists()  # nothing at the final path: a half-written model never appears there
+
+
+def test_predict_killed_mid_write_keeps_the_old_predictions(corpus, tmp_path):
+    model, pred = tmp_path / "model", tmp_path / "out" / "pred.jsonl"
+    assert _run("train", "--model", "xr-linear", "--train", corpus / "train.jsonl", "--config", corpus / "cfg.json",
+                "--out", model)[0] == 0
+    predict = ["predict", "--model", model, "--input", corpus / "test.jsonl", "--out", pred]
+    assert _run(*predict)[0] == 0
+    before = pred.read_bytes()
+    _kill_mid_write(tmp_path, predict + ["--overwrite"])
+    assert pred.read_bytes() == before
+    assert len(os.listdir(pred.parent)) == 2  # the old file and the dead run's temporary file
+    assert _run(*predict, "--overwrite")[0] == 0
+    assert os.listdir(pred.parent) == ["pred.jsonl"] and pred.read_bytes() == before
+
+
+def test_evaluate_needs_only_ids_and_labels_and_says_where_propensities_come_from(corpus, tmp_path):
+    model, pred = tmp_path / "model", tmp_path / "pred.jsonl"
+    _run("train", "--model", "xr-linear", "--train", corpus / "train.jsonl", "--config", corpus / "cfg.json",
+         "--out", model)
+    _run("predict", "--model", model, "--input", corpus / "test.jsonl", "--out", pred)
+    truth = tmp_path / "truth.jsonl"
+    rows = [json.loads(line) for line in (corpus / "test.jsonl").read_text().splitlines()]
+    truth.write_text("".join(json.dumps({"id": r["id"], "labels": r["labels"]}) + "\n" for r in rows))
+    out = io.StringIO()
+    err = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        assert main(["evaluate", "--truth", str(truth), "--pred", str(pred), "--json"]) == 0
+    with contextlib.redirect_stdout(io.StringIO()) as full, contextlib.redirect_stderr(io.StringIO()):
+        main(["evaluate", "--truth", str(corpus / "test.jsonl"), "--pred", str(pred), "--json"])
+    assert json.loads(out.getvalue()) == json.loads(full.getvalue())  # the texts never mattered
+    assert "propensities and frequency groups use the label counts of" in err.getvalue()
+
+
+def test_repeated_training_ids_are_warned_about(corpus, tmp_path, caplog):
+    rows = (corpus / "train.jsonl").read_text().splitlines()
+    data = tmp_path / "dup.jsonl"
+    data.write_text("\n".join(rows + rows[:1]) + "\n")
+    rc, _ = _run("train", "--model", "xr-linear", "--train", data, "--config", corpus / "cfg.json",
+                   "--out", tmp_path / "m")
+    assert rc == 0 and "1 document id(s) occur more than once" in caplog.text
