@@ -48,7 +48,7 @@ def _read(path: str, args: argparse.Namespace, labels=None, *, require_text: boo
 
 
 def data_stats(args: argparse.Namespace) -> int:
-    stats = dataset_stats(_read(args.file, args))
+    stats = dataset_stats(_read(args.file, args, require_text=False))
     print(json.dumps(stats, indent=2) if args.json else format_stats(stats))
     return 0
 
