@@ -82,8 +82,11 @@ def _interactive(stream: IO[str]) -> bool:
     if type(stream).__module__.startswith("ipykernel"):  # a notebook: tqdm.auto draws a widget
         return True
     try:
-        return stream.isatty()
-    except (AttributeError, ValueError):  # closed or file-like without isatty
+        if not stream.isatty():
+            return False
+        # A terminal of width 0 (some containers' ptys) makes tqdm print nothing at all: use plain lines.
+        return os.get_terminal_size(stream.fileno()).columns > 0
+    except (AttributeError, ValueError, OSError):  # closed, or file-like without isatty / fileno
         return False
 
 

@@ -114,7 +114,7 @@ def groups_figure(runs: Sequence[dict]):
                             bar.get_height()), ha="center", va="bottom", fontsize=7, xytext=(0, 1),
                             textcoords="offset points")
         counts = [g["n_labels"] for g in runs[0]["groups"]]
-        ax.set_xticks(x, [f"{n}\n{c:,} labels" for n, c in zip(names, counts)])
+        ax.set_xticks(x, [f"{n}\n{c:,} labels" for n, c in zip(names, counts)], fontsize=7.5)
         ax.set_title(f"{title} by training frequency")
         ax.set_ylabel("%")
         ax.grid(axis="x", visible=False)

@@ -61,8 +61,8 @@ def _summary_rows(runs: Sequence[dict]) -> list[dict]:
         rows.append({"name": name, "cells": [{"text": _pct(v), "best": best is not None and v == best}
                                              for v in values]})
     rows.append({"name": "threshold in use", "cells": [{"text": f"{run['threshold_in_use']:.4g}" + (
-        "" if run["threshold"] is not None else " (lowest listed score)"), "best": False} for run in runs]})
-    rows.append({"name": "labels listed per document (max)",
+        "" if run["threshold"] is not None else " *"), "best": False} for run in runs]})
+    rows.append({"name": "labels listed (max)",
                  "cells": [{"text": str(run["max_listed"]), "best": False} for run in runs]})
     return rows
 
