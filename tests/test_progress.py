@@ -87,3 +87,16 @@ def test_reading_a_file_with_progress_gives_the_same_dataset(tmp_path):
     assert (plain.Y != packed.Y).nnz == 0
     assert len(read_jsonl(tmp_path / "a.jsonl.gz", max_docs=5000)) == 5000
     np.testing.assert_array_equal(plain.label_counts(), packed.label_counts())
+
+
+def test_reading_an_xc_file_with_progress(tmp_path):
+    import scipy.sparse as sp
+
+    from xmc.data import read_xc_sparse, write_xc_sparse
+
+    rng = np.random.default_rng(0)
+    X = sp.random(9000, 30, density=0.1, format="csr", random_state=0, dtype=np.float32)
+    Y = sp.csr_matrix((rng.random((9000, 8)) < 0.2).astype(np.float32))
+    write_xc_sparse(tmp_path / "a.txt", X, Y)
+    ds = read_xc_sparse(tmp_path / "a.txt")
+    assert ds.X.shape == (9000, 30) and ds.Y.shape[0] == 9000 and ds.Y.nnz == Y.nnz

@@ -209,6 +209,9 @@ def _report(capsys, files, out, *extra):
 def test_report_holds_both_runs_and_is_deterministic(capsys, files, tmp_path):
     rc, out, err = _report(capsys, files, tmp_path / "r.html")
     assert rc == 0, err
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert (tmp_path / "r.html").stat().st_mode & 0o777 == 0o666 & ~umask  # as open() would, not 0600
     text = (tmp_path / "r.html").read_text(encoding="utf-8")
     svgs = check_page(text, n_images=4)
     assert "Good &lt;model&gt;" in text and "<model>" not in text  # names are escaped

@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--model", dest="models", action=report.AttachToPred, metavar="DIR",
                      help="the model directory of the --pred just before: its kind, config and versions go "
                           "into the page")
-    rep.add_argument("--name", dest="names", action=report.AttachToPred,
+    rep.add_argument("--name", dest="names", action=report.AttachToPred, metavar="NAME",
                      help="how the page names the --pred just before (default: its file name)")
     rep.add_argument("--train", help="training data: the long tail, PSP@k and the frequency groups "
                                      "(default: the truth file's own counts)")

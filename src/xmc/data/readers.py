@@ -540,7 +540,7 @@ def read_xc_sparse(path: PathLike, *, labels: LabelVocabulary | None = None) -> 
         row = chunk_first_row = 0
         line_no = 1
         try:
-            for line_no, raw in enumerate(fh, 2):
+            for line_no, raw in enumerate(_lines_with_progress(fh, path), 2):
                 line = raw.rstrip()
                 if row == n:
                     if line.strip():
