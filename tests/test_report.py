@@ -288,3 +288,16 @@ def test_report_renders_in_headless_chromium(capsys, files, tmp_path):
     assert image.shape == (3000, 1200)
     # The figures are drawn: many rows of the page hold non-white pixels, in more than a few grey levels.
     assert (image < 200).any(axis=1).mean() > 0.3 and len(np.unique(image)) > 50
+
+
+def test_runs_with_and_without_unseen_labels_get_the_same_groups():
+    """group_report lists "unseen" only when non-empty: the runs' bars must still line up by group."""
+    a = _problem()
+    a.train_counts = a.train_counts + 1  # no label unseen in training
+    b = _problem(seed=2)  # its last label has training count 0
+    data = report_data([a, b], a.train_counts, bounds=(1, 10, 100))
+    names = [[g["name"] for g in run["groups"]] for run in data["runs"]]
+    assert names[0] == names[1] == ["unseen", "[1,10)", "[10,100)", "[100,inf)"]
+    assert data["runs"][0]["groups"][0]["n_labels"] == 0 and np.isnan(data["runs"][0]["groups"][0]["micro_f1"])
+    expected = group_report(b.Y_true, b.predicted(), b.train_counts, (1, 10, 100))
+    assert [g["micro_f1"] for g in data["runs"][1]["groups"]] == pytest.approx([g["micro_f1"] for g in expected])

@@ -139,10 +139,11 @@ def calibration(run: Run, n_bins: int = 10, n_thresholds: int = 101) -> dict:
     thresholds = np.linspace(lo, hi, n_thresholds)
     used = run.threshold_in_use
 
+    order = np.argsort(scores, kind="stable")
+    ascending = scores[order]
+    hits_above = np.concatenate([np.cumsum(correct[order][::-1])[::-1], [0]])  # true hits among ascending[i:]
+
     def at(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        order = np.argsort(scores, kind="stable")
-        ascending, hits = scores[order], correct[order]
-        hits_above = np.concatenate([np.cumsum(hits[::-1])[::-1], [0]])  # true hits among scores[i:]
         first = np.searchsorted(ascending, t, side="left")  # the first score >= t
         n_pred = scores.size - first
         tp = hits_above[first]
@@ -187,6 +188,25 @@ def summary(run: Run, ks: Sequence[int] = (1, 3, 5)) -> dict[str, float]:
     return evaluate(run.Y_true, run.scores, ks=ks, propensities=run.propensities(), threshold=run.threshold_in_use)
 
 
+def _aligned_groups(per_run: list[list[dict]]) -> list[list[dict]]:
+    """The same groups, in the same order, for every run.
+
+    ``group_report`` lists "unseen" (and "(0,b0)") only when non-empty, and one run may predict
+    labels the data never saw while another does not; such a run gets an empty row (NaN metrics).
+    """
+    names: list[str] = []
+    for groups in per_run:
+        names += [g["name"] for g in groups if g["name"] not in names]
+    optional_first = {"unseen": 0}
+    names.sort(key=lambda name: optional_first.get(name, 1 if name.startswith("(") else 2))  # stable
+    empty = dict.fromkeys(("micro_p", "micro_r", "micro_f1", "macro_p", "macro_r", "macro_f1"), float("nan"))
+    out = []
+    for groups in per_run:
+        by_name = {g["name"]: g for g in groups}
+        out.append([by_name.get(name, {"name": name, "n_labels": 0, "n_active": 0, **empty}) for name in names])
+    return out
+
+
 def report_data(runs: Sequence[Run], train_counts: np.ndarray, *, ks: Sequence[int] = tuple(range(1, 21)),
                 bounds: Sequence[float] = DEFAULT_BOUNDS, n_top: int = 15) -> dict:
     """Everything a report shows, for one or more runs on the same truth.
@@ -204,13 +224,14 @@ def report_data(runs: Sequence[Run], train_counts: np.ndarray, *, ks: Sequence[i
     """
     ks = list(ks)
     out = {"ks": ks, "bounds": list(bounds), "long_tail": long_tail(train_counts, bounds), "runs": []}
+    groups = _aligned_groups([group_bars(run, bounds) for run in runs])
     for run in runs:
         listed = np.diff(run.scores.indptr)
         out["runs"].append({
             "name": run.name, "source": run.source, "manifest": run.manifest,
             "threshold": run.threshold, "threshold_in_use": run.threshold_in_use,
             "max_listed": int(listed.max()) if listed.size else 0,
-            "summary": summary(run), "curves": ranking_curves(run, ks), "groups": group_bars(run, bounds),
+            "summary": summary(run), "curves": ranking_curves(run, ks), "groups": groups[len(out["runs"])],
             "calibration": calibration(run), "errors": top_errors(run, n_top),
         })
     return out

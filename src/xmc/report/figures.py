@@ -116,7 +116,7 @@ def groups_figure(runs: Sequence[dict]):
                 ax.annotate("n/a" if math.isnan(value) else f"{value:.1f}", (bar.get_x() + bar.get_width() / 2,
                             bar.get_height()), ha="center", va="bottom", fontsize=7, xytext=(0, 1),
                             textcoords="offset points")
-        counts = [g["n_labels"] for g in runs[0]["groups"]]
+        counts = [max(run["groups"][i]["n_labels"] for run in runs) for i in range(len(names))]
         ax.set_xticks(x, [f"{n}\n{c:,} labels" for n, c in zip(names, counts)], fontsize=7.5)
         ax.set_title(f"{title} by training frequency")
         ax.set_ylabel("%")

@@ -81,7 +81,8 @@ def _group_rows(runs: Sequence[dict]) -> list[dict]:
         cells = []
         for run in runs:
             cells += [_pct(run["groups"][g]["micro_f1"]), _pct(run["groups"][g]["macro_f1"])]
-        rows.append({"name": group["name"], "n_labels": f"{group['n_labels']:,}", "cells": cells})
+        n_labels = max(run["groups"][g]["n_labels"] for run in runs)  # "unseen" also holds a run's unknown labels
+        rows.append({"name": group["name"], "n_labels": f"{n_labels:,}", "cells": cells})
     return rows
 
 
