@@ -316,3 +316,21 @@ def test_dataset_features_are_l2_normalised_in_fit_and_predict(normalize):
     np.testing.assert_allclose(model.predict(data, topk=3).toarray(), reference.predict(expected_X, topk=3).toarray(),
                                rtol=1e-6)
     np.testing.assert_allclose(model.predict(data, topk=3).toarray(), model.predict(expected_X, topk=3).toarray())
+
+
+def test_prediction_in_chunks_equals_one_pass(corpus, monkeypatch):
+    """predict() runs in row chunks behind its progress bar: same scores as one pass, masks sliced along."""
+    import xmc.models.xr_linear as xr
+
+    config = XRLinearConfig.from_dict({"features": {"min_df": 1},
+                                       "indexers": [{"branching": 2, "max_leaf_size": 10, "seed": 0}, {"seed": 1}]})
+    model = XRLinear(config).fit(corpus.train, progress=False)
+    rng = np.random.default_rng(0)
+    selected = sp.csr_matrix((rng.random(corpus.test.Y.shape) < 0.3).astype(np.float32))
+    whole = model.predict(corpus.test, topk=5)
+    whole_selected = model.predict(corpus.test, topk=5, selected_outputs=selected)
+    monkeypatch.setattr(xr, "_PREDICT_CHUNK", 7)  # 150 documents: 22 chunks, the last one short
+    assert (model.predict(corpus.test, topk=5, progress=True) != whole).nnz == 0
+    assert (model.predict(corpus.test, topk=5, selected_outputs=selected) != whole_selected).nnz == 0
+    with pytest.raises(ValueError, match="rows"):
+        model.predict(corpus.test, selected_outputs=selected[:-1])

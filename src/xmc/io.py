@@ -111,6 +111,12 @@ def check_replaceable(path: str | os.PathLike, *, overwrite: bool, marker: str |
     return True
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False, marker: str | None = None,
                      what: str = "output directory") -> Iterator[str]:
@@ -126,6 +132,7 @@ def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False, marker
     clean_leftovers(path)
     tmp = tempfile.mkdtemp(prefix=_temp_prefix(path, "tmp"), dir=parent)
     try:
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp's 0700 would hide the result from everyone else
         yield tmp
         if not os.path.lexists(path):
             os.rename(tmp, path)
@@ -158,6 +165,7 @@ def atomic_file(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     clean_leftovers(path)
     fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path, "tmp"), dir=os.path.dirname(path))
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # the permissions of a plain open(), not mkstemp's 0600
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as fh:
             yield fh
         os.replace(tmp, path)

@@ -64,7 +64,7 @@ def finetune_with_augmented(model, train: XMCDataset, augmented: XMCDataset, con
         cache: an :class:`xmc.neural.cache.EmbeddingCache` for the real documents' features, so that
             several fine-tuning runs from the same frozen encoder (ablation rows) encode them once.
     """
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     config = config or FinetuneConfig()
     network = model.network_
@@ -102,7 +102,7 @@ def finetune_with_augmented(model, train: XMCDataset, augmented: XMCDataset, con
                "first_loss": None, "last_loss": None}
     network.train()
     network.encoder.eval()  # frozen: no dropout inside the encoder either (features are cached anyway)
-    with tqdm(total=total, desc="XDA fine-tuning", disable=not progress) as bar:
+    with progress_bar(total=total, desc="XDA fine-tuning", disable=not progress) as bar:
         for _ in range(config.epochs):
             order, aug_order = rng.permutation(n), rng.permutation(n_aug)
             for step in range(per_epoch):

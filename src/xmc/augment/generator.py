@@ -343,7 +343,7 @@ class PromptGenerator:
         A no-op when ``config.prompt`` is False (nothing is trainable). A fresh random mask is
         drawn for every document in every epoch.
         """
-        from tqdm.auto import tqdm
+        from ..progress import progress_bar
 
         cfg = self.config
         params = [p for _, p in self.trainable_parameters()]
@@ -355,7 +355,7 @@ class PromptGenerator:
         optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate)
         self.model_.train()
         steps = cfg.epochs * ((n + cfg.batch_size - 1) // cfg.batch_size)
-        with tqdm(total=steps, desc="prompt tuning", disable=not progress) as bar:
+        with progress_bar(total=steps, desc="prompt tuning", disable=not progress) as bar:
             for _ in range(cfg.epochs):
                 order = chosen[rng.permutation(n)]
                 for start in range(0, n, cfg.batch_size):
@@ -385,7 +385,7 @@ class PromptGenerator:
         Returns:
             One list of ``n_aug`` strings per input text.
         """
-        from tqdm.auto import tqdm
+        from ..progress import progress_bar
 
         cfg, tok = self.config, self.tokenizer
         n_aug = cfg.n_aug if n_aug is None else n_aug
@@ -399,7 +399,7 @@ class PromptGenerator:
         try:
             with torch.random.fork_rng(devices=[self.device_] if self.device_.type == "cuda" else []):
                 torch.manual_seed(cfg.seed)
-                for start in tqdm(range(0, len(pairs), cfg.generate_batch_size), desc="generating",
+                for start in progress_bar(range(0, len(pairs), cfg.generate_batch_size), desc="generating",
                                   disable=not progress):
                     chunk = pairs[start: start + cfg.generate_batch_size]
                     if self.continue_:

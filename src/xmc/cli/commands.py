@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 import os
@@ -48,8 +49,13 @@ def _read(path: str, args: argparse.Namespace, labels=None, *, require_text: boo
 
 
 def data_stats(args: argparse.Namespace) -> int:
-    stats = dataset_stats(_read(args.file, args, require_text=False))
+    from .report import check_stats_outputs, write_stats_outputs
+
+    check_stats_outputs(args)
+    data = _read(args.file, args, require_text=False)
+    stats = dataset_stats(data)
     print(json.dumps(stats, indent=2) if args.json else format_stats(stats))
+    write_stats_outputs(args, data, stats)
     return 0
 
 
@@ -67,36 +73,12 @@ def evaluate(args: argparse.Namespace) -> int:
     ks = _parse_ks(args.k)
     train = _read(args.train, args, require_text=False) if args.train else None
     truth = _read(args.truth, args, labels=train.labels if train is not None else None, require_text=False)
-    repeated = duplicate_ids(truth.ids)
-    if repeated:  # a document counted twice changes every average
-        raise DataFormatError(args.truth, None, f"{len(repeated)} document id(s) occur more than once, "
-                                                f"e.g. {repeated[0]!r}")
-    ids, scores, unknown = _read_predictions(args.pred, truth)
-    row_of = {doc_id: i for i, doc_id in enumerate(ids)}
-    missing = [doc_id for doc_id in truth.ids if doc_id not in row_of]
-    if missing:
-        raise ConfigError(f"{args.pred}: no prediction for {len(missing)} document(s), e.g. id {missing[0]!r}")
-    truth_ids = set(truth.ids)
-    extra = [doc_id for doc_id in ids if doc_id not in truth_ids]
-    if extra:  # predictions for other documents: the files do not belong together
-        raise ConfigError(f"{args.pred}: {len(extra)} predicted document id(s) are not in {args.truth}, "
-                          f"e.g. {extra[0]!r}")
+    Y_true, scores, counts, n_docs, unknown = aligned_predictions(args.pred, truth, train)
     if train is None:
         print(f"xmc: note: no --train given: PSP@k propensities and frequency groups use the label counts of "
               f"{args.truth}", file=sys.stderr)
-    scores = scores[[row_of[doc_id] for doc_id in truth.ids]]
-    # Predicted labels unknown to the truth (and training) data are wrong predictions: they get
-    # all-zero truth columns, so they keep their ranks instead of letting lower-ranked labels move up.
-    Y_true = sp.hstack([truth.Y, sp.csr_matrix((len(truth), len(unknown)), dtype=truth.Y.dtype)]).tocsr()
-    counts = train.label_counts() if train is not None else truth.label_counts()
-    n_docs = len(train) if train is not None else len(truth)
-    propensities = train_propensities(counts, n_docs, Y_true.shape[1])
-    counts = np.concatenate([counts, np.zeros(Y_true.shape[1] - len(counts), dtype=np.int64)])
-    if args.threshold is None:
-        # Every listed label is a positive prediction: threshold below any score.
-        threshold = float(scores.data.min()) if scores.nnz else 0.0
-    else:
-        threshold = args.threshold
+    propensities = train_propensities(counts, n_docs)  # counts: 0 for labels never seen in training
+    threshold = effective_threshold(scores, args.threshold)
     report = evaluate_scores(Y_true, scores, ks=ks, propensities=propensities, threshold=threshold)
     report["documents"] = len(truth)
     report["unseen_test_labels"] = len(truth.unseen_labels)
@@ -125,6 +107,47 @@ def evaluate(args: argparse.Namespace) -> int:
             print(f"{g['name']:>14} {g['n_labels']:>7} {100 * g['micro_p']:8.2f} {100 * g['micro_r']:8.2f} "
                   f"{100 * g['micro_f1']:9.2f} {100 * g['macro_f1']:9.2f}")
     return 0
+
+
+def aligned_predictions(path: str, truth: XMCDataset, train: XMCDataset | None
+                        ) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray, int, list[str]]:
+    """A prediction file lined up with ``truth`` (shared by ``xmc evaluate`` and ``xmc report``).
+
+    Returns:
+        ``(Y_true, scores, counts, n_docs, unknown)``: CSR ``(n, L')`` truth and scores whose rows
+        follow ``truth.ids`` and whose columns are truth's labels followed by the ``unknown``
+        predicted label names; ``(L',)`` training counts (of ``train``, else of ``truth``; 0 for the
+        unknown labels) and the number of documents they were counted on.
+    """
+    repeated = duplicate_ids(truth.ids)
+    if repeated:  # a document counted twice changes every average
+        raise DataFormatError(truth.source, None, f"{len(repeated)} document id(s) occur more than once, "
+                                                  f"e.g. {repeated[0]!r}")
+    ids, scores, unknown = _read_predictions(path, truth)  # refuses repeated ids and non-finite scores
+    row_of = {doc_id: i for i, doc_id in enumerate(ids)}
+    missing = [doc_id for doc_id in truth.ids if doc_id not in row_of]
+    if missing:
+        raise ConfigError(f"{path}: no prediction for {len(missing)} document(s), e.g. id {missing[0]!r}")
+    truth_ids = set(truth.ids)
+    extra = [doc_id for doc_id in ids if doc_id not in truth_ids]
+    if extra:  # predictions for other documents: the files do not belong together
+        raise ConfigError(f"{path}: {len(extra)} predicted document id(s) are not in {truth.source}, "
+                          f"e.g. {extra[0]!r}")
+    scores = scores[[row_of[doc_id] for doc_id in truth.ids]]
+    # Predicted labels unknown to the truth (and training) data are wrong predictions: they get
+    # all-zero truth columns, so they keep their ranks instead of letting lower-ranked labels move up.
+    Y_true = sp.hstack([truth.Y, sp.csr_matrix((len(truth), len(unknown)), dtype=truth.Y.dtype)]).tocsr()
+    counts = train.label_counts() if train is not None else truth.label_counts()
+    n_docs = len(train) if train is not None else len(truth)
+    counts = np.concatenate([counts, np.zeros(Y_true.shape[1] - len(counts), dtype=np.int64)])
+    return Y_true, scores, counts, n_docs, unknown
+
+
+def effective_threshold(scores: sp.csr_matrix, threshold: float | None) -> float:
+    """``threshold``, or when None one at the lowest listed score: every listed label is a positive."""
+    if threshold is None:
+        return float(scores.data.min()) if scores.nnz else 0.0
+    return threshold
 
 
 def _read_predictions(path: str, truth: XMCDataset) -> tuple[list[str], sp.csr_matrix, list[str]]:
@@ -215,8 +238,11 @@ def predict(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.input}: this file has text, but the model in {args.model} was trained on "
                           "precomputed features (XC sparse) and cannot featurise text: give it an XC sparse file")
     overrides = {"topk": args.topk, "beam_size": args.beam_size, "threshold": args.threshold}
+    options = {k: v for k, v in overrides.items() if v is not None}
+    if "progress" in inspect.signature(model.predict).parameters:
+        options["progress"] = True  # the bars (off by default in the library's predict); --quiet silences them
     try:
-        scores = model.predict(data, **{k: v for k, v in overrides.items() if v is not None})
+        scores = model.predict(data, **options)
     except ValueError as exc:  # input that does not fit the model: no features, wrong feature count
         raise ConfigError(f"{args.input}: {exc}") from exc
     topk = args.topk or model.config.predict.topk

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import math
 import os
@@ -10,7 +11,8 @@ import sys
 import traceback
 
 from ..errors import XMCError
-from . import commands
+from ..progress import quiet
+from . import commands, report
 
 DESCRIPTION = """Extreme multi-label text classification.
 
@@ -18,6 +20,7 @@ Typical use:
   xmc train --model xr-linear --train train.jsonl.gz --out model/
   xmc predict --model model/ --input test.jsonl.gz --out pred.jsonl
   xmc evaluate --truth test.jsonl.gz --pred pred.jsonl --train train.jsonl.gz
+  xmc report --truth test.jsonl.gz --pred pred.jsonl --train train.jsonl.gz --out report.html
 """
 
 
@@ -61,6 +64,8 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="xmc", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress bars (on a terminal they are bars; otherwise a plain line every 10 s)")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     data = sub.add_parser("data", help="inspect data files")
@@ -68,6 +73,10 @@ def build_parser() -> argparse.ArgumentParser:
     stats = data_sub.add_parser("stats", help="counts, labels per document, documents per label, long tail")
     stats.add_argument("file", help="JSONL (optionally .gz) or XC sparse file")
     stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    stats.add_argument("--plot", help="also draw the long tail and the labels-per-document histogram "
+                                      "into this .png (or .svg) file")
+    stats.add_argument("--html", help="also write a self-contained HTML page of the statistics and figures")
+    stats.add_argument("--overwrite", action="store_true", help="replace existing --plot / --html files")
     _add_data_args(stats)
     stats.set_defaults(func=commands.data_stats)
 
@@ -113,6 +122,29 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(evaluate)
     evaluate.set_defaults(func=commands.evaluate)
 
+    rep = sub.add_parser("report", help="an HTML page comparing prediction files: long tail, P/R/nDCG/PSP@k "
+                                        "curves, F1 by label frequency, calibration, frequent errors")
+    rep.add_argument("--truth", required=True, help="documents with their true labels (JSONL or XC sparse)")
+    rep.add_argument("--pred", required=True, action="append",
+                     help="prediction JSONL ({id, labels, scores}); repeat to compare several")
+    rep.add_argument("--model", dest="models", action=report.AttachToPred, metavar="DIR",
+                     help="the model directory of the --pred just before: its kind, config and versions go "
+                          "into the page")
+    rep.add_argument("--name", dest="names", action=report.AttachToPred, metavar="NAME",
+                     help="how the page names the --pred just before (default: its file name)")
+    rep.add_argument("--train", help="training data: the long tail, PSP@k and the frequency groups "
+                                     "(default: the truth file's own counts)")
+    rep.add_argument("--label-text", help="label texts shown beside the label names in the error tables: JSON "
+                                          "{label: text} or a file whose line i is label i's text")
+    rep.add_argument("--out", required=True, help="HTML file to write")
+    rep.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    rep.add_argument("--threshold", type=float,
+                     help="score threshold of the thresholded figures and tables (default: every listed label counts)")
+    rep.add_argument("--bounds", default="1,100,1000,10000",
+                     help="label-frequency group edges by training documents (default: 1,100,1000,10000)")
+    _add_data_args(rep)
+    rep.set_defaults(func=report.report)
+
     augment = sub.add_parser("augment", help="XDA: write prompt-generated, filtered documents for tail labels")
     augment.add_argument("--train", required=True, help="training data (JSONL with texts)")
     augment.add_argument("--out", required=True, help="augmented JSONL to write ({id, source_id, text, labels, "
@@ -133,16 +165,23 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="demo_output", help="directory for the model and predictions")
     demo.add_argument("--seed", type=int, default=0, help="corpus seed")
     demo.set_defaults(func=commands.demo)
+    # --quiet also after the command name (`xmc train ... --quiet`); SUPPRESS keeps a leaf's default
+    # from overwriting `xmc --quiet train ...`.
+    for leaf in [p for name, p in sub.choices.items() if name != "data"] + list(data_sub.choices.values()):
+        leaf.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # the pages of `xmc report` / `xmc data stats --html` show the command that made them
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return args.func(args) or 0
+        with quiet() if args.quiet else contextlib.nullcontext():
+            return args.func(args) or 0
     except (XMCError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         message = f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) and exc.filename else str(exc)
         print(f"xmc: error: {message}", file=sys.stderr)

@@ -33,7 +33,7 @@ import logging
 import math
 import os
 import re
-from typing import IO, Sequence
+from typing import IO, Iterator, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -41,6 +41,7 @@ import scipy.sparse as sp
 from xmc.data.dataset import LabelVocabulary, XMCDataset, labels_to_csr
 from xmc.errors import DataFormatError
 from xmc.io import atomic_file
+from xmc.progress import progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +84,21 @@ def _open_binary(path: PathLike) -> IO[bytes]:
         fh.close()
         raise DataFormatError(path, None, "has a .gz suffix but is not gzip-compressed")
     return fh
+
+
+def _lines_with_progress(fh: IO[bytes], path: PathLike) -> Iterator[bytes]:
+    """The lines of ``fh`` (from :func:`_open_binary`), with a progress bar over the file's bytes on disk."""
+    raw = getattr(fh, "fileobj", fh)  # a gzip stream: count the compressed bytes read so far
+    done = 0
+    with progress_bar(total=os.path.getsize(path), desc=f"reading {os.path.basename(path)}",
+                      unit="B", unit_scale=True, unit_divisor=1024) as bar:
+        for i, line in enumerate(fh):
+            yield line
+            if i & 4095 == 4095:  # tell() is cheap, but not per line
+                position = raw.tell()
+                bar.update(position - done)
+                done = position
+        bar.update(bar.total - done)
 
 
 def _read_all_text(path: PathLike) -> str:
@@ -260,7 +276,7 @@ def read_jsonl(
     with _open_binary(path) as fh:
         line_no = 0
         try:
-            for line_no, raw in enumerate(fh, 1):
+            for line_no, raw in enumerate(_lines_with_progress(fh, path), 1):
                 if max_docs is not None and len(ids) >= max_docs:
                     break
                 if raw.isspace():
@@ -561,7 +577,7 @@ def read_xc_sparse(path: PathLike, *, labels: LabelVocabulary | None = None) -> 
         row = chunk_first_row = 0
         line_no = 1
         try:
-            for line_no, raw in enumerate(fh, 2):
+            for line_no, raw in enumerate(_lines_with_progress(fh, path), 2):
                 line = raw.rstrip()
                 if row == n:
                     if line.strip():
@@ -960,7 +976,7 @@ def read_predictions(path: PathLike, vocabulary: LabelVocabulary) -> tuple[list[
     line_of_id: dict[str, int] = {}
     index = vocabulary.index
     with _open_binary(path) as fh:
-        for line_no, raw in enumerate(fh, 1):
+        for line_no, raw in enumerate(_lines_with_progress(fh, path), 1):
             if raw.isspace():
                 continue
             try:

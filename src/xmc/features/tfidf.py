@@ -11,6 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 from ..config import Config, check
 from ..errors import ConfigError, ModelFormatError
+from ..progress import progress_bar
 from .safe_regex import regex_problem
 
 if TYPE_CHECKING:
@@ -52,6 +53,14 @@ class TfidfConfig(Config):
         check(not bad, f"unknown text field(s) {bad}; choose from title, description, text")
 
 
+def _with_progress(texts: Sequence[str], desc: str):
+    """``texts`` behind a progress bar: scikit-learn tokenises them in one pass over the iterable.
+
+    A single string passes through unwrapped, so scikit-learn still rejects it (a wrapped string
+    would be read as one document per character)."""
+    return texts if isinstance(texts, str) else progress_bar(texts, desc=desc, unit="doc")
+
+
 class TfidfFeaturizer:
     """Word n-gram TF-IDF with L2-normalised rows, float32 CSR output.
 
@@ -84,7 +93,7 @@ class TfidfFeaturizer:
         """Fit the vocabulary and IDF on ``texts``; returns CSR (n, d)."""
         self.vectorizer_ = self._make_vectorizer()
         try:
-            X = self.vectorizer_.fit_transform(texts)
+            X = self.vectorizer_.fit_transform(_with_progress(texts, "TF-IDF fit"))
         except ValueError as exc:  # e.g. min_df above what the corpus allows, or no term left
             raise ConfigError(f"features: TF-IDF cannot be fitted on these {len(texts)} documents ({exc})") from None
         return sp.csr_matrix(X, dtype=np.float32)
@@ -96,7 +105,7 @@ class TfidfFeaturizer:
     def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
         """CSR (n, d) float32 features of ``texts``."""
         self._check_fitted()
-        X = sp.csr_matrix(self.vectorizer_.transform(texts), dtype=np.float32)
+        X = sp.csr_matrix(self.vectorizer_.transform(_with_progress(texts, "TF-IDF")), dtype=np.float32)
         X.sort_indices()
         return X
 

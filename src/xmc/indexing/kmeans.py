@@ -15,6 +15,7 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
+from ..progress import progress_bar
 from ..sparse_rows import l2_normalize_rows
 
 from .tree import ClusterChain
@@ -49,6 +50,7 @@ def hierarchical_kmeans(
     max_iter: int = 20,
     seed: int = 0,
     n_threads: int | None = None,
+    progress: bool = False,
 ) -> ClusterChain:
     """Cluster the rows of ``Z`` (L x d label representations) into a balanced tree.
 
@@ -63,6 +65,7 @@ def hierarchical_kmeans(
         max_iter: 2-means iterations per split (stops early when assignments are stable).
         seed: the random seed of the initial centroids; equal seeds give equal trees.
         n_threads: numba threads (default: all).
+        progress: show a progress bar over the binary splits (one per tree depth).
 
     Returns:
         The :class:`ClusterChain` whose last matrix maps labels to leaves.
@@ -75,7 +78,7 @@ def hierarchical_kmeans(
     total_splits = n_binary_splits(n_labels, max_leaf_size)
     node = np.zeros(n_labels, dtype=np.int64)
     n_nodes = 1
-    for _ in range(total_splits):
+    for _ in progress_bar(range(total_splits), desc="k-means splits", disable=not progress):
         node = _balanced_binary_split(Z, node, n_nodes, rng, max_iter, n_threads)
         n_nodes *= 2
     # Node ids are binary codes, so the ancestor of a node k levels up is node >> k.

@@ -404,7 +404,7 @@ def predict_scores(network, token_ids: Sequence[Sequence[int]] | None, leaves: s
         features: precomputed text features E_t, a (n, dim) tensor, instead of running the encoder.
     """
     import torch
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     from ..neural.device import autocast
     from ..neural.guide import candidate_labels, top_cluster_ids
@@ -423,7 +423,7 @@ def predict_scores(network, token_ids: Sequence[Sequence[int]] | None, leaves: s
     was_training = network.training
     network.eval()
     with torch.no_grad():
-        for s in tqdm(range(0, n, batch_size), desc="predicting", disable=not progress, unit="batch"):
+        for s in progress_bar(range(0, n, batch_size), desc="predicting", disable=not progress, unit="batch"):
             rows = order[s:s + batch_size]
             with autocast(device, amp):
                 if features is None:
@@ -459,14 +459,15 @@ def _validate(model: GUDN, tokens, Y, metric: str, features=None) -> tuple[float
 def _frozen_features(network, tokens, batch_size: int, device, amp: bool, progress: bool):
     """E_t of every training text under the frozen encoder (eval mode), kept on ``device``."""
     import torch
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     from ..neural.device import autocast
 
     network.eval()
     out = []
     with torch.no_grad():
-        for s in tqdm(range(0, len(tokens), batch_size), desc="encoding (frozen encoder)", disable=not progress):
+        for s in progress_bar(range(0, len(tokens), batch_size), desc="encoding (frozen encoder)",
+                              disable=not progress):
             rows = np.arange(s, min(s + batch_size, len(tokens)))
             with autocast(device, amp):
                 out.append(network.text_features(**_batch(network, tokens, rows, device)).float())
@@ -489,7 +490,7 @@ def train_gudn(model: GUDN, tokens: Sequence[Sequence[int]], Y: sp.csr_matrix,
     """
     import torch
     from torch.optim.swa_utils import AveragedModel
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
     from transformers import get_linear_schedule_with_warmup
 
     from ..neural.device import autocast
@@ -526,7 +527,7 @@ def train_gudn(model: GUDN, tokens: Sequence[Sequence[int]], Y: sp.csr_matrix,
     terms_sum: dict[str, float] = {}
     best_score, best_state, bad, seen = None, None, 0, 0
     started = time.perf_counter()
-    bar = tqdm(total=total_steps, desc=f"training {model.name}", disable=not progress)
+    bar = progress_bar(total=total_steps, desc=f"training {model.name}", disable=not progress)
     stop = False
     while not stop:
         network.train()

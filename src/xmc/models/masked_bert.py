@@ -621,7 +621,7 @@ def pooled_features(network, tokens: Sequence[dict], *, batch_size: int = 64, am
     feeds to the output layers, equal to what :func:`predict_probabilities` computes on the way.
     """
     import torch
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     from ..neural.device import autocast
 
@@ -631,7 +631,7 @@ def pooled_features(network, tokens: Sequence[dict], *, batch_size: int = 64, am
     network.eval()
     batches = inference_batches(tokens, np.zeros(len(tokens), dtype=np.int64), batch_size)
     with torch.no_grad():
-        for _, rows in tqdm(batches, desc=desc, disable=not progress, unit="batch"):
+        for _, rows in progress_bar(batches, desc=desc, disable=not progress, unit="batch"):
             with autocast(device, amp):
                 out[rows] = network.encoder(**_collate(network, tokens, rows, device)).float().cpu().numpy()
     network.train(was_training)
@@ -645,7 +645,7 @@ def predict_probabilities(network, products: Products, groups: np.ndarray, mask:
     ``products``: token ids or pooled features (see ``Products``); batched per head and by token length.
     """
     import torch
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
 
     from ..neural.device import autocast
 
@@ -657,7 +657,7 @@ def predict_probabilities(network, products: Products, groups: np.ndarray, mask:
     network.eval()
     batches = inference_batches(products, groups, batch_size)
     with torch.no_grad():
-        for g, rows in tqdm(batches, desc="predicting", disable=not progress, unit="batch"):
+        for g, rows in progress_bar(batches, desc="predicting", disable=not progress, unit="batch"):
             with autocast(device, amp):
                 logits = batch_logits(network, products, rows, g, device)
             probs = torch.sigmoid(logits.float()).cpu().numpy()
@@ -734,7 +734,7 @@ def train_network(network, products: Products, Y: sp.csr_matrix, mask: sp.csr_ma
     throughput.
     """
     import torch
-    from tqdm.auto import tqdm
+    from ..progress import progress_bar
     from transformers import get_linear_schedule_with_warmup
 
     from ..neural.device import autocast
@@ -764,7 +764,8 @@ def train_network(network, products: Products, Y: sp.csr_matrix, mask: sp.csr_ma
                "frozen_encoder": frozen}
     best_score, best_state, bad, seen, step_loss = None, None, 0, 0, 0.0
     started = time.perf_counter()
-    bar = tqdm(total=total_steps, desc="training output layers" if frozen else "fine-tuning", disable=not progress)
+    bar = progress_bar(total=total_steps, desc="training output layers" if frozen else "fine-tuning",
+                       disable=not progress)
     stop = False
     while not stop:
         network.train()

@@ -25,6 +25,7 @@ from ..indexing.kmeans import hierarchical_kmeans
 from ..indexing.label_repr import combine, pifa
 from ..indexing.tree import ClusterChain
 from ..ranker.hierarchy import HierarchicalLinear, LinearTrainConfig, PredictConfig
+from ..progress import progress_bar
 from ..sparse_rows import l2_normalize_rows
 from .persistence import model_directory, read_labels, read_manifest, write_labels, write_manifest
 
@@ -94,6 +95,10 @@ class XRLinearConfig(Config):
 
 
 Inputs = XMCDataset | Sequence[str] | sp.spmatrix
+
+
+# Documents per prediction chunk (the progress bar's step); large enough to keep every thread busy.
+_PREDICT_CHUNK = 4096
 
 
 class XRLinear:
@@ -177,7 +182,7 @@ class XRLinear:
             else:
                 chain = hierarchical_kmeans(
                     Z, branching=indexer.branching, max_leaf_size=indexer.max_leaf_size,
-                    max_iter=indexer.max_iter, seed=indexer.seed, n_threads=threads,
+                    max_iter=indexer.max_iter, seed=indexer.seed, n_threads=threads, progress=progress,
                 )
             t2 = time.perf_counter()
             logger.info("tree %d/%d: levels %s", k + 1, len(self.config.indexers), chain.level_sizes)
@@ -242,6 +247,7 @@ class XRLinear:
         post_processor: str | None = None,
         threshold: float | None = None,
         selected_outputs: sp.spmatrix | None = None,
+        progress: bool = False,
     ) -> sp.csr_matrix:
         """Scores of the top-k labels: CSR (n, L).
 
@@ -249,21 +255,36 @@ class XRLinear:
             inputs: texts, a dataset, or features (n, d).
             topk / beam_size / post_processor / threshold: override ``config.predict``.
             selected_outputs: optional (n, L) 0/1 matrix; predict only among these labels.
+            progress: show progress bars (TF-IDF, then documents predicted).
         """
         self._check_fitted()
         p = self.config.predict
         topk = p.topk if topk is None else topk
         threshold = p.threshold if threshold is None else threshold
         X = self.transform(inputs)
-        members = [
-            tree.predict(
-                X, beam_size=p.beam_size if beam_size is None else beam_size, topk=topk,
-                post_processor=post_processor or p.post_processor, selected_outputs=selected_outputs,
-                n_threads=self.config.n_threads or None,
-            )
-            for tree in self.trees_
-        ]
-        scores = members[0] if len(members) == 1 else average_scores(members, topk)
+        n = X.shape[0]
+        selected = None
+        if selected_outputs is not None:
+            selected = sp.csr_matrix(selected_outputs)
+            if selected.shape[0] != n:  # checked before chunking, which would hide extra rows
+                raise ValueError(f"selected_outputs has {selected.shape[0]} rows for {n} documents")
+        parts = []
+        # Rows are independent: predicting in chunks gives the same scores and lets a bar count documents.
+        with progress_bar(total=n, desc="predicting", unit="doc", disable=not progress) as bar:
+            for start in range(0, max(n, 1), _PREDICT_CHUNK):
+                rows = slice(start, start + _PREDICT_CHUNK)
+                members = [
+                    tree.predict(
+                        X[rows], beam_size=p.beam_size if beam_size is None else beam_size, topk=topk,
+                        post_processor=post_processor or p.post_processor,
+                        selected_outputs=None if selected is None else selected[rows],
+                        n_threads=self.config.n_threads or None,
+                    )
+                    for tree in self.trees_
+                ]
+                parts.append(members[0] if len(members) == 1 else average_scores(members, topk))
+                bar.update(parts[-1].shape[0])
+        scores = parts[0] if len(parts) == 1 else sp.vstack(parts, format="csr")
         if threshold is not None:
             scores = scores.multiply(scores >= threshold).tocsr()
             scores.eliminate_zeros()

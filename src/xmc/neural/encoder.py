@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from ..progress import progress_bar
 
 from ..errors import ConfigError, ModelFormatError
 from .configs import EncoderConfig
@@ -111,7 +111,7 @@ class TextEncoder(nn.Module):
         token_ids = self.pretokenize(texts)
         order = np.argsort([-len(t) for t in token_ids], kind="stable")
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for start in tqdm(range(0, len(texts), batch_size), desc=desc, disable=not progress, unit="batch"):
+        for start in progress_bar(range(0, len(texts), batch_size), desc=desc, disable=not progress, unit="batch"):
             rows = order[start:start + batch_size]
             batch = {k: v.to(device) for k, v in self.collate([token_ids[i] for i in rows]).items()}
             with autocast(device, amp):

@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from ..progress import progress_bar
 
 from ..io import atomic_directory
 from . import distributed
@@ -186,7 +186,7 @@ def train_matcher(
     started = time.perf_counter()
     seen = 0
     stop = history.steps >= total_steps
-    bar = tqdm(total=total_steps, initial=history.steps, desc="fine-tuning matcher", disable=not progress)
+    bar = progress_bar(total=total_steps, initial=history.steps, desc="fine-tuning matcher", disable=not progress)
     while not stop:
         encoder.train()
         head.train()
@@ -292,7 +292,7 @@ def train_head(embeddings: np.ndarray, M: sp.csr_matrix, config: MatcherConfig, 
     history = MatcherHistory()
     started = time.perf_counter()
     best, bad = None, 0
-    for epoch in tqdm(range(epochs), desc="training matcher head", disable=not progress):
+    for epoch in progress_bar(range(epochs), desc="training matcher head", disable=not progress):
         for rows in _batches(n, 256, rng):
             loss = squared_hinge_loss(head(X[rows]), torch.from_numpy(M[rows].toarray()))
             optimizer.zero_grad(set_to_none=True)

@@ -18,7 +18,7 @@ from typing import Literal
 import numba
 import numpy as np
 import scipy.sparse as sp
-from tqdm.auto import tqdm
+from ..progress import progress_bar
 
 from ..config import Config, check
 from ..errors import ModelFormatError
@@ -185,7 +185,7 @@ class HierarchicalLinear:
         loss = LOSS_LOGISTIC if config.loss == "logistic" else LOSS_SQUARED_HINGE
         model = cls(chain, [sp.csc_matrix((X.shape[1] + 1, k), dtype=np.float32) for k in chain.level_sizes], config.bias)
         todo = range(len(chain)) if layers is None else sorted({i % len(chain) for i in layers})
-        for i in tqdm(todo, desc="layers", disable=not progress):
+        for i in progress_bar(todo, desc="layers", disable=not progress):
             C = chain[i]
             Y_children = binarize(Y @ chain.label_to_level(i)) if i < len(chain) - 1 else Y
             man_ids = None
