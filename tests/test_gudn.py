@@ -276,3 +276,12 @@ def test_cli_train_predict_with_label_text(tiny_bert, corpus, tmp_path):
         assert rc == 0
         assert type(load_model(tmp_path / name)).name == name
         assert len((tmp_path / f"{name}.pred").read_text().splitlines()) == len(corpus.train)
+        # --threshold and --beam-size reach the model (a TypeError traceback before): every kept score >= 0.3
+        with contextlib.redirect_stdout(io.StringIO()):
+            rc = main([str(a) for a in ["predict", "--model", tmp_path / name, "--input", tmp_path / "train.jsonl",
+                                        "--out", tmp_path / f"{name}-t.pred", "--topk", "5", "--threshold", "0.3",
+                                        "--beam-size", "2"]])
+        assert rc == 0
+        rows = [json.loads(line) for line in (tmp_path / f"{name}-t.pred").read_text().splitlines()]
+        assert len(rows) == len(corpus.train) and all(s >= 0.3 for r in rows for s in r["scores"])
+        assert any(len(r["labels"]) < 5 for r in rows)

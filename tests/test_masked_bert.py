@@ -382,6 +382,11 @@ def test_cli_train_predict_evaluate(tiny_bert, products, tmp_path, capsys):
     assert cli_main(["evaluate", "--truth", str(tmp_path / "test.jsonl"), "--pred", str(tmp_path / "pred.jsonl"),
                      "--train", str(tmp_path / "train.jsonl"), "--report"]) == 0
     assert "micro" in capsys.readouterr().out
+    # --beam-size names the option, not the input file (it was reported as a problem with test.jsonl)
+    assert cli_main(["predict", "--model", str(tmp_path / "m"), "--input", str(tmp_path / "test.jsonl"),
+                     "--out", str(tmp_path / "pred2.jsonl"), "--beam-size", "5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after transformers' loading bars
+    assert err.startswith("xmc: error: beam_size") and "test.jsonl" not in err
     # a bad taxonomy file: one clear line, exit code 2
     (tmp_path / "bad.json").write_text("[1, 2]", encoding="utf-8")
     assert cli_main(args[:-4] + ["--taxonomy", str(tmp_path / "bad.json"), "--out", str(tmp_path / "m2")]) == 2

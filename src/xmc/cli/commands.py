@@ -20,7 +20,7 @@ from ..data import (
     read_predictions,
     write_predictions,
 )
-from ..errors import ConfigError
+from ..errors import ConfigError, XMCError
 from ..metrics import evaluate as evaluate_scores
 from ..metrics import format_report, group_report, jain_propensity, top_k
 from ..models.registry import MODELS, load_model, model_class
@@ -174,6 +174,8 @@ def predict(args: argparse.Namespace) -> int:
     overrides = {"topk": args.topk, "beam_size": args.beam_size, "threshold": args.threshold}
     try:
         scores = model.predict(data, **{k: v for k, v in overrides.items() if v is not None})
+    except XMCError:  # already names what is wrong (an option the model lacks, a bad config)
+        raise
     except ValueError as exc:  # input that does not fit the model: no features, wrong feature count
         raise ConfigError(f"{args.input}: {exc}") from exc
     topk = args.topk or model.config.predict.topk

@@ -55,13 +55,17 @@ class GUDNPredictConfig(Config):
     Attributes:
         topk: labels returned per document (best first).
         beam_size: clusters of the meta-classifier whose labels are scored (b at prediction).
+        threshold: drop labels whose score (sigmoid(meta) * sigmoid(rank), in (0, 1)) is below
+            this; None = the plain top-k list.
     """
 
     topk: int = 10
     beam_size: int = 10
+    threshold: float | None = None
 
     def validate(self) -> None:
         check(self.topk >= 1 and self.beam_size >= 1, "topk and beam_size must be >= 1")
+        check(self.threshold is None or 0.0 <= self.threshold <= 1.0, "threshold must be in [0, 1]")
 
 
 def _default_encoder() -> EncoderConfig:
@@ -268,7 +272,7 @@ class GUDN:
 
     # ---- prediction --------------------------------------------------------------------------
     def predict(self, inputs: Inputs, *, topk: int | None = None, beam_size: int | None = None,
-                cache=None, progress: bool = False) -> sp.csr_matrix:
+                threshold: float | None = None, cache=None, progress: bool = False) -> sp.csr_matrix:
         """Scores of each document's top-k labels: CSR (n, L), sigmoid(meta) * sigmoid(rank) in (0, 1).
 
         Needs no labels: the text path only.
@@ -277,6 +281,7 @@ class GUDN:
             inputs: a dataset or raw texts.
             topk: labels per document (default ``config.predict.topk``).
             beam_size: clusters whose labels are scored (default ``config.predict.beam_size``).
+            threshold: drop labels scoring below this (default ``config.predict.threshold``).
             cache: an :class:`xmc.neural.cache.EmbeddingCache`: the texts' features E_t come from
                 :meth:`encode` through it, so models that share a frozen encoder (heads fine-tuned
                 from one trained model) encode a test set once.
@@ -291,8 +296,13 @@ class GUDN:
             import torch
 
             features = torch.from_numpy(self.encode(texts, cache=cache, progress=progress))
-            return predict_scores(self.network_, None, self._leaves(), features=features, **kwargs)
-        return predict_scores(self.network_, self.network_.encoder.pretokenize(texts), self._leaves(), **kwargs)
+            scores = predict_scores(self.network_, None, self._leaves(), features=features, **kwargs)
+        else:
+            scores = predict_scores(self.network_, self.network_.encoder.pretokenize(texts), self._leaves(), **kwargs)
+        threshold = p.threshold if threshold is None else threshold
+        if threshold is not None:
+            scores = scores.multiply(scores >= threshold).tocsr()
+        return scores
 
     def encode(self, inputs: Inputs, *, cache=None, progress: bool = False) -> np.ndarray:
         """Text features E_t, (n, dim) float32, of the current encoder in eval mode (no dropout).

@@ -460,7 +460,8 @@ class MaskedBert:
             beam_size: not applicable (there is no label tree); must be None.
         """
         if beam_size is not None:
-            raise ValueError("masked-bert scores every relevant label; it has no beam size")
+            raise ConfigError("beam_size: masked-bert scores every label relevant to a product; it has no beam "
+                              "(drop --beam-size)")
         p = self.config.predict
         topk = p.topk if topk is None else topk
         if threshold is None:
