@@ -328,6 +328,13 @@ def test_save_load_identical_predictions(masked_model, products, tmp_path):
     assert isinstance(loaded, MaskedBert) and loaded.labels_ == masked_model.labels_
     a, b = masked_model.predict_proba(test), loaded.predict_proba(test)
     assert (a != b).nnz == 0
+    # the threshold tuned on the model's validation split travels with it and is the default
+    tuned = masked_model.history_["thresholds"]
+    assert masked_model.config.predict.threshold == "tuned" and 0.0 < tuned["global"] <= 1.0
+    np.testing.assert_array_equal(loaded.thresholds_, np.full(len(loaded.labels_), np.float32(tuned["global"])))
+    d = loaded.predict(test)
+    assert (d != masked_model.predict(test, threshold=np.float32(tuned["global"]))).nnz == 0
+    assert np.diff(d.indptr).min() >= 0 and d.nnz > 0 and d.data.min() >= np.float32(tuned["global"])
     c = loaded.predict(test.titles, categories=test.categories)  # raw titles lack descriptions: still masked
     for i, cat in enumerate(test.categories):
         assert set(c[i].indices) <= set(loaded.taxonomy_.relevant_ids(cat).tolist())

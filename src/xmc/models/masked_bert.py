@@ -125,15 +125,30 @@ class MaskedPredictConfig(Config):
 
     Attributes:
         topk: labels returned per product (best first).
-        threshold: keep labels whose probability reaches this (paper: 0.5); None = the plain top-k list.
+        threshold: keep labels whose probability reaches this (paper: 0.5); ``"tuned"`` chooses it
+            after training on the model's own validation split (the value maximising micro F1 over
+            each product's top-k there; see :mod:`xmc.thresholds`) and saves it with the model;
+            None = the plain top-k list.
+        per_label: with ``"tuned"``, also tune one threshold per label that has at least
+            ``min_label_positives`` validation positives (the others keep the global one).
+        min_label_positives: validation positives a label needs for its own threshold.
     """
 
     topk: int = 10
-    threshold: float | None = 0.5
+    threshold: float | Literal["tuned"] | None = "tuned"
+    per_label: bool = False
+    min_label_positives: int = 5
 
     def validate(self) -> None:
         check(self.topk >= 1, "topk must be >= 1")
-        check(self.threshold is None or 0.0 <= self.threshold <= 1.0, "threshold must be in [0, 1]")
+        check(self.threshold is None or self.threshold == "tuned" or 0.0 <= self.threshold <= 1.0,
+              "threshold must be in [0, 1], \"tuned\" or null")
+        check(self.min_label_positives >= 1, "min_label_positives must be >= 1")
+
+    @property
+    def fixed_threshold(self) -> float | None:
+        """The threshold before (or without) tuning: 0.5 stands in for ``"tuned"``."""
+        return 0.5 if self.threshold == "tuned" else self.threshold
 
 
 def _default_encoder() -> EncoderConfig:
@@ -382,13 +397,38 @@ class MaskedBert:
             valid_inputs=valid_inputs, valid_Y=sp.csr_matrix(valid.Y, dtype=np.float32),
             valid_filter=valid_mask if cfg.filter_predictions else None,
             valid_groups=self._group_ids(valid.categories, len(valid)),
-            threshold=cfg.predict.threshold if cfg.predict.threshold is not None else 0.5,
+            threshold=cfg.predict.fixed_threshold if cfg.predict.fixed_threshold is not None else 0.5,
             batch_size=cfg.encoder.batch_size, progress=progress,
         )
         self.timings_["train"] = time.perf_counter() - t
+        self.thresholds_ = None
+        if cfg.predict.threshold == "tuned":
+            self._tune_thresholds(valid_inputs, valid, valid_mask)
         self.history_["train_products"] = len(fit_data)
         self.history_["valid_products"] = len(valid)
         return self
+
+    def _tune_thresholds(self, valid_inputs: Products, valid: XMCDataset, valid_mask) -> None:
+        """``thresholds_`` (L,) from the validation split: global micro-F1 optimum, per label where asked."""
+        from ..thresholds import tune_global, tune_per_label
+
+        p = self.config.predict
+        proba = predict_probabilities(self.network_, valid_inputs, self._group_ids(valid.categories, len(valid)),
+                                      valid_mask if self.config.filter_predictions else None,
+                                      batch_size=self.config.encoder.batch_size, amp=self.config.train.amp)
+        indices, values = top_k(proba, p.topk)
+        scores = topk_to_csr(indices, values, proba.shape[1])
+        Y = sp.csr_matrix(valid.Y, dtype=np.float32)
+        threshold, f1 = tune_global(Y, scores)
+        if not np.isfinite(threshold):  # no true label among the candidates: keep the paper's 0.5
+            threshold = 0.5
+        thresholds, own = (tune_per_label(Y, scores, threshold, min_positives=p.min_label_positives)
+                           if p.per_label else (np.full(proba.shape[1], threshold), 0))
+        self.thresholds_ = thresholds.astype(np.float32)
+        self.history_["thresholds"] = {"global": threshold, "valid_micro_f1": f1, "labels_with_own": own,
+                                       "valid_products": len(valid)}
+        logger.info("tuned threshold %.4f on %d validation products (micro F1 %.4f); %d labels with their own",
+                    threshold, len(valid), f1, own)
 
     def _pooled(self, cache: EmbeddingCache, pairs: tuple[list[str], list[str]], progress: bool, desc: str) -> np.ndarray:
         """Pooled encoder features (n, dim) of (title, description) pairs, through ``cache``."""
@@ -456,7 +496,8 @@ class MaskedBert:
             inputs / categories: as :meth:`predict_proba`.
             topk: labels per product (default ``config.predict.topk``).
             threshold: a probability or an (L,) array of per-label thresholds; default
-                ``thresholds_`` when set, else ``config.predict.threshold`` (None: no threshold).
+                ``thresholds_`` (tuned on the validation split) when set, else ``config.predict.threshold``
+                (None: no threshold; ``"tuned"`` on a model saved without thresholds: 0.5).
             beam_size: not applicable (there is no label tree); must be None.
         """
         if beam_size is not None:
@@ -465,7 +506,7 @@ class MaskedBert:
         p = self.config.predict
         topk = p.topk if topk is None else topk
         if threshold is None:
-            threshold = self.thresholds_ if self.thresholds_ is not None else p.threshold
+            threshold = self.thresholds_ if self.thresholds_ is not None else p.fixed_threshold
         proba = self.predict_proba(inputs, categories=categories, progress=progress)
         indices, values = top_k(proba, topk)
         scores = topk_to_csr(indices, values, proba.shape[1])
@@ -482,7 +523,7 @@ class MaskedBert:
                  ks: Sequence[int] = (1, 3, 5)) -> dict[str, float]:
         """P@k over the relevant labels and micro/macro P/R/F1 at the threshold (default 0.5)."""
         if threshold is None:
-            threshold = self.thresholds_ if self.thresholds_ is not None else self.config.predict.threshold
+            threshold = self.thresholds_ if self.thresholds_ is not None else self.config.predict.fixed_threshold
         thr = 0.5 if threshold is None else threshold
         return evaluate(data.Y, self.predict_proba(data), ks=ks, threshold=thr)
 
