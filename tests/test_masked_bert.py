@@ -527,3 +527,24 @@ def test_shipped_masked_bert_configs_load():
     for path in paths:
         config = MaskedBertConfig.from_json(path)
         assert config.masking, path
+
+
+def test_cli_auto_budget_is_printed_and_saved_resolved(tiny_bert, products, tmp_path, capsys):
+    train, _ = products
+    with open(tmp_path / "train.jsonl", "w", encoding="utf-8") as fh:
+        for i in range(len(train)):
+            fh.write(json.dumps({"id": train.ids[i], "title": train.titles[i], "category": train.categories[i],
+                                 "labels": train.label_names_of(i)}) + "\n")
+    (tmp_path / "taxonomy.json").write_text(json.dumps(taxonomy_dict()), encoding="utf-8")
+    config = tiny_config(tiny_bert).to_dict()
+    config["train"].update(epochs="auto", freeze_encoder="auto", head_learning_rate="auto")
+    config["encoder"]["max_length"] = "auto"
+    (tmp_path / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    assert cli_main(["train", "--model", "masked-bert", "--train", str(tmp_path / "train.jsonl"), "--config",
+                     str(tmp_path / "config.json"), "--taxonomy", str(tmp_path / "taxonomy.json"),
+                     "--out", str(tmp_path / "m")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("budget for cpu: encoder.max_length=128 (auto)") and "estimated training time" in out
+    saved = json.loads((tmp_path / "m" / "xmc_model.json").read_text())["config"]
+    assert saved["train"]["freeze_encoder"] is True and saved["train"]["epochs"] == 30.0
+    assert saved["encoder"]["max_length"] == 128 and saved["predict"]["threshold"] == "tuned"

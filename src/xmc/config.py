@@ -60,6 +60,12 @@ class Config:
         kwargs = {}
         for name, value in data.items():
             path = f"{where}.{name}" if where else name
+            default = fields[name].default_factory
+            if isinstance(value, dict) and default is not dataclasses.MISSING:
+                base = default()
+                if isinstance(base, Config):  # a partial nested object overlays this field's own default
+                    kwargs[name] = _overlay(base, value, path)
+                    continue
             kwargs[name] = _coerce(value, hints[name], path)
         try:
             return cls(**kwargs)
@@ -84,6 +90,26 @@ class Config:
         merged = self.to_dict()
         merged.update({k: _to_plain(v) for k, v in changes.items()})
         return type(self).from_dict(merged)
+
+
+def _overlay(base: "Config", value: dict[str, Any], where: str) -> "Config":
+    """``base`` with the keys of ``value`` replaced, nested objects overlaid in turn.
+
+    A model's default may differ from its config class' defaults (GUDN's ``train`` sets its own
+    learning rates; ``"auto"`` budgets); a file giving one key of ``train`` must keep the rest.
+    """
+    names = {f.name for f in dataclasses.fields(base) if f.init}
+    merged = {}
+    for key, item in value.items():
+        current = getattr(base, key, None) if key in names else None
+        merged[key] = _overlay(current, item, f"{where}.{key}") if isinstance(current, Config) and \
+            isinstance(item, dict) else item
+    full = {name: getattr(base, name) for name in names}
+    full.update(merged)
+    unknown = sorted(set(value) - names)
+    if unknown:  # the same message as from_dict's
+        return type(base).from_dict(value, where=where)
+    return type(base).from_dict(full, where=where)
 
 
 def _to_plain(value: Any) -> Any:

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import sys
 
 import numpy as np
 import scipy.sparse as sp
@@ -24,6 +25,8 @@ from ..errors import ConfigError, XMCError
 from ..metrics import evaluate as evaluate_scores
 from ..metrics import format_report, group_report, jain_propensity, top_k
 from ..models.registry import MODELS, load_model, model_class
+from ..neural.budget import describe_auto
+from ..neural.budget import summary as budget_summary
 
 logger = logging.getLogger(__name__)
 
@@ -156,6 +159,9 @@ def train(args: argparse.Namespace) -> int:
             raise ConfigError(f"--augmented applies to lightxml / gudn, not {args.model}")
         xda_config = FinetuneConfig.from_json(args.xda_config) if args.xda_config else FinetuneConfig()
         augmented = augmented_dataset(read_augmented(args.augmented), data.labels, source=args.augmented)
+    budget = budget_summary(config, len(data))  # neural models: what "auto" chose here, and a time estimate
+    if budget:
+        print(budget, flush=True)
     model.fit(data, **fit_kwargs)
     if augmented is not None:
         from ..augment.finetune import finetune_with_augmented
@@ -215,6 +221,9 @@ def print_config(args: argparse.Namespace) -> int:
     pipeline = _pipeline_configs()
     config_class = pipeline[args.model] if args.model in pipeline else model_class(args.model).config_class
     print(config_class().to_json())
+    auto = describe_auto(config_class())
+    if auto:  # on stderr, so that `xmc config NAME > file.json` still writes plain JSON
+        print(auto, file=sys.stderr)
     return 0
 
 

@@ -43,6 +43,7 @@ from ..metrics import evaluate, top_k, topk_to_csr
 from ..neural.configs import EncoderConfig
 from ..ranker.negatives import binarize
 from .masked_bert import MaskedTrainConfig
+from ..neural.budget import resolve_budget
 from .persistence import read_labels, read_manifest, write_labels, write_manifest
 
 logger = logging.getLogger(__name__)
@@ -70,11 +71,13 @@ class GUDNPredictConfig(Config):
 
 def _default_encoder() -> EncoderConfig:
     # LightXML: the [CLS] states of the last 5 layers concatenated.
-    return EncoderConfig(pooling="cls-concat", last_layers=5, max_length=512)
+    # "auto": the paper's 512 tokens with CUDA, fewer on a CPU (xmc.neural.budget).
+    return EncoderConfig(pooling="cls-concat", last_layers=5, max_length="auto")
 
 
 def _default_train() -> MaskedTrainConfig:
-    return MaskedTrainConfig(epochs=3.0, learning_rate=1e-4, head_learning_rate=1e-3, select_metric="p@1")
+    return MaskedTrainConfig(epochs="auto", learning_rate=1e-4, head_learning_rate="auto", freeze_encoder="auto",
+                             select_metric="p@1")
 
 
 @dataclasses.dataclass
@@ -124,10 +127,6 @@ class GUDNConfig(Config):
         check(self.label_input in ("text", "onehot"), f"unknown label_input {self.label_input!r}")
         check(self.label_last_layers >= 1 and self.label_max_length >= 8, "label_last_layers >= 1, label_max_length >= 8")
         check(0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)")
-        # The guides train the shared encoder: a frozen one would leave them nothing to act on. Without
-        # guides (LightXML) a frozen encoder is a cheap CPU mode: texts are encoded once, heads trained.
-        check(not (self.train.freeze_encoder and self.label_path),
-              "train.freeze_encoder needs feature_guide and link_guide off (the guides act on the shared encoder)")
         check(self.train.cache_dir is None, "train.cache_dir is a masked-bert setting")
         check(self.hidden_dim >= 1 and self.max_leaf_size >= 1 and self.n_candidate_clusters >= 1,
               "hidden_dim, max_leaf_size and n_candidate_clusters must be >= 1")
@@ -223,6 +222,9 @@ class GUDN:
 
         from ..neural.encoder import TextEncoder
 
+        if data.unseen_labels:
+            raise ValueError("training data must be read without a fixed vocabulary (it has unseen labels)")
+        self.config = resolve_budget(self.config, len(data))
         cfg, tcfg = self.config, self.config.train
         if data.unseen_labels:
             raise ValueError("training data must be read without a fixed vocabulary (it has unseen labels)")
@@ -484,6 +486,24 @@ def _frozen_features(network, tokens, batch_size: int, device, amp: bool, progre
     return torch.cat(out)
 
 
+def _frozen_label_states(network, tokens, batch_size: int, device, amp: bool, progress: bool):
+    """E_l's unprojected [CLS] states of every label-side input under the frozen encoder, kept on ``device``."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from ..neural.device import autocast
+
+    network.eval()
+    out = []
+    with torch.no_grad():
+        for s in tqdm(range(0, len(tokens), batch_size), desc="encoding label texts (frozen encoder)",
+                      disable=not progress):
+            rows = np.arange(s, min(s + batch_size, len(tokens)))
+            with autocast(device, amp):
+                out.append(network.label_states(**_batch(network, tokens, rows, device)).float())
+    return torch.cat(out)
+
+
 def train_gudn(model: GUDN, tokens: Sequence[Sequence[int]], Y: sp.csr_matrix,
                label_tokens: Sequence[Sequence[int]] | None, *, valid_tokens: Sequence[Sequence[int]],
                valid_Y: sp.csr_matrix, progress: bool = True) -> dict:
@@ -520,11 +540,15 @@ def train_gudn(model: GUDN, tokens: Sequence[Sequence[int]], Y: sp.csr_matrix,
     total_steps = max(1, int(round(steps_per_epoch * config.epochs)))
     heads = [p for name, p in network.named_parameters() if not name.startswith("encoder.")]
     groups = [{"params": heads, "lr": config.head_learning_rate or config.learning_rate}]
-    cached = valid_cached = None
+    cached = valid_cached = label_cached = None
     if config.freeze_encoder:  # encode every training and validation text once; the heads' dropout still applies
         network.encoder.requires_grad_(False)
         cached = _frozen_features(network, tokens, cfg.encoder.batch_size, device, config.amp, progress)
         valid_cached = _frozen_features(network, valid_tokens, cfg.encoder.batch_size, device, config.amp, progress)
+        if cfg.label_path and cfg.label_input == "text":
+            # E_l's encoder states are fixed too: the guides train its projection and the shared classifiers.
+            label_cached = _frozen_label_states(network, label_tokens, cfg.encoder.batch_size, device, config.amp,
+                                                progress)
     else:
         groups.insert(0, {"params": network.encoder.parameters(), "lr": config.learning_rate})
     optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
@@ -564,7 +588,9 @@ def train_gudn(model: GUDN, tokens: Sequence[Sequence[int]], Y: sp.csr_matrix,
                      "rank": candidate_bce(logits, targets, valid_t)}
             if cfg.label_path:
                 with autocast(device, config.amp):
-                    if cfg.label_input == "text":
+                    if label_cached is not None:
+                        label_features = network.label_proj(label_cached[torch.from_numpy(rows).to(device)])
+                    elif cfg.label_input == "text":
                         label_batch = _batch(network, label_tokens, rows, device)
                         label_features = network.label_features(**label_batch)
                     else:

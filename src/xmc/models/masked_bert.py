@@ -45,6 +45,7 @@ from ..io import atomic_directory
 from ..metrics import evaluate, top_k, topk_to_csr
 from ..neural.configs import EncoderConfig
 from ..neural.taxonomy import Taxonomy, category_path
+from ..neural.budget import resolve_budget
 from .persistence import read_labels, read_manifest, write_labels, write_manifest
 
 if TYPE_CHECKING:
@@ -83,13 +84,17 @@ class MaskedTrainConfig(Config):
         cache_dir: with ``freeze_encoder``, keep the pooled features here as ``.npy`` files, keyed by the
             encoder's weights and pooling and the products' texts, so that models over the same data
             encode it once (None: encode in every fit).
+
+    ``epochs``, ``head_learning_rate`` and ``freeze_encoder`` (and the encoder's ``max_length``) may be
+    ``"auto"``, the models' defaults: resolved by device when training starts (:mod:`xmc.neural.budget`;
+    with CUDA the paper's settings, on a CPU a frozen encoder), and saved resolved.
     """
 
-    epochs: float = 3.0
+    epochs: float | Literal["auto"] = 3.0
     batch_size: int = 32
     grad_accum: int = 1
     learning_rate: float = 1e-4
-    head_learning_rate: float | None = None
+    head_learning_rate: float | Literal["auto"] | None = None
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     swa: bool = True
@@ -102,14 +107,15 @@ class MaskedTrainConfig(Config):
     amp: bool = True
     device: str = "auto"
     seed: int = 0
-    freeze_encoder: bool = False
+    freeze_encoder: bool | Literal["auto"] = False
     cache_dir: str | None = None
 
     def validate(self) -> None:
-        check(self.epochs > 0, "epochs must be positive")
+        check(self.epochs == "auto" or self.epochs > 0, "epochs must be positive")
         check(self.batch_size >= 1 and self.grad_accum >= 1, "batch_size and grad_accum must be >= 1")
         check(self.learning_rate > 0, "learning_rate must be positive")
-        check(self.head_learning_rate is None or self.head_learning_rate > 0, "head_learning_rate must be positive")
+        check(self.head_learning_rate in (None, "auto") or self.head_learning_rate > 0,
+              "head_learning_rate must be positive")
         check(0.0 <= self.warmup_ratio < 1.0, "warmup_ratio must be in [0, 1)")
         check(0.0 <= self.swa_start < 1.0, "swa_start must be in [0, 1)")
         check(0.0 < self.valid_fraction < 1.0, "valid_fraction must be in (0, 1)")
@@ -152,7 +158,12 @@ class MaskedPredictConfig(Config):
 
 
 def _default_encoder() -> EncoderConfig:
-    return EncoderConfig(pooling="cls-concat", last_layers=5, max_length=512)
+    # The paper's 512 tokens with CUDA; "auto" shortens them on a CPU (xmc.neural.budget).
+    return EncoderConfig(pooling="cls-concat", last_layers=5, max_length="auto")
+
+
+def _default_train() -> MaskedTrainConfig:
+    return MaskedTrainConfig(epochs="auto", head_learning_rate="auto", freeze_encoder="auto")
 
 
 @dataclasses.dataclass
@@ -177,7 +188,7 @@ class MaskedBertConfig(Config):
     heads: Literal["single", "leaf", "top"] = "single"
     filter_predictions: bool = True
     derive_taxonomy: bool = False
-    train: MaskedTrainConfig = dataclasses.field(default_factory=MaskedTrainConfig)
+    train: MaskedTrainConfig = dataclasses.field(default_factory=_default_train)
     predict: MaskedPredictConfig = dataclasses.field(default_factory=MaskedPredictConfig)
 
     def validate(self) -> None:
@@ -337,6 +348,7 @@ class MaskedBert:
 
         if data.unseen_labels:
             raise ValueError("training data must be read without a fixed vocabulary (it has unseen labels)")
+        self.config = resolve_budget(self.config, len(data))
         cfg, tcfg = self.config, self.config.train
         self.labels_ = data.labels
         self.timings_ = {}

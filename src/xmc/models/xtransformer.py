@@ -44,6 +44,7 @@ from ..ranker.beam import POST_PROCESSORS
 from ..ranker.hierarchy import HierarchicalLinear, LinearTrainConfig, PredictConfig
 from ..neural.configs import EncoderConfig, MatcherConfig
 from ..ranker.negatives import binarize
+from ..neural.budget import resolve_budget
 from .persistence import read_labels, read_manifest, write_labels, write_manifest
 
 logger = logging.getLogger(__name__)
@@ -110,7 +111,8 @@ class XTransformerConfig(Config):
     encoder: EncoderConfig = dataclasses.field(default_factory=EncoderConfig)
     text_fields: list[str] = dataclasses.field(default_factory=lambda: ["title", "text"])
     members: list[MemberConfig] = dataclasses.field(default_factory=lambda: [MemberConfig()])
-    matcher: MatcherConfig = dataclasses.field(default_factory=MatcherConfig)
+    # "auto": the fine-tuned transformer matcher with CUDA, a frozen encoder's on a CPU (xmc.neural.budget)
+    matcher: MatcherConfig = dataclasses.field(default_factory=lambda: MatcherConfig(kind="auto"))
     ranker_input: Literal["tfidf", "tfidf+neural"] = "tfidf+neural"
     neural_weight: float = 1.0
     ranker: LinearTrainConfig = dataclasses.field(default_factory=_default_ranker)
@@ -220,6 +222,7 @@ class XTransformer:
         distributed.init_from_env()  # under torchrun / accelerate: one process per GPU, DDP fine-tuning
         if data.unseen_labels:
             raise ValueError("training data must be read without a fixed vocabulary (it has unseen labels)")
+        self.config = resolve_budget(self.config, len(data))
         cfg = self.config
         self.timings_, self.histories_, self.members_ = {}, [], []
         self.labels_ = data.labels
