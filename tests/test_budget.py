@@ -30,7 +30,7 @@ def test_cpu_resolves_to_a_frozen_encoder():
 def test_cuda_resolves_to_the_papers_settings(cuda):
     resolved, _ = budget.resolve(GUDNConfig())
     assert resolved.train.freeze_encoder is False and resolved.encoder.max_length == 512
-    assert resolved.train.epochs == 3.0 and resolved.train.head_learning_rate == 1e-3
+    assert resolved.train.epochs == 3.0 and resolved.train.head_learning_rate == 1e-3 and resolved.train.patience == 2
     assert budget.resolve(XTransformerConfig())[0].matcher.kind == "transformer"
     # an explicit device="cpu" in the config wins over the GPU
     cpu = LightXMLConfig.from_dict({"train": {"device": "cpu"}})

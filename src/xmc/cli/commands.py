@@ -159,7 +159,7 @@ def train(args: argparse.Namespace) -> int:
             raise ConfigError(f"--augmented applies to lightxml / gudn, not {args.model}")
         xda_config = FinetuneConfig.from_json(args.xda_config) if args.xda_config else FinetuneConfig()
         augmented = augmented_dataset(read_augmented(args.augmented), data.labels, source=args.augmented)
-    budget = budget_summary(config, len(data))  # neural models: what "auto" chose here, and a time estimate
+    budget = budget_summary(config, data)  # neural models: what "auto" chose here, and a time estimate
     if budget:
         print(budget, flush=True)
     model.fit(data, **fit_kwargs)

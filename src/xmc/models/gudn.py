@@ -77,7 +77,7 @@ def _default_encoder() -> EncoderConfig:
 
 def _default_train() -> MaskedTrainConfig:
     return MaskedTrainConfig(epochs="auto", learning_rate=1e-4, head_learning_rate="auto", freeze_encoder="auto",
-                             select_metric="p@1")
+                             patience="auto", select_metric="p@1")
 
 
 @dataclasses.dataclass

@@ -85,7 +85,7 @@ class MaskedTrainConfig(Config):
             encoder's weights and pooling and the products' texts, so that models over the same data
             encode it once (None: encode in every fit).
 
-    ``epochs``, ``head_learning_rate`` and ``freeze_encoder`` (and the encoder's ``max_length``) may be
+    ``epochs``, ``head_learning_rate``, ``patience`` and ``freeze_encoder`` (and the encoder's ``max_length``) may be
     ``"auto"``, the models' defaults: resolved by device when training starts (:mod:`xmc.neural.budget`;
     with CUDA the paper's settings, on a CPU a frozen encoder), and saved resolved.
     """
@@ -101,7 +101,7 @@ class MaskedTrainConfig(Config):
     swa_start: float = 0.5
     valid_fraction: float = 0.1
     eval_every: int = 0
-    patience: int = 2
+    patience: int | Literal["auto"] = 2
     select_metric: Literal["micro_f1", "macro_f1", "p@1"] = "micro_f1"
     max_train_docs: int | None = None
     amp: bool = True
@@ -119,7 +119,8 @@ class MaskedTrainConfig(Config):
         check(0.0 <= self.warmup_ratio < 1.0, "warmup_ratio must be in [0, 1)")
         check(0.0 <= self.swa_start < 1.0, "swa_start must be in [0, 1)")
         check(0.0 < self.valid_fraction < 1.0, "valid_fraction must be in (0, 1)")
-        check(self.patience >= 1 and self.eval_every >= 0, "patience must be >= 1 and eval_every >= 0")
+        check((self.patience == "auto" or self.patience >= 1) and self.eval_every >= 0,
+              "patience must be >= 1 and eval_every >= 0")
         check(self.max_train_docs is None or self.max_train_docs >= 2, "max_train_docs must be >= 2")
         check(self.cache_dir is None or self.freeze_encoder, "cache_dir holds frozen-encoder features; it needs "
               "freeze_encoder: true")

@@ -31,11 +31,14 @@ RULES: dict[str, dict[str, tuple[Any, Any]]] = {
         "train.epochs": (3.0, 30.0),
         "train.head_learning_rate": (None, 3e-3),
     },
+    # lightxml / gudn on a CPU: head learning rate and patience chosen on the validation split of
+    # an 800-document EURLEX57K training sample (benchmarks/validate_cpu_budget.py, BENCHMARKS.md).
     "GUDNConfig": {
         "encoder.max_length": (512, 256),
         "train.freeze_encoder": (False, True),
         "train.epochs": (3.0, 30.0),
-        "train.head_learning_rate": (1e-3, 3e-3),
+        "train.head_learning_rate": (1e-3, 1e-2),
+        "train.patience": (2, 5),
     },
     "XTransformerConfig": {
         "matcher.kind": ("transformer", "frozen"),
@@ -108,17 +111,21 @@ def resolve_budget(config: Config, n_texts: int) -> Config:
     """:func:`resolve` for a model's ``fit``: the resolved config, its budget logged."""
     resolved, chosen = resolve(config)
     if chosen:
-        logger.info("%s", summary(resolved, n_texts, chosen))
+        logger.info("%s", summary(resolved, int(n_texts), chosen))
     return resolved
 
 
-def estimate_seconds(config: Config, n_texts: int, kind: str) -> float:
-    """A rough training time of a resolved neural config over ``n_texts`` texts on ``kind`` (cpu / cuda)."""
+def estimate_seconds(config: Config, n_texts: int, kind: str, mean_tokens: float | None = None) -> float:
+    """A rough training time of a resolved neural config over ``n_texts`` texts on ``kind`` (cpu / cuda).
+
+    ``mean_tokens``: the texts' mean length in tokens before truncation (default: all at max_length).
+    """
     scale = 1.0
     if kind == "cpu":
         scale = _CPU_CORES_MEASURED / max(1, min(os.cpu_count() or 1, _threads()))
     max_length = _get(config, "encoder.max_length") or 128
-    length = max(0.25, max_length / 128) ** 1.3  # attention cost grows faster than linearly
+    tokens = max_length if mean_tokens is None else min(max_length, mean_tokens)
+    length = max(0.1, tokens / 128) ** 1.3  # attention cost grows faster than linearly
     frozen = _get(config, "train.freeze_encoder")
     kind_matcher = _get(config, "matcher.kind")
     epochs = float(_get(config, "train.epochs") or _get(config, "matcher.epochs") or 1.0)
@@ -148,20 +155,30 @@ def _format_seconds(seconds: float) -> str:
     return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
-def summary(config: Config, n_texts: int, chosen: dict[str, Any] | None = None) -> str | None:
+def mean_tokens(texts: list[str], sample: int = 200) -> float:
+    """A rough mean token count of ``texts`` (1.3 word pieces per whitespace word, over the first ``sample``)."""
+    head = texts[:sample]
+    return 1.3 * sum(len(t.split()) for t in head) / max(1, len(head)) + 2
+
+
+def summary(config: Config, data, chosen: dict[str, Any] | None = None) -> str | None:
     """One line naming the device, the resolved budget and a time estimate; None for non-neural configs.
 
+    ``data``: the training texts' count, or the dataset (its text lengths refine the estimate).
     ``chosen``: the values :func:`resolve` picked (default: resolve ``config`` here).
     """
     name = type(config).__name__
     if name not in RULES:
         return None
+    n_texts, tokens = data, None
+    if not isinstance(data, int):
+        n_texts, tokens = len(data), mean_tokens(data.input_texts())
     if chosen is None:
         config, chosen = resolve(config)
     kind = device_kind(_device_field(config))
     shown = {path: _get(config, path) for path in RULES[name]}
     parts = [f"{path}={_plain(value)}{' (auto)' if path in chosen else ''}" for path, value in shown.items()]
-    estimate = estimate_seconds(config, n_texts, kind)
+    estimate = estimate_seconds(config, n_texts, kind, tokens)
     return (f"budget for {kind}: {', '.join(parts)}; estimated training time ~{_format_seconds(estimate)} for "
             f"{n_texts:,} texts (rough; 'xmc config' shows the full config, --config overrides any value)")
 
