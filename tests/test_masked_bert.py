@@ -548,3 +548,10 @@ def test_cli_auto_budget_is_printed_and_saved_resolved(tiny_bert, products, tmp_
     saved = json.loads((tmp_path / "m" / "xmc_model.json").read_text())["config"]
     assert saved["train"]["freeze_encoder"] is True and saved["train"]["epochs"] == 30.0
     assert saved["encoder"]["max_length"] == 128 and saved["predict"]["threshold"] == "tuned"
+    # the tuned threshold makes `xmc predict` with no options list labels (0 pairs with a fixed 0.5 before)
+    assert cli_main(["predict", "--model", str(tmp_path / "m"), "--input", str(tmp_path / "train.jsonl"),
+                     "--out", str(tmp_path / "pred.jsonl")]) == 0
+    rows = [json.loads(line) for line in open(tmp_path / "pred.jsonl", encoding="utf-8")]
+    assert sum(bool(r["labels"]) for r in rows) >= 0.8 * len(rows)
+    allowed = taxonomy_dict()
+    assert all(set(r["labels"]) <= set(allowed[cat]) for r, cat in zip(rows, train.categories))
