@@ -68,3 +68,15 @@ def test_cli_config_prints_auto_json_and_what_it_resolves_to(name, capsys):
 
     config = model_class(name).config_class.from_dict(data)
     assert isinstance(config, Config) and budget.auto_fields(config)
+
+
+def test_augment_auto_budget_by_device(cuda):
+    from xmc.augment import AugmentConfig, GeneratorConfig
+
+    gpu = budget.resolve(AugmentConfig())[0].generator
+    assert (gpu.prompt, gpu.max_words, gpu.n_aug) == (True, 200, 4)
+    cpu = budget.resolve(AugmentConfig.from_dict({"generator": {"device": "cpu", "n_aug": 3}}))[0].generator
+    assert (cpu.prompt, cpu.max_words, cpu.n_aug) == (False, 40, 3)
+    assert budget.resolve(GeneratorConfig(prompt="auto"), device="cpu")[0].prompt is False
+    line = budget.summary(AugmentConfig.from_dict({"generator": {"device": "cpu"}}), 300)
+    assert line.startswith("budget for cpu: generator.prompt=false (auto)")

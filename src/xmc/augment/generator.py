@@ -226,6 +226,9 @@ class PromptGenerator:
     """
 
     def __init__(self, config: GeneratorConfig, *, model=None, tokenizer=None):
+        from ..neural.budget import resolve_budget
+
+        config = resolve_budget(config, 0)  # "auto" values by device
         self.config = config
         if model is None or tokenizer is None:
             model, tokenizer = _load_backbone(config)

@@ -69,8 +69,10 @@ def augment(train: XMCDataset, config: AugmentConfig, *, generator=None, f0: Sco
         its S_Con / S_Div scores and the generator config.
     """
     from ..models.registry import load_model
+    from ..neural.budget import resolve_budget
     from .generator import PromptGenerator
 
+    config = resolve_budget(config, len(train))  # "auto" values by device (the generator's)
     texts = train.input_texts()
     names = label_names_per_document(train)
     counts = train.label_counts()

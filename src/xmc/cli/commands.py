@@ -203,6 +203,9 @@ def augment(args: argparse.Namespace) -> int:
     data = _read(args.train, args)
     if args.label_text:
         data.label_texts = read_label_texts(args.label_text, data.labels)
+    budget = budget_summary(config, len(data))
+    if budget:
+        print(budget, flush=True)
     n = write_augmented(args.out, run_augment(data, config))
     print(f"wrote {n} augmented documents to {args.out}")
     return 0

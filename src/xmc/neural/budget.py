@@ -43,8 +43,15 @@ RULES: dict[str, dict[str, tuple[Any, Any]]] = {
     "XTransformerConfig": {
         "matcher.kind": ("transformer", "frozen"),
     },
+    # XDA on a CPU: generation (about 1 candidate/s for SmolLM2 over 40 words) is the cost.
+    "GeneratorConfig": {
+        "prompt": (True, False),
+        "max_words": (200, 40),
+        "n_aug": (4, 2),
+    },
 }
 RULES["LightXMLConfig"] = RULES["GUDNConfig"]
+RULES["AugmentConfig"] = {f"generator.{path}": values for path, values in RULES["GeneratorConfig"].items()}
 
 # Rough throughputs of all-MiniLM-L6-v2 (texts per second at 128 tokens) measured on a 2-core CPU
 # (MODELS.md) and a guess for one GPU; they only size the printed estimate.
@@ -54,7 +61,7 @@ _CPU_CORES_MEASURED = 2
 
 
 def _device_field(config: Config) -> str:
-    for path in ("train.device", "matcher.device"):
+    for path in ("train.device", "matcher.device", "generator.device", "device"):
         value = _get(config, path)
         if value is not None:
             return value
@@ -126,6 +133,11 @@ def estimate_seconds(config: Config, n_texts: int, kind: str, mean_tokens: float
     max_length = _get(config, "encoder.max_length") or 128
     tokens = max_length if mean_tokens is None else min(max_length, mean_tokens)
     length = max(0.1, tokens / 128) ** 1.3  # attention cost grows faster than linearly
+    generator = config if type(config).__name__ == "GeneratorConfig" else _get(config, "generator")
+    if generator is not None:  # XDA: prompt tuning over every text, generation for the (tail) texts
+        per_candidate = {"cpu": 1.0, "cuda": 0.02}[kind] * generator.max_words / 40
+        tuning = n_texts * 0.5 * per_candidate if generator.prompt else 0.0
+        return (tuning + n_texts * generator.n_aug * per_candidate) * scale
     frozen = _get(config, "train.freeze_encoder")
     kind_matcher = _get(config, "matcher.kind")
     epochs = float(_get(config, "train.epochs") or _get(config, "matcher.epochs") or 1.0)
