@@ -544,7 +544,7 @@ def test_cli_auto_budget_is_printed_and_saved_resolved(tiny_bert, products, tmp_
                      str(tmp_path / "config.json"), "--taxonomy", str(tmp_path / "taxonomy.json"),
                      "--out", str(tmp_path / "m")]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("budget for cpu: encoder.max_length=128 (auto)") and "estimated training time" in out
+    assert out.startswith("budget for cpu: encoder.max_length=128 (auto)") and "estimated time" in out
     saved = json.loads((tmp_path / "m" / "xmc_model.json").read_text())["config"]
     assert saved["train"]["freeze_encoder"] is True and saved["train"]["epochs"] == 30.0
     assert saved["encoder"]["max_length"] == 128 and saved["predict"]["threshold"] == "tuned"

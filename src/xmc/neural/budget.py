@@ -191,7 +191,7 @@ def summary(config: Config, data, chosen: dict[str, Any] | None = None) -> str |
     shown = {path: _get(config, path) for path in RULES[name]}
     parts = [f"{path}={_plain(value)}{' (auto)' if path in chosen else ''}" for path, value in shown.items()]
     estimate = estimate_seconds(config, n_texts, kind, tokens)
-    return (f"budget for {kind}: {', '.join(parts)}; estimated training time ~{_format_seconds(estimate)} for "
+    return (f"budget for {kind}: {', '.join(parts)}; estimated time ~{_format_seconds(estimate)} for "
             f"{n_texts:,} texts (rough; 'xmc config' shows the full config, --config overrides any value)")
 
 
