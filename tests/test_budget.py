@@ -77,6 +77,7 @@ def test_augment_auto_budget_by_device(cuda):
     assert (gpu.prompt, gpu.max_words, gpu.n_aug) == (True, 200, 4)
     cpu = budget.resolve(AugmentConfig.from_dict({"generator": {"device": "cpu", "n_aug": 3}}))[0].generator
     assert (cpu.prompt, cpu.max_words, cpu.n_aug) == (False, 40, 3)
+    assert budget.resolve(AugmentConfig(), device="cpu")[0].generator.n_aug == 1
     assert budget.resolve(GeneratorConfig(prompt="auto"), device="cpu")[0].prompt is False
     line = budget.summary(AugmentConfig.from_dict({"generator": {"device": "cpu"}}), 300)
     assert line.startswith("budget for cpu: generator.prompt=false (auto)")

@@ -55,7 +55,7 @@ class GeneratorConfig(Config):
 
     ``prompt``, ``max_words`` and ``n_aug`` may be ``"auto"`` (``xmc augment``'s defaults): with CUDA the
     paper's prompt-tuned generator over 200-word windows, 4 per document; on a CPU the frozen
-    generator (prompt tuning did not help there, BENCHMARKS.md) over 40-word windows, 2 per
+    generator (prompt tuning did not help there, BENCHMARKS.md) over 40-word windows, 1 per
     document, so that a few hundred documents finish in minutes (:mod:`xmc.neural.budget`).
     """
 
