@@ -81,3 +81,14 @@ def test_augment_auto_budget_by_device(cuda):
     assert budget.resolve(GeneratorConfig(prompt="auto"), device="cpu")[0].prompt is False
     line = budget.summary(AugmentConfig.from_dict({"generator": {"device": "cpu"}}), 300)
     assert line.startswith("budget for cpu: generator.prompt=false (auto)")
+
+
+def test_partial_nested_objects_keep_the_models_own_defaults_and_reject_unknown_keys():
+    from xmc.errors import ConfigError
+
+    train = GUDNConfig.from_dict({"train": {"batch_size": 16}}).train
+    assert train.batch_size == 16 and train.epochs == "auto" and train.select_metric == "p@1"
+    with pytest.raises(ConfigError, match=r"^train: unknown key\(s\) 'nope'"):
+        GUDNConfig.from_dict({"train": {"nope": 1}})
+    with pytest.raises(ConfigError, match="encoder.max_length"):
+        GUDNConfig.from_dict({"encoder": {"max_length": "x"}})

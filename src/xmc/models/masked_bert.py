@@ -79,7 +79,8 @@ class MaskedTrainConfig(Config):
         freeze_encoder: keep the pre-trained encoder fixed (linear probing): encode every training and
             validation product once (eval mode, no gradients, ``encoder.batch_size`` per batch) and train
             only dropout + output layers over those pooled features, at ``head_learning_rate`` (default
-            ``learning_rate``). Used by masked-bert and by lightxml (GUDN with both guides off); prediction
+            ``learning_rate``). Used by masked-bert, lightxml and gudn (whose guides then train the label-side
+            projection and the shared classifiers over cached label-side states); prediction
             and the saved format are unchanged (the saved encoder is the pre-trained one).
         cache_dir: with ``freeze_encoder``, keep the pooled features here as ``.npy`` files, keyed by the
             encoder's weights and pooling and the products' texts, so that models over the same data
