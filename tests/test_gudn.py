@@ -157,8 +157,9 @@ def test_unknown_config_key_is_rejected():
         GUDNConfig.from_dict({"label_input": "names"})
     with pytest.raises(ConfigError, match="no guides"):
         LightXMLConfig.from_dict({"link_guide": True})
-    with pytest.raises(ConfigError, match="freeze_encoder"):  # the guides act on the shared encoder
-        GUDNConfig.from_dict({"train": {"freeze_encoder": True}})
+    # a partial train object overlays GUDN's own train defaults (not MaskedTrainConfig's)
+    partial = GUDNConfig.from_dict({"train": {"freeze_encoder": True}}).train
+    assert partial.freeze_encoder is True and partial.select_metric == "p@1" and partial.epochs == "auto"
     with pytest.raises(ConfigError, match="cache_dir"):
         LightXMLConfig.from_dict({"train": {"freeze_encoder": True, "cache_dir": "/tmp/x"}})
     assert LightXMLConfig.from_dict({"train": {"freeze_encoder": True}}).train.freeze_encoder
@@ -213,6 +214,27 @@ def test_lightxml_frozen_encoder_trains_heads_only(tiny_bert, corpus, tmp_path):
     texts = corpus.test.input_texts(["title", "text"])
     np.testing.assert_allclose(load_model(tmp_path / "m").predict(texts, topk=5).toarray(),
                                model.predict(texts, topk=5).toarray(), atol=1e-6)
+
+
+def test_gudn_frozen_encoder_guides_train_the_label_projection_over_cached_states(tiny_bert, corpus, monkeypatch):
+    # A frozen encoder (the CPU budget): the guides still train E_l's projection and the shared
+    # classifiers; the label-side encoder runs once per training document, not once per step.
+    from xmc.neural.guide import GuideNetwork as Network
+
+    config = tiny_config(tiny_bert, GUDNConfig)
+    config.train.freeze_encoder, config.train.epochs, config.train.patience = True, 3, 100
+    label_rows = []
+    states = Network.label_states
+    monkeypatch.setattr(Network, "label_states",
+                        lambda self, **batch: label_rows.append(len(batch["input_ids"])) or states(self, **batch))
+    torch.manual_seed(config.train.seed)
+    model = GUDN(config).fit(corpus.train, progress=False)
+    assert sum(label_rows) == math.ceil(0.8 * len(corpus.train))
+    pretrained = TextEncoder.from_pretrained(config.encoder).backbone.state_dict()
+    for name, value in model.network_.encoder.backbone.state_dict().items():
+        assert torch.equal(value, pretrained[name]), name
+    assert set(model.history_["loss_terms"]) == {"meta", "rank", "feature", "link"}
+    assert model.predict(corpus.test, topk=3).nnz == 3 * len(corpus.test)
 
 
 def test_predict_through_a_feature_cache_equals_predict_and_encodes_once(tiny_bert, corpus):
@@ -276,3 +298,12 @@ def test_cli_train_predict_with_label_text(tiny_bert, corpus, tmp_path):
         assert rc == 0
         assert type(load_model(tmp_path / name)).name == name
         assert len((tmp_path / f"{name}.pred").read_text().splitlines()) == len(corpus.train)
+        # --threshold and --beam-size reach the model (a TypeError traceback before): every kept score >= 0.3
+        with contextlib.redirect_stdout(io.StringIO()):
+            rc = main([str(a) for a in ["predict", "--model", tmp_path / name, "--input", tmp_path / "train.jsonl",
+                                        "--out", tmp_path / f"{name}-t.pred", "--topk", "5", "--threshold", "0.3",
+                                        "--beam-size", "2"]])
+        assert rc == 0
+        rows = [json.loads(line) for line in (tmp_path / f"{name}-t.pred").read_text().splitlines()]
+        assert len(rows) == len(corpus.train) and all(s >= 0.3 for r in rows for s in r["scores"])
+        assert any(len(r["labels"]) < 5 for r in rows)

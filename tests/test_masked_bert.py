@@ -328,6 +328,13 @@ def test_save_load_identical_predictions(masked_model, products, tmp_path):
     assert isinstance(loaded, MaskedBert) and loaded.labels_ == masked_model.labels_
     a, b = masked_model.predict_proba(test), loaded.predict_proba(test)
     assert (a != b).nnz == 0
+    # the threshold tuned on the model's validation split travels with it and is the default
+    tuned = masked_model.history_["thresholds"]
+    assert masked_model.config.predict.threshold == "tuned" and 0.0 < tuned["global"] <= 1.0
+    np.testing.assert_array_equal(loaded.thresholds_, np.full(len(loaded.labels_), np.float32(tuned["global"])))
+    d = loaded.predict(test)
+    assert (d != masked_model.predict(test, threshold=np.float32(tuned["global"]))).nnz == 0
+    assert np.diff(d.indptr).min() >= 0 and d.nnz > 0 and d.data.min() >= np.float32(tuned["global"])
     c = loaded.predict(test.titles, categories=test.categories)  # raw titles lack descriptions: still masked
     for i, cat in enumerate(test.categories):
         assert set(c[i].indices) <= set(loaded.taxonomy_.relevant_ids(cat).tolist())
@@ -382,6 +389,11 @@ def test_cli_train_predict_evaluate(tiny_bert, products, tmp_path, capsys):
     assert cli_main(["evaluate", "--truth", str(tmp_path / "test.jsonl"), "--pred", str(tmp_path / "pred.jsonl"),
                      "--train", str(tmp_path / "train.jsonl"), "--report"]) == 0
     assert "micro" in capsys.readouterr().out
+    # --beam-size names the option, not the input file (it was reported as a problem with test.jsonl)
+    assert cli_main(["predict", "--model", str(tmp_path / "m"), "--input", str(tmp_path / "test.jsonl"),
+                     "--out", str(tmp_path / "pred2.jsonl"), "--beam-size", "5"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after transformers' loading bars
+    assert err.startswith("xmc: error: beam_size") and "test.jsonl" not in err
     # a bad taxonomy file: one clear line, exit code 2
     (tmp_path / "bad.json").write_text("[1, 2]", encoding="utf-8")
     assert cli_main(args[:-4] + ["--taxonomy", str(tmp_path / "bad.json"), "--out", str(tmp_path / "m2")]) == 2
@@ -515,3 +527,31 @@ def test_shipped_masked_bert_configs_load():
     for path in paths:
         config = MaskedBertConfig.from_json(path)
         assert config.masking, path
+
+
+def test_cli_auto_budget_is_printed_and_saved_resolved(tiny_bert, products, tmp_path, capsys):
+    train, _ = products
+    with open(tmp_path / "train.jsonl", "w", encoding="utf-8") as fh:
+        for i in range(len(train)):
+            fh.write(json.dumps({"id": train.ids[i], "title": train.titles[i], "category": train.categories[i],
+                                 "labels": train.label_names_of(i)}) + "\n")
+    (tmp_path / "taxonomy.json").write_text(json.dumps(taxonomy_dict()), encoding="utf-8")
+    config = tiny_config(tiny_bert).to_dict()
+    config["train"].update(epochs="auto", freeze_encoder="auto", head_learning_rate="auto")
+    config["encoder"]["max_length"] = "auto"
+    (tmp_path / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    assert cli_main(["train", "--model", "masked-bert", "--train", str(tmp_path / "train.jsonl"), "--config",
+                     str(tmp_path / "config.json"), "--taxonomy", str(tmp_path / "taxonomy.json"),
+                     "--out", str(tmp_path / "m")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("budget for cpu: encoder.max_length=128 (auto)") and "estimated time" in out
+    saved = json.loads((tmp_path / "m" / "xmc_model.json").read_text())["config"]
+    assert saved["train"]["freeze_encoder"] is True and saved["train"]["epochs"] == 30.0
+    assert saved["encoder"]["max_length"] == 128 and saved["predict"]["threshold"] == "tuned"
+    # the tuned threshold makes `xmc predict` with no options list labels (0 pairs with a fixed 0.5 before)
+    assert cli_main(["predict", "--model", str(tmp_path / "m"), "--input", str(tmp_path / "train.jsonl"),
+                     "--out", str(tmp_path / "pred.jsonl")]) == 0
+    rows = [json.loads(line) for line in open(tmp_path / "pred.jsonl", encoding="utf-8")]
+    assert sum(bool(r["labels"]) for r in rows) >= 0.8 * len(rows)
+    allowed = taxonomy_dict()
+    assert all(set(r["labels"]) <= set(allowed[cat]) for r, cat in zip(rows, train.categories))

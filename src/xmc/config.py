@@ -65,7 +65,14 @@ class Config:
                                          f"valid keys are {', '.join(sorted(fields))}", cls=cls))
         kwargs = {}
         for name, value in data.items():
-            kwargs[name] = _coerce(value, hints[name], _join(where, name))
+            path = _join(where, name)
+            default = fields[name].default_factory
+            if isinstance(value, dict) and default is not dataclasses.MISSING:
+                base = default()
+                if isinstance(base, Config):  # a partial nested object overlays this field's own default
+                    kwargs[name] = _overlay(base, value, path)
+                    continue
+            kwargs[name] = _coerce(value, hints[name], path)
         try:
             return cls(**kwargs)
         except ConfigError as exc:
@@ -120,6 +127,26 @@ def _located(message: str) -> ConfigError:
     error = ConfigError(message)
     error.located = True  # an enclosing config must not prefix it again
     return error
+
+
+def _overlay(base: "Config", value: dict[str, Any], where: str) -> "Config":
+    """``base`` with the keys of ``value`` replaced, nested objects overlaid in turn.
+
+    A model's default may differ from its config class' defaults (GUDN's ``train`` sets its own
+    learning rates; ``"auto"`` budgets); a file giving one key of ``train`` must keep the rest.
+    """
+    names = {f.name for f in dataclasses.fields(base) if f.init}
+    merged = {}
+    for key, item in value.items():
+        current = getattr(base, key, None) if key in names else None
+        merged[key] = _overlay(current, item, _join(where, key)) if isinstance(current, Config) and \
+            isinstance(item, dict) else item
+    full = {name: getattr(base, name) for name in names}
+    full.update(merged)
+    unknown = sorted(set(value) - names)
+    if unknown:  # the same message as from_dict's
+        return type(base).from_dict(value, where=where)
+    return type(base).from_dict(full, where=where)
 
 
 def _to_plain(value: Any) -> Any:

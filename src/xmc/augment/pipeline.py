@@ -33,6 +33,13 @@ def tail_documents(Y: sp.csr_matrix, label_counts: np.ndarray, tail_threshold: i
     return chosen[np.argsort(rarest[chosen], kind="stable")]
 
 
+def same_text(candidate: str, source: str, max_words: int) -> bool:
+    """Whether ``candidate`` is, up to whitespace, ``source`` or its first ``max_words`` words (the masked window)."""
+    words = candidate.split()
+    source_words = source.split()
+    return words == source_words or words == source_words[:max_words]
+
+
 def label_names_per_document(data: XMCDataset) -> list[list[str]]:
     """Each document's label names, as the generator sees them (label texts when present)."""
     names = data.label_texts or data.labels.names
@@ -62,8 +69,10 @@ def augment(train: XMCDataset, config: AugmentConfig, *, generator=None, f0: Sco
         its S_Con / S_Div scores and the generator config.
     """
     from ..models.registry import load_model
+    from ..neural.budget import resolve_budget
     from .generator import PromptGenerator
 
+    config = resolve_budget(config, len(train))  # "auto" values by device (the generator's)
     texts = train.input_texts()
     names = label_names_per_document(train)
     counts = train.label_counts()
@@ -76,6 +85,9 @@ def augment(train: XMCDataset, config: AugmentConfig, *, generator=None, f0: Sco
     if f0 is None:
         f0 = load_model(config.f0_model) if config.f0_model else train_default_f0(train)
     generated = generator.generate([texts[i] for i in rows], [names[i] for i in rows], progress=progress)
+    # A filler that restores the masked words verbatim gives back the source (its window): no new document.
+    generated = [[t for t in per_doc if not same_text(t, texts[row], config.generator.max_words)]
+                 for row, per_doc in zip(rows, generated)]
     aug_texts = [t for per_doc in generated for t in per_doc]
     source = np.array([k for k, per_doc in enumerate(generated) for _ in per_doc], dtype=np.int64)
     if not aug_texts:

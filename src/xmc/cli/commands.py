@@ -23,12 +23,14 @@ from ..data import (
     read_predictions,
     write_predictions,
 )
-from ..errors import ConfigError, DataFormatError
+from ..errors import ConfigError, DataFormatError, XMCError
 from ..io import check_file_output, check_not_an_input, check_replaceable
 from ..metrics import evaluate as evaluate_scores
 from ..metrics import format_report, group_report, top_k, train_propensities
 from ..models.persistence import MANIFEST
 from ..models.registry import MODELS, load_model, model_class
+from ..neural.budget import describe_auto
+from ..neural.budget import summary as budget_summary
 
 logger = logging.getLogger(__name__)
 
@@ -214,6 +216,9 @@ def train(args: argparse.Namespace) -> int:
             raise ConfigError(f"--augmented applies to lightxml / gudn, not {args.model}")
         xda_config = FinetuneConfig.from_json(args.xda_config) if args.xda_config else FinetuneConfig()
         augmented = augmented_dataset(read_augmented(args.augmented), data.labels, source=args.augmented)
+    budget = budget_summary(config, data)  # neural models: what "auto" chose here, and a time estimate
+    if budget:
+        print(budget, flush=True)
     model.fit(data, **fit_kwargs)
     if augmented is not None:
         from ..augment.finetune import finetune_with_augmented
@@ -243,6 +248,8 @@ def predict(args: argparse.Namespace) -> int:
         options["progress"] = True  # the bars (off by default in the library's predict); --quiet silences them
     try:
         scores = model.predict(data, **options)
+    except XMCError:  # already names what is wrong (an option the model lacks, a bad config)
+        raise
     except ValueError as exc:  # input that does not fit the model: no features, wrong feature count
         raise ConfigError(f"{args.input}: {exc}") from exc
     topk = args.topk or model.config.predict.topk
@@ -259,12 +266,16 @@ def augment(args: argparse.Namespace) -> int:
     check_not_an_input(args.out, {"--train": args.train, "--label-text": args.label_text, "--config": args.config})
     check_file_output(args.out, overwrite=args.overwrite, recognise=_is_augmented_record, what="augmented file")
     config = AugmentConfig.from_json(args.config) if args.config else AugmentConfig()
-    if not config.generator.model_path:  # fail before reading data or training anything
-        raise ConfigError("generator.model_path is required in --config: a local T5-family (or causal LM) "
-                          "Hugging Face directory")
+    if not config.generator.model_path:  # the packaged SmolLM2, converted once; fail before reading data
+        from ..augment.default_generator import default_generator_path
+
+        config = config.replace(generator=config.generator.replace(model_path=default_generator_path()))
     data = _read(args.train, args)
     if args.label_text:
         data.label_texts = read_label_texts(args.label_text, data.labels)
+    budget = budget_summary(config, len(data))
+    if budget:
+        print(budget, flush=True)
     n = write_augmented(args.out, run_augment(data, config))
     print(f"wrote {n} augmented documents to {args.out}")
     return 0
@@ -284,6 +295,9 @@ def print_config(args: argparse.Namespace) -> int:
     pipeline = _pipeline_configs()
     config_class = pipeline[args.model] if args.model in pipeline else model_class(args.model).config_class
     print(config_class().to_json())
+    auto = describe_auto(config_class())
+    if auto:  # on stderr, so that `xmc config NAME > file.json` still writes plain JSON
+        print(auto, file=sys.stderr)
     return 0
 
 

@@ -39,6 +39,7 @@ from ..indexing.kmeans import hierarchical_kmeans
 from ..indexing.label_repr import pifa
 from ..indexing.tree import ClusterChain
 from ..metrics import evaluate, top_k, topk_to_csr
+from ..neural.budget import resolve_budget
 from ..neural.configs import EncoderConfig
 from ..ranker.negatives import binarize
 from .masked_bert import MaskedTrainConfig
@@ -54,22 +55,28 @@ class GUDNPredictConfig(Config):
     Attributes:
         topk: labels returned per document (best first).
         beam_size: clusters of the meta-classifier whose labels are scored (b at prediction).
+        threshold: drop labels whose score (sigmoid(meta) * sigmoid(rank), in (0, 1)) is below
+            this; None = the plain top-k list.
     """
 
     topk: int = 10
     beam_size: int = 10
+    threshold: float | None = None
 
     def validate(self) -> None:
         check(self.topk >= 1 and self.beam_size >= 1, "topk and beam_size must be >= 1")
+        check(self.threshold is None or 0.0 <= self.threshold <= 1.0, "threshold must be in [0, 1]")
 
 
 def _default_encoder() -> EncoderConfig:
     # LightXML: the [CLS] states of the last 5 layers concatenated.
-    return EncoderConfig(pooling="cls-concat", last_layers=5, max_length=512)
+    # "auto": the paper's 512 tokens with CUDA, fewer on a CPU (xmc.neural.budget).
+    return EncoderConfig(pooling="cls-concat", last_layers=5, max_length="auto")
 
 
 def _default_train() -> MaskedTrainConfig:
-    return MaskedTrainConfig(epochs=3.0, learning_rate=1e-4, head_learning_rate=1e-3, select_metric="p@1")
+    return MaskedTrainConfig(epochs="auto", learning_rate=1e-4, head_learning_rate="auto", freeze_encoder="auto",
+                             patience="auto", select_metric="p@1")
 
 
 @dataclasses.dataclass
@@ -119,10 +126,6 @@ class GUDNConfig(Config):
         check(self.label_input in ("text", "onehot"), f"unknown label_input {self.label_input!r}")
         check(self.label_last_layers >= 1 and self.label_max_length >= 8, "label_last_layers >= 1, label_max_length >= 8")
         check(0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)")
-        # The guides train the shared encoder: a frozen one would leave them nothing to act on. Without
-        # guides (LightXML) a frozen encoder is a cheap CPU mode: texts are encoded once, heads trained.
-        check(not (self.train.freeze_encoder and self.label_path),
-              "train.freeze_encoder needs feature_guide and link_guide off (the guides act on the shared encoder)")
         check(self.train.cache_dir is None, "train.cache_dir is a masked-bert setting")
         check(self.hidden_dim >= 1 and self.max_leaf_size >= 1 and self.n_candidate_clusters >= 1,
               "hidden_dim, max_leaf_size and n_candidate_clusters must be >= 1")
@@ -218,6 +221,9 @@ class GUDN:
 
         from ..neural.encoder import TextEncoder
 
+        if data.unseen_labels:
+            raise ValueError("training data must be read without a fixed vocabulary (it has unseen labels)")
+        self.config = resolve_budget(self.config, len(data))
         cfg, tcfg = self.config, self.config.train
         if data.unseen_labels:
             raise ValueError("training data must be read without a fixed vocabulary (it has unseen labels)")
@@ -267,7 +273,7 @@ class GUDN:
 
     # ---- prediction --------------------------------------------------------------------------
     def predict(self, inputs: Inputs, *, topk: int | None = None, beam_size: int | None = None,
-                cache=None, progress: bool = False) -> sp.csr_matrix:
+                threshold: float | None = None, cache=None, progress: bool = False) -> sp.csr_matrix:
         """Scores of each document's top-k labels: CSR (n, L), sigmoid(meta) * sigmoid(rank) in (0, 1).
 
         Needs no labels: the text path only.
@@ -276,6 +282,7 @@ class GUDN:
             inputs: a dataset or raw texts.
             topk: labels per document (default ``config.predict.topk``).
             beam_size: clusters whose labels are scored (default ``config.predict.beam_size``).
+            threshold: drop labels scoring below this (default ``config.predict.threshold``).
             cache: an :class:`xmc.neural.cache.EmbeddingCache`: the texts' features E_t come from
                 :meth:`encode` through it, so models that share a frozen encoder (heads fine-tuned
                 from one trained model) encode a test set once.
@@ -290,8 +297,13 @@ class GUDN:
             import torch
 
             features = torch.from_numpy(self.encode(texts, cache=cache, progress=progress))
-            return predict_scores(self.network_, None, self._leaves(), features=features, **kwargs)
-        return predict_scores(self.network_, self.network_.encoder.pretokenize(texts), self._leaves(), **kwargs)
+            scores = predict_scores(self.network_, None, self._leaves(), features=features, **kwargs)
+        else:
+            scores = predict_scores(self.network_, self.network_.encoder.pretokenize(texts), self._leaves(), **kwargs)
+        threshold = p.threshold if threshold is None else threshold
+        if threshold is not None:
+            scores = scores.multiply(scores >= threshold).tocsr()
+        return scores
 
     def encode(self, inputs: Inputs, *, cache=None, progress: bool = False) -> np.ndarray:
         """Text features E_t, (n, dim) float32, of the current encoder in eval mode (no dropout).
@@ -474,6 +486,24 @@ def _frozen_features(network, tokens, batch_size: int, device, amp: bool, progre
     return torch.cat(out)
 
 
+def _frozen_label_states(network, tokens, batch_size: int, device, amp: bool, progress: bool):
+    """E_l's unprojected [CLS] states of every label-side input under the frozen encoder, kept on ``device``."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from ..neural.device import autocast
+
+    network.eval()
+    out = []
+    with torch.no_grad():
+        for s in tqdm(range(0, len(tokens), batch_size), desc="encoding label texts (frozen encoder)",
+                      disable=not progress):
+            rows = np.arange(s, min(s + batch_size, len(tokens)))
+            with autocast(device, amp):
+                out.append(network.label_states(**_batch(network, tokens, rows, device)).float())
+    return torch.cat(out)
+
+
 def train_gudn(model: GUDN, tokens: Sequence[Sequence[int]], Y: sp.csr_matrix,
                label_tokens: Sequence[Sequence[int]] | None, *, valid_tokens: Sequence[Sequence[int]],
                valid_Y: sp.csr_matrix, progress: bool = True) -> dict:
@@ -510,11 +540,15 @@ def train_gudn(model: GUDN, tokens: Sequence[Sequence[int]], Y: sp.csr_matrix,
     total_steps = max(1, int(round(steps_per_epoch * config.epochs)))
     heads = [p for name, p in network.named_parameters() if not name.startswith("encoder.")]
     groups = [{"params": heads, "lr": config.head_learning_rate or config.learning_rate}]
-    cached = valid_cached = None
+    cached = valid_cached = label_cached = None
     if config.freeze_encoder:  # encode every training and validation text once; the heads' dropout still applies
         network.encoder.requires_grad_(False)
         cached = _frozen_features(network, tokens, cfg.encoder.batch_size, device, config.amp, progress)
         valid_cached = _frozen_features(network, valid_tokens, cfg.encoder.batch_size, device, config.amp, progress)
+        if cfg.label_path and cfg.label_input == "text":
+            # E_l's encoder states are fixed too: the guides train its projection and the shared classifiers.
+            label_cached = _frozen_label_states(network, label_tokens, cfg.encoder.batch_size, device, config.amp,
+                                                progress)
     else:
         groups.insert(0, {"params": network.encoder.parameters(), "lr": config.learning_rate})
     optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
@@ -554,7 +588,9 @@ def train_gudn(model: GUDN, tokens: Sequence[Sequence[int]], Y: sp.csr_matrix,
                      "rank": candidate_bce(logits, targets, valid_t)}
             if cfg.label_path:
                 with autocast(device, config.amp):
-                    if cfg.label_input == "text":
+                    if label_cached is not None:
+                        label_features = network.label_proj(label_cached[torch.from_numpy(rows).to(device)])
+                    elif cfg.label_input == "text":
                         label_batch = _batch(network, label_tokens, rows, device)
                         label_features = network.label_features(**label_batch)
                     else:

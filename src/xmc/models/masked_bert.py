@@ -42,6 +42,7 @@ from ..data.dataset import LabelVocabulary, XMCDataset
 from ..data.split import train_valid_split
 from ..errors import ConfigError, ModelFormatError
 from ..metrics import evaluate, top_k, topk_to_csr
+from ..neural.budget import resolve_budget
 from ..neural.configs import EncoderConfig
 from ..neural.taxonomy import Taxonomy, category_path
 from .persistence import model_directory, read_labels, read_manifest, write_labels, write_manifest
@@ -77,42 +78,49 @@ class MaskedTrainConfig(Config):
         freeze_encoder: keep the pre-trained encoder fixed (linear probing): encode every training and
             validation product once (eval mode, no gradients, ``encoder.batch_size`` per batch) and train
             only dropout + output layers over those pooled features, at ``head_learning_rate`` (default
-            ``learning_rate``). Used by masked-bert and by lightxml (GUDN with both guides off); prediction
+            ``learning_rate``). Used by masked-bert, lightxml and gudn (whose guides then train the label-side
+            projection and the shared classifiers over cached label-side states); prediction
             and the saved format are unchanged (the saved encoder is the pre-trained one).
         cache_dir: with ``freeze_encoder``, keep the pooled features here as ``.npy`` files, keyed by the
             encoder's weights and pooling and the products' texts, so that models over the same data
             encode it once (None: encode in every fit).
+
+    ``epochs``, ``head_learning_rate``, ``patience`` and ``freeze_encoder`` (and the encoder's ``max_length``) may be
+    ``"auto"``, the models' defaults: resolved by device when training starts (:mod:`xmc.neural.budget`;
+    with CUDA the paper's settings, on a CPU a frozen encoder), and saved resolved.
     """
 
-    epochs: float = 3.0
+    epochs: float | Literal["auto"] = 3.0
     batch_size: int = 32
     grad_accum: int = 1
     learning_rate: float = 1e-4
-    head_learning_rate: float | None = None
+    head_learning_rate: float | Literal["auto"] | None = None
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     swa: bool = True
     swa_start: float = 0.5
     valid_fraction: float = 0.1
     eval_every: int = 0
-    patience: int = 2
+    patience: int | Literal["auto"] = 2
     select_metric: Literal["micro_f1", "macro_f1", "p@1"] = "micro_f1"
     max_train_docs: int | None = None
     amp: bool = True
     device: str = "auto"
     seed: int = 0
-    freeze_encoder: bool = False
+    freeze_encoder: bool | Literal["auto"] = False
     cache_dir: str | None = None
 
     def validate(self) -> None:
-        check(self.epochs > 0, "epochs must be positive")
+        check(self.epochs == "auto" or self.epochs > 0, "epochs must be positive")
         check(self.batch_size >= 1 and self.grad_accum >= 1, "batch_size and grad_accum must be >= 1")
         check(self.learning_rate > 0, "learning_rate must be positive")
-        check(self.head_learning_rate is None or self.head_learning_rate > 0, "head_learning_rate must be positive")
+        check(self.head_learning_rate in (None, "auto") or self.head_learning_rate > 0,
+              "head_learning_rate must be positive")
         check(0.0 <= self.warmup_ratio < 1.0, "warmup_ratio must be in [0, 1)")
         check(0.0 <= self.swa_start < 1.0, "swa_start must be in [0, 1)")
         check(0.0 < self.valid_fraction < 1.0, "valid_fraction must be in (0, 1)")
-        check(self.patience >= 1 and self.eval_every >= 0, "patience must be >= 1 and eval_every >= 0")
+        check((self.patience == "auto" or self.patience >= 1) and self.eval_every >= 0,
+              "patience must be >= 1 and eval_every >= 0")
         check(self.max_train_docs is None or self.max_train_docs >= 2, "max_train_docs must be >= 2")
         check(self.cache_dir is None or self.freeze_encoder, "cache_dir holds frozen-encoder features; it needs "
               "freeze_encoder: true")
@@ -124,19 +132,39 @@ class MaskedPredictConfig(Config):
 
     Attributes:
         topk: labels returned per product (best first).
-        threshold: keep labels whose probability reaches this (paper: 0.5); None = the plain top-k list.
+        threshold: keep labels whose probability reaches this (paper: 0.5); ``"tuned"`` chooses it
+            after training on the model's own validation split (the value maximising micro F1 over
+            each product's top-k there; see :mod:`xmc.thresholds`) and saves it with the model;
+            None = the plain top-k list.
+        per_label: with ``"tuned"``, also tune one threshold per label that has at least
+            ``min_label_positives`` validation positives (the others keep the global one).
+        min_label_positives: validation positives a label needs for its own threshold.
     """
 
     topk: int = 10
-    threshold: float | None = 0.5
+    threshold: float | Literal["tuned"] | None = "tuned"
+    per_label: bool = False
+    min_label_positives: int = 5
 
     def validate(self) -> None:
         check(self.topk >= 1, "topk must be >= 1")
-        check(self.threshold is None or 0.0 <= self.threshold <= 1.0, "threshold must be in [0, 1]")
+        check(self.threshold is None or self.threshold == "tuned" or 0.0 <= self.threshold <= 1.0,
+              "threshold must be in [0, 1], \"tuned\" or null")
+        check(self.min_label_positives >= 1, "min_label_positives must be >= 1")
+
+    @property
+    def fixed_threshold(self) -> float | None:
+        """The threshold before (or without) tuning: 0.5 stands in for ``"tuned"``."""
+        return 0.5 if self.threshold == "tuned" else self.threshold
 
 
 def _default_encoder() -> EncoderConfig:
-    return EncoderConfig(pooling="cls-concat", last_layers=5, max_length=512)
+    # The paper's 512 tokens with CUDA; "auto" shortens them on a CPU (xmc.neural.budget).
+    return EncoderConfig(pooling="cls-concat", last_layers=5, max_length="auto")
+
+
+def _default_train() -> MaskedTrainConfig:
+    return MaskedTrainConfig(epochs="auto", head_learning_rate="auto", freeze_encoder="auto")
 
 
 @dataclasses.dataclass
@@ -161,7 +189,7 @@ class MaskedBertConfig(Config):
     heads: Literal["single", "leaf", "top"] = "single"
     filter_predictions: bool = True
     derive_taxonomy: bool = False
-    train: MaskedTrainConfig = dataclasses.field(default_factory=MaskedTrainConfig)
+    train: MaskedTrainConfig = dataclasses.field(default_factory=_default_train)
     predict: MaskedPredictConfig = dataclasses.field(default_factory=MaskedPredictConfig)
 
     def validate(self) -> None:
@@ -321,6 +349,7 @@ class MaskedBert:
 
         if data.unseen_labels:
             raise ValueError("training data must be read without a fixed vocabulary (it has unseen labels)")
+        self.config = resolve_budget(self.config, len(data))
         cfg, tcfg = self.config, self.config.train
         self.labels_ = data.labels
         self.timings_ = {}
@@ -381,13 +410,38 @@ class MaskedBert:
             valid_inputs=valid_inputs, valid_Y=sp.csr_matrix(valid.Y, dtype=np.float32),
             valid_filter=valid_mask if cfg.filter_predictions else None,
             valid_groups=self._group_ids(valid.categories, len(valid)),
-            threshold=cfg.predict.threshold if cfg.predict.threshold is not None else 0.5,
+            threshold=cfg.predict.fixed_threshold if cfg.predict.fixed_threshold is not None else 0.5,
             batch_size=cfg.encoder.batch_size, progress=progress,
         )
         self.timings_["train"] = time.perf_counter() - t
+        self.thresholds_ = None
+        if cfg.predict.threshold == "tuned":
+            self._tune_thresholds(valid_inputs, valid, valid_mask)
         self.history_["train_products"] = len(fit_data)
         self.history_["valid_products"] = len(valid)
         return self
+
+    def _tune_thresholds(self, valid_inputs: Products, valid: XMCDataset, valid_mask) -> None:
+        """``thresholds_`` (L,) from the validation split: global micro-F1 optimum, per label where asked."""
+        from ..thresholds import tune_global, tune_per_label
+
+        p = self.config.predict
+        proba = predict_probabilities(self.network_, valid_inputs, self._group_ids(valid.categories, len(valid)),
+                                      valid_mask if self.config.filter_predictions else None,
+                                      batch_size=self.config.encoder.batch_size, amp=self.config.train.amp)
+        indices, values = top_k(proba, p.topk)
+        scores = topk_to_csr(indices, values, proba.shape[1])
+        Y = sp.csr_matrix(valid.Y, dtype=np.float32)
+        threshold, f1 = tune_global(Y, scores)
+        if not np.isfinite(threshold):  # no true label among the candidates: keep the paper's 0.5
+            threshold = 0.5
+        thresholds, own = (tune_per_label(Y, scores, threshold, min_positives=p.min_label_positives)
+                           if p.per_label else (np.full(proba.shape[1], threshold), 0))
+        self.thresholds_ = thresholds.astype(np.float32)
+        self.history_["thresholds"] = {"global": threshold, "valid_micro_f1": f1, "labels_with_own": own,
+                                       "valid_products": len(valid)}
+        logger.info("tuned threshold %.4f on %d validation products (micro F1 %.4f); %d labels with their own",
+                    threshold, len(valid), f1, own)
 
     def _pooled(self, cache: EmbeddingCache, pairs: tuple[list[str], list[str]], progress: bool, desc: str) -> np.ndarray:
         """Pooled encoder features (n, dim) of (title, description) pairs, through ``cache``."""
@@ -455,15 +509,17 @@ class MaskedBert:
             inputs / categories: as :meth:`predict_proba`.
             topk: labels per product (default ``config.predict.topk``).
             threshold: a probability or an (L,) array of per-label thresholds; default
-                ``thresholds_`` when set, else ``config.predict.threshold`` (None: no threshold).
+                ``thresholds_`` (tuned on the validation split) when set, else ``config.predict.threshold``
+                (None: no threshold; ``"tuned"`` on a model saved without thresholds: 0.5).
             beam_size: not applicable (there is no label tree); must be None.
         """
         if beam_size is not None:
-            raise ValueError("masked-bert scores every relevant label; it has no beam size")
+            raise ConfigError("beam_size: masked-bert scores every label relevant to a product; it has no beam "
+                              "(drop --beam-size)")
         p = self.config.predict
         topk = p.topk if topk is None else topk
         if threshold is None:
-            threshold = self.thresholds_ if self.thresholds_ is not None else p.threshold
+            threshold = self.thresholds_ if self.thresholds_ is not None else p.fixed_threshold
         proba = self.predict_proba(inputs, categories=categories, progress=progress)
         indices, values = top_k(proba, topk)
         scores = topk_to_csr(indices, values, proba.shape[1])
@@ -480,7 +536,7 @@ class MaskedBert:
                  ks: Sequence[int] = (1, 3, 5)) -> dict[str, float]:
         """P@k over the relevant labels and micro/macro P/R/F1 at the threshold (default 0.5)."""
         if threshold is None:
-            threshold = self.thresholds_ if self.thresholds_ is not None else self.config.predict.threshold
+            threshold = self.thresholds_ if self.thresholds_ is not None else self.config.predict.fixed_threshold
         thr = 0.5 if threshold is None else threshold
         return evaluate(data.Y, self.predict_proba(data), ks=ks, threshold=thr)
 

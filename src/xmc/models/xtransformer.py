@@ -41,6 +41,7 @@ from ..indexing.label_repr import pifa
 from ..indexing.tree import ClusterChain
 from ..ranker.beam import POST_PROCESSORS
 from ..ranker.hierarchy import HierarchicalLinear, LinearTrainConfig, PredictConfig
+from ..neural.budget import resolve_budget
 from ..neural.configs import EncoderConfig, MatcherConfig
 from ..ranker.negatives import binarize
 from .persistence import model_directory, read_labels, read_manifest, write_labels, write_manifest
@@ -109,7 +110,8 @@ class XTransformerConfig(Config):
     encoder: EncoderConfig = dataclasses.field(default_factory=EncoderConfig)
     text_fields: list[str] = dataclasses.field(default_factory=lambda: ["title", "text"])
     members: list[MemberConfig] = dataclasses.field(default_factory=lambda: [MemberConfig()])
-    matcher: MatcherConfig = dataclasses.field(default_factory=MatcherConfig)
+    # "auto": the fine-tuned transformer matcher with CUDA, a frozen encoder's on a CPU (xmc.neural.budget)
+    matcher: MatcherConfig = dataclasses.field(default_factory=lambda: MatcherConfig(kind="auto"))
     ranker_input: Literal["tfidf", "tfidf+neural"] = "tfidf+neural"
     neural_weight: float = 1.0
     ranker: LinearTrainConfig = dataclasses.field(default_factory=_default_ranker)
@@ -219,6 +221,7 @@ class XTransformer:
         distributed.init_from_env()  # under torchrun / accelerate: one process per GPU, DDP fine-tuning
         if data.unseen_labels:
             raise ValueError("training data must be read without a fixed vocabulary (it has unseen labels)")
+        self.config = resolve_budget(self.config, len(data))
         cfg = self.config
         self.timings_, self.histories_, self.members_ = {}, [], []
         self.labels_ = data.labels

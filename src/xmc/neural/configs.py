@@ -34,20 +34,22 @@ class EncoderConfig(Config):
             states) or ``cls-concat`` (concatenation of the [CLS] states of the last
             ``last_layers`` layers).
         last_layers: layers concatenated by ``cls-concat``.
-        max_length: tokens per text (longer texts are truncated).
+        max_length: tokens per text (longer texts are truncated); ``"auto"`` (the neural models'
+            default where the paper's length is costly on a CPU): resolved by device when the model
+            is trained (:mod:`xmc.neural.budget`).
         batch_size: texts per batch when encoding without gradients.
     """
 
     model_path: str | None = None
     pooling: Literal["cls", "mean", "cls-concat"] = "mean"
     last_layers: int = 1
-    max_length: int = 128
+    max_length: int | Literal["auto"] = 128
     batch_size: int = 64
 
     def validate(self) -> None:
         check(self.pooling in ("cls", "mean", "cls-concat"), f"unknown pooling {self.pooling!r}")
         check(self.last_layers >= 1, "last_layers must be >= 1")
-        check(self.max_length >= 8, "max_length must be >= 8")
+        check(self.max_length == "auto" or self.max_length >= 8, "max_length must be >= 8 or \"auto\"")
         check(self.batch_size >= 1, "batch_size must be >= 1")
 
     def resolved_path(self) -> str:
@@ -61,9 +63,10 @@ class MatcherConfig(Config):
 
     Attributes:
         kind: ``transformer`` (fine-tune encoder and head together, the paper's matcher),
-            ``frozen`` (train only the linear head on cached pre-trained embeddings), or
+            ``frozen`` (train only the linear head on cached pre-trained embeddings),
             ``linear`` (no neural matcher: the XR-Linear tree over the ranker's input
-            features ranks the clusters).
+            features ranks the clusters) or ``auto`` (transformer with CUDA, frozen on a CPU;
+            :mod:`xmc.neural.budget`).
         epochs: passes over the training texts (transformer / frozen).
         batch_size: texts per optimisation step before accumulation.
         grad_accum: batches accumulated per optimiser step.
@@ -81,7 +84,7 @@ class MatcherConfig(Config):
         seed: seed of initialisation, shuffling and the validation split.
     """
 
-    kind: Literal["transformer", "frozen", "linear"] = "transformer"
+    kind: Literal["transformer", "frozen", "linear", "auto"] = "transformer"
     epochs: float = 1.0
     batch_size: int = 32
     grad_accum: int = 1
@@ -99,7 +102,7 @@ class MatcherConfig(Config):
     seed: int = 0
 
     def validate(self) -> None:
-        check(self.kind in ("transformer", "frozen", "linear"), f"unknown matcher kind {self.kind!r}")
+        check(self.kind in ("transformer", "frozen", "linear", "auto"), f"unknown matcher kind {self.kind!r}")
         check(self.epochs > 0, "epochs must be positive")
         check(self.batch_size >= 1 and self.grad_accum >= 1, "batch_size and grad_accum must be >= 1")
         check(self.learning_rate > 0 and self.head_learning_rate > 0, "learning rates must be positive")

@@ -140,6 +140,15 @@ class GuideNetwork(nn.Module):
         ``text`` input: token ids of the joined label texts. ``onehot`` input: (B, P) label ids and
         their validity; the sequence is [CLS] e(l_1) ... e(l_P) [SEP] with the padding masked.
         """
+        return self.label_proj(self.label_states(input_ids=input_ids, attention_mask=attention_mask,
+                                                 label_index=label_index, label_valid=label_valid))
+
+    def label_states(self, *, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                     label_index: torch.Tensor | None = None, label_valid: torch.Tensor | None = None) -> torch.Tensor:
+        """E_l before its projection: the concatenated [CLS] states, (B, hidden * label_layers).
+
+        Under a frozen encoder with ``text`` input they are fixed: computed once and cached.
+        """
         backbone = self.encoder.backbone
         if self.label_input == "onehot":
             words = backbone.get_input_embeddings()
@@ -154,7 +163,7 @@ class GuideNetwork(nn.Module):
         else:
             out = backbone(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
         layers = out.hidden_states[-self.label_layers:]
-        return self.label_proj(torch.cat([h[:, 0] for h in reversed(layers)], dim=-1))
+        return torch.cat([h[:, 0] for h in reversed(layers)], dim=-1)
 
     def cluster_logits(self, features: torch.Tensor) -> torch.Tensor:
         """Meta-classifier scores (B, K)."""
