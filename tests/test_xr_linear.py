@@ -204,6 +204,10 @@ def test_model_save_load_identical_predictions(tmp_path, corpus):
     loaded = XRLinear.load(tmp_path / "model")
     after = loaded.predict(texts)
     assert (before != after).nnz == 0
+    mapped = XRLinear.load(tmp_path / "model", mmap=True)
+    assert isinstance(mapped.trees_[0]._kernel[-1][2].base, np.memmap)  # the weights are mapped, not read
+    assert (mapped.predict(texts) != before).nnz == 0
+    assert (mapped.predict(texts[:3], topk=2, beam_size=1) != model.predict(texts[:3], topk=2, beam_size=1)).nnz == 0
     assert loaded.labels_ == model.labels_ and loaded.config == model.config
     assert not any(p.name.endswith((".pkl", ".pickle")) for p in (tmp_path / "model").rglob("*"))
     # An ensemble averages its members' scores.
@@ -316,3 +320,17 @@ def test_dataset_features_are_l2_normalised_in_fit_and_predict(normalize):
     np.testing.assert_allclose(model.predict(data, topk=3).toarray(), reference.predict(expected_X, topk=3).toarray(),
                                rtol=1e-6)
     np.testing.assert_allclose(model.predict(data, topk=3).toarray(), model.predict(expected_X, topk=3).toarray())
+
+
+def test_older_npz_layer_directories_still_load(tmp_path, tfidf_problem):
+    X, Y, Xt = tfidf_problem
+    chain = ClusterChain.flat(Y.shape[1])
+    model = HierarchicalLinear.fit(X, Y, chain)
+    old = tmp_path / "old"  # the format before the kernel layout: one layer-i.npz per layer
+    chain.save(old / "tree")
+    for i, W in enumerate(model.weights):
+        sp.save_npz(old / f"layer-{i}.npz", W, compressed=False)
+    (old / "layers.json").write_text('{"layers": %d, "bias": %s, "n_features": %d}'
+                                     % (len(model.weights), model.bias, model.n_features))
+    for mmap in (False, True):
+        assert (HierarchicalLinear.load(old, mmap=mmap).predict(Xt, topk=3) != model.predict(Xt, topk=3)).nnz == 0

@@ -76,6 +76,13 @@ class LayerWeights:
             child_ids=C.indices.astype(np.int64),
         )
 
+    def csc(self, shape: tuple[int, int]) -> sp.csc_matrix:
+        """The weights (d + 1, K) as CSC over the column arrays (no copy of values or rows)."""
+        index = np.int32 if self.col_rows.dtype == np.uint32 else np.int64
+        # Only the small (K + 1,) pointer array is converted; SciPy wants both index arrays alike.
+        return sp.csc_matrix((self.col_values, self.col_rows.view(index), self.col_indptr.astype(index)),
+                             shape=tuple(shape), copy=False)
+
     def arrays(self) -> tuple:
         return (
             self.col_indptr, self.col_rows, self.col_values,
