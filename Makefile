@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# The CPU build of torch comes from a local file; install it before anything can pull a CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[neural,test,bench]'
+	$(BIN)/pip install -q -e '.[neural,test,bench,serve]'
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -8,6 +8,7 @@ pickle anywhere, so loading a directory never runs code from it.
 
 from __future__ import annotations
 
+import datetime
 import importlib.metadata
 import json
 import os
@@ -32,7 +33,8 @@ def library_versions(*packages: str) -> dict[str, str]:
 
 def write_manifest(directory: str, model: str, config: dict[str, Any], extra: dict[str, Any] | None = None,
                    packages: tuple[str, ...] = ()) -> None:
-    manifest = {"format": "xmc-model", "model": model, "versions": library_versions(*packages), "config": config}
+    manifest = {"format": "xmc-model", "model": model, "versions": library_versions(*packages), "config": config,
+                "trained_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     manifest.update(extra or {})
     with open(os.path.join(directory, MANIFEST), "w", encoding="utf-8") as fh:
         json.dump(manifest, fh, indent=2)
