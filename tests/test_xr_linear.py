@@ -334,3 +334,20 @@ def test_older_npz_layer_directories_still_load(tmp_path, tfidf_problem):
                                      % (len(model.weights), model.bias, model.n_features))
     for mmap in (False, True):
         assert (HierarchicalLinear.load(old, mmap=mmap).predict(Xt, topk=3) != model.predict(Xt, topk=3)).nnz == 0
+
+
+@pytest.mark.parametrize("sublinear", [True, False])
+def test_tfidf_transform_is_scikit_learns_bit_for_bit(tmp_path, corpus, sublinear):
+    from xmc.features.tfidf import TfidfConfig, TfidfFeaturizer
+
+    texts = corpus.train.input_texts()[:200]
+    fitted = TfidfFeaturizer(TfidfConfig(min_df=1, sublinear_tf=sublinear)).fit(texts)
+    fitted.save(tmp_path / "f")
+    queries = corpus.test.input_texts()[:50] + ["", "zzzz-unseen words only", texts[0] + " " + texts[0]]
+    for featurizer in (fitted, TfidfFeaturizer.load(tmp_path / "f")):
+        ours = featurizer.transform(queries)
+        theirs = sp.csr_matrix(featurizer.vectorizer_.transform(queries), dtype=np.float32)
+        theirs.sort_indices()
+        assert ours.dtype == np.float32 and ours.shape == theirs.shape
+        for a, b in ((ours.indptr, theirs.indptr), (ours.indices, theirs.indices), (ours.data, theirs.data)):
+            assert np.array_equal(a, b)
