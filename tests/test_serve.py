@@ -324,3 +324,43 @@ def test_category_and_allowed_labels_restrict_a_taxonomy_model(masked_dir, tmp_p
         # the restricted answer is the unrestricted ranking filtered (masked-bert scores every label)
         assert limited["labels"] == [n for n in free["labels"] if n in allowed]
 
+
+
+@pytest.fixture(scope="module")
+def xt_dir(tmp_path_factory):
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    import test_xtransformer as txt
+
+    from xmc.models.xtransformer import MatcherConfig, XTransformer
+
+    corpus = make_corpus(n_train=240, n_test=40, n_labels=40, noise_words=200, doc_length=30, seed=3)
+    bert = txt.tiny_bert.__wrapped__(tmp_path_factory, corpus) if hasattr(txt.tiny_bert, "__wrapped__") else None
+    if bert is None:
+        pytest.skip("cannot build the tiny BERT of test_xtransformer")
+    config = txt.tiny_config(bert, matcher=MatcherConfig(kind="frozen", epochs=1, device="cpu", top_b=4, amp=False))
+    directory = tmp_path_factory.mktemp("serve-xt") / "xt"
+    XTransformer(config).fit(corpus.train, progress=False).save(directory)
+    return directory, corpus.test
+
+
+def test_neural_requests_are_micro_batched_and_equal_xmc_predict(xt_dir, tmp_path):
+    directory, test = xt_dir
+    docs = [{"id": test.ids[i], "text": test.texts[i]} for i in range(12)]
+    expected = _cli_predict(tmp_path, directory, docs)
+    app = create_app({"xt": str(directory)}, ServeSettings(max_wait_ms=50))
+
+    async def scenario():
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+            return await asyncio.gather(*(c.post("/v1/models/xt/predict", json={"documents": [d]}) for d in docs))
+
+    answers = asyncio.run(scenario())
+    assert app.state.registry.get("xt").batcher.calls < len(docs)  # concurrent requests shared model calls
+    for answer, want in zip(answers, expected):
+        got = answer.json()["predictions"][0]
+        assert got["id"] == want["id"] and got["labels"] == want["labels"]
+        np.testing.assert_allclose(got["scores"], want["scores"], rtol=1e-5)
+    allowed = sorted({label for want in expected for label in want["labels"][:1]})
+    with TestClient(app) as c:
+        limited = c.post("/v1/models/xt/predict", json={"documents": docs, "allowed_labels": allowed}).json()
+    assert all(p["labels"] and set(p["labels"]) <= set(allowed) for p in limited["predictions"])

@@ -236,6 +236,7 @@ def serve(args: argparse.Namespace) -> int:
         import uvicorn  # noqa: F401
     except ImportError as exc:
         raise ConfigError(f"xmc serve needs the 'serve' extra (pip install 'xmc[serve]'): {exc}") from None
+    logging.getLogger("xmc.serve").setLevel(logging.INFO)  # loads, reloads and refused requests, even without -v
     run_server(parse_model_args(args.models), host=args.host, port=args.port, workers=args.workers,
                settings=settings, access_log=args.verbose)
     return 0

@@ -47,7 +47,7 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         if self._closed:  # a request that took this model just before a reload: run it alone
             return (await loop.run_in_executor(self._executor, self._call, [job]))[0]
-        if self._task is None:  # started lazily, inside the server's event loop
+        if self._task is None or self._task.get_loop() is not loop:  # started lazily, in the server's event loop
             self._queue = asyncio.Queue()
             self._task = loop.create_task(self._loop())
         future = loop.create_future()
@@ -61,7 +61,7 @@ class MicroBatcher:
     async def close(self) -> None:
         """Finish the queued jobs, then stop (later submissions run unbatched)."""
         self._closed = True
-        if self._task is not None:
+        if self._task is not None and self._task.get_loop() is asyncio.get_running_loop() and not self._task.done():
             self._queue.put_nowait((_STOP, None))
             await self._task
 
