@@ -36,6 +36,8 @@ def app_from_environment():
     """The app of a worker process (``uvicorn --factory``), from the spec the parent left in the environment."""
     from .app import create_app
 
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("xmc.serve").setLevel(logging.INFO)  # as the parent's CLI does
     spec = json.loads(os.environ[SPEC_ENV])
     return create_app(spec["models"], ServeSettings.from_dict(spec["settings"]))
 
