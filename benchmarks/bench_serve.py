@@ -230,25 +230,41 @@ def in_process(model_dir: Path, docs: list[dict], n: int, mmap: bool) -> dict:
 # ---- the runs -------------------------------------------------------------------------------------
 
 def startup_memory(model_dir: Path, docs: list[dict], workers: int, repeats: int) -> list[dict]:
-    rows = []
-    for mmap in (True, False):
-        starts, per_worker = [], []
-        for _ in range(repeats):
+    """Start-up time and memory per worker, mmap against read; the two alternate (page cache, load)."""
+    starts: dict[bool, list[float]] = {True: [], False: []}
+    memory: dict[bool, list] = {}
+    for rep in range(repeats):
+        for mmap in ((True, False) if rep % 2 else (False, True)):
             server = Server([f"xr={model_dir}"], "--workers", str(workers), *(() if mmap else ("--no-mmap",)))
             try:
-                starts.append(server.startup_s)
+                starts[mmap].append(server.startup_s)
                 run_load(server.port, "xr", docs, clients=4, total=400)  # every worker has predicted
                 time.sleep(0.5)
-                per_worker.append([p.memory_full_info() for p in server.processes()])
+                memory[mmap] = [p.memory_full_info() for p in server.processes()]
             finally:
                 server.close()
-        last = per_worker[-1]
-        rows.append({"mmap": mmap, "workers": len(last), "startup_s": statistics.median(starts),
+    rows = []
+    for mmap in (True, False):
+        last = memory[mmap]
+        rows.append({"mmap": mmap, "workers": len(last), "startup_s": statistics.median(starts[mmap]),
+                     "starts": starts[mmap], "load_s": load_seconds(model_dir, mmap),
                      "rss": statistics.mean(m.rss for m in last) / 2**20,
                      "uss": statistics.mean(m.uss for m in last) / 2**20,
                      "pss": statistics.mean(m.pss for m in last) / 2**20})
         print(rows[-1], flush=True)
     return rows
+
+
+def load_seconds(model_dir: Path, mmap: bool, repeats: int = 5) -> float:
+    """Median seconds of ``XRLinear.load`` alone, in this process (imports done, files in the page cache)."""
+    from xmc.models.xr_linear import XRLinear
+
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        XRLinear.load(model_dir, mmap=mmap)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 def load_rows(name: str, model_arg: str, docs, levels, requests, *options, rss_requests: int = 0) -> list[dict]:
@@ -358,13 +374,14 @@ def main() -> None:
               f"p99 at 8 clients: {xr_eight['p99']:.2f} ms with 1 worker, {xr_eight2['p99']:.2f} ms with 2 "
               "(target < 20 ms).", ""]
     lines += ["**XR-Linear start-up and memory per worker** (2 workers; start-up = process start to `/readyz` = 200, "
-              f"median of {args.startup_repeats}; memory after 400 requests; USS = pages only that worker holds, "
-              "PSS = shared pages split among their users)", "",
-              "| weights | workers | start-up s | RSS MB / worker | USS MB / worker | PSS MB / worker |",
-              "|---|---|---|---|---|---|"]
+              f"median of {args.startup_repeats}, mmap and read alternating; `XRLinear.load` alone: median of 5 in "
+              "one process; memory after 400 requests; USS = pages only that worker holds, PSS = shared pages split "
+              "among their users)", "",
+              "| weights | workers | start-up s | XRLinear.load s | RSS MB / worker | USS MB / worker | PSS MB / worker |",
+              "|---|---|---|---|---|---|---|"]
     for r in results["xr_startup"]:
         lines.append(f"| {'mmap' if r['mmap'] else 'read (--no-mmap)'} | {r['workers']} | {r['startup_s']:.2f} | "
-                     f"{r['rss']:.0f} | {r['uss']:.0f} | {r['pss']:.0f} |")
+                     f"{r['load_s']:.3f} | {r['rss']:.0f} | {r['uss']:.0f} | {r['pss']:.0f} |")
     if "xt" in results:
         lines += [""] + _load_table(f"X-Transformer, frozen all-MiniLM-L6-v2 (trained on the first {args.xt_train_docs} "
                                     "EURLEX57K training documents, 128 tokens)", results["xt"], "")
