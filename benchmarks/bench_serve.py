@@ -267,21 +267,28 @@ def load_seconds(model_dir: Path, mmap: bool, repeats: int = 5) -> float:
     return statistics.median(times)
 
 
-def load_rows(name: str, model_arg: str, docs, levels, requests, *options, rss_requests: int = 0) -> list[dict]:
+def load_rows(name: str, model_arg: str, docs, levels, requests, *options, rss_requests: int = 0,
+              repeats: int = 3) -> list[dict]:
+    """Per concurrency level, ``repeats`` runs of ``requests`` on one server: median throughput, p50 and
+    p99 over the runs, errors summed, RSS before the first run and after the last."""
     server = Server([model_arg], *options)
     rows = []
     try:
         run_load(server.port, name, docs, clients=8, total=min(200, requests))  # warm-up
         for clients in levels:
             rss0 = server.rss_mb()
-            row = run_load(server.port, name, docs, clients, requests)
+            runs = [run_load(server.port, name, docs, clients, requests) for _ in range(repeats)]
+            row = {key: statistics.median(r[key] for r in runs) for key in ("throughput", "p50", "p99")}
+            row.update(clients=clients, requests=requests, runs=repeats, errors=sum(r["errors"] for r in runs),
+                       first_error=next((r["first_error"] for r in runs if r["errors"]), ""),
+                       all_p99=[r["p99"] for r in runs])
             row.update(rss_start=rss0, rss_end=server.rss_mb(), startup_s=server.startup_s)
             rows.append(row)
             print(row, flush=True)
         if rss_requests:
             rss0 = server.rss_mb()
             row = run_load(server.port, name, docs, 8, rss_requests)
-            row.update(rss_start=rss0, rss_end=server.rss_mb(), startup_s=server.startup_s, long=True)
+            row.update(rss_start=rss0, rss_end=server.rss_mb(), startup_s=server.startup_s, long=True, runs=1)
             rows.append(row)
             print(row, flush=True)
     finally:
@@ -291,11 +298,12 @@ def load_rows(name: str, model_arg: str, docs, levels, requests, *options, rss_r
 
 def _load_table(title: str, rows: list[dict], label: str) -> list[str]:
     lines = [f"**{title}**", "",
-             "| server | clients | requests | req/s | p50 ms | p99 ms | errors | RSS start MB | RSS end MB | RSS growth |",
+             "| server | clients | requests x runs | req/s | p50 ms | p99 ms | errors | RSS start MB | RSS end MB "
+             "| RSS growth |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         growth = (r["rss_end"] - r["rss_start"]) / r["rss_start"] * 100
-        lines.append(f"| {r.get('label', label)} | {r['clients']} | {r['requests']} | {r['throughput']:.1f} | "
+        lines.append(f"| {r.get('label', label)} | {r['clients']} | {r['requests']} x {r['runs']} | {r['throughput']:.1f} | "
                      f"{r['p50']:.2f} | {r['p99']:.2f} | {r['errors']} | {r['rss_start']:.0f} | {r['rss_end']:.0f} | "
                      f"{growth:+.1f}% |")
     return lines
@@ -362,7 +370,9 @@ def main() -> None:
         f"Date: {datetime.date.today().isoformat()}. Command: `{cmd}`.",
         "",
         f"Server: `xmc serve` (uvicorn, 1 worker unless noted) on 127.0.0.1; the load generator (asyncio keep-alive "
-        f"clients, one EURLEX57K test document per request, cycling through {len(docs)}) runs on the same 2 cores.",
+        f"clients, one EURLEX57K test document per request, cycling through {len(docs)}) runs on the same 2 cores. "
+        "Each row: the median throughput / p50 / p99 of its runs on one server; RSS before the first run and after "
+        "the last.",
         "",
     ]
     lines += _load_table("XR-Linear (default config, EURLEX57K), weights memory-mapped", results["xr"], "xr-linear")
