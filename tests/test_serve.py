@@ -364,3 +364,30 @@ def test_neural_requests_are_micro_batched_and_equal_xmc_predict(xt_dir, tmp_pat
     with TestClient(app) as c:
         limited = c.post("/v1/models/xt/predict", json={"documents": docs, "allowed_labels": allowed}).json()
     assert all(p["labels"] and set(p["labels"]) <= set(allowed) for p in limited["predictions"])
+
+
+def test_threshold_and_allowed_labels_for_a_model_without_those_arguments():
+    """GUDN / LightXML take neither threshold nor selected_outputs: the server applies both itself."""
+    from types import SimpleNamespace
+
+    from xmc.data.dataset import LabelVocabulary
+    from xmc.serve.predictor import predict_jobs
+
+    scores = sp.csr_matrix(np.array([[0.9, 0.2, 0.6, 0.0], [0.1, 0.8, 0.0, 0.7]], dtype=np.float32))
+    calls = []
+
+    class Model:  # scores every label it is asked for, like GUDN over its beam
+        labels_ = LabelVocabulary(["a", "b", "c", "d"])
+        config = SimpleNamespace(predict=SimpleNamespace(topk=2))
+
+        def predict(self, inputs, *, topk=None, beam_size=None):
+            calls.append(topk)
+            return scores
+
+    docs = [{"id": "x", "text": "t"}, {"id": "y", "text": "u"}]
+    out = predict_jobs(Model(), [Job(docs, Options(threshold=0.5))])[0]
+    assert out == [{"id": "x", "labels": ["a", "c"], "scores": [pytest.approx(0.9), pytest.approx(0.6)]},
+                   {"id": "y", "labels": ["b", "d"], "scores": [pytest.approx(0.8), pytest.approx(0.7)]}]
+    allowed = np.array([1, 2])  # "b", "c": the model scores all labels, then only these are kept
+    out = predict_jobs(Model(), [Job(docs, Options(topk=1, constrained=True), allowed)])[0]
+    assert [p["labels"] for p in out] == [["c"], ["b"]] and calls[-1] == 4
