@@ -126,9 +126,19 @@ def tiny_gpt2_with_pickled_weights(d: Path) -> Path:
     return folder
 
 
-def layer_of_other_shape(model: Path) -> Path:
-    sp.save_npz(model / "tree-0" / "layer-0.npz", sp.csc_matrix(np.ones((3, 2), dtype=np.float32)))
+def layer_array(model: Path, name: str, change: Callable[[np.ndarray], np.ndarray], layer: int = 1) -> Path:
+    """Replace one array of a saved layer (the beam kernel's layout: one .npy per array)."""
+    path = model / "tree-0" / f"layer-{layer}" / f"{name}.npy"
+    np.save(path, change(np.load(path)))
     return model
+
+
+def bump(index: int, by: int):
+    def change(a: np.ndarray) -> np.ndarray:
+        a = a.copy()
+        a.reshape(-1)[index] += by
+        return a
+    return change
 
 
 def chain_with_index_out_of_range(model: Path) -> Path:
@@ -364,10 +374,25 @@ CASES: list[tuple[str, Callable[[Path, Path], list], int, tuple[str, ...]]] = [
     ("labels-not-strings", lambda w, d: predict_args(w, labels_json(copy_model(w, d), [1, 2]), d), 2,
      ("expected a list of label names",)),
     ("layer-truncated", lambda w, d: predict_args(w, (lambda m: (
-        (m / "tree-0" / "layer-0.npz").write_bytes((m / "tree-0" / "layer-0.npz").read_bytes()[:100]), m)[1])(
+        (m / "tree-0" / "layer-1" / "col_values.npy").write_bytes(
+            (m / "tree-0" / "layer-1" / "col_values.npy").read_bytes()[:100]), m)[1])(copy_model(w, d)), d), 2,
+     ("cannot read linear layers",)),
+    ("layer-feature-id-out-of-range", lambda w, d: predict_args(w, layer_array(
+        copy_model(w, d), "col_rows", bump(0, 10**6)), d), 2, ("cannot read linear layers", "col_rows")),
+    ("layer-group-pointer-out-of-range", lambda w, d: predict_args(w, layer_array(
+        copy_model(w, d), "feat_groups", bump(-1, 5)), d), 2, ("cannot read linear layers", "feat_groups")),
+    ("layer-child-position-out-of-range", lambda w, d: predict_args(w, layer_array(
+        copy_model(w, d), "entry_child", bump(0, 60000)), d), 2, ("cannot read linear layers", "entry_child")),
+    ("layer-wrong-dtype", lambda w, d: predict_args(w, layer_array(
+        copy_model(w, d), "col_values", lambda a: a.astype(np.float64)), d), 2,
+     ("cannot read linear layers", "dtype float64")),
+    ("layer-pickled-array", lambda w, d: predict_args(w, (lambda m: (
+        np.save(m / "tree-0" / "layer-1" / "col_values.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True),
+        m)[1])(copy_model(w, d)), d), 2, ("cannot read linear layers",)),
+    ("layer-wrong-shape", lambda w, d: predict_args(w, (lambda m: (
+        (m / "tree-0" / "layers.json").write_text(json.dumps({**json.loads((m / "tree-0" / "layers.json").read_text()),
+                                                             "shapes": [[3, 1], [3, 2]]})), m)[1])(
         copy_model(w, d)), d), 2, ("cannot read linear layers",)),
-    ("layer-wrong-shape", lambda w, d: predict_args(w, layer_of_other_shape(copy_model(w, d)), d), 2,
-     ("cannot read linear layers", "rows")),
     ("chain-index-out-of-range", lambda w, d: predict_args(w, chain_with_index_out_of_range(copy_model(w, d)), d), 2,
      ("cannot read",)),
     ("featurizer-missing", lambda w, d: predict_args(w, (lambda m: (

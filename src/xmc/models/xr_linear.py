@@ -312,14 +312,20 @@ class XRLinear:
                 tree.save(os.path.join(tmp, f"tree-{k}"))
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> "XRLinear":
+    def load(cls, directory: str | os.PathLike, *, mmap: bool = False) -> "XRLinear":
+        """Load a saved model. ``mmap=True`` maps the trees' weight arrays read-only from the
+        directory's ``.npy`` files instead of reading them (PECOS's lazy load): a server starts
+        faster and its worker processes share those pages. The directory must then stay in place
+        and unchanged while the model is in use (a retrain writes a new directory and renames it,
+        so a mapped model keeps reading the old files)."""
         manifest = read_manifest(directory, expect=cls.name)
         model = cls(XRLinearConfig.from_dict(manifest["config"], where="xmc_model.json:config"))
         featurizer_dir = os.path.join(directory, "featurizer")
         if manifest.get("featurizer") and not os.path.isdir(featurizer_dir):
             raise ModelFormatError(f"{os.fspath(directory)}: the TF-IDF featurizer (featurizer/) is missing")
         model.featurizer_ = TfidfFeaturizer.load(featurizer_dir) if os.path.isdir(featurizer_dir) else None
-        model.trees_ = [HierarchicalLinear.load(os.path.join(directory, f"tree-{k}")) for k in range(manifest["n_trees"])]
+        model.trees_ = [HierarchicalLinear.load(os.path.join(directory, f"tree-{k}"), mmap=mmap)
+                       for k in range(manifest["n_trees"])]
         for k, tree in enumerate(model.trees_):
             if tree.n_labels != model.trees_[0].n_labels or tree.n_features != model.trees_[0].n_features:
                 raise ModelFormatError(f"{os.fspath(directory)}/tree-{k}: its shape differs from tree-0's")

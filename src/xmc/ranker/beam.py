@@ -25,6 +25,14 @@ POST_PROCESSORS = {"l3-hinge": 0, "sigmoid": 1, "noop": 2}
 # row is scored by feature at any value from 1 to 4.
 GROUP_COST = 2.0
 
+# What the beam kernel reads: a loaded layer with other dtypes is refused (LayerWeights.check).
+_DTYPES = {
+    "col_indptr": (np.dtype(np.int64),), "col_rows": (np.dtype(np.uint32), np.dtype(np.uint64)),
+    "col_values": (np.dtype(np.float32),), "feat_groups": (np.dtype(np.int64),),
+    "groups": (np.dtype(np.uint32), np.dtype(np.uint64)), "entry_child": (np.dtype(np.uint16), np.dtype(np.uint32)),
+    "entry_value": (np.dtype(np.float32),), "child_indptr": (np.dtype(np.int64),), "child_ids": (np.dtype(np.int64),),
+}
+
 
 @dataclass(frozen=True)
 class LayerWeights:
@@ -75,6 +83,53 @@ class LayerWeights:
             child_indptr=C.indptr.astype(np.int64),
             child_ids=C.indices.astype(np.int64),
         )
+
+    def csc(self, shape: tuple[int, int]) -> sp.csc_matrix:
+        """The weights (d + 1, K) as CSC over the column arrays (no copy of values or rows)."""
+        index = np.int32 if self.col_rows.dtype == np.uint32 else np.int64
+        # Only the small (K + 1,) pointer array is converted; SciPy wants both index arrays alike.
+        return sp.csc_matrix((self.col_values, self.col_rows.view(index), self.col_indptr.astype(index)),
+                             shape=tuple(shape), copy=False)
+
+    def check(self, shape: tuple[int, int], chain_matrix: sp.spmatrix) -> None:
+        """Raise ValueError unless every index the beam kernel follows stays in range.
+
+        The kernel reads without bounds checks, so arrays loaded from a model directory (someone
+        else's, possibly) are checked here first: vectorised passes over each array, no rebuild.
+        ``shape``: (d + 1, K) of the weights; ``chain_matrix``: the tree's (K, P) child -> parent level.
+        """
+        n_rows, n_cols = (int(x) for x in shape)
+        C = sp.csc_matrix(chain_matrix)
+        for name, allowed in _DTYPES.items():  # another dtype would make numba compile, or misread, a kernel
+            if getattr(self, name).dtype not in allowed:
+                raise ValueError(f"{name}: dtype {getattr(self, name).dtype} is not one of {', '.join(map(str, allowed))}")
+
+        def pointers(a, last, name):
+            a = np.asarray(a)
+            if a.ndim != 1 or len(a) == 0 or a[0] != 0 or a[-1] != last or (len(a) > 1 and (np.diff(a) < 0).any()):
+                raise ValueError(f"{name}: not a pointer array from 0 to {last}")
+
+        nnz = len(self.col_rows)
+        if len(self.col_indptr) != n_cols + 1 or len(self.col_values) != nnz:
+            raise ValueError("column arrays do not match the layer's shape")
+        pointers(self.col_indptr, nnz, "col_indptr")
+        if nnz and int(self.col_rows.max()) >= n_rows:
+            raise ValueError("col_rows: a feature id out of range")
+        if self.groups.ndim != 2 or self.groups.shape[1] != 2 or len(self.feat_groups) != n_rows + 1:
+            raise ValueError("feature layout arrays do not match the layer's shape")
+        n_groups, n_entries = len(self.groups) - 1, len(self.entry_child)
+        pointers(self.feat_groups, n_groups, "feat_groups")
+        pointers(self.groups[:, 0], n_entries, "groups")
+        if len(self.entry_value) != n_entries or n_entries != nnz:
+            raise ValueError("entry arrays do not match the column arrays")
+        if not (np.array_equal(self.child_indptr, C.indptr) and np.array_equal(self.child_ids, C.indices)):
+            raise ValueError("the children arrays differ from the tree")
+        parents = self.groups[:-1, 1].astype(np.int64)
+        if n_groups and int(parents.max()) >= C.shape[1]:
+            raise ValueError("groups: a parent id out of range")
+        widths = np.diff(C.indptr)[parents]
+        if n_entries and (self.entry_child.astype(np.int64) >= np.repeat(widths, np.diff(self.groups[:, 0].astype(np.int64)))).any():
+            raise ValueError("entry_child: a child position out of range")
 
     def arrays(self) -> tuple:
         return (

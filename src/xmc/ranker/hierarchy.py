@@ -332,25 +332,60 @@ class HierarchicalLinear:
 
     # ---- persistence -----------------------------------------------------------
     def save(self, directory: str | os.PathLike) -> None:
+        """Write the tree and, per layer, the beam kernel's arrays (:class:`LayerWeights`) as ``.npy``.
+
+        The kernel layout holds the CSC weights (its column part) and the feature-major copy the
+        beam search reads, so a loaded model predicts without rebuilding it and ``load(mmap=True)``
+        can map every array from the files (worker processes then share those pages).
+        """
         os.makedirs(directory, exist_ok=True)
         self.chain.save(os.path.join(directory, "tree"))
         for i, W in enumerate(self.weights):
-            sp.save_npz(os.path.join(directory, f"layer-{i}.npz"), W, compressed=False)
+            layer_dir = os.path.join(directory, f"layer-{i}")
+            os.makedirs(layer_dir, exist_ok=True)
+            layer = LayerWeights(*self._layer_arrays(i))
+            for field in dataclasses.fields(LayerWeights):
+                np.save(os.path.join(layer_dir, f"{field.name}.npy"), getattr(layer, field.name), allow_pickle=False)
         with open(os.path.join(directory, "layers.json"), "w", encoding="utf-8") as fh:
-            json.dump({"layers": len(self.weights), "bias": self.bias, "n_features": self.n_features}, fh)
+            json.dump({"layers": len(self.weights), "bias": self.bias, "n_features": self.n_features,
+                       "layout": "kernel", "shapes": [list(W.shape) for W in self.weights]}, fh)
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> "HierarchicalLinear":
+    def load(cls, directory: str | os.PathLike, *, mmap: bool = False) -> "HierarchicalLinear":
+        """Load a saved model; ``mmap=True`` maps the weight arrays read-only instead of reading them
+        (PECOS's ``is_predict_only`` lazy load): start-up reads almost nothing and processes loading
+        the same directory share the pages. Directories of the older ``layer-i.npz`` format load
+        too (read whole, kernel built at the first prediction)."""
         try:
             with open(os.path.join(directory, "layers.json"), encoding="utf-8") as fh:
                 meta = json.load(fh)
             chain = ClusterChain.load(os.path.join(directory, "tree"))
-            weights = [sp.load_npz(os.path.join(directory, f"layer-{i}.npz")) for i in range(meta["layers"])]
-            for i, W in enumerate(weights):
+            if meta.get("layout") == "kernel":
+                layers = [_load_layer(os.path.join(directory, f"layer-{i}"), mmap) for i in range(meta["layers"])]
+                weights = [layer.csc(shape) for layer, shape in zip(layers, meta["shapes"])]
                 # The numba kernels index without bounds checks: out-of-range indices must not get there.
-                sp.csc_matrix(W).check_format(full_check=True)
+                for i, (layer, shape) in enumerate(zip(layers, meta["shapes"])):
+                    layer.check(shape, chain.matrices[i])
+            else:
+                layers = None
+                weights = [sp.load_npz(os.path.join(directory, f"layer-{i}.npz")) for i in range(meta["layers"])]
+                for W in weights:
+                    sp.csc_matrix(W).check_format(full_check=True)
+            for i, W in enumerate(weights):
                 if W.shape[0] != weights[0].shape[0]:
                     raise ValueError(f"layer {i} has {W.shape[0]} rows, layer 0 has {weights[0].shape[0]}")
-            return cls(chain, weights, meta["bias"])
-        except (OSError, KeyError, ValueError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+            model = cls(chain, weights, meta["bias"])
+        except (OSError, KeyError, ValueError, TypeError, IndexError, EOFError, zipfile.BadZipFile) as exc:
             raise ModelFormatError(f"{directory}: cannot read linear layers ({exc})") from exc
+        if layers is not None:
+            model._kernel = [layer.arrays() for layer in layers]
+        return model
+
+
+def _load_layer(directory: str, mmap: bool) -> LayerWeights:
+    # np.asarray drops the memmap subclass (numba reads plain arrays) but keeps the mapped buffer.
+    return LayerWeights(**{
+        field.name: np.asarray(np.load(os.path.join(directory, f"{field.name}.npy"), allow_pickle=False,
+                                       mmap_mode="r" if mmap else None))
+        for field in dataclasses.fields(LayerWeights)
+    })
