@@ -7,26 +7,21 @@ AdamW with linear warm-up, gradient accumulation, early stopping on a validation
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import json
 import logging
 import math
 import os
-import time
 from typing import Sequence
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import nn
-from ..progress import progress_bar
 
-from ..io import atomic_directory
 from . import distributed
 from .configs import MatcherConfig
-from .device import autocast
 from .encoder import TextEncoder
+from .trainer import EarlyStopping, Trainer, TrainHistory
 
 logger = logging.getLogger(__name__)
 
@@ -107,26 +102,15 @@ class _MatcherNet(nn.Module):
         return self.head(self.encoder(**batch))
 
 
-def _batches(n: int, batch_size: int, rng: np.random.Generator):
+def _batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
     order = rng.permutation(n)
-    for s in range(0, n, batch_size):
-        yield order[s:s + batch_size]
+    return [order[s:s + batch_size] for s in range(0, n, batch_size)]
 
 
-def _save_checkpoint(directory: str, encoder: TextEncoder | None, head: ClusterHead, optimizer, scheduler,
-                     history: MatcherHistory, rng_state: dict) -> None:
-    from safetensors.torch import save_file
-
-    # The checkpoint replaces its own previous epoch (recognised by history.json), nothing else.
-    with atomic_directory(directory, overwrite=True, marker="history.json", what="checkpoint") as tmp:
-        if encoder is not None:
-            encoder.save(os.path.join(tmp, "encoder"))
-        save_file({k: v.contiguous() for k, v in head.state_dict().items()}, os.path.join(tmp, "head.safetensors"))
-        # Optimiser state: tensors and numbers only, read back with weights_only=True (no code execution).
-        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
-                   os.path.join(tmp, "optimizer.pt"))
-        with open(os.path.join(tmp, "history.json"), "w", encoding="utf-8") as fh:
-            json.dump({"history": dataclasses.asdict(history), "rng": rng_state}, fh)
+def _history(h: TrainHistory) -> MatcherHistory:
+    return MatcherHistory(steps=h.steps, epochs_done=h.epochs,
+                          best_recall=-1.0 if h.best_score is None else float(h.best_score), best_step=h.best_step,
+                          evaluations=h.evaluations, seconds=h.seconds, samples_per_second=h.samples_per_second)
 
 
 def train_matcher(
@@ -144,128 +128,68 @@ def train_matcher(
 
     Validation cluster recall@top_b decides early stopping and which state is kept.
     With ``checkpoint_dir`` the state after each epoch is written there, and a later call
-    with the same directory resumes after the last finished epoch.
+    with the same directory resumes after the last finished epoch. Trains through
+    :class:`xmc.neural.trainer.Trainer` (the leftover micro-batches of an epoch are stepped).
     """
-    from transformers import get_linear_schedule_with_warmup
+    from safetensors.torch import load_file, save_file
 
     device = encoder.device
     torch.manual_seed(config.seed)
     head = ClusterHead(encoder.dim, M.shape[1]).to(device)
     M = sp.csr_matrix(M, dtype=np.float32)
     n = len(texts)
-    steps_per_epoch = math.ceil(math.ceil(n / config.batch_size) / config.grad_accum)
-    total_steps = max(1, int(round(steps_per_epoch * config.epochs)))
-    optimizer = torch.optim.AdamW(
-        [{"params": encoder.parameters(), "lr": config.learning_rate},
-         {"params": head.parameters(), "lr": config.head_learning_rate}],
-        weight_decay=config.weight_decay,
-    )
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
-    history = MatcherHistory()
-    rng = np.random.default_rng(config.seed)
-    finished = False
-    if checkpoint_dir and os.path.exists(os.path.join(checkpoint_dir, "history.json")):
-        history, rng, finished = _resume(checkpoint_dir, encoder, head, optimizer, scheduler)
-        logger.info("resumed matcher training from %s after epoch %d", checkpoint_dir, history.epochs_done)
-    if finished:  # a completed run: its best state is what was saved
-        encoder.eval()
-        head.eval()
-        return encoder, head, history
-    token_ids = encoder.pretokenize(texts)
     n_procs, rank = distributed.world()
-    net = _MatcherNet(encoder, head)
+    steps_per_epoch = math.ceil(math.ceil(n / config.batch_size) / config.grad_accum)
+    rng = np.random.default_rng(config.seed)
+    token_ids: list[list[int]] = []  # tokenised on the first epoch: a finished run resumes without it
+    net = model = _MatcherNet(encoder, head)
     if n_procs > 1:  # each process takes its share of every global batch; gradients are averaged
         from torch.nn.parallel import DistributedDataParallel
 
         # Some backbone weights never receive gradients (e.g. BERT's pooler under mean pooling).
         net = DistributedDataParallel(net, device_ids=[device.index] if device.type == "cuda" else None,
                                       find_unused_parameters=True)
-    eval_every = config.eval_every or steps_per_epoch
-    best = (copy.deepcopy(encoder.state_dict()), copy.deepcopy(head.state_dict())) if history.steps else None
-    bad_evals = 0
-    started = time.perf_counter()
-    seen = 0
-    stop = history.steps >= total_steps
-    bar = progress_bar(total=total_steps, initial=history.steps, desc="fine-tuning matcher", disable=not progress)
-    while not stop:
-        encoder.train()
-        head.train()
-        micro = 0
-        for rows in _batches(n, config.batch_size, rng):
-            if n_procs > 1:
-                if len(rows) < n_procs:  # every process must take the same number of steps
-                    continue
-                rows = rows[rank::n_procs]
-            batch = {k: v.to(device) for k, v in encoder.collate([token_ids[i] for i in rows]).items()}
-            targets = torch.from_numpy(M[rows].toarray()).to(device)
-            with autocast(device, config.amp):
-                logits = net(**batch)
-            loss = squared_hinge_loss(logits.float(), targets) / config.grad_accum
-            loss.backward()
-            seen += len(rows)
-            micro += 1
-            if micro % config.grad_accum:
-                continue
-            torch.nn.utils.clip_grad_norm_(list(encoder.parameters()) + list(head.parameters()), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            history.steps += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss.item() * config.grad_accum:.3f}")
-            if history.steps % eval_every == 0 or history.steps >= total_steps:
-                recall = _validate(encoder, head, valid_texts, valid_M, config.top_b)
-                history.evaluations.append({"step": history.steps, "valid_cluster_recall": recall})
-                logger.info("step %d: validation cluster recall@%d = %.4f", history.steps, config.top_b, recall)
-                if recall > history.best_recall:
-                    history.best_recall, history.best_step, bad_evals = recall, history.steps, 0
-                    best = ({k: v.detach().cpu().clone() for k, v in encoder.state_dict().items()},
-                            {k: v.detach().cpu().clone() for k, v in head.state_dict().items()})
-                else:
-                    bad_evals += 1
-                encoder.train()
-                head.train()
-                if bad_evals >= config.patience:
-                    logger.info("early stop at step %d (best %d)", history.steps, history.best_step)
-                    stop = True
-            if history.steps >= total_steps:
-                stop = True
-            if stop:
-                break
-        history.epochs_done += 1
-        if checkpoint_dir and not stop and rank == 0:
-            _save_checkpoint(checkpoint_dir, encoder, head, optimizer, scheduler, history,
-                             {"bit_generator": rng.bit_generator.state, "finished": False})
-    bar.close()
-    history.seconds += time.perf_counter() - started
-    history.samples_per_second = seen / max(history.seconds, 1e-9)
-    if best is not None:
-        encoder.load_state_dict(best[0])
-        head.load_state_dict(best[1])
+
+    def save(directory: str) -> None:
+        encoder.save(os.path.join(directory, "encoder"))
+        save_file({k: v.contiguous() for k, v in head.state_dict().items()}, os.path.join(directory, "head.safetensors"))
+
+    def load(directory: str) -> None:
+        state = TextEncoder.from_pretrained(encoder.config, os.path.join(directory, "encoder")).backbone.state_dict()
+        encoder.backbone.load_state_dict(state)
+        head.load_state_dict(load_file(os.path.join(directory, "head.safetensors"), device=str(device)))
+
+    def evaluate():
+        recall = _validate(encoder, head, valid_texts, valid_M, config.top_b)
+        logger.info("step %d: validation cluster recall@%d = %.4f", trainer.history.steps, config.top_b, recall)
+        return recall, {"valid_cluster_recall": recall}
+
+    def epoch():
+        if not token_ids:
+            token_ids.extend(encoder.pretokenize(texts))
+        batches = _batches(n, config.batch_size, rng)
+        if n_procs > 1:  # every process must take the same number of steps
+            batches = [rows[rank::n_procs] for rows in batches if len(rows) >= n_procs]
+        return batches
+
+    def step(rows):
+        batch = {k: v.to(device) for k, v in encoder.collate([token_ids[i] for i in rows]).items()}
+        targets = torch.from_numpy(M[rows].toarray()).to(device)
+        return squared_hinge_loss(net(**batch).float(), targets)
+
+    trainer = Trainer(
+        model, [{"params": encoder.parameters(), "lr": config.learning_rate},
+                {"params": head.parameters(), "lr": config.head_learning_rate}],
+        total_steps=max(1, int(round(steps_per_epoch * config.epochs))), grad_accum=config.grad_accum,
+        weight_decay=config.weight_decay, warmup_ratio=config.warmup_ratio, amp=config.amp, device=device,
+        early_stopping=EarlyStopping(evaluate, config.eval_every or steps_per_epoch, config.patience),
+        checkpoint_dir=checkpoint_dir, save_module=save, load_module=load, is_main=rank == 0, rng=rng,
+        progress=progress, desc="fine-tuning matcher")
+    history = trainer.fit(epoch, step)
     encoder.eval()
     head.eval()
-    if checkpoint_dir and rank == 0:
-        _save_checkpoint(checkpoint_dir, encoder, head, optimizer, scheduler, history,
-                         {"bit_generator": rng.bit_generator.state, "finished": True})
     distributed.barrier()
-    return encoder, head, history
-
-
-def _resume(directory, encoder, head, optimizer, scheduler):
-    from safetensors.torch import load_file
-
-    with open(os.path.join(directory, "history.json"), encoding="utf-8") as fh:
-        saved = json.load(fh)
-    state = TextEncoder.from_pretrained(encoder.config, os.path.join(directory, "encoder")).backbone.state_dict()
-    encoder.backbone.load_state_dict(state)
-    head.load_state_dict(load_file(os.path.join(directory, "head.safetensors"), device=str(encoder.device)))
-    opt = torch.load(os.path.join(directory, "optimizer.pt"), map_location=encoder.device, weights_only=True)
-    optimizer.load_state_dict(opt["optimizer"])
-    scheduler.load_state_dict(opt["scheduler"])
-    history = MatcherHistory(**saved["history"])
-    rng = np.random.default_rng()
-    rng.bit_generator.state = saved["rng"]["bit_generator"]
-    return history, rng, bool(saved["rng"].get("finished"))
+    return encoder, head, _history(history)
 
 
 @torch.no_grad()
@@ -284,35 +208,22 @@ def train_head(embeddings: np.ndarray, M: sp.csr_matrix, config: MatcherConfig, 
     n = X.shape[0]
     # The head alone is cheap: many passes, full-batch-like step sizes.
     epochs = max(1, int(math.ceil(config.epochs * 20)))
-    steps = epochs * math.ceil(n / 256)
-    optimizer = torch.optim.AdamW(head.parameters(), lr=config.head_learning_rate, weight_decay=config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.head_learning_rate, total_steps=steps,
-                                                    pct_start=max(config.warmup_ratio, 0.01))
+    per_epoch = math.ceil(n / 256)
     rng = np.random.default_rng(config.seed)
-    history = MatcherHistory()
-    started = time.perf_counter()
-    best, bad = None, 0
-    for epoch in progress_bar(range(epochs), desc="training matcher head", disable=not progress):
-        for rows in _batches(n, 256, rng):
-            loss = squared_hinge_loss(head(X[rows]), torch.from_numpy(M[rows].toarray()))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            history.steps += 1
+
+    def evaluate():
         recall = cluster_recall(head.scores(valid_embeddings), valid_M, config.top_b)
-        history.evaluations.append({"epoch": epoch + 1, "valid_cluster_recall": recall})
-        if recall > history.best_recall:
-            history.best_recall, history.best_step, bad = recall, history.steps, 0
-            best = copy.deepcopy(head.state_dict())
-        else:
-            bad += 1
-            if bad >= 3 * config.patience:
-                break
-        history.epochs_done = epoch + 1
-    if best is not None:
-        head.load_state_dict(best)
-    history.seconds = time.perf_counter() - started
-    history.samples_per_second = n * history.epochs_done / max(history.seconds, 1e-9)
+        return recall, {"epoch": trainer.history.steps // per_epoch, "valid_cluster_recall": recall}
+
+    def one_cycle(optimizer, total):
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.head_learning_rate, total_steps=total,
+                                                   pct_start=max(config.warmup_ratio, 0.01))
+
+    trainer = Trainer(head, [{"params": head.parameters(), "lr": config.head_learning_rate}],
+                      total_steps=epochs * per_epoch, weight_decay=config.weight_decay, schedule=one_cycle,
+                      max_grad_norm=None, early_stopping=EarlyStopping(evaluate, per_epoch, 3 * config.patience),
+                      rng=rng, progress=progress, desc="training matcher head")
+    history = trainer.fit(lambda: _batches(n, 256, rng),
+                          lambda rows: squared_hinge_loss(head(X[rows]), torch.from_numpy(M[rows].toarray())))
     head.eval()
-    return head, history
+    return head, _history(history)

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import ModelFormatError
 from ..io import atomic_directory
 from ..progress import progress_bar
 from .device import autocast
@@ -343,7 +344,11 @@ class Trainer:
         directory = self.checkpoint_dir
         with open(os.path.join(directory, "history.json"), encoding="utf-8") as fh:
             saved = json.load(fh)
-        record = saved["history"]
+        record = saved.get("history")
+        fields = {f.name for f in dataclasses.fields(TrainHistory)}
+        if not isinstance(record, dict) or not set(record) <= fields:
+            raise ModelFormatError(f"{directory}: not a checkpoint of this xmc version's trainer; "
+                                  "choose another checkpoint directory or remove this one")
         if isinstance(record.get("best_score"), list):  # tuples come back from JSON as lists
             record["best_score"] = tuple(record["best_score"])
         self.history = TrainHistory(**record)
