@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import XMCDataset
+from ..neural.trainer import ModuleAverage, Trainer
 from .configs import FinetuneConfig
 from .masked_loss import head_label_mask
 
@@ -64,8 +65,6 @@ def finetune_with_augmented(model, train: XMCDataset, augmented: XMCDataset, con
         cache: an :class:`xmc.neural.cache.EmbeddingCache` for the real documents' features, so that
             several fine-tuning runs from the same frozen encoder (ablation rows) encode them once.
     """
-    from ..progress import progress_bar
-
     config = config or FinetuneConfig()
     network = model.network_
     if network is None:
@@ -87,49 +86,40 @@ def finetune_with_augmented(model, train: XMCDataset, augmented: XMCDataset, con
     # E_t in eval mode; the real documents' through the cache (keyed by the encoder's weights and the texts)
     feats = torch.from_numpy(model.encode(train, cache=cache)).to(device)
     aug_feats = torch.from_numpy(model.encode(augmented)).to(device)
-    heads = [p for name, p in network.named_parameters() if not name.startswith("encoder.")]
-    optimizer = torch.optim.AdamW(heads, lr=config.learning_rate)
+    heads = torch.nn.ParameterList([p for name, p in network.named_parameters() if not name.startswith("encoder.")])
     rng = np.random.default_rng(config.seed)
     torch.manual_seed(config.seed)  # the heads' dropout: equal seeds give equal fine-tuned models
     n, n_aug = len(train), len(augmented)
     per_epoch = math.ceil(n / config.batch_size)
-    total = per_epoch * config.epochs
     aug_per_step = config.augmented_per_step(n, n_aug)
     aug_weight = config.resolved_aug_weight(n, n_aug)
-    swa_from, averaged, n_avg = int(config.swa_start * total), None, 0
-    history = {"steps": 0, "augmented_docs": n_aug, "head_labels": int(head_np.sum()), "mask": config.mask,
-               "aug_weight": aug_weight,
-               "first_loss": None, "last_loss": None}
-    network.train()
-    network.encoder.eval()  # frozen: no dropout inside the encoder either (features are cached anyway)
-    with progress_bar(total=total, desc="XDA fine-tuning", disable=not progress) as bar:
-        for _ in range(config.epochs):
-            order, aug_order = rng.permutation(n), rng.permutation(n_aug)
-            for step in range(per_epoch):
-                rows = order[step * config.batch_size:(step + 1) * config.batch_size]
-                loss = _terms(network, feats, Y, M, rows, clusters_to_labels, model.config.n_candidate_clusters,
-                              None, None)
-                aug_rows = aug_order[step * aug_per_step:(step + 1) * aug_per_step]
-                if len(aug_rows):
-                    loss = loss + aug_weight * _terms(network, aug_feats, A, MA, aug_rows, clusters_to_labels,
-                                                      model.config.n_candidate_clusters, head, head_only)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                history["steps"] += 1
-                history["last_loss"] = float(loss.item())
-                if history["first_loss"] is None:
-                    history["first_loss"] = history["last_loss"]
-                if history["steps"] > swa_from:
-                    current = [p.detach().clone() for p in heads]
-                    averaged = current if averaged is None else [a + (c - a) / (n_avg + 1)
-                                                                 for a, c in zip(averaged, current)]
-                    n_avg += 1
-                bar.update()
-    if averaged is not None:
-        with torch.no_grad():
-            for p, a in zip(heads, averaged):
-                p.copy_(a)
-    history["swa_averaged_steps"] = n_avg
+    n_candidates = model.config.n_candidate_clusters
+
+    def epoch():
+        order, aug_order = rng.permutation(n), rng.permutation(n_aug)
+        return [(order[s * config.batch_size:(s + 1) * config.batch_size], aug_order[s * aug_per_step:(s + 1) * aug_per_step])
+                for s in range(per_epoch)]
+
+    def step(batch):
+        rows, aug_rows = batch
+        loss = _terms(network, feats, Y, M, rows, clusters_to_labels, n_candidates, None, None)
+        if len(aug_rows):
+            loss = loss + aug_weight * _terms(network, aug_feats, A, MA, aug_rows, clusters_to_labels, n_candidates,
+                                              head, head_only)
+        return loss
+
+    def train_mode():
+        network.train()
+        network.encoder.eval()  # frozen: no dropout inside the encoder either (features are cached anyway)
+
+    # Constant learning rate, AdamW's default weight decay, no clipping; the heads averaged over the
+    # steps after swa_start (kept without validation, as in the paper).
+    trainer = Trainer(heads, [{"params": heads.parameters(), "lr": config.learning_rate}],
+                      total_steps=per_epoch * config.epochs, weight_decay=0.01, schedule=None, max_grad_norm=None,
+                      device=device, swa=ModuleAverage(heads), swa_start=config.swa_start, rng=rng,
+                      train_mode=train_mode, progress=progress, desc="XDA fine-tuning")
+    trained = trainer.fit(epoch, step, samples=lambda batch: len(batch[0]))
     network.eval()
-    return history
+    return {"steps": trained.steps, "augmented_docs": n_aug, "head_labels": int(head_np.sum()), "mask": config.mask,
+            "aug_weight": aug_weight, "first_loss": trained.first_loss, "last_loss": trained.last_loss,
+            "swa_averaged_steps": (trained.swa or {}).get("averaged_steps", 0)}

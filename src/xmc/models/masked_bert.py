@@ -772,6 +772,23 @@ class StepAverages:
                 head.load_state_dict(average.module.state_dict())
 
 
+class _NetworkAverages:
+    """:class:`StepAverages` behind the training engine's averager hooks."""
+
+    def __init__(self, network, frozen: bool):
+        self.network, self.averages = network, StepAverages(network, frozen)
+
+    @property
+    def n_averaged(self) -> int:
+        return self.averages.n_averaged
+
+    def update(self) -> None:  # called before the gradients are cleared
+        self.averages.update(self.network, StepAverages.changed_heads(self.network))
+
+    def load_into(self) -> None:
+        self.averages.load_into(self.network)
+
+
 def _validate(network, products, Y, mask, groups, threshold, metric, batch_size, amp) -> tuple[float, float]:
     probs = predict_probabilities(network, products, groups, mask, batch_size=batch_size, amp=amp)
     report = evaluate(Y, probs, ks=(1,), threshold=threshold)
@@ -789,12 +806,8 @@ def train_network(network, products: Products, Y: sp.csr_matrix, mask: sp.csr_ma
     Returns the history: validations, steps, the kept state (best checkpoint or SWA average),
     throughput.
     """
-    import torch
-    from ..progress import progress_bar
-    from transformers import get_linear_schedule_with_warmup
-
-    from ..neural.device import autocast
     from ..neural.masked_loss import dense_rows, masked_bce_with_logits
+    from ..neural.trainer import EarlyStopping, Trainer
 
     frozen = isinstance(products, np.ndarray)
     if frozen != isinstance(valid_inputs, np.ndarray):
@@ -809,77 +822,32 @@ def train_network(network, products: Products, Y: sp.csr_matrix, mask: sp.csr_ma
     rng = np.random.default_rng(config.seed)
     n_batches = sum(math.ceil(int(c) / config.batch_size) for c in np.unique(groups, return_counts=True)[1])
     steps_per_epoch = max(1, math.ceil(n_batches / config.grad_accum))
-    total_steps = max(1, int(round(steps_per_epoch * config.epochs)))
-    optimizer = torch.optim.AdamW(param_groups, weight_decay=config.weight_decay)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
-    swa = StepAverages(network, frozen) if config.swa else None
-    swa_from = int(config.swa_start * total_steps)
-    eval_every = config.eval_every or steps_per_epoch
     args = (valid_Y, valid_filter, valid_groups, threshold, config.select_metric, batch_size, config.amp)
-    history = {"steps": 0, "total_steps": total_steps, "evaluations": [], "best_step": 0, "kept": "final",
-               "frozen_encoder": frozen}
-    best_score, best_state, bad, seen, step_loss = None, None, 0, 0, 0.0
-    started = time.perf_counter()
-    bar = progress_bar(total=total_steps, desc="training output layers" if frozen else "fine-tuning",
-                       disable=not progress)
-    stop = False
-    while not stop:
-        network.train()
-        micro = 0
-        for rows in group_batches(groups, config.batch_size, rng):
-            with autocast(device, config.amp):
-                logits = batch_logits(network, products, rows, int(groups[rows[0]]), device)
-            loss = masked_bce_with_logits(logits.float(), dense_rows(Y, rows, device),
-                                          None if mask is None else dense_rows(mask, rows, device))
-            (loss / config.grad_accum).backward()
-            step_loss += loss.item() / config.grad_accum
-            seen += len(rows)
-            micro += 1
-            if micro % config.grad_accum and micro < n_batches:
-                continue
-            torch.nn.utils.clip_grad_norm_(trained.parameters(), 1.0)
-            changed = StepAverages.changed_heads(network) if swa is not None else []
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            history["steps"] += 1
-            if swa is not None and history["steps"] > swa_from:
-                swa.update(network, changed)
-            bar.update(1)
-            bar.set_postfix(loss=f"{step_loss:.3f}")
-            step_loss = 0.0
-            done = history["steps"] >= total_steps
-            if history["steps"] % eval_every == 0 or done:
-                score = _validate(network, valid_inputs, *args)
-                history["evaluations"].append({"step": history["steps"], config.select_metric: score[0],
-                                               "P@1": score[1]})
-                logger.info("step %d: validation %s %.4f (P@1 %.4f)", history["steps"], config.select_metric, *score)
-                if best_score is None or score > best_score:
-                    best_score, bad, history["best_step"] = score, 0, history["steps"]
-                    best_state = {k: v.detach().cpu().clone() for k, v in trained.state_dict().items()}
-                else:
-                    bad += 1
-                    stop = bad >= config.patience
-                network.train()
-            if done or stop:
-                stop = True
-                break
-    bar.close()
-    history["seconds"] = time.perf_counter() - started
-    history["samples_per_second"] = seen / max(history["seconds"], 1e-9)
-    if best_state is not None and history["best_step"] != history["steps"]:
-        trained.load_state_dict(best_state)
-        history["kept"] = f"best checkpoint (step {history['best_step']})"
-    if swa is not None and swa.n_averaged > 0:
-        current = best_score if best_score is not None else _validate(network, valid_inputs, *args)
-        kept_state = {k: v.detach().cpu().clone() for k, v in trained.state_dict().items()}
-        swa.load_into(network)
-        swa_score = _validate(network, valid_inputs, *args)
-        history["swa"] = {"averaged_steps": swa.n_averaged, config.select_metric: swa_score[0], "P@1": swa_score[1]}
-        if swa_score >= current:
-            history["kept"] = f"SWA average of {swa.n_averaged} steps"
-        else:
-            trained.load_state_dict(kept_state)
+
+    def evaluate():
+        score = _validate(network, valid_inputs, *args)
+        logger.info("step %d: validation %s %.4f (P@1 %.4f)", trainer.history.steps, config.select_metric, *score)
+        return score, {config.select_metric: score[0], "P@1": score[1]}
+
+    def step(rows):
+        logits = batch_logits(network, products, rows, int(groups[rows[0]]), device)
+        return masked_bce_with_logits(logits.float(), dense_rows(Y, rows, device),
+                                      None if mask is None else dense_rows(mask, rows, device))
+
+    trainer = Trainer(
+        trained, param_groups, total_steps=max(1, int(round(steps_per_epoch * config.epochs))),
+        grad_accum=config.grad_accum, weight_decay=config.weight_decay, warmup_ratio=config.warmup_ratio,
+        amp=config.amp, device=device, swa=_NetworkAverages(network, frozen) if config.swa else None,
+        swa_start=config.swa_start,
+        early_stopping=EarlyStopping(evaluate, config.eval_every or steps_per_epoch, config.patience),
+        rng=rng, train_mode=network.train, progress=progress,
+        desc="training output layers" if frozen else "fine-tuning")
+    h = trainer.fit(lambda: group_batches(groups, config.batch_size, rng), step)
     network.eval()
-    logger.info("kept %s", history["kept"])
+    logger.info("kept %s", h.kept)
+    history = {"steps": h.steps, "total_steps": h.total_steps, "evaluations": h.evaluations,
+               "best_step": h.best_step, "kept": h.kept, "frozen_encoder": frozen, "seconds": h.seconds,
+               "samples_per_second": h.samples_per_second}
+    if h.swa is not None:
+        history["swa"] = h.swa
     return history
