@@ -519,14 +519,11 @@ def train_gudn(model: GUDN, tokens: Sequence[Sequence[int]], Y: sp.csr_matrix,
         The history: steps, validations, kept state, loss terms of the last steps, throughput.
     """
     import torch
-    from torch.optim.swa_utils import AveragedModel
-    from ..progress import progress_bar
-    from transformers import get_linear_schedule_with_warmup
 
-    from ..neural.device import autocast
     from ..neural.guide import (candidate_bce, candidate_labels, feature_guide_loss, link_guide_loss, meta_loss,
                                 top_cluster_ids)
     from ..neural.masked_loss import dense_rows, gathered_targets, padded_indices
+    from ..neural.trainer import EarlyStopping, ModuleAverage, Trainer, shuffled_batches
 
     cfg, config, network = model.config, model.config.train, model.network_
     device = next(network.parameters()).device
@@ -537,7 +534,6 @@ def train_gudn(model: GUDN, tokens: Sequence[Sequence[int]], Y: sp.csr_matrix,
     rng = np.random.default_rng(config.seed)
     n_batches = math.ceil(n / config.batch_size)
     steps_per_epoch = max(1, math.ceil(n_batches / config.grad_accum))
-    total_steps = max(1, int(round(steps_per_epoch * config.epochs)))
     heads = [p for name, p in network.named_parameters() if not name.startswith("encoder.")]
     groups = [{"params": heads, "lr": config.head_learning_rate or config.learning_rate}]
     cached = valid_cached = label_cached = None
@@ -551,114 +547,61 @@ def train_gudn(model: GUDN, tokens: Sequence[Sequence[int]], Y: sp.csr_matrix,
                                                 progress)
     else:
         groups.insert(0, {"params": network.encoder.parameters(), "lr": config.learning_rate})
-    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
-    swa = AveragedModel(network) if config.swa else None
-    swa_from = int(config.swa_start * total_steps)
-    eval_every = config.eval_every or steps_per_epoch
-    history = {"steps": 0, "total_steps": total_steps, "evaluations": [], "best_step": 0, "kept": "final",
-               "loss_terms": {}}
-    terms_sum: dict[str, float] = {}
-    best_score, best_state, bad, seen = None, None, 0, 0
-    started = time.perf_counter()
-    bar = progress_bar(total=total_steps, desc=f"training {model.name}", disable=not progress)
-    stop = False
-    while not stop:
+    loss_terms: dict[str, float] = {}
+
+    def step(rows):
+        if cached is None:
+            features = network.text_features(**_batch(network, tokens, rows, device))
+        else:
+            features = cached[torch.from_numpy(rows).to(device)]
+        cluster_logits = network.cluster_logits(features)
+        index, valid = candidate_labels(top_cluster_ids(cluster_logits, cfg.n_candidate_clusters),
+                                        clusters_to_labels, forced=M[rows])
+        index_t, valid_t = torch.from_numpy(index).to(device), torch.from_numpy(valid).to(device)
+        targets = torch.from_numpy(gathered_targets(Y, rows, index)).to(device)
+        logits = network.candidate_logits(features, index_t)
+        terms = {"meta": meta_loss(cluster_logits, dense_rows(M, rows, device)),
+                 "rank": candidate_bce(logits, targets, valid_t)}
+        if cfg.label_path:
+            if label_cached is not None:
+                label_features = network.label_proj(label_cached[torch.from_numpy(rows).to(device)])
+            elif cfg.label_input == "text":
+                label_features = network.label_features(**_batch(network, label_tokens, rows, device))
+            else:
+                label_index, label_valid = padded_indices(Y, rows)
+                label_features = network.label_features(label_index=torch.from_numpy(label_index).to(device),
+                                                        label_valid=torch.from_numpy(label_valid).to(device))
+            if cfg.feature_guide:
+                terms["feature"] = feature_guide_loss(features, label_features)
+            if cfg.link_guide:
+                terms["link"] = link_guide_loss(network.candidate_logits(label_features, index_t), targets, valid_t)
+        return sum(terms.values()), {k: v.detach() for k, v in terms.items()}
+
+    def evaluate():
+        loss_terms.clear()
+        loss_terms.update(trainer.log_means())
+        score = _validate(model, valid_tokens, valid_Y, config.select_metric, valid_cached)
+        logger.info("step %d: validation %s %.4f (P@1 %.4f)", trainer.history.steps, config.select_metric, *score)
+        return score, {config.select_metric: score[0], "P@1": score[1], **loss_terms}
+
+    def train_mode():
         network.train()
         if cached is not None:
             network.encoder.eval()  # frozen: its dropout would make the cached features stale
-        micro = 0
-        order = rng.permutation(n)
-        for s in range(0, n, config.batch_size):
-            rows = order[s:s + config.batch_size]
-            with autocast(device, config.amp):
-                if cached is None:
-                    features = network.text_features(**_batch(network, tokens, rows, device))
-                else:
-                    features = cached[torch.from_numpy(rows).to(device)]
-                cluster_logits = network.cluster_logits(features)
-            M_rows = M[rows]
-            index, valid = candidate_labels(top_cluster_ids(cluster_logits, cfg.n_candidate_clusters),
-                                            clusters_to_labels, forced=M_rows)
-            index_t, valid_t = torch.from_numpy(index).to(device), torch.from_numpy(valid).to(device)
-            targets = torch.from_numpy(gathered_targets(Y, rows, index)).to(device)
-            with autocast(device, config.amp):
-                logits = network.candidate_logits(features, index_t)
-            terms = {"meta": meta_loss(cluster_logits, dense_rows(M, rows, device)),
-                     "rank": candidate_bce(logits, targets, valid_t)}
-            if cfg.label_path:
-                with autocast(device, config.amp):
-                    if label_cached is not None:
-                        label_features = network.label_proj(label_cached[torch.from_numpy(rows).to(device)])
-                    elif cfg.label_input == "text":
-                        label_batch = _batch(network, label_tokens, rows, device)
-                        label_features = network.label_features(**label_batch)
-                    else:
-                        label_index, label_valid = padded_indices(Y, rows)
-                        label_features = network.label_features(
-                            label_index=torch.from_numpy(label_index).to(device),
-                            label_valid=torch.from_numpy(label_valid).to(device))
-                if cfg.feature_guide:
-                    terms["feature"] = feature_guide_loss(features, label_features)
-                if cfg.link_guide:
-                    with autocast(device, config.amp):
-                        label_logits = network.candidate_logits(label_features, index_t)
-                    terms["link"] = link_guide_loss(label_logits, targets, valid_t)
-            loss = sum(terms.values())
-            (loss / config.grad_accum).backward()
-            for key, value in terms.items():
-                terms_sum[key] = terms_sum.get(key, 0.0) + value.item()
-            seen += len(rows)
-            micro += 1
-            if micro % config.grad_accum and micro < n_batches:
-                continue
-            torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            history["steps"] += 1
-            if swa is not None and history["steps"] > swa_from:
-                swa.update_parameters(network)
-            bar.update(1)
-            bar.set_postfix({k: f"{v / micro:.3f}" for k, v in terms_sum.items()})
-            done = history["steps"] >= total_steps
-            if history["steps"] % eval_every == 0 or done:
-                history["loss_terms"] = {k: v / micro for k, v in terms_sum.items()}
-                score = _validate(model, valid_tokens, valid_Y, config.select_metric, valid_cached)
-                history["evaluations"].append({"step": history["steps"], config.select_metric: score[0],
-                                               "P@1": score[1], **history["loss_terms"]})
-                logger.info("step %d: validation %s %.4f (P@1 %.4f)", history["steps"], config.select_metric, *score)
-                if best_score is None or score > best_score:
-                    best_score, bad, history["best_step"] = score, 0, history["steps"]
-                    best_state = {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
-                else:
-                    bad += 1
-                    stop = bad >= config.patience
-                network.train()
-                if cached is not None:
-                    network.encoder.eval()
-            if done or stop:
-                stop = True
-                break
-        terms_sum = {}
-    bar.close()
-    history["seconds"] = time.perf_counter() - started
-    history["samples_per_second"] = seen / max(history["seconds"], 1e-9)
-    if best_state is not None and history["best_step"] != history["steps"]:
-        network.load_state_dict(best_state)
-        history["kept"] = f"best checkpoint (step {history['best_step']})"
-    if swa is not None and swa.n_averaged.item() > 0:
-        current = best_score if best_score is not None else _validate(model, valid_tokens, valid_Y,
-                                                                      config.select_metric, valid_cached)
-        kept_state = {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
-        network.load_state_dict(swa.module.state_dict())
-        swa_score = _validate(model, valid_tokens, valid_Y, config.select_metric, valid_cached)
-        history["swa"] = {"averaged_steps": int(swa.n_averaged.item()), config.select_metric: swa_score[0],
-                          "P@1": swa_score[1]}
-        if swa_score >= current:
-            history["kept"] = f"SWA average of {int(swa.n_averaged.item())} steps"
-        else:
-            network.load_state_dict(kept_state)
+
+    trainer = Trainer(
+        network, groups, total_steps=max(1, int(round(steps_per_epoch * config.epochs))),
+        grad_accum=config.grad_accum, weight_decay=config.weight_decay, warmup_ratio=config.warmup_ratio,
+        amp=config.amp, device=device, swa=ModuleAverage(network) if config.swa else None,
+        swa_start=config.swa_start,
+        early_stopping=EarlyStopping(evaluate, config.eval_every or steps_per_epoch, config.patience),
+        rng=rng, train_mode=train_mode, progress=progress, desc=f"training {model.name}")
+    h = trainer.fit(lambda: shuffled_batches(n, config.batch_size, rng), step)
+    history = {"steps": h.steps, "total_steps": h.total_steps, "evaluations": h.evaluations,
+               "best_step": h.best_step, "kept": h.kept, "loss_terms": dict(loss_terms), "seconds": h.seconds,
+               "samples_per_second": h.samples_per_second}
+    if h.swa is not None:
+        history["swa"] = h.swa
     network.eval()
     logger.info("kept %s", history["kept"])
     return history

@@ -21,7 +21,7 @@ from torch import nn
 from . import distributed
 from .configs import MatcherConfig
 from .encoder import TextEncoder
-from .trainer import EarlyStopping, Trainer, TrainHistory
+from .trainer import EarlyStopping, Trainer, TrainHistory, shuffled_batches
 
 logger = logging.getLogger(__name__)
 
@@ -102,11 +102,6 @@ class _MatcherNet(nn.Module):
         return self.head(self.encoder(**batch))
 
 
-def _batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
-    order = rng.permutation(n)
-    return [order[s:s + batch_size] for s in range(0, n, batch_size)]
-
-
 def _history(h: TrainHistory) -> MatcherHistory:
     return MatcherHistory(steps=h.steps, epochs_done=h.epochs,
                           best_recall=-1.0 if h.best_score is None else float(h.best_score), best_step=h.best_step,
@@ -167,7 +162,7 @@ def train_matcher(
     def epoch():
         if not token_ids:
             token_ids.extend(encoder.pretokenize(texts))
-        batches = _batches(n, config.batch_size, rng)
+        batches = shuffled_batches(n, config.batch_size, rng)
         if n_procs > 1:  # every process must take the same number of steps
             batches = [rows[rank::n_procs] for rows in batches if len(rows) >= n_procs]
         return batches
@@ -223,7 +218,7 @@ def train_head(embeddings: np.ndarray, M: sp.csr_matrix, config: MatcherConfig, 
                       total_steps=epochs * per_epoch, weight_decay=config.weight_decay, schedule=one_cycle,
                       max_grad_norm=None, early_stopping=EarlyStopping(evaluate, per_epoch, 3 * config.patience),
                       rng=rng, progress=progress, desc="training matcher head")
-    history = trainer.fit(lambda: _batches(n, 256, rng),
+    history = trainer.fit(lambda: shuffled_batches(n, 256, rng),
                           lambda rows: squared_hinge_loss(head(X[rows]), torch.from_numpy(M[rows].toarray())))
     head.eval()
     return head, _history(history)

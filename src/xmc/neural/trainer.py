@@ -42,6 +42,12 @@ logger = logging.getLogger(__name__)
 StepFn = Callable[[Any], "torch.Tensor | tuple[torch.Tensor, dict]"]
 
 
+def shuffled_batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """One epoch's batches: a permutation of ``range(n)`` cut into ``batch_size`` row ids (the last may be short)."""
+    order = rng.permutation(n)
+    return [order[s:s + batch_size] for s in range(0, n, batch_size)]
+
+
 @dataclasses.dataclass
 class EarlyStopping:
     """Validation every ``every`` optimiser steps (and after the last); stop after ``patience`` without a gain.
