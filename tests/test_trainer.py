@@ -136,3 +136,11 @@ def test_swa_is_kept_only_when_it_validates_as_well():
     assert trainer.history.kept == "final" and trainer.history.swa["averaged_steps"] == 2
     swa.load_into()
     assert any(not torch.equal(a, b) for a, b in zip(final, net.parameters()))
+
+
+def test_no_batches_trains_nothing():
+    net = make()
+    before = [p.detach().clone() for p in net.parameters()]
+    trainer = Trainer(net, [{"params": net.parameters(), "lr": 1e-2}], total_steps=5, progress=False)
+    assert trainer.fit(lambda: [], step_of(net)).steps == 0
+    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))

@@ -346,7 +346,7 @@ class PromptGenerator:
         A no-op when ``config.prompt`` is False (nothing is trainable). A fresh random mask is
         drawn for every document in every epoch.
         """
-        from ..progress import progress_bar
+        from ..neural.trainer import Trainer
 
         cfg = self.config
         params = [p for _, p in self.trainable_parameters()]
@@ -355,27 +355,26 @@ class PromptGenerator:
         rng = np.random.default_rng(cfg.seed)
         n = len(texts) if cfg.max_train_docs is None else min(len(texts), cfg.max_train_docs)
         chosen = rng.permutation(len(texts))[:n]
-        optimizer = torch.optim.AdamW(params, lr=cfg.learning_rate)
-        self.model_.train()
-        steps = cfg.epochs * ((n + cfg.batch_size - 1) // cfg.batch_size)
-        with progress_bar(total=steps, desc="prompt tuning", disable=not progress) as bar:
-            for _ in range(cfg.epochs):
-                order = chosen[rng.permutation(n)]
-                for start in range(0, n, cfg.batch_size):
-                    rows = order[start: start + cfg.batch_size]
-                    chunk_texts, chunk_names = [texts[i] for i in rows], [label_names[i] for i in rows]
-                    if self.continue_:
-                        batch = self._encode_continue_train(self._segments(chunk_texts, chunk_names, rng))
-                    else:
-                        inputs, _, targets = self._examples(chunk_texts, chunk_names, rng)
-                        batch = self._encode_train(inputs, targets)
-                    batch = {k: v.to(self.device_) for k, v in batch.items()}
-                    loss = self.model_(**batch).loss
-                    optimizer.zero_grad()
-                    loss.backward()
-                    optimizer.step()
-                    bar.set_postfix(loss=f"{loss.item():.3f}")
-                    bar.update()
+
+        def epoch():
+            order = chosen[rng.permutation(n)]
+            return [order[start: start + cfg.batch_size] for start in range(0, n, cfg.batch_size)]
+
+        def step(rows):  # a fresh mask per document and epoch, drawn from the same generator as the order
+            chunk_texts, chunk_names = [texts[i] for i in rows], [label_names[i] for i in rows]
+            if self.continue_:
+                batch = self._encode_continue_train(self._segments(chunk_texts, chunk_names, rng))
+            else:
+                inputs, _, targets = self._examples(chunk_texts, chunk_names, rng)
+                batch = self._encode_train(inputs, targets)
+            return self.model_(**{k: v.to(self.device_) for k, v in batch.items()}).loss
+
+        # AdamW (default weight decay) at a constant rate, no clipping: the prompt-tuning recipe.
+        trainable = torch.nn.ParameterList(params)
+        Trainer(trainable, [{"params": params, "lr": cfg.learning_rate}],
+                total_steps=cfg.epochs * ((n + cfg.batch_size - 1) // cfg.batch_size), weight_decay=0.01,
+                schedule=None, max_grad_norm=None, device=self.device_, train_mode=self.model_.train,
+                progress=progress, desc="prompt tuning").fit(epoch, step)
         self.model_.eval()
         return self
 

@@ -211,7 +211,11 @@ class Trainer:
         bar = progress_bar(total=self.total_steps, initial=h.steps, desc=self.desc, disable=not self.progress)
         try:
             while not stop:
-                stop = self._epoch(list(epoch_batches()), step, samples, bar)
+                batches = list(epoch_batches())
+                if not batches:  # nothing to train on: no step can ever be taken
+                    logger.warning("%s: no training batches; nothing trained", self.desc)
+                    break
+                stop = self._epoch(batches, step, samples, bar)
                 h.epochs += 1
                 h.seconds = time.perf_counter() - started
                 if not stop and self.checkpoint_dir:
