@@ -416,47 +416,42 @@ def predict_scores(network, token_ids: Sequence[Sequence[int]] | None, leaves: s
         features: precomputed text features E_t, a (n, dim) tensor, instead of running the encoder.
     """
     import torch
-    from ..progress import progress_bar
 
-    from ..neural.device import autocast
     from ..neural.guide import candidate_labels, top_cluster_ids
+    from ..neural.inference import for_each_batch, sorted_batches, token_lengths
 
     n, L = (len(token_ids) if features is None else features.shape[0]), leaves.shape[0]
     clusters_to_labels = sp.csr_matrix(leaves.T)
     label_cluster = np.asarray(leaves.argmax(axis=1)).ravel()
     device = next(network.parameters()).device
     if features is None:  # longest first: batches of similar lengths pad less
-        order = np.argsort([-len(t) for t in token_ids], kind="stable")
+        lengths = token_lengths(token_ids)
     else:
-        order, features = np.arange(n), features.to(device)
+        lengths, features = np.zeros(n, dtype=np.int64), features.to(device)
     k = min(topk, L)
     indices = np.full((n, k), -1, dtype=np.int64)
     values = np.zeros((n, k), dtype=np.float32)
-    was_training = network.training
-    network.eval()
-    with torch.no_grad():
-        for s in progress_bar(range(0, n, batch_size), desc="predicting", disable=not progress, unit="batch"):
-            rows = order[s:s + batch_size]
-            with autocast(device, amp):
-                if features is None:
-                    batch_features = network.text_features(**_batch(network, token_ids, rows, device))
-                else:
-                    batch_features = features[torch.from_numpy(rows).to(device)]
-                cluster_logits = network.cluster_logits(batch_features)
-            index, valid = candidate_labels(top_cluster_ids(cluster_logits, beam_size), clusters_to_labels)
-            index_t = torch.from_numpy(index).to(device)
-            with autocast(device, amp):
-                logits = network.candidate_logits(batch_features, index_t)
-            meta = torch.sigmoid(cluster_logits.float()).cpu().numpy()
-            scores = torch.sigmoid(logits.float()).cpu().numpy() * np.take_along_axis(meta, label_cluster[index], 1)
-            scores = np.where(valid, scores, -1.0)
-            kk = min(k, scores.shape[1])
-            ids, vals = top_k(scores, kk)
-            labels = np.take_along_axis(index, np.maximum(ids, 0), 1)
-            labels = np.where((ids >= 0) & (vals >= 0), labels, -1)
-            indices[rows, :kk] = labels
-            values[rows, :kk] = np.where(labels >= 0, vals, 0.0)
-    network.train(was_training)
+
+    def run(_, rows):
+        if features is None:
+            batch_features = network.text_features(**_batch(network, token_ids, rows, device))
+        else:
+            batch_features = features[torch.from_numpy(rows).to(device)]
+        cluster_logits = network.cluster_logits(batch_features)
+        index, valid = candidate_labels(top_cluster_ids(cluster_logits, beam_size), clusters_to_labels)
+        logits = network.candidate_logits(batch_features, torch.from_numpy(index).to(device))
+        meta = torch.sigmoid(cluster_logits.float()).cpu().numpy()
+        scores = torch.sigmoid(logits.float()).cpu().numpy() * np.take_along_axis(meta, label_cluster[index], 1)
+        scores = np.where(valid, scores, -1.0)
+        kk = min(k, scores.shape[1])
+        ids, vals = top_k(scores, kk)
+        labels = np.take_along_axis(index, np.maximum(ids, 0), 1)
+        labels = np.where((ids >= 0) & (vals >= 0), labels, -1)
+        indices[rows, :kk] = labels
+        values[rows, :kk] = np.where(labels >= 0, vals, 0.0)
+
+    for_each_batch(network, sorted_batches(lengths, batch_size), run, device=device, amp=amp, progress=progress,
+                   desc="predicting")
     return topk_to_csr(indices, values, L)
 
 
@@ -471,37 +466,23 @@ def _validate(model: GUDN, tokens, Y, metric: str, features=None) -> tuple[float
 def _frozen_features(network, tokens, batch_size: int, device, amp: bool, progress: bool):
     """E_t of every training text under the frozen encoder (eval mode), kept on ``device``."""
     import torch
-    from ..progress import progress_bar
 
-    from ..neural.device import autocast
+    from ..neural.inference import encode_tokens
 
-    network.eval()
-    out = []
-    with torch.no_grad():
-        for s in progress_bar(range(0, len(tokens), batch_size), desc="encoding (frozen encoder)",
-                              disable=not progress):
-            rows = np.arange(s, min(s + batch_size, len(tokens)))
-            with autocast(device, amp):
-                out.append(network.text_features(**_batch(network, tokens, rows, device)).float())
-    return torch.cat(out)
+    return torch.from_numpy(encode_tokens(network, tokens, network.text_features, network.encoder.collate,
+                                          batch_size=batch_size, dim=network.encoder.dim, amp=amp, progress=progress,
+                                          desc="encoding (frozen encoder)")).to(device)
 
 
 def _frozen_label_states(network, tokens, batch_size: int, device, amp: bool, progress: bool):
     """E_l's unprojected [CLS] states of every label-side input under the frozen encoder, kept on ``device``."""
     import torch
-    from tqdm.auto import tqdm
 
-    from ..neural.device import autocast
+    from ..neural.inference import encode_tokens
 
-    network.eval()
-    out = []
-    with torch.no_grad():
-        for s in tqdm(range(0, len(tokens), batch_size), desc="encoding label texts (frozen encoder)",
-                      disable=not progress):
-            rows = np.arange(s, min(s + batch_size, len(tokens)))
-            with autocast(device, amp):
-                out.append(network.label_states(**_batch(network, tokens, rows, device)).float())
-    return torch.cat(out)
+    return torch.from_numpy(encode_tokens(network, tokens, network.label_states, network.encoder.collate,
+                                          batch_size=batch_size, amp=amp, progress=progress,
+                                          desc="encoding label texts (frozen encoder)")).to(device)
 
 
 def train_gudn(model: GUDN, tokens: Sequence[Sequence[int]], Y: sp.csr_matrix,

@@ -652,23 +652,6 @@ def group_batches(groups: np.ndarray, batch_size: int, rng: np.random.Generator)
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
-def inference_batches(products: Products, groups: np.ndarray, batch_size: int) -> list[tuple[int, np.ndarray]]:
-    """(head, row ids) batches covering every product once: per head, longest token sequences first (less padding)."""
-    n = len(products)
-    if not n:
-        return []
-    if isinstance(products, np.ndarray):
-        lengths = np.zeros(n, dtype=np.int64)
-    else:
-        lengths = np.fromiter((len(t["input_ids"]) for t in products), dtype=np.int64, count=n)
-    order = np.lexsort((-lengths, groups))
-    batches = []
-    for g in np.unique(groups):
-        rows = order[groups[order] == g]
-        batches.extend((int(g), rows[s:s + batch_size]) for s in range(0, len(rows), batch_size))
-    return batches
-
-
 def pooled_features(network, tokens: Sequence[dict], *, batch_size: int = 64, amp: bool = True,
                     progress: bool = False, desc: str = "encoding") -> np.ndarray:
     """The encoder's pooled outputs (n, dim) float32 of tokenised products, in input order.
@@ -676,22 +659,13 @@ def pooled_features(network, tokens: Sequence[dict], *, batch_size: int = 64, am
     The encoder runs in eval mode (no dropout) without gradients: the features a frozen encoder
     feeds to the output layers, equal to what :func:`predict_probabilities` computes on the way.
     """
-    import torch
-    from ..progress import progress_bar
+    from ..neural.inference import encode_tokens
 
-    from ..neural.device import autocast
+    def collate(items):
+        return network.encoder.tokenizer.pad(items, padding=True, return_tensors="pt")
 
-    device = next(network.parameters()).device
-    out = np.zeros((len(tokens), network.encoder.dim), dtype=np.float32)
-    was_training = network.training
-    network.eval()
-    batches = inference_batches(tokens, np.zeros(len(tokens), dtype=np.int64), batch_size)
-    with torch.no_grad():
-        for _, rows in progress_bar(batches, desc=desc, disable=not progress, unit="batch"):
-            with autocast(device, amp):
-                out[rows] = network.encoder(**_collate(network, tokens, rows, device)).float().cpu().numpy()
-    network.train(was_training)
-    return out
+    return encode_tokens(network, tokens, network.encoder, collate, batch_size=batch_size, dim=network.encoder.dim,
+                         amp=amp, progress=progress, desc=desc)
 
 
 def predict_probabilities(network, products: Products, groups: np.ndarray, mask: sp.csr_matrix | None, *,
@@ -701,32 +675,29 @@ def predict_probabilities(network, products: Products, groups: np.ndarray, mask:
     ``products``: token ids or pooled features (see ``Products``); batched per head and by token length.
     """
     import torch
-    from ..progress import progress_bar
 
-    from ..neural.device import autocast
+    from ..neural.inference import for_each_batch, sorted_batches, token_lengths
 
     n = len(products)
     L = network.heads[0].out_features
     device = next(network.parameters()).device
     rows_out, cols_out, vals_out = [], [], []
-    was_training = network.training
-    network.eval()
-    batches = inference_batches(products, groups, batch_size)
-    with torch.no_grad():
-        for g, rows in progress_bar(batches, desc="predicting", disable=not progress, unit="batch"):
-            with autocast(device, amp):
-                logits = batch_logits(network, products, rows, g, device)
-            probs = torch.sigmoid(logits.float()).cpu().numpy()
-            if mask is None:
-                r, c = np.nonzero(np.ones_like(probs, dtype=bool))
-            else:
-                sub = sp.csr_matrix(mask[rows])
-                r, c = np.repeat(np.arange(len(rows)), np.diff(sub.indptr)), sub.indices
-            rows_out.append(rows[r])
-            cols_out.append(c)
-            # Every relevant label stays stored, even one whose probability underflows to 0.
-            vals_out.append(np.maximum(probs[r, c], np.float32(1e-30)))
-    network.train(was_training)
+
+    def run(g, rows):
+        probs = torch.sigmoid(batch_logits(network, products, rows, g, device).float()).cpu().numpy()
+        if mask is None:
+            r, c = np.nonzero(np.ones_like(probs, dtype=bool))
+        else:
+            sub = sp.csr_matrix(mask[rows])
+            r, c = np.repeat(np.arange(len(rows)), np.diff(sub.indptr)), sub.indices
+        rows_out.append(rows[r])
+        cols_out.append(c)
+        # Every relevant label stays stored, even one whose probability underflows to 0.
+        vals_out.append(np.maximum(probs[r, c], np.float32(1e-30)))
+
+    lengths = np.zeros(n, dtype=np.int64) if isinstance(products, np.ndarray) else token_lengths(products)
+    for_each_batch(network, sorted_batches(lengths, batch_size, groups), run, device=device, amp=amp,
+                   progress=progress, desc="predicting")
     if not rows_out:
         return sp.csr_matrix((n, L), dtype=np.float32)
     out = sp.csr_matrix((np.concatenate(vals_out), (np.concatenate(rows_out), np.concatenate(cols_out))),

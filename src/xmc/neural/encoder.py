@@ -13,11 +13,9 @@ from typing import Sequence
 import numpy as np
 import torch
 from torch import nn
-from ..progress import progress_bar
 
 from ..errors import ConfigError, ModelFormatError
 from .configs import EncoderConfig
-from .device import autocast
 
 logger = logging.getLogger(__name__)
 
@@ -102,20 +100,12 @@ class TextEncoder(nn.Module):
                amp: bool = True, desc: str = "encoding") -> np.ndarray:
         """Pooled vectors (n, dim) float32, in input order.
 
-        Texts are encoded in order of token length so that batches carry little padding.
+        Texts are encoded in order of token length so that batches carry little padding
+        (:func:`xmc.neural.inference.encode_tokens`).
         """
-        batch_size = batch_size or self.config.batch_size
-        was_training = self.training
-        self.eval()
-        device = self.device
-        token_ids = self.pretokenize(texts)
-        order = np.argsort([-len(t) for t in token_ids], kind="stable")
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for start in progress_bar(range(0, len(texts), batch_size), desc=desc, disable=not progress, unit="batch"):
-            rows = order[start:start + batch_size]
-            batch = {k: v.to(device) for k, v in self.collate([token_ids[i] for i in rows]).items()}
-            with autocast(device, amp):
-                vectors = self(**batch)
-            out[rows] = vectors.float().cpu().numpy()
-        self.train(was_training)
-        return out
+        from .inference import encode_tokens
+
+        if not len(texts):  # tokenizers reject an empty batch
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return encode_tokens(self, self.pretokenize(texts), self, self.collate, batch_size=batch_size or
+                             self.config.batch_size, dim=self.dim, amp=amp, progress=progress, desc=desc)

@@ -1,0 +1,53 @@
+"""The one inference loop: length-sorted dynamic padding equals the unsorted, fully padded loop."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from xmc.neural.configs import EncoderConfig  # noqa: E402
+from xmc.neural.encoder import TextEncoder  # noqa: E402
+from xmc.neural.inference import sorted_batches  # noqa: E402
+
+WORDS = ["red", "green", "blue", "shoe", "shirt", "hat", "big", "small", "cotton", "wool"]
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("tiny-bert-inference")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    transformers.BertTokenizerFast(vocab_file=str(directory / "vocab.txt")).save_pretrained(str(directory))
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                     intermediate_size=32, max_position_embeddings=64)
+    transformers.BertModel(config).save_pretrained(str(directory))
+    return str(directory)
+
+
+def test_sorted_batches_cover_every_row_once_longest_first_per_group():
+    lengths = np.array([3, 9, 1, 9, 5, 2, 7])
+    groups = np.array([1, 0, 1, 0, 0, 1, 1])
+    batches = sorted_batches(lengths, 2, groups)
+    assert [(g, rows.tolist()) for g, rows in batches] == [(0, [1, 3]), (0, [4]), (1, [6, 0]), (1, [5, 2])]
+    assert sorted_batches(np.zeros(0), 4) == []
+
+
+@pytest.mark.parametrize("pooling", ["mean", "cls", "cls-concat"])
+def test_length_sorted_dynamic_padding_equals_the_unsorted_padded_loop(tiny_bert, pooling):
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(WORDS, size=int(rng.integers(1, 30)))) for _ in range(23)]
+    encoder = TextEncoder.from_pretrained(EncoderConfig(model_path=tiny_bert, max_length=24, pooling=pooling,
+                                                        last_layers=2))
+    encoder.train()
+    got = encoder.encode(texts, batch_size=4, progress=False)
+    assert encoder.training  # the mode is restored
+    encoder.eval()
+    expected = []
+    padded = encoder.tokenize(texts)  # every text padded to the longest of all, in input order
+    with torch.no_grad():
+        for s in range(0, len(texts), 4):
+            expected.append(encoder(**{k: v[s:s + 4] for k, v in padded.items()}).numpy())
+    np.testing.assert_allclose(got, np.concatenate(expected), atol=1e-5, rtol=1e-5)
+    assert encoder.encode([], progress=False).shape == (0, encoder.dim)
