@@ -95,7 +95,6 @@ class TextEncoder(nn.Module):
         mask = attention_mask.unsqueeze(-1).to(states.dtype)
         return (states * mask).sum(1) / mask.sum(1).clamp_min(1.0)
 
-    @torch.no_grad()
     def encode(self, texts: Sequence[str], *, batch_size: int | None = None, progress: bool = True,
                amp: bool = True, desc: str = "encoding") -> np.ndarray:
         """Pooled vectors (n, dim) float32, in input order.
