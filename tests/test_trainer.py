@@ -144,3 +144,16 @@ def test_no_batches_trains_nothing():
     trainer = Trainer(net, [{"params": net.parameters(), "lr": 1e-2}], total_steps=5, progress=False)
     assert trainer.fit(lambda: [], step_of(net)).steps == 0
     assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
+
+
+def test_a_foreign_checkpoint_is_refused_with_one_line(tmp_path):
+    import json
+
+    from xmc.errors import ModelFormatError
+
+    (tmp_path / "history.json").write_text(json.dumps({"history": {"best_recall": 0.5}, "rng": {}}))
+    net = make()
+    trainer = Trainer(net, [{"params": net.parameters(), "lr": 1e-2}], total_steps=2, checkpoint_dir=str(tmp_path),
+                      progress=False)
+    with pytest.raises(ModelFormatError, match="not a checkpoint of this xmc version"):
+        trainer.fit(lambda: [np.arange(24)], step_of(net))

@@ -14,7 +14,9 @@ Prediction reads the text alone: top-b clusters -> their labels -> sigmoid(meta)
 sigmoid(rank) -> top-k.
 
 Training reuses the label-masking model's training settings (``MaskedTrainConfig``: AdamW,
-linear warm-up, SWA, early stopping on a validation split, never on test data).
+linear warm-up, SWA, early stopping on a validation split, never on test data), through the
+shared engine (:mod:`xmc.neural.trainer`); encoding and prediction go through
+:mod:`xmc.neural.inference`.
 """
 
 from __future__ import annotations

@@ -20,7 +20,8 @@ and early stopping on a validation split carved
 from the training data (or given), never the test data. With ``train.freeze_encoder`` the
 encoder keeps its pre-trained weights: every product is encoded once (pooled features,
 optionally cached on disk) and only dropout + output layers are trained, by the same loop
-(linear probing; a CPU budget that covers whole datasets).
+(linear probing; a CPU budget that covers whole datasets). The loop is the shared engine
+(:mod:`xmc.neural.trainer`); encoding and prediction go through :mod:`xmc.neural.inference`.
 """
 
 from __future__ import annotations
