@@ -204,3 +204,17 @@ def test_repeated_training_ids_are_warned_about(corpus, tmp_path, caplog):
     rc, _ = _run("train", "--model", "xr-linear", "--train", data, "--config", corpus / "cfg.json",
                    "--out", tmp_path / "m")
     assert rc == 0 and "1 document id(s) occur more than once" in caplog.text
+
+
+def test_a_memory_mapped_model_keeps_predicting_after_its_directory_is_replaced(tmp_path):
+    from xmc.models.xr_linear import XRLinear, XRLinearConfig
+
+    data = make_corpus(n_train=150, n_test=20, n_labels=15, seed=6)
+    config = XRLinearConfig.from_dict(CONFIG)
+    XRLinear(config).fit(data.train, progress=False).save(tmp_path / "m")
+    served = XRLinear.load(tmp_path / "m", mmap=True)
+    before = served.predict(data.test, topk=3)
+    retrained = XRLinear(config.replace(train=config.train.replace(C=0.5))).fit(data.train, progress=False)
+    retrained.save(tmp_path / "m", overwrite=True)  # swapped in; the old files are unlinked, still mapped
+    assert (served.predict(data.test, topk=3) != before).nnz == 0
+    assert (XRLinear.load(tmp_path / "m").predict(data.test, topk=3) != retrained.predict(data.test, topk=3)).nnz == 0
