@@ -87,3 +87,28 @@ def test_xr_linear_learns_it_far_above_chance(tiny):
     p = precision_at_k(tiny.Y_test, model.predict(tiny.X_test, topk=5), k=(1, 5))
     chance_p1 = tiny.Y_test.sum() / tiny.Y_test.shape[0] / tiny.n_labels
     assert p[1] > 0.6 > 100 * chance_p1
+
+
+def test_cli_generate_writes_the_same_problem_and_never_replaces_unasked(tmp_path, capsys):
+    from xmc.cli.main import main
+    from xmc.data import read_dataset
+
+    out = tmp_path / "gen"
+    args = ["data", "generate", "--labels", "50", "--train-docs", "120", "--test-docs", "30", "--features", "400",
+            "--seed", "5", "--out", str(out)]
+    assert main(args) == 0
+    expected = make_sparse_problem(n_labels=50, n_train=120, n_test=30, n_features=400, seed=5)
+    train = read_dataset(out / "train.txt")
+    test = read_dataset(out / "test.txt")
+    assert _equal(train.X, expected.X_train) and (train.Y != expected.Y_train).nnz == 0
+    assert _equal(test.X, expected.X_test) and (test.Y != expected.Y_test).nnz == 0
+    before = (out / "train.txt").read_bytes()
+    assert main(args) == 2 and "--overwrite" in capsys.readouterr().err  # an existing output is kept
+    assert main(args + ["--overwrite"]) == 0 and (out / "train.txt").read_bytes() == before
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    assert main(args[:-1] + [str(other), "--overwrite"]) == 2  # not a generated directory: never replaced
+    assert (other / "notes.txt").read_text() == "mine"
+    assert main(["data", "generate", "--labels", "0", "--out", str(tmp_path / "bad")]) == 2
+    assert "n_labels=0" in capsys.readouterr().err and not (tmp_path / "bad").exists()
