@@ -1,4 +1,4 @@
-"""The ``xmc`` command line: data statistics, training, prediction, evaluation and the demo."""
+"""The ``xmc`` command line: data statistics and generation, training, prediction, evaluation and the demo."""
 
 from __future__ import annotations
 
