@@ -61,6 +61,31 @@ def data_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+GENERATOR_MARKER = "generator.json"
+
+
+def data_generate(args: argparse.Namespace) -> int:
+    from ..data.readers import write_xc_sparse
+    from ..datasets.sparse import make_sparse_problem
+    from ..io import atomic_directory
+
+    n_train = args.train_docs if args.train_docs is not None else 2 * args.labels
+    n_test = args.test_docs if args.test_docs is not None else max(1, n_train // 10)
+    n_features = args.features if args.features is not None else 10 * args.labels
+    params = dict(n_labels=args.labels, n_train=n_train, n_test=n_test, n_features=n_features, seed=args.seed)
+    check_replaceable(args.out, overwrite=args.overwrite, marker=GENERATOR_MARKER, what="generated problem directory")
+    problem = make_sparse_problem(**params)  # argument errors before anything is written
+    with atomic_directory(args.out, overwrite=args.overwrite, marker=GENERATOR_MARKER,
+                          what="generated problem directory") as tmp:
+        write_xc_sparse(os.path.join(tmp, "train.txt"), problem.X_train, problem.Y_train)
+        write_xc_sparse(os.path.join(tmp, "test.txt"), problem.X_test, problem.Y_test)
+        with open(os.path.join(tmp, GENERATOR_MARKER), "w", encoding="utf-8") as fh:
+            json.dump({"generator": "xmc.datasets.sparse.make_sparse_problem", **params}, fh, indent=2)
+    print(f"{args.out}: train.txt ({n_train} documents), test.txt ({n_test}), {args.labels} labels, "
+          f"{n_features} features (seed {args.seed})")
+    return 0
+
+
 def _parse_ks(text: str) -> list[int]:
     try:
         ks = sorted({int(k) for k in text.split(",") if k.strip()})

@@ -1,4 +1,4 @@
-"""The ``xmc`` command line: data statistics, training, prediction, evaluation and the demo."""
+"""The ``xmc`` command line: data statistics and generation, training, prediction, evaluation and the demo."""
 
 from __future__ import annotations
 
@@ -79,6 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--overwrite", action="store_true", help="replace existing --plot / --html files")
     _add_data_args(stats)
     stats.set_defaults(func=commands.data_stats)
+
+    gen = data_sub.add_parser("generate", help="write a seeded synthetic sparse XMC problem (hidden label "
+                                               "hierarchy, Zipf long tail) as XC sparse train.txt / test.txt")
+    gen.add_argument("--out", required=True, help="directory to write (train.txt, test.txt, generator.json)")
+    gen.add_argument("--labels", type=int, default=1000, help="number of labels (default 1000)")
+    gen.add_argument("--train-docs", type=int, help="training documents (default: 2 x labels)")
+    gen.add_argument("--test-docs", type=int, help="test documents (default: train documents / 10)")
+    gen.add_argument("--features", type=int, help="number of features (default: 10 x labels)")
+    gen.add_argument("--seed", type=int, default=0, help="random seed: equal arguments give equal files")
+    _add_overwrite_arg(gen, "generated problem directory")
+    gen.set_defaults(func=commands.data_generate)
 
     train = sub.add_parser("train", help="train a model and save it as a directory")
     train.add_argument("--model", required=True, help="model name (see 'xmc config --list')")
