@@ -245,13 +245,17 @@ def test_load_rejects_another_kind_of_model(tmp_path):
 
 @pytest.mark.parametrize("group_cost", [0.0, np.inf], ids=["by-feature", "by-column"])
 @pytest.mark.parametrize("post", ["l3-hinge", "sigmoid", "noop"])
-def test_beam_step_both_layouts_match_dense_scoring(group_cost, post):
+@pytest.mark.parametrize("size", [(23, 5, 3), (600, 200, 2)], ids=["few-groups", "many-groups"])
+def test_beam_step_both_layouts_match_dense_scoring(group_cost, post, size):
     """One beam step equals dense scoring of the beam's children, by either weight layout,
-    with uneven, non-contiguous children per parent, -1 padded beams and a mask."""
+    with uneven, non-contiguous children per parent, -1 padded beams and a mask. With many
+    parents and a narrow beam, the feature layout binary-searches the beam's parents among a
+    feature's groups instead of scanning them."""
     from xmc.ranker.beam import POST_PROCESSORS, LayerWeights, beam_step
 
     rng = np.random.default_rng(0)
-    n, d, n_children, n_parents, b, out_k = 30, 40, 23, 5, 3, 4
+    n_children, n_parents, b = size
+    n, d, out_k = 30, 40, 4
     X = sp.random(n, d, density=0.3, format="csr", dtype=np.float32, random_state=1)
     X.sort_indices()
     W = sp.random(d + 1, n_children, density=0.4, format="csc", dtype=np.float32, random_state=2)
