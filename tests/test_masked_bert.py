@@ -393,7 +393,7 @@ def test_cli_train_predict_evaluate(tiny_bert, products, tmp_path, capsys):
     assert cli_main(["predict", "--model", str(tmp_path / "m"), "--input", str(tmp_path / "test.jsonl"),
                      "--out", str(tmp_path / "pred2.jsonl"), "--beam-size", "5"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]  # after transformers' loading bars
-    assert err.startswith("xmc: error: beam_size") and "test.jsonl" not in err
+    assert err.startswith("xmc: error: --beam-size") and "test.jsonl" not in err
     # a bad taxonomy file: one clear line, exit code 2
     (tmp_path / "bad.json").write_text("[1, 2]", encoding="utf-8")
     assert cli_main(args[:-4] + ["--taxonomy", str(tmp_path / "bad.json"), "--out", str(tmp_path / "m2")]) == 2

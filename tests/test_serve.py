@@ -368,16 +368,19 @@ def test_neural_requests_are_micro_batched_and_equal_xmc_predict(xt_dir, tmp_pat
 
 
 def test_threshold_and_allowed_labels_for_a_model_without_those_arguments():
-    """GUDN / LightXML take neither threshold nor selected_outputs: the server applies both itself."""
+    """A model that takes neither threshold nor selected_outputs: the server applies both itself."""
     from types import SimpleNamespace
 
     from xmc.data.dataset import LabelVocabulary
+    from xmc.models.base import Capabilities
     from xmc.serve.predictor import predict_jobs
 
     scores = sp.csr_matrix(np.array([[0.9, 0.2, 0.6, 0.0], [0.1, 0.8, 0.0, 0.7]], dtype=np.float32))
     calls = []
 
     class Model:  # scores every label it is asked for, like GUDN over its beam
+        name = "fake"
+        capabilities = Capabilities(supports_threshold=False, supports_beam=True, supports_progress=False)
         labels_ = LabelVocabulary(["a", "b", "c", "d"])
         config = SimpleNamespace(predict=SimpleNamespace(topk=2))
 

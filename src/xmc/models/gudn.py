@@ -45,7 +45,7 @@ from ..neural.budget import resolve_budget
 from ..neural.configs import EncoderConfig
 from ..ranker.negatives import binarize
 from .masked_bert import MaskedTrainConfig
-from .persistence import model_directory, read_labels, read_manifest, write_labels, write_manifest
+from .base import Capabilities, XMCModel
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ def joined_label_texts(Y: sp.csr_matrix, label_texts: Sequence[str], separator: 
     return [separator.join(label_texts[j] for j in Y.indices[Y.indptr[i]:Y.indptr[i + 1]]) for i in range(Y.shape[0])]
 
 
-class GUDN:
+class GUDN(XMCModel):
     """Guide network + LightXML classifier.
 
     Attributes (after ``fit`` or ``load``):
@@ -181,7 +181,10 @@ class GUDN:
 
     name = "gudn"
     config_class = GUDNConfig
-    uses_validation = True
+    # Label texts feed the guide with ``label_input: text``; XDA documents fine-tune it (--augmented).
+    capabilities = Capabilities(uses_validation=True, uses_label_text=True, supports_beam=True,
+                                supports_augmented=True)
+    packages = ("torch", "transformers", "safetensors")
 
     def __init__(self, config: GUDNConfig | None = None):
         self.config = config or self.config_class()
@@ -289,12 +292,10 @@ class GUDN:
                 :meth:`encode` through it, so models that share a frozen encoder (heads fine-tuned
                 from one trained model) encode a test set once.
         """
-        if self.network_ is None:
-            raise RuntimeError("model is not fitted; call fit() or load()")
-        p = self.config.predict
+        self._check_fitted()
+        topk, beam_size, threshold = self.resolve_predict(topk, beam_size, threshold)
         texts = _texts(inputs, self.config.text_fields)
-        kwargs = dict(topk=p.topk if topk is None else topk, beam_size=p.beam_size if beam_size is None else beam_size,
-                      batch_size=self.config.encoder.batch_size, amp=self.config.train.amp, progress=progress)
+        kwargs = dict(topk=topk, beam_size=beam_size, batch_size=self.config.encoder.batch_size, amp=self.config.train.amp, progress=progress)
         if cache is not None:
             import torch
 
@@ -302,7 +303,6 @@ class GUDN:
             scores = predict_scores(self.network_, None, self._leaves(), features=features, **kwargs)
         else:
             scores = predict_scores(self.network_, self.network_.encoder.pretokenize(texts), self._leaves(), **kwargs)
-        threshold = p.threshold if threshold is None else threshold
         if threshold is not None:
             scores = scores.multiply(scores >= threshold).tocsr()
         return scores
@@ -313,8 +313,7 @@ class GUDN:
         With an :class:`xmc.neural.cache.EmbeddingCache` they are memoised, keyed by the encoder's
         weights, pooling and max length and by the texts (a changed encoder never hits).
         """
-        if self.network_ is None:
-            raise RuntimeError("model is not fitted; call fit() or load()")
+        self._check_fitted()
         network = self.network_
         texts = _texts(inputs, self.config.text_fields)
         device = next(network.parameters()).device
@@ -340,24 +339,23 @@ class GUDN:
         return evaluate(data.Y, self.predict(data, topk=max(ks)), ks=ks, propensities=propensities)
 
     # ---- persistence -------------------------------------------------------------------------
-    def save(self, directory: str | os.PathLike, overwrite: bool = False) -> None:
-        """One directory: manifest, labels, encoder (safetensors + tokenizer), heads (safetensors), label tree."""
+    def _is_fitted(self) -> bool:
+        return self.network_ is not None
+
+    def _manifest_extra(self) -> dict:
+        return {"label_layers": self.label_layers_, "timings": self.timings_}
+
+    def _save_parts(self, tmp: str) -> None:
+        """Encoder (safetensors + tokenizer), heads (safetensors), label tree, history."""
         from safetensors.torch import save_file
 
-        if self.network_ is None:
-            raise RuntimeError("model is not fitted")
-        with model_directory(directory, overwrite) as tmp:
-            write_manifest(tmp, self.name, self.config.to_dict(),
-                           {"label_layers": self.label_layers_, "timings": self.timings_},
-                           packages=("torch", "transformers", "safetensors"))
-            write_labels(tmp, self.labels_.names)
-            self.network_.encoder.save(os.path.join(tmp, "encoder"))
-            heads = {k: v.detach().cpu().contiguous() for k, v in self.network_.state_dict().items()
-                     if not k.startswith("encoder.")}
-            save_file(heads, os.path.join(tmp, "heads.safetensors"))
-            self.chain_.save(os.path.join(tmp, "tree"))
-            with open(os.path.join(tmp, "history.json"), "w", encoding="utf-8") as fh:
-                json.dump(self.history_, fh, indent=1, default=float)
+        self.network_.encoder.save(os.path.join(tmp, "encoder"))
+        heads = {k: v.detach().cpu().contiguous() for k, v in self.network_.state_dict().items()
+                 if not k.startswith("encoder.")}
+        save_file(heads, os.path.join(tmp, "heads.safetensors"))
+        self.chain_.save(os.path.join(tmp, "tree"))
+        with open(os.path.join(tmp, "history.json"), "w", encoding="utf-8") as fh:
+            json.dump(self.history_, fh, indent=1, default=float)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, device: str | None = None) -> "GUDN":
@@ -366,15 +364,14 @@ class GUDN:
 
         from ..neural.encoder import TextEncoder
 
-        manifest = read_manifest(directory, expect=cls.name)
-        config = cls.config_class.from_dict(manifest["config"], where="xmc_model.json:config")
+        manifest, config = cls._read(directory)
         if device is not None:
             config = config.replace(train=config.train.replace(device=device))
         model = cls(config)
         model.label_layers_ = int(manifest.get("label_layers", config.label_last_layers))
         model.timings_ = manifest.get("timings", {})
         model.chain_ = ClusterChain.load(os.path.join(directory, "tree"))
-        model.labels_ = LabelVocabulary(read_labels(directory, model.chain_.n_labels))
+        model.labels_ = cls._labels(directory, model.chain_.n_labels)
         encoder = TextEncoder.from_pretrained(config.encoder, os.path.join(directory, "encoder"))
         network = model._build_network(encoder)
         try:
@@ -398,6 +395,7 @@ class LightXML(GUDN):
 
     name = "lightxml"
     config_class = LightXMLConfig
+    capabilities = dataclasses.replace(GUDN.capabilities, uses_label_text=False)  # no guide reads label texts
 
 
 # ---- prediction and the training loop (torch imported here only) ---------------------------------

@@ -46,7 +46,7 @@ from ..metrics import evaluate, top_k, topk_to_csr
 from ..neural.budget import resolve_budget
 from ..neural.configs import EncoderConfig
 from ..neural.taxonomy import Taxonomy, category_path
-from .persistence import model_directory, read_labels, read_manifest, write_labels, write_manifest
+from .base import Capabilities, XMCModel
 
 if TYPE_CHECKING:
     from ..neural.cache import EmbeddingCache
@@ -241,7 +241,7 @@ def tokenize_pairs(tokenizer, first: Sequence[str], second: Sequence[str], max_l
     return [{k: enc[k][i] for k in keys} for i in range(len(first))]
 
 
-class MaskedBert:
+class MaskedBert(XMCModel):
     """BERT-style encoder + per-label sigmoid outputs, trained with taxonomy label masking.
 
     Attributes (after ``fit`` or ``load``):
@@ -256,8 +256,9 @@ class MaskedBert:
 
     name = "masked-bert"
     config_class = MaskedBertConfig
-    uses_validation = True
-    uses_taxonomy = True
+    # No label tree, so no beam: every label relevant to a product is scored.
+    capabilities = Capabilities(uses_validation=True, uses_taxonomy=True)
+    packages = ("torch", "transformers", "safetensors")
 
     def __init__(self, config: MaskedBertConfig | None = None):
         self.config = config or MaskedBertConfig()
@@ -484,8 +485,7 @@ class MaskedBert:
                 a frozen encoder encode a test set once. The probabilities equal those of the direct
                 path up to float rounding (other batches, other padding).
         """
-        if self.network_ is None:
-            raise RuntimeError("model is not fitted; call fit() or MaskedBert.load()")
+        self._check_fitted()
         first, second = product_pairs(inputs)
         n = len(first)
         if categories is not None and len(categories) != n:
@@ -502,8 +502,7 @@ class MaskedBert:
                                      progress=progress)
 
     def predict(self, inputs: Inputs, *, topk: int | None = None, threshold: float | np.ndarray | None = None,
-                categories: Sequence[str | None] | None = None, beam_size: int | None = None,
-                progress: bool = False) -> sp.csr_matrix:
+                categories: Sequence[str | None] | None = None, progress: bool = False) -> sp.csr_matrix:
         """Predicted labels: CSR (n, L) of the probabilities of each product's top-k labels that reach the threshold.
 
         Args:
@@ -512,15 +511,8 @@ class MaskedBert:
             threshold: a probability or an (L,) array of per-label thresholds; default
                 ``thresholds_`` (tuned on the validation split) when set, else ``config.predict.threshold``
                 (None: no threshold; ``"tuned"`` on a model saved without thresholds: 0.5).
-            beam_size: not applicable (there is no label tree); must be None.
         """
-        if beam_size is not None:
-            raise ConfigError("beam_size: masked-bert scores every label relevant to a product; it has no beam "
-                              "(drop --beam-size)")
-        p = self.config.predict
-        topk = p.topk if topk is None else topk
-        if threshold is None:
-            threshold = self.thresholds_ if self.thresholds_ is not None else p.fixed_threshold
+        topk, _, threshold = self.resolve_predict(topk, None, threshold)
         proba = self.predict_proba(inputs, categories=categories, progress=progress)
         indices, values = top_k(proba, topk)
         scores = topk_to_csr(indices, values, proba.shape[1])
@@ -536,33 +528,35 @@ class MaskedBert:
     def evaluate(self, data: XMCDataset, *, threshold: float | np.ndarray | None = None,
                  ks: Sequence[int] = (1, 3, 5)) -> dict[str, float]:
         """P@k over the relevant labels and micro/macro P/R/F1 at the threshold (default 0.5)."""
-        if threshold is None:
-            threshold = self.thresholds_ if self.thresholds_ is not None else self.config.predict.fixed_threshold
+        threshold = self.resolve_predict(threshold=threshold).threshold
         thr = 0.5 if threshold is None else threshold
         return evaluate(data.Y, self.predict_proba(data), ks=ks, threshold=thr)
 
     # ---- persistence ---------------------------------------------------------------
-    def save(self, directory: str | os.PathLike, overwrite: bool = False) -> None:
-        """One directory: manifest, labels, taxonomy, encoder (safetensors + tokenizer), heads (safetensors)."""
+    def _is_fitted(self) -> bool:
+        return self.network_ is not None
+
+    def _default_threshold(self):
+        """The thresholds tuned on the validation split, else ``config.predict``'s fixed one."""
+        return self.thresholds_ if self.thresholds_ is not None else self.config.predict.fixed_threshold
+
+    def _manifest_extra(self) -> dict:
+        return {"groups": self.groups_, "group_sizes": self.group_sizes_, "timings": self.timings_,
+                "mask_stats": self.mask_stats_, "has_taxonomy": self.taxonomy_ is not None}
+
+    def _save_parts(self, tmp: str) -> None:
+        """Taxonomy, encoder (safetensors + tokenizer), heads (safetensors), thresholds, history."""
         from safetensors.torch import save_file
 
-        if self.network_ is None:
-            raise RuntimeError("model is not fitted")
-        with model_directory(directory, overwrite) as tmp:
-            write_manifest(tmp, self.name, self.config.to_dict(),
-                           {"groups": self.groups_, "group_sizes": self.group_sizes_, "timings": self.timings_,
-                            "mask_stats": self.mask_stats_, "has_taxonomy": self.taxonomy_ is not None},
-                           packages=("torch", "transformers", "safetensors"))
-            write_labels(tmp, self.labels_.names)
-            self.network_.encoder.save(os.path.join(tmp, "encoder"))
-            save_file({k: v.detach().cpu().contiguous() for k, v in self.network_.heads.state_dict().items()},
-                      os.path.join(tmp, "heads.safetensors"))
-            if self.taxonomy_ is not None:
-                self.taxonomy_.save(os.path.join(tmp, "taxonomy.json"))
-            if self.thresholds_ is not None:
-                np.save(os.path.join(tmp, "thresholds.npy"), np.asarray(self.thresholds_, dtype=np.float32))
-            with open(os.path.join(tmp, "history.json"), "w", encoding="utf-8") as fh:
-                json.dump(self.history_, fh, indent=1, default=float)
+        self.network_.encoder.save(os.path.join(tmp, "encoder"))
+        save_file({k: v.detach().cpu().contiguous() for k, v in self.network_.heads.state_dict().items()},
+                  os.path.join(tmp, "heads.safetensors"))
+        if self.taxonomy_ is not None:
+            self.taxonomy_.save(os.path.join(tmp, "taxonomy.json"))
+        if self.thresholds_ is not None:
+            np.save(os.path.join(tmp, "thresholds.npy"), np.asarray(self.thresholds_, dtype=np.float32))
+        with open(os.path.join(tmp, "history.json"), "w", encoding="utf-8") as fh:
+            json.dump(self.history_, fh, indent=1, default=float)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, device: str | None = None) -> "MaskedBert":
@@ -571,12 +565,11 @@ class MaskedBert:
 
         from ..neural.encoder import TextEncoder
 
-        manifest = read_manifest(directory, expect=cls.name)
-        config = MaskedBertConfig.from_dict(manifest["config"], where="xmc_model.json:config")
+        manifest, config = cls._read(directory)
         if device is not None:
             config = dataclasses.replace(config, train=dataclasses.replace(config.train, device=device))
         model = cls(config)
-        model.labels_ = LabelVocabulary(read_labels(directory))
+        model.labels_ = cls._labels(directory)
         model.groups_, model.group_sizes_ = list(manifest["groups"]), list(manifest["group_sizes"])
         model.timings_, model.mask_stats_ = manifest.get("timings", {}), manifest.get("mask_stats", {})
         tax_path = os.path.join(directory, "taxonomy.json")

@@ -44,7 +44,7 @@ from ..ranker.hierarchy import HierarchicalLinear, LinearTrainConfig, PredictCon
 from ..neural.budget import resolve_budget
 from ..neural.configs import EncoderConfig, MatcherConfig
 from ..ranker.negatives import binarize
-from .persistence import model_directory, read_labels, read_manifest, write_labels, write_manifest
+from .base import Capabilities, XMCModel
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ class _Member:
     head: object | None = None  # ClusterHead
 
 
-class XTransformer:
+class XTransformer(XMCModel):
     """The X-Transformer pipeline (see the module docstring).
 
     Attributes (after ``fit`` or ``load``):
@@ -157,7 +157,9 @@ class XTransformer:
 
     name = "xtransformer"
     config_class = XTransformerConfig
-    uses_validation = True
+    capabilities = Capabilities(uses_validation=True, uses_label_text=True, supports_beam=True,
+                                supports_selected_outputs=True)
+    packages = ("torch", "transformers", "safetensors")
 
     def __init__(self, config: XTransformerConfig | None = None):
         self.config = config or XTransformerConfig()
@@ -371,13 +373,10 @@ class XTransformer:
         """
         from ..neural.matcher import top_clusters
 
-        if not self.members_:
-            raise RuntimeError("model is not fitted; call fit() or XTransformer.load()")
+        self._check_fitted()
         p = self.config.predict
-        topk = p.topk if topk is None else topk
-        beam = p.beam_size if beam_size is None else beam_size
+        topk, beam, threshold = self.resolve_predict(topk, beam_size, threshold)
         post = post_processor or p.post_processor
-        threshold = p.threshold if threshold is None else threshold
         if post not in POST_PROCESSORS:
             raise ValueError(f"unknown post_processor {post!r}; choose from {list(POST_PROCESSORS)}")
         enc_texts, tfidf_texts = self._texts(inputs)
@@ -428,34 +427,34 @@ class XTransformer:
         return average_scores([avg], topk)
 
     # ---- persistence -----------------------------------------------------------------
-    def save(self, directory: str | os.PathLike, overwrite: bool = False) -> None:
-        """One directory: manifest, labels, TF-IDF, encoders (safetensors), heads, trees and rankers."""
-        from safetensors.torch import save_file
+    def _is_fitted(self) -> bool:
+        return bool(self.members_)
 
+    def _writes(self) -> bool:
         from ..neural import distributed
 
-        if not self.members_:
-            raise RuntimeError("model is not fitted")
-        if not distributed.is_main():  # every process holds the same model; rank 0 writes it
-            return
-        with model_directory(directory, overwrite) as tmp:
-            write_manifest(tmp, self.name, self.config.to_dict(),
-                           {"n_members": len(self.members_), "timings": self.timings_},
-                           packages=("torch", "transformers", "safetensors"))
-            write_labels(tmp, self.labels_.names)
-            self.featurizer_.save(os.path.join(tmp, "featurizer"))
-            if self.encoder_ is not None and any(m.encoder is None for m in self.members_):
-                self.encoder_.save(os.path.join(tmp, "encoder"))
-            for k, member in enumerate(self.members_):
-                mdir = os.path.join(tmp, f"member-{k}")
-                member.ranker.save(os.path.join(mdir, "ranker"))
-                if member.encoder is not None:
-                    member.encoder.save(os.path.join(mdir, "encoder"))
-                if member.head is not None:
-                    save_file({k2: v.detach().cpu().contiguous() for k2, v in member.head.state_dict().items()},
-                              os.path.join(mdir, "head.safetensors"))
-            with open(os.path.join(tmp, "histories.json"), "w", encoding="utf-8") as fh:
-                json.dump(self.histories_, fh)
+        return distributed.is_main()  # every process holds the same model; rank 0 writes it
+
+    def _manifest_extra(self) -> dict:
+        return {"n_members": len(self.members_), "timings": self.timings_}
+
+    def _save_parts(self, tmp: str) -> None:
+        """TF-IDF, encoders (safetensors), heads, trees and rankers, histories."""
+        from safetensors.torch import save_file
+
+        self.featurizer_.save(os.path.join(tmp, "featurizer"))
+        if self.encoder_ is not None and any(m.encoder is None for m in self.members_):
+            self.encoder_.save(os.path.join(tmp, "encoder"))
+        for k, member in enumerate(self.members_):
+            mdir = os.path.join(tmp, f"member-{k}")
+            member.ranker.save(os.path.join(mdir, "ranker"))
+            if member.encoder is not None:
+                member.encoder.save(os.path.join(mdir, "encoder"))
+            if member.head is not None:
+                save_file({k2: v.detach().cpu().contiguous() for k2, v in member.head.state_dict().items()},
+                          os.path.join(mdir, "head.safetensors"))
+        with open(os.path.join(tmp, "histories.json"), "w", encoding="utf-8") as fh:
+            json.dump(self.histories_, fh)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, device: str | None = None) -> "XTransformer":
@@ -465,8 +464,7 @@ class XTransformer:
         from ..neural.encoder import TextEncoder
         from ..neural.matcher import ClusterHead
 
-        manifest = read_manifest(directory, expect=cls.name)
-        config = XTransformerConfig.from_dict(manifest["config"], where="xmc_model.json:config")
+        manifest, config = cls._read(directory)
         if device is not None:
             config = dataclasses.replace(config, matcher=dataclasses.replace(config.matcher, device=device))
         model = cls(config)
@@ -487,6 +485,6 @@ class XTransformer:
                 member.head.load_state_dict(state)
                 member.head.eval()
             model.members_.append(member)
-        model.labels_ = LabelVocabulary(read_labels(directory, model.members_[0].ranker.n_labels))
+        model.labels_ = cls._labels(directory, model.members_[0].ranker.n_labels)
         model.timings_ = manifest.get("timings", {})
         return model
