@@ -4,6 +4,20 @@ the predict defaults, and one save/load skeleton that each model plugs its own p
 The CLI and the server ask a model's :class:`Capabilities` what it takes (validation data, label
 texts, a taxonomy, a beam, a threshold, ...) instead of probing its methods, so an option a model
 lacks is refused up front with one line naming the option.
+
+The prediction options have one meaning in every model (each model's ``config.predict`` holds
+its defaults):
+
+* ``topk``: labels returned per document, best first.
+* ``beam_size``: clusters kept at each cluster level of the label tree that prediction searches
+  (its width). XR-Linear searches every level of its tree with it; X-Transformer's matcher keeps
+  ``beam_size`` leaf clusters and its ranker scores their labels (a member without a neural
+  matcher searches its tree as XR-Linear does); GUDN / LightXML keep ``beam_size`` clusters of
+  their one cluster level. Other beams have other names: ``man_beam`` (the clusters a ranker
+  trains on with matcher-aware negatives) and ``top_b`` (the matcher's validation recall@b).
+* ``threshold``: labels scoring below it are dropped (masked-bert: a probability, per label or
+  ``"tuned"`` on the validation split). Not to be confused with ``weight_threshold`` (pruning of
+  linear weights) or ``tail_threshold`` (XDA's tail-label count).
 """
 
 from __future__ import annotations

@@ -56,7 +56,8 @@ class GUDNPredictConfig(Config):
 
     Attributes:
         topk: labels returned per document (best first).
-        beam_size: clusters of the meta-classifier whose labels are scored (b at prediction).
+        beam_size: clusters of the meta-classifier kept, whose labels are scored (the width of the
+            search; one meaning in every model, see :mod:`xmc.models.base`).
         threshold: drop labels whose score (sigmoid(meta) * sigmoid(rank), in (0, 1)) is below
             this; None = the plain top-k list.
     """
@@ -286,7 +287,7 @@ class GUDN(XMCModel):
         Args:
             inputs: a dataset or raw texts.
             topk: labels per document (default ``config.predict.topk``).
-            beam_size: clusters whose labels are scored (default ``config.predict.beam_size``).
+            beam_size: clusters kept, whose labels are scored (default ``config.predict.beam_size``).
             threshold: drop labels scoring below this (default ``config.predict.threshold``).
             cache: an :class:`xmc.neural.cache.EmbeddingCache`: the texts' features E_t come from
                 :meth:`encode` through it, so models that share a frozen encoder (heads fine-tuned
@@ -295,7 +296,8 @@ class GUDN(XMCModel):
         self._check_fitted()
         topk, beam_size, threshold = self.resolve_predict(topk, beam_size, threshold)
         texts = _texts(inputs, self.config.text_fields)
-        kwargs = dict(topk=topk, beam_size=beam_size, batch_size=self.config.encoder.batch_size, amp=self.config.train.amp, progress=progress)
+        kwargs = dict(topk=topk, beam_size=beam_size, batch_size=self.config.encoder.batch_size,
+                      amp=self.config.train.amp, progress=progress)
         if cache is not None:
             import torch
 

@@ -100,7 +100,8 @@ class XTransformerConfig(Config):
         ranker: the linear ranker's training (negatives ``tfn``, ``man``, ``tfn+man``).
         combiner: f(x, l) from the cluster score g and the ranker score h: ``product``
             (post(g) * post(h), as PECOS), ``average`` ((post(g) + post(h)) / 2) or ``ranker`` (h only).
-        predict: beam_size = clusters passed from matcher to ranker (b), topk, post_processor.
+        predict: topk, post_processor and beam_size = the leaf clusters the matcher keeps, whose labels
+            the ranker scores (b; one meaning in every model, see :mod:`xmc.models.base`).
         cache_dir: keep encoded embeddings here between runs (None: memory only).
         work_dir: checkpoints of matcher training, to resume an interrupted run (None: none).
         n_threads: threads of the linear parts (0 = all cores).
@@ -368,7 +369,7 @@ class XTransformer(XMCModel):
         Args:
             inputs: raw texts or a dataset.
             topk / beam_size / post_processor / threshold: override ``config.predict``
-                (beam_size = b, the matcher's clusters passed to the ranker).
+                (beam_size = b, the leaf clusters the matcher keeps for the ranker).
             selected_outputs: optional (n, L) 0/1 matrix; predict only among these labels.
         """
         from ..neural.matcher import top_clusters
