@@ -32,7 +32,7 @@ from xmc.models.masked_bert import (  # noqa: E402
     product_pairs,
     tokenize_pairs,
 )
-from xmc.models import masked_bert as masked_bert_module  # noqa: E402
+from xmc.models.masked_bert import model as masked_bert_module  # noqa: E402
 from xmc.models.registry import load_model  # noqa: E402
 from xmc.neural.cache import EmbeddingCache  # noqa: E402
 from xmc.neural.configs import EncoderConfig  # noqa: E402
