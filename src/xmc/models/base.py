@@ -23,6 +23,7 @@ its defaults):
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from typing import Any, ClassVar, NamedTuple
 
@@ -92,6 +93,8 @@ class XMCModel:
     capabilities: ClassVar[Capabilities] = Capabilities()
     # Libraries whose versions the manifest records besides numpy / scipy / scikit-learn.
     packages: ClassVar[tuple[str, ...]] = ()
+    # The sub-config whose ``device`` ``load(device=...)`` overrides (None: the model has no device).
+    device_config: ClassVar[str | None] = None
 
     config: Config
     labels_: Any
@@ -148,10 +151,30 @@ class XMCModel:
             self._save_parts(tmp)
 
     @classmethod
-    def _read(cls, directory: str | os.PathLike) -> tuple[dict[str, Any], Config]:
-        """The directory's checked manifest (this model's name, a format version this xmc reads) and config."""
+    def _read(cls, directory: str | os.PathLike, device: str | None = None) -> tuple[dict[str, Any], Config]:
+        """The directory's checked manifest (this model's name, a format version this xmc reads) and
+        config, with ``device`` (when given) in place of the saved one."""
         manifest = read_manifest(directory, expect=cls.name)
-        return manifest, cls.config_class.from_dict(manifest["config"], where="xmc_model.json:config")
+        config = cls.config_class.from_dict(manifest["config"], where="xmc_model.json:config")
+        if device is not None and cls.device_config:
+            part = getattr(config, cls.device_config)
+            config = config.replace(**{cls.device_config: part.replace(device=device)})
+        return manifest, config
+
+    @staticmethod
+    def _write_json(directory: str, name: str, value: Any) -> None:
+        """A JSON part (training histories); numpy scalars written as floats."""
+        with open(os.path.join(directory, name), "w", encoding="utf-8") as fh:
+            json.dump(value, fh, indent=1, default=float)
+
+    @staticmethod
+    def _read_json(directory: str | os.PathLike, name: str, default: Any = None) -> Any:
+        """A JSON part written by :meth:`_write_json`, or ``default`` when the directory has none."""
+        path = os.path.join(directory, name)
+        if not os.path.exists(path):
+            return default
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
 
     @staticmethod
     def _labels(directory: str | os.PathLike, n_labels: int | None = None):
@@ -187,3 +210,10 @@ def refuse_unsupported(model: type[XMCModel] | XMCModel, options: dict[str, Any]
         if not getattr(caps, attr):
             shown = spell(key) if spell else key
             raise ConfigError(f"{shown}: the {model.name} model {lack}; drop {shown}")
+
+
+def save_tensors(state: dict, path: str) -> None:
+    """A module's ``state_dict`` (or part of it) as safetensors, on the CPU and contiguous."""
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, path)

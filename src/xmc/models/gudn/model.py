@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -21,7 +20,7 @@ from ...indexing.label_repr import pifa
 from ...indexing.tree import ClusterChain
 from ...metrics import evaluate
 from ...neural.budget import resolve_budget
-from ..base import Capabilities, XMCModel
+from ..base import Capabilities, XMCModel, save_tensors
 from .config import GUDNConfig, LightXMLConfig
 from .network import _frozen_features, predict_scores, train_gudn
 
@@ -61,6 +60,7 @@ class GUDN(XMCModel):
     capabilities = Capabilities(uses_validation=True, uses_label_text=True, supports_beam=True,
                                 supports_augmented=True)
     packages = ("torch", "transformers", "safetensors")
+    device_config = "train"
 
     def __init__(self, config: GUDNConfig | None = None):
         self.config = config or self.config_class()
@@ -224,15 +224,11 @@ class GUDN(XMCModel):
 
     def _save_parts(self, tmp: str) -> None:
         """Encoder (safetensors + tokenizer), heads (safetensors), label tree, history."""
-        from safetensors.torch import save_file
-
         self.network_.encoder.save(os.path.join(tmp, "encoder"))
-        heads = {k: v.detach().cpu().contiguous() for k, v in self.network_.state_dict().items()
-                 if not k.startswith("encoder.")}
-        save_file(heads, os.path.join(tmp, "heads.safetensors"))
+        save_tensors({k: v for k, v in self.network_.state_dict().items() if not k.startswith("encoder.")},
+                     os.path.join(tmp, "heads.safetensors"))
         self.chain_.save(os.path.join(tmp, "tree"))
-        with open(os.path.join(tmp, "history.json"), "w", encoding="utf-8") as fh:
-            json.dump(self.history_, fh, indent=1, default=float)
+        self._write_json(tmp, "history.json", self.history_)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, device: str | None = None) -> "GUDN":
@@ -241,9 +237,7 @@ class GUDN(XMCModel):
 
         from ...neural.encoder import TextEncoder
 
-        manifest, config = cls._read(directory)
-        if device is not None:
-            config = config.replace(train=config.train.replace(device=device))
+        manifest, config = cls._read(directory, device)
         model = cls(config)
         model.label_layers_ = int(manifest.get("label_layers", config.label_last_layers))
         model.timings_ = manifest.get("timings", {})
@@ -260,10 +254,7 @@ class GUDN(XMCModel):
         if missing or unexpected:
             raise ModelFormatError(f"{os.fspath(directory)}/heads.safetensors: missing {missing}, unexpected {unexpected}")
         model.network_ = network.to(model._device()).eval()
-        hist = os.path.join(directory, "history.json")
-        if os.path.exists(hist):
-            with open(hist, encoding="utf-8") as fh:
-                model.history_ = json.load(fh)
+        model.history_ = cls._read_json(directory, "history.json", {})
         return model
 
 

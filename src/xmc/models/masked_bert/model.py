@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import time
@@ -19,7 +18,7 @@ from ...errors import ConfigError, ModelFormatError
 from ...metrics import evaluate, top_k, topk_to_csr
 from ...neural.budget import resolve_budget
 from ...neural.taxonomy import Taxonomy, category_path
-from ..base import Capabilities, XMCModel
+from ..base import Capabilities, XMCModel, save_tensors
 from .config import MaskedBertConfig
 from .network import Products, build_network, pooled_features, predict_probabilities, train_network
 
@@ -83,6 +82,7 @@ class MaskedBert(XMCModel):
     # No label tree, so no beam: every label relevant to a product is scored.
     capabilities = Capabilities(uses_validation=True, uses_taxonomy=True)
     packages = ("torch", "transformers", "safetensors")
+    device_config = "train"
 
     def __init__(self, config: MaskedBertConfig | None = None):
         self.config = config or MaskedBertConfig()
@@ -370,17 +370,13 @@ class MaskedBert(XMCModel):
 
     def _save_parts(self, tmp: str) -> None:
         """Taxonomy, encoder (safetensors + tokenizer), heads (safetensors), thresholds, history."""
-        from safetensors.torch import save_file
-
         self.network_.encoder.save(os.path.join(tmp, "encoder"))
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.network_.heads.state_dict().items()},
-                  os.path.join(tmp, "heads.safetensors"))
+        save_tensors(self.network_.heads.state_dict(), os.path.join(tmp, "heads.safetensors"))
         if self.taxonomy_ is not None:
             self.taxonomy_.save(os.path.join(tmp, "taxonomy.json"))
         if self.thresholds_ is not None:
             np.save(os.path.join(tmp, "thresholds.npy"), np.asarray(self.thresholds_, dtype=np.float32))
-        with open(os.path.join(tmp, "history.json"), "w", encoding="utf-8") as fh:
-            json.dump(self.history_, fh, indent=1, default=float)
+        self._write_json(tmp, "history.json", self.history_)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, device: str | None = None) -> "MaskedBert":
@@ -389,9 +385,7 @@ class MaskedBert(XMCModel):
 
         from ...neural.encoder import TextEncoder
 
-        manifest, config = cls._read(directory)
-        if device is not None:
-            config = dataclasses.replace(config, train=dataclasses.replace(config.train, device=device))
+        manifest, config = cls._read(directory, device)
         model = cls(config)
         model.labels_ = cls._labels(directory)
         model.groups_, model.group_sizes_ = list(manifest["groups"]), list(manifest["group_sizes"])
@@ -409,8 +403,5 @@ class MaskedBert(XMCModel):
         except (OSError, RuntimeError) as exc:
             raise ModelFormatError(f"{os.fspath(directory)}/heads.safetensors: {exc}") from exc
         model.network_ = network.to(model._device()).eval()
-        hist_path = os.path.join(directory, "history.json")
-        if os.path.exists(hist_path):
-            with open(hist_path, encoding="utf-8") as fh:
-                model.history_ = json.load(fh)
+        model.history_ = cls._read_json(directory, "history.json", {})
         return model

@@ -26,7 +26,7 @@ from ...ranker.beam import POST_PROCESSORS
 from ...ranker.hierarchy import HierarchicalLinear
 from ...neural.budget import resolve_budget
 from ...ranker.negatives import binarize
-from ..base import Capabilities, XMCModel
+from ..base import Capabilities, XMCModel, save_tensors
 from .config import MemberConfig, XTransformerConfig
 
 logger = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ class XTransformer(XMCModel):
     capabilities = Capabilities(uses_validation=True, uses_label_text=True, supports_beam=True,
                                 supports_selected_outputs=True)
     packages = ("torch", "transformers", "safetensors")
+    device_config = "matcher"
 
     def __init__(self, config: XTransformerConfig | None = None):
         self.config = config or XTransformerConfig()
@@ -341,8 +342,6 @@ class XTransformer(XMCModel):
 
     def _save_parts(self, tmp: str) -> None:
         """TF-IDF, encoders (safetensors), heads, trees and rankers, histories."""
-        from safetensors.torch import save_file
-
         self.featurizer_.save(os.path.join(tmp, "featurizer"))
         if self.encoder_ is not None and any(m.encoder is None for m in self.members_):
             self.encoder_.save(os.path.join(tmp, "encoder"))
@@ -352,10 +351,8 @@ class XTransformer(XMCModel):
             if member.encoder is not None:
                 member.encoder.save(os.path.join(mdir, "encoder"))
             if member.head is not None:
-                save_file({k2: v.detach().cpu().contiguous() for k2, v in member.head.state_dict().items()},
-                          os.path.join(mdir, "head.safetensors"))
-        with open(os.path.join(tmp, "histories.json"), "w", encoding="utf-8") as fh:
-            json.dump(self.histories_, fh)
+                save_tensors(member.head.state_dict(), os.path.join(mdir, "head.safetensors"))
+        self._write_json(tmp, "histories.json", self.histories_)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, device: str | None = None) -> "XTransformer":
@@ -365,9 +362,7 @@ class XTransformer(XMCModel):
         from ...neural.encoder import TextEncoder
         from ...neural.matcher import ClusterHead
 
-        manifest, config = cls._read(directory)
-        if device is not None:
-            config = dataclasses.replace(config, matcher=dataclasses.replace(config.matcher, device=device))
+        manifest, config = cls._read(directory, device)
         model = cls(config)
         model.featurizer_ = TfidfFeaturizer.load(os.path.join(directory, "featurizer"))
         dev = model._device()
