@@ -217,3 +217,29 @@ def save_tensors(state: dict, path: str) -> None:
     from safetensors.torch import save_file
 
     save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, path)
+
+
+def training_split(data, valid, train_config):
+    """(training set, validation set) of a neural model's ``fit``.
+
+    Without ``valid``, ``train_config.valid_fraction`` of ``data`` is held out (seeded by
+    ``train_config.seed``), never the test data; a given ``valid`` is copied with its label columns
+    cut to ``data``'s labels (it was read with them, plus any it alone has). At most
+    ``train_config.max_train_docs`` training documents are kept (a seeded sample, in order).
+    """
+    import numpy as np
+    import scipy.sparse as sp
+
+    from ..data.split import train_valid_split
+
+    if valid is None:
+        fit_data, valid = train_valid_split(data, train_config.valid_fraction, seed=train_config.seed)
+    else:
+        fit_data = data
+        valid = valid.subset(np.arange(len(valid)))
+        valid.Y = sp.csr_matrix(valid.Y[:, :len(data.labels)])
+    if train_config.max_train_docs is not None and len(fit_data) > train_config.max_train_docs:
+        rows = np.random.default_rng(train_config.seed).choice(len(fit_data), train_config.max_train_docs,
+                                                               replace=False)
+        fit_data = fit_data.subset(np.sort(rows))
+    return fit_data, valid

@@ -12,7 +12,6 @@ import numpy as np
 import scipy.sparse as sp
 
 from ...data.dataset import LabelVocabulary, XMCDataset
-from ...data.split import train_valid_split
 from ...errors import ConfigError, ModelFormatError
 from ...features.tfidf import TfidfFeaturizer
 from ...indexing.kmeans import hierarchical_kmeans
@@ -20,7 +19,7 @@ from ...indexing.label_repr import pifa
 from ...indexing.tree import ClusterChain
 from ...metrics import evaluate
 from ...neural.budget import resolve_budget
-from ..base import Capabilities, XMCModel, save_tensors
+from ..base import Capabilities, XMCModel, save_tensors, training_split
 from .config import GUDNConfig, LightXMLConfig
 from .network import _frozen_features, predict_scores, train_gudn
 
@@ -113,15 +112,7 @@ class GUDN(XMCModel):
                               "(or set data.label_texts), or use label_input: onehot")
         self.labels_, self.timings_ = data.labels, {}
         started = time.perf_counter()
-        if valid is None:
-            fit_data, valid = train_valid_split(data, tcfg.valid_fraction, seed=tcfg.seed)
-        else:
-            fit_data = data
-            valid = valid.subset(np.arange(len(valid)))
-            valid.Y = sp.csr_matrix(valid.Y[:, :len(self.labels_)])
-        if tcfg.max_train_docs is not None and len(fit_data) > tcfg.max_train_docs:
-            rows = np.random.default_rng(tcfg.seed).choice(len(fit_data), tcfg.max_train_docs, replace=False)
-            fit_data = fit_data.subset(np.sort(rows))
+        fit_data, valid = training_split(data, valid, tcfg)
         Y = sp.csr_matrix(fit_data.Y, dtype=np.float32)
 
         texts = fit_data.input_texts(cfg.text_fields)

@@ -13,12 +13,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from ...data.dataset import LabelVocabulary, XMCDataset
-from ...data.split import train_valid_split
 from ...errors import ConfigError, ModelFormatError
 from ...metrics import evaluate, top_k, topk_to_csr
 from ...neural.budget import resolve_budget
 from ...neural.taxonomy import Taxonomy, category_path
-from ..base import Capabilities, XMCModel, save_tensors
+from ..base import Capabilities, XMCModel, save_tensors, training_split
 from .config import MaskedBertConfig
 from .network import Products, build_network, pooled_features, predict_probabilities, train_network
 
@@ -192,15 +191,7 @@ class MaskedBert(XMCModel):
         if cfg.heads != "single" and data.categories is None:
             raise ConfigError(f"heads {cfg.heads!r} needs product categories in the training data")
 
-        if valid is None:
-            fit_data, valid = train_valid_split(data, tcfg.valid_fraction, seed=tcfg.seed)
-        else:
-            fit_data = data
-            valid = valid.subset(np.arange(len(valid)))
-            valid.Y = sp.csr_matrix(valid.Y[:, :len(self.labels_)])
-        if tcfg.max_train_docs is not None and len(fit_data) > tcfg.max_train_docs:
-            rows = np.random.default_rng(tcfg.seed).choice(len(fit_data), tcfg.max_train_docs, replace=False)
-            fit_data = fit_data.subset(np.sort(rows))
+        fit_data, valid = training_split(data, valid, tcfg)
 
         if cfg.heads == "single":
             self.groups_, self.group_sizes_ = [""], [len(fit_data)]
