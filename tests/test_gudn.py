@@ -27,19 +27,10 @@ def corpus():
 
 
 @pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory, corpus):
+def tiny_bert(tiny_bert_dir, corpus):
     """A random 2-layer BERT with a WordPiece vocabulary of the corpus' (and label texts') words."""
-    directory = tmp_path_factory.mktemp("tiny-bert")
     words = sorted({w for t in corpus.train.texts + list(corpus.train.label_texts) for w in t.lower().split()})
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ","] + [w for w in words if w != ","]
-    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tokenizer = transformers.BertTokenizerFast(vocab_file=str(directory / "vocab.txt"))
-    tokenizer.save_pretrained(str(directory))
-    torch.manual_seed(0)
-    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                                     intermediate_size=32, max_position_embeddings=64)
-    transformers.BertModel(config).save_pretrained(str(directory))
-    return str(directory)
+    return tiny_bert_dir("tiny-bert", words, extra_tokens=(",",))
 
 
 def tiny_config(tiny_bert, cls=GUDNConfig, **overrides):

@@ -14,16 +14,8 @@ WORDS = ["red", "green", "blue", "shoe", "shirt", "hat", "big", "small", "cotton
 
 
 @pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("tiny-bert-inference")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS
-    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    transformers.BertTokenizerFast(vocab_file=str(directory / "vocab.txt")).save_pretrained(str(directory))
-    torch.manual_seed(0)
-    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                                     intermediate_size=32, max_position_embeddings=64)
-    transformers.BertModel(config).save_pretrained(str(directory))
-    return str(directory)
+def tiny_bert(tiny_bert_dir):
+    return tiny_bert_dir("tiny-bert-inference", WORDS, layers=1)
 
 
 def test_sorted_batches_cover_every_row_once_longest_first_per_group():

@@ -32,7 +32,7 @@ from xmc.models.masked_bert import (  # noqa: E402
     product_pairs,
     tokenize_pairs,
 )
-from xmc.models import masked_bert as masked_bert_module  # noqa: E402
+from xmc.models.masked_bert import model as masked_bert_module  # noqa: E402
 from xmc.models.registry import load_model  # noqa: E402
 from xmc.neural.cache import EmbeddingCache  # noqa: E402
 from xmc.neural.configs import EncoderConfig  # noqa: E402
@@ -97,19 +97,10 @@ def products():
 
 
 @pytest.fixture(scope="module")
-def tiny_bert(tmp_path_factory):
+def tiny_bert(tiny_bert_dir):
     """A random 2-layer BERT with a WordPiece vocabulary of the catalogue's words, saved like a hub model."""
-    directory = tmp_path_factory.mktemp("tiny-bert")
     words = sorted({w for pairs in CATALOGUE.values() for w, _ in pairs} | {w for w, _ in COLOURS} | set(FILLER))
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + words
-    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    tokenizer = transformers.BertTokenizerFast(vocab_file=str(directory / "vocab.txt"))
-    tokenizer.save_pretrained(str(directory))
-    torch.manual_seed(0)
-    config = transformers.BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                     intermediate_size=64, max_position_embeddings=64)
-    transformers.BertModel(config).save_pretrained(str(directory))
-    return str(directory)
+    return tiny_bert_dir("tiny-bert", words, hidden_size=32, intermediate_size=64)
 
 
 def tiny_config(tiny_bert, **overrides) -> MaskedBertConfig:
@@ -393,7 +384,7 @@ def test_cli_train_predict_evaluate(tiny_bert, products, tmp_path, capsys):
     assert cli_main(["predict", "--model", str(tmp_path / "m"), "--input", str(tmp_path / "test.jsonl"),
                      "--out", str(tmp_path / "pred2.jsonl"), "--beam-size", "5"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]  # after transformers' loading bars
-    assert err.startswith("xmc: error: beam_size") and "test.jsonl" not in err
+    assert err.startswith("xmc: error: --beam-size") and "test.jsonl" not in err
     # a bad taxonomy file: one clear line, exit code 2
     (tmp_path / "bad.json").write_text("[1, 2]", encoding="utf-8")
     assert cli_main(args[:-4] + ["--taxonomy", str(tmp_path / "bad.json"), "--out", str(tmp_path / "m2")]) == 2

@@ -278,26 +278,17 @@ def test_model_arguments_and_cli_errors(xr_dir, tmp_path, capsys):
 
 
 @pytest.fixture(scope="module")
-def masked_dir(tmp_path_factory):
+def masked_dir(tmp_path_factory, tiny_bert_dir):
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    import torch
-    import transformers
     from test_masked_bert import CATALOGUE, COLOURS, FILLER, make_products, taxonomy_dict, tiny_config
 
     from xmc.models.masked_bert import MaskedBert
 
-    bert = tmp_path_factory.mktemp("serve-bert")  # a random 2-layer BERT over the catalogue's words
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + sorted(
-        {w for pairs in CATALOGUE.values() for w, _ in pairs} | {w for w, _ in COLOURS} | set(FILLER))
-    (bert / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    transformers.BertTokenizerFast(vocab_file=str(bert / "vocab.txt")).save_pretrained(str(bert))
-    torch.manual_seed(0)
-    transformers.BertModel(transformers.BertConfig(
-        vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        max_position_embeddings=64)).save_pretrained(str(bert))
-    bert = str(bert)
-    train, test = make_products(60, seed=0), None
+    # a random 2-layer BERT over the catalogue's words
+    words = sorted({w for pairs in CATALOGUE.values() for w, _ in pairs} | {w for w, _ in COLOURS} | set(FILLER))
+    bert = tiny_bert_dir("serve-bert", words, hidden_size=32, intermediate_size=64)
+    train = make_products(60, seed=0)
     model = MaskedBert(tiny_config(bert, train={"epochs": 1})).fit(train, taxonomy=taxonomy_dict(), progress=False)
     directory = tmp_path_factory.mktemp("serve-mb") / "mb"
     model.save(directory)
@@ -328,7 +319,7 @@ def test_category_and_allowed_labels_restrict_a_taxonomy_model(masked_dir, tmp_p
 
 
 @pytest.fixture(scope="module")
-def xt_dir(tmp_path_factory):
+def xt_dir(tmp_path_factory, tiny_bert_dir):
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
     import test_xtransformer as txt
@@ -336,9 +327,8 @@ def xt_dir(tmp_path_factory):
     from xmc.models.xtransformer import MatcherConfig, XTransformer
 
     corpus = make_corpus(n_train=240, n_test=40, n_labels=40, noise_words=200, doc_length=30, seed=3)
-    bert = txt.tiny_bert.__wrapped__(tmp_path_factory, corpus) if hasattr(txt.tiny_bert, "__wrapped__") else None
-    if bert is None:
-        pytest.skip("cannot build the tiny BERT of test_xtransformer")
+    words = sorted({w for t in corpus.train.texts for w in t.lower().split()})  # as test_xtransformer's tiny_bert
+    bert = tiny_bert_dir("serve-xt-bert", words, hidden_size=32, intermediate_size=64)
     config = txt.tiny_config(bert, matcher=MatcherConfig(kind="frozen", epochs=1, device="cpu", top_b=4, amp=False))
     directory = tmp_path_factory.mktemp("serve-xt") / "xt"
     XTransformer(config).fit(corpus.train, progress=False).save(directory)
@@ -368,16 +358,19 @@ def test_neural_requests_are_micro_batched_and_equal_xmc_predict(xt_dir, tmp_pat
 
 
 def test_threshold_and_allowed_labels_for_a_model_without_those_arguments():
-    """GUDN / LightXML take neither threshold nor selected_outputs: the server applies both itself."""
+    """A model that takes neither threshold nor selected_outputs: the server applies both itself."""
     from types import SimpleNamespace
 
     from xmc.data.dataset import LabelVocabulary
+    from xmc.models.base import Capabilities
     from xmc.serve.predictor import predict_jobs
 
     scores = sp.csr_matrix(np.array([[0.9, 0.2, 0.6, 0.0], [0.1, 0.8, 0.0, 0.7]], dtype=np.float32))
     calls = []
 
     class Model:  # scores every label it is asked for, like GUDN over its beam
+        name = "fake"
+        capabilities = Capabilities(supports_threshold=False, supports_beam=True, supports_progress=False)
         labels_ = LabelVocabulary(["a", "b", "c", "d"])
         config = SimpleNamespace(predict=SimpleNamespace(topk=2))
 

@@ -621,4 +621,5 @@ def test_cli_train_augmented_needs_a_lightxml_model(tmp_path, capsys):
     write_augmented(tmp_path / "aug.jsonl", [AugmentedDocument("a", train.ids[0], "t", train.label_names_of(0))])
     code = cli_main(["train", "--model", "xr-linear", "--train", str(tmp_path / "train.jsonl"),
                      "--augmented", str(tmp_path / "aug.jsonl"), "--out", str(tmp_path / "m")])
-    assert code == 2 and "--augmented applies to lightxml / gudn" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2 and "--augmented: the xr-linear model cannot be fine-tuned" in err

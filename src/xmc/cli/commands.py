@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import logging
 import os
@@ -27,6 +26,7 @@ from ..errors import ConfigError, DataFormatError, XMCError
 from ..io import check_file_output, check_not_an_input, check_replaceable
 from ..metrics import evaluate as evaluate_scores
 from ..metrics import format_report, group_report, top_k, train_propensities
+from ..models.base import refuse_unsupported
 from ..models.persistence import MANIFEST
 from ..models.registry import MODELS, load_model, model_class
 from ..neural.budget import describe_auto
@@ -199,6 +199,11 @@ def _load_config(cls, path: str | None) -> Config:
     return config_class.from_json(path) if path else config_class()
 
 
+def _flag(name: str) -> str:
+    """An option's command-line spelling: ``beam_size`` -> ``--beam-size``."""
+    return "--" + name.replace("_", "-")
+
+
 def _check_model_output(args: argparse.Namespace) -> None:
     """Refuse ``--out`` before any work: an input, or an existing path xmc may not replace."""
     inputs = {f"--{name.replace('_', '-')}": getattr(args, name, None)
@@ -220,25 +225,25 @@ def train(args: argparse.Namespace) -> int:
     _check_model_output(args)
     if getattr(args, "xda_config", None) and not getattr(args, "augmented", None):
         raise ConfigError("--xda-config configures the --augmented fine-tuning; give --augmented too")
+    given = {"label_text": args.label_text, "taxonomy": getattr(args, "taxonomy", None),
+             "augmented": getattr(args, "augmented", None)}
+    refuse_unsupported(cls, given, spell=_flag)
     config = _load_config(cls, args.config)
     data = _read(args.train, args)
     if args.label_text:
         data.label_texts = read_label_texts(args.label_text, data.labels)
     valid = _read(args.valid, args, labels=data.labels) if args.valid else None
     model = cls(config)
-    fit_kwargs = {"valid": valid} if valid is not None and getattr(cls, "uses_validation", False) else {}
+    caps = cls.capabilities
+    fit_kwargs = {"valid": valid} if valid is not None and caps.uses_validation else {}
     if valid is not None and not fit_kwargs:
         logger.warning("model %s does not use validation data; --valid ignored", args.model)
-    if getattr(args, "taxonomy", None):
-        if not getattr(cls, "uses_taxonomy", False):
-            raise ConfigError(f"model {args.model} does not use a taxonomy; drop --taxonomy")
+    if given["taxonomy"]:
         fit_kwargs["taxonomy"] = args.taxonomy
     augmented = None
-    if getattr(args, "augmented", None):
+    if given["augmented"]:
         from ..augment import FinetuneConfig, augmented_dataset, read_augmented
 
-        if args.model not in ("lightxml", "gudn"):
-            raise ConfigError(f"--augmented applies to lightxml / gudn, not {args.model}")
         xda_config = FinetuneConfig.from_json(args.xda_config) if args.xda_config else FinetuneConfig()
         augmented = augmented_dataset(read_augmented(args.augmented), data.labels, source=args.augmented)
     budget = budget_summary(config, data)  # neural models: what "auto" chose here, and a time estimate
@@ -260,7 +265,7 @@ def predict(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     data = _read(args.input, args, require_labels=False)
     # A model reads text unless it was trained on a file's own features (XR-Linear on XC sparse data).
-    reads_text = getattr(model, "featurizer_", None) is not None or not getattr(model, "uses_data_features", False)
+    reads_text = getattr(model, "featurizer_", None) is not None or not model.capabilities.uses_data_features
     if reads_text and data.X is not None and not any(data.input_texts()):
         raise ConfigError(f"{args.input}: this file has only precomputed features (no text), but the "
                           f"{model.name} model in {args.model} reads text")
@@ -268,8 +273,9 @@ def predict(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.input}: this file has text, but the model in {args.model} was trained on "
                           "precomputed features (XC sparse) and cannot featurise text: give it an XC sparse file")
     overrides = {"topk": args.topk, "beam_size": args.beam_size, "threshold": args.threshold}
+    refuse_unsupported(model, overrides, spell=_flag)
     options = {k: v for k, v in overrides.items() if v is not None}
-    if "progress" in inspect.signature(model.predict).parameters:
+    if model.capabilities.supports_progress:
         options["progress"] = True  # the bars (off by default in the library's predict); --quiet silences them
     try:
         scores = model.predict(data, **options)

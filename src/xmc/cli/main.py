@@ -115,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                      "prediction file with --overwrite)")
     _add_overwrite_arg(predict, "xmc prediction file")
     predict.add_argument("--topk", type=_positive_int, help="labels per document (default: the model's)")
-    predict.add_argument("--beam-size", type=_positive_int, help="beam size (default: the model's)")
+    predict.add_argument("--beam-size", type=_positive_int,
+                         help="clusters kept per level of the label tree (default: the model's)")
     predict.add_argument("--threshold", type=_finite_float, help="drop labels scoring below this")
     _add_data_args(predict)
     predict.set_defaults(func=commands.predict)

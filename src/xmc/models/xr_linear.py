@@ -27,7 +27,7 @@ from ..indexing.tree import ClusterChain
 from ..ranker.hierarchy import HierarchicalLinear, LinearTrainConfig, PredictConfig
 from ..progress import progress_bar
 from ..sparse_rows import l2_normalize_rows
-from .persistence import model_directory, read_labels, read_manifest, write_labels, write_manifest
+from .base import Capabilities, XMCModel
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ Inputs = XMCDataset | Sequence[str] | sp.spmatrix
 _PREDICT_CHUNK = 4096
 
 
-class XRLinear:
+class XRLinear(XMCModel):
     """Hierarchical linear XMC model over TF-IDF features.
 
     Args:
@@ -117,7 +117,9 @@ class XRLinear:
 
     name = "xr-linear"
     config_class = XRLinearConfig
-    uses_data_features = True  # trained on an XC file's own features, it has no featurizer and reads no text
+    # Trained on an XC file's own features, it has no featurizer and reads no text.
+    capabilities = Capabilities(uses_label_text=True, uses_data_features=True, supports_beam=True,
+                                supports_selected_outputs=True, loads_mmap=True)
 
     def __init__(self, config: XRLinearConfig | None = None):
         self.config = config or XRLinearConfig()
@@ -259,8 +261,7 @@ class XRLinear:
         """
         self._check_fitted()
         p = self.config.predict
-        topk = p.topk if topk is None else topk
-        threshold = p.threshold if threshold is None else threshold
+        topk, beam_size, threshold = self.resolve_predict(topk, beam_size, threshold)
         X = self.transform(inputs)
         n = X.shape[0]
         selected = None
@@ -275,7 +276,7 @@ class XRLinear:
                 rows = slice(start, start + _PREDICT_CHUNK)
                 members = [
                     tree.predict(
-                        X[rows], beam_size=p.beam_size if beam_size is None else beam_size, topk=topk,
+                        X[rows], beam_size=beam_size, topk=topk,
                         post_processor=post_processor or p.post_processor,
                         selected_outputs=None if selected is None else selected[rows],
                         n_threads=self.config.n_threads or None,
@@ -290,26 +291,18 @@ class XRLinear:
             scores.eliminate_zeros()
         return scores
 
-    def _check_fitted(self) -> None:
-        if not self.trees_:
-            raise RuntimeError("model is not fitted; call fit() or XRLinear.load()")
+    def _is_fitted(self) -> bool:
+        return bool(self.trees_)
 
     # ---- persistence -----------------------------------------------------------
-    def save(self, directory: str | os.PathLike, overwrite: bool = False) -> None:
-        """Write the model directory atomically (see :mod:`xmc.models.persistence`).
+    def _manifest_extra(self) -> dict:
+        return {"n_trees": len(self.trees_), "featurizer": self.featurizer_ is not None}
 
-        An existing xmc model at ``directory`` is replaced only with ``overwrite=True`` (atomically);
-        anything else there is never replaced.
-        """
-        self._check_fitted()
-        with model_directory(directory, overwrite) as tmp:
-            write_manifest(tmp, self.name, self.config.to_dict(),
-                           {"n_trees": len(self.trees_), "featurizer": self.featurizer_ is not None})
-            write_labels(tmp, self.labels_.names)
-            if self.featurizer_ is not None:
-                self.featurizer_.save(os.path.join(tmp, "featurizer"))
-            for k, tree in enumerate(self.trees_):
-                tree.save(os.path.join(tmp, f"tree-{k}"))
+    def _save_parts(self, directory: str) -> None:
+        if self.featurizer_ is not None:
+            self.featurizer_.save(os.path.join(directory, "featurizer"))
+        for k, tree in enumerate(self.trees_):
+            tree.save(os.path.join(directory, f"tree-{k}"))
 
     @classmethod
     def load(cls, directory: str | os.PathLike, *, mmap: bool = False) -> "XRLinear":
@@ -318,8 +311,8 @@ class XRLinear:
         faster and its worker processes share those pages. The directory must then stay in place
         and unchanged while the model is in use (a retrain writes a new directory and renames it,
         so a mapped model keeps reading the old files)."""
-        manifest = read_manifest(directory, expect=cls.name)
-        model = cls(XRLinearConfig.from_dict(manifest["config"], where="xmc_model.json:config"))
+        manifest, config = cls._read(directory)
+        model = cls(config)
         featurizer_dir = os.path.join(directory, "featurizer")
         if manifest.get("featurizer") and not os.path.isdir(featurizer_dir):
             raise ModelFormatError(f"{os.fspath(directory)}: the TF-IDF featurizer (featurizer/) is missing")
@@ -332,5 +325,5 @@ class XRLinear:
             if model.featurizer_ is not None and tree.n_features != model.featurizer_.n_features:
                 raise ModelFormatError(f"{os.fspath(directory)}/tree-{k}: {tree.n_features} features, the "
                                        f"featurizer makes {model.featurizer_.n_features}")
-        model.labels_ = LabelVocabulary(read_labels(directory, model.trees_[0].n_labels))
+        model.labels_ = cls._labels(directory, model.trees_[0].n_labels)
         return model

@@ -78,7 +78,7 @@ class PredictConfig(Config):
     """Prediction-time settings (each may be overridden per call).
 
     Attributes:
-        beam_size: clusters kept per level during beam search.
+        beam_size: clusters kept per level during beam search (see :mod:`xmc.models.base`).
         topk: labels returned per instance.
         post_processor: ``l3-hinge`` (exp(-max(0, 1-s)^3)) or ``sigmoid``, each multiplied
             along the tree path; ``noop`` ranks by the raw label-layer scores.

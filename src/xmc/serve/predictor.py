@@ -8,7 +8,6 @@ the labels and scores ``xmc predict`` writes for the same documents.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from typing import Any, Sequence
 
 import numpy as np
@@ -16,6 +15,7 @@ import scipy.sparse as sp
 
 from ..data.dataset import LabelVocabulary, XMCDataset
 from ..metrics import top_k
+from ..models.base import refuse_unsupported
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,7 +115,8 @@ def predict_jobs(model, jobs: Sequence[Job]) -> list[list[dict[str, Any]]]:
     options = jobs[0].options
     documents = [doc for job in jobs for doc in job.documents]
     data = documents_to_dataset(documents, model.labels_)
-    params = inspect.signature(model.predict).parameters
+    caps = model.capabilities
+    refuse_unsupported(model, {"beam_size": options.beam_size})
     selected = _selection(model, data, jobs)
     k = options.topk or model.config.predict.topk
     kwargs: dict[str, Any] = {}
@@ -125,12 +126,12 @@ def predict_jobs(model, jobs: Sequence[Job]) -> list[list[dict[str, Any]]]:
         kwargs["beam_size"] = options.beam_size
     late_threshold = late_selection = None
     if options.threshold is not None:
-        if "threshold" in params:
+        if caps.supports_threshold:
             kwargs["threshold"] = options.threshold
         else:
             late_threshold = options.threshold
     if selected is not None:
-        if "selected_outputs" in params:
+        if caps.supports_selected_outputs:
             kwargs["selected_outputs"] = selected
         else:
             kwargs["topk"] = len(model.labels_)

@@ -6,7 +6,6 @@ import asyncio
 import dataclasses
 import datetime
 import hashlib
-import inspect
 import logging
 import os
 import time
@@ -67,7 +66,7 @@ def load_directory(directory: str, *, mmap: bool) -> tuple[Any, dict[str, Any], 
     if manifest["model"] not in MODELS:
         raise ModelFormatError(f"{directory}: unknown model {manifest['model']!r}")
     cls = model_class(manifest["model"])
-    kwargs = {"mmap": True} if mmap and "mmap" in inspect.signature(cls.load).parameters else {}
+    kwargs = {"mmap": True} if mmap and cls.capabilities.loads_mmap else {}
     model = cls.load(directory, **kwargs)
     path = os.path.join(directory, MANIFEST)
     stat = os.stat(path)

@@ -1,20 +1,4 @@
-"""X-Transformer: a transformer matcher over label clusters, then linear rankers on TF-IDF + neural features.
-
-Chang et al., "Taming Pretrained Transformers for Extreme Multi-label Text Classification"
-(KDD 2020). The pipeline reuses XR-Linear's parts rather than forking them:
-
-1. semantic label indexing: ``pifa-tfidf``, ``pifa-neural`` or ``text-emb`` label
-   representations clustered by :func:`xmc.indexing.kmeans.hierarchical_kmeans`;
-2. matching: g(x, k) = w_k . phi(x) over the K leaf clusters, the encoder fine-tuned with
-   the squared hinge loss on M = binarize(Y C) (:mod:`xmc.neural.matcher`);
-3. ranking: the label layer of :class:`~xmc.ranker.hierarchy.HierarchicalLinear` over
-   [phi_tfidf(x) || normalised phi_neural(x)], trained with ``tfn``, ``man`` or ``tfn+man``
-   negatives where ``man`` comes from the matcher's top-b clusters;
-4. f(x, l) = sigma(g(x, c_l), h(x, l)) for the labels of the top-b clusters (Eq. 2);
-   several members (label representations, seeds) average their scores.
-
-Every text set is encoded once per encoder state through :class:`~xmc.neural.cache.EmbeddingCache`.
-"""
+"""The X-Transformer pipeline: TF-IDF, encoder, clusters, matchers and rankers; fit / predict / save / load."""
 
 from __future__ import annotations
 
@@ -25,110 +9,27 @@ import json
 import logging
 import os
 import time
-from typing import Literal, Sequence
+from typing import Sequence
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.preprocessing import normalize
 
-from ..config import Config, check
-from ..data.dataset import LabelVocabulary, XMCDataset
-from ..ensemble import average_scores
-from ..errors import ConfigError
-from ..features.tfidf import TfidfConfig, TfidfFeaturizer
-from ..indexing.kmeans import hierarchical_kmeans
-from ..indexing.label_repr import pifa
-from ..indexing.tree import ClusterChain
-from ..ranker.beam import POST_PROCESSORS
-from ..ranker.hierarchy import HierarchicalLinear, LinearTrainConfig, PredictConfig
-from ..neural.budget import resolve_budget
-from ..neural.configs import EncoderConfig, MatcherConfig
-from ..ranker.negatives import binarize
-from .persistence import model_directory, read_labels, read_manifest, write_labels, write_manifest
+from ...data.dataset import LabelVocabulary, XMCDataset
+from ...ensemble import average_scores
+from ...errors import ConfigError
+from ...features.tfidf import TfidfFeaturizer
+from ...indexing.kmeans import hierarchical_kmeans
+from ...indexing.label_repr import pifa
+from ...indexing.tree import ClusterChain
+from ...ranker.beam import POST_PROCESSORS
+from ...ranker.hierarchy import HierarchicalLinear
+from ...neural.budget import resolve_budget
+from ...ranker.negatives import binarize
+from ..base import Capabilities, XMCModel, save_tensors
+from .config import MemberConfig, XTransformerConfig
 
 logger = logging.getLogger(__name__)
-
-LabelRepr = Literal["pifa-tfidf", "pifa-neural", "text-emb"]
-
-
-@dataclasses.dataclass
-class MemberConfig(Config):
-    """One ensemble member: a label tree, its matcher and its ranker.
-
-    Attributes:
-        label_repr: ``pifa-tfidf`` (PIFA over TF-IDF), ``pifa-neural`` (PIFA over the
-            pre-trained encoder's instance embeddings) or ``text-emb`` (mean-pooled
-            encoder states of the label texts).
-        branching / max_leaf_size / max_iter / seed: the hierarchical k-means (as XR-Linear).
-        recluster: after fine-tuning, rebuild the tree from pifa-neural of the fine-tuned
-            encoder and retrain the cluster head on it (the encoder is kept).
-    """
-
-    label_repr: LabelRepr = "pifa-tfidf"
-    branching: int = 16
-    max_leaf_size: int = 100
-    max_iter: int = 20
-    seed: int = 0
-    recluster: bool = False
-
-    def validate(self) -> None:
-        check(self.branching >= 2 and self.branching & (self.branching - 1) == 0,
-              f"branching must be a power of two >= 2, got {self.branching}")
-        check(self.max_leaf_size >= 1, "max_leaf_size must be >= 1")
-
-
-def _default_ranker() -> LinearTrainConfig:
-    return LinearTrainConfig(negatives="tfn+man")
-
-
-def _default_predict() -> PredictConfig:
-    return PredictConfig(beam_size=20)
-
-
-@dataclasses.dataclass
-class XTransformerConfig(Config):
-    """Full configuration of :class:`XTransformer` (``xmc config xtransformer`` prints it).
-
-    Attributes:
-        features: TF-IDF settings (phi_tfidf and pifa-tfidf).
-        encoder: the Hugging Face encoder and its pooling (phi_neural).
-        text_fields: document fields joined into the encoder's input text.
-        members: one entry per ensemble member (label representation and tree).
-        matcher: how the matcher is trained (``transformer`` fine-tunes the encoder).
-        ranker_input: ``tfidf`` or ``tfidf+neural`` ([phi_tfidf || neural_weight * phi_neural / |phi_neural|]).
-        neural_weight: scale of the normalised neural block in the ranker input.
-        ranker: the linear ranker's training (negatives ``tfn``, ``man``, ``tfn+man``).
-        combiner: f(x, l) from the cluster score g and the ranker score h: ``product``
-            (post(g) * post(h), as PECOS), ``average`` ((post(g) + post(h)) / 2) or ``ranker`` (h only).
-        predict: beam_size = clusters passed from matcher to ranker (b), topk, post_processor.
-        cache_dir: keep encoded embeddings here between runs (None: memory only).
-        work_dir: checkpoints of matcher training, to resume an interrupted run (None: none).
-        n_threads: threads of the linear parts (0 = all cores).
-    """
-
-    features: TfidfConfig = dataclasses.field(default_factory=lambda: TfidfConfig(fields=["title", "text"]))
-    encoder: EncoderConfig = dataclasses.field(default_factory=EncoderConfig)
-    text_fields: list[str] = dataclasses.field(default_factory=lambda: ["title", "text"])
-    members: list[MemberConfig] = dataclasses.field(default_factory=lambda: [MemberConfig()])
-    # "auto": the fine-tuned transformer matcher with CUDA, a frozen encoder's on a CPU (xmc.neural.budget)
-    matcher: MatcherConfig = dataclasses.field(default_factory=lambda: MatcherConfig(kind="auto"))
-    ranker_input: Literal["tfidf", "tfidf+neural"] = "tfidf+neural"
-    neural_weight: float = 1.0
-    ranker: LinearTrainConfig = dataclasses.field(default_factory=_default_ranker)
-    combiner: Literal["product", "average", "ranker"] = "product"
-    predict: PredictConfig = dataclasses.field(default_factory=_default_predict)
-    cache_dir: str | None = None
-    work_dir: str | None = None
-    n_threads: int = 0
-
-    def validate(self) -> None:
-        check(len(self.members) >= 1, "members needs at least one entry")
-        check(self.neural_weight > 0, "neural_weight must be positive")
-        bad = [f for f in self.text_fields if f not in ("title", "description", "text")]
-        check(not bad, f"unknown text field(s) {bad}; choose from title, description, text")
-        if self.matcher.kind == "linear":
-            check(self.combiner == "product", "a linear matcher ranks by its own tree; combiner must be 'product'")
-
 
 Inputs = XMCDataset | Sequence[str]
 
@@ -143,7 +44,7 @@ class _Member:
     head: object | None = None  # ClusterHead
 
 
-class XTransformer:
+class XTransformer(XMCModel):
     """The X-Transformer pipeline (see the module docstring).
 
     Attributes (after ``fit`` or ``load``):
@@ -157,7 +58,10 @@ class XTransformer:
 
     name = "xtransformer"
     config_class = XTransformerConfig
-    uses_validation = True
+    capabilities = Capabilities(uses_validation=True, uses_label_text=True, supports_beam=True,
+                                supports_selected_outputs=True)
+    packages = ("torch", "transformers", "safetensors")
+    device_config = "matcher"
 
     def __init__(self, config: XTransformerConfig | None = None):
         self.config = config or XTransformerConfig()
@@ -173,18 +77,18 @@ class XTransformer:
     @property
     def cache(self):
         if self._cache is None:
-            from ..neural.cache import EmbeddingCache
+            from ...neural.cache import EmbeddingCache
 
             self._cache = EmbeddingCache(self.config.cache_dir)
         return self._cache
 
     def _device(self):
-        from ..neural.device import select_device
+        from ...neural.device import select_device
 
         return select_device(self.config.matcher.device)
 
     def _load_pretrained(self):
-        from ..neural.encoder import TextEncoder
+        from ...neural.encoder import TextEncoder
 
         return TextEncoder.from_pretrained(self.config.encoder).to(self._device()).eval()
 
@@ -215,8 +119,8 @@ class XTransformer:
                 by the runs of an ablation); default: fit ``config.features`` here.
             progress: show progress bars.
         """
-        from ..neural import distributed
-        from ..neural.matcher import top_clusters, train_head, train_matcher
+        from ...neural import distributed
+        from ...neural.matcher import top_clusters, train_head, train_matcher
 
         distributed.init_from_env()  # under torchrun / accelerate: one process per GPU, DDP fine-tuning
         if data.unseen_labels:
@@ -366,24 +270,21 @@ class XTransformer:
         Args:
             inputs: raw texts or a dataset.
             topk / beam_size / post_processor / threshold: override ``config.predict``
-                (beam_size = b, the matcher's clusters passed to the ranker).
+                (beam_size = b, the leaf clusters the matcher keeps for the ranker).
             selected_outputs: optional (n, L) 0/1 matrix; predict only among these labels.
         """
-        from ..neural.matcher import top_clusters
+        from ...neural.matcher import top_clusters
 
-        if not self.members_:
-            raise RuntimeError("model is not fitted; call fit() or XTransformer.load()")
+        self._check_fitted()
         p = self.config.predict
-        topk = p.topk if topk is None else topk
-        beam = p.beam_size if beam_size is None else beam_size
+        topk, beam, threshold = self.resolve_predict(topk, beam_size, threshold)
         post = post_processor or p.post_processor
-        threshold = p.threshold if threshold is None else threshold
         if post not in POST_PROCESSORS:
             raise ValueError(f"unknown post_processor {post!r}; choose from {list(POST_PROCESSORS)}")
         enc_texts, tfidf_texts = self._texts(inputs)
         X = self.featurizer_.transform(tfidf_texts)
         threads = self.config.n_threads or None
-        from ..neural.cache import EmbeddingCache
+        from ...neural.cache import EmbeddingCache
 
         cache = EmbeddingCache(key_by="identity")  # per call: members sharing an encoder encode once; nothing kept from earlier calls
         results = []
@@ -428,47 +329,40 @@ class XTransformer:
         return average_scores([avg], topk)
 
     # ---- persistence -----------------------------------------------------------------
-    def save(self, directory: str | os.PathLike, overwrite: bool = False) -> None:
-        """One directory: manifest, labels, TF-IDF, encoders (safetensors), heads, trees and rankers."""
-        from safetensors.torch import save_file
+    def _is_fitted(self) -> bool:
+        return bool(self.members_)
 
-        from ..neural import distributed
+    def _writes(self) -> bool:
+        from ...neural import distributed
 
-        if not self.members_:
-            raise RuntimeError("model is not fitted")
-        if not distributed.is_main():  # every process holds the same model; rank 0 writes it
-            return
-        with model_directory(directory, overwrite) as tmp:
-            write_manifest(tmp, self.name, self.config.to_dict(),
-                           {"n_members": len(self.members_), "timings": self.timings_},
-                           packages=("torch", "transformers", "safetensors"))
-            write_labels(tmp, self.labels_.names)
-            self.featurizer_.save(os.path.join(tmp, "featurizer"))
-            if self.encoder_ is not None and any(m.encoder is None for m in self.members_):
-                self.encoder_.save(os.path.join(tmp, "encoder"))
-            for k, member in enumerate(self.members_):
-                mdir = os.path.join(tmp, f"member-{k}")
-                member.ranker.save(os.path.join(mdir, "ranker"))
-                if member.encoder is not None:
-                    member.encoder.save(os.path.join(mdir, "encoder"))
-                if member.head is not None:
-                    save_file({k2: v.detach().cpu().contiguous() for k2, v in member.head.state_dict().items()},
-                              os.path.join(mdir, "head.safetensors"))
-            with open(os.path.join(tmp, "histories.json"), "w", encoding="utf-8") as fh:
-                json.dump(self.histories_, fh)
+        return distributed.is_main()  # every process holds the same model; rank 0 writes it
+
+    def _manifest_extra(self) -> dict:
+        return {"n_members": len(self.members_), "timings": self.timings_}
+
+    def _save_parts(self, tmp: str) -> None:
+        """TF-IDF, encoders (safetensors), heads, trees and rankers, histories."""
+        self.featurizer_.save(os.path.join(tmp, "featurizer"))
+        if self.encoder_ is not None and any(m.encoder is None for m in self.members_):
+            self.encoder_.save(os.path.join(tmp, "encoder"))
+        for k, member in enumerate(self.members_):
+            mdir = os.path.join(tmp, f"member-{k}")
+            member.ranker.save(os.path.join(mdir, "ranker"))
+            if member.encoder is not None:
+                member.encoder.save(os.path.join(mdir, "encoder"))
+            if member.head is not None:
+                save_tensors(member.head.state_dict(), os.path.join(mdir, "head.safetensors"))
+        self._write_json(tmp, "histories.json", self.histories_)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, device: str | None = None) -> "XTransformer":
         """Load a saved pipeline (``device`` overrides the config's, e.g. ``cpu``)."""
         from safetensors.torch import load_file
 
-        from ..neural.encoder import TextEncoder
-        from ..neural.matcher import ClusterHead
+        from ...neural.encoder import TextEncoder
+        from ...neural.matcher import ClusterHead
 
-        manifest = read_manifest(directory, expect=cls.name)
-        config = XTransformerConfig.from_dict(manifest["config"], where="xmc_model.json:config")
-        if device is not None:
-            config = dataclasses.replace(config, matcher=dataclasses.replace(config.matcher, device=device))
+        manifest, config = cls._read(directory, device)
         model = cls(config)
         model.featurizer_ = TfidfFeaturizer.load(os.path.join(directory, "featurizer"))
         dev = model._device()
@@ -487,6 +381,6 @@ class XTransformer:
                 member.head.load_state_dict(state)
                 member.head.eval()
             model.members_.append(member)
-        model.labels_ = LabelVocabulary(read_labels(directory, model.members_[0].ranker.n_labels))
+        model.labels_ = cls._labels(directory, model.members_[0].ranker.n_labels)
         model.timings_ = manifest.get("timings", {})
         return model
