@@ -271,12 +271,14 @@ def test_beam_step_both_layouts_match_dense_scoring(group_cost, post, size):
     raw = (sp.hstack([X, np.full((n, 1), bias, dtype=np.float32)]) @ W).toarray().astype(np.float64)
     transform = {"l3-hinge": lambda s: np.exp(-np.maximum(0.0, 1.0 - s) ** 3),
                  "sigmoid": lambda s: 1.0 / (1.0 + np.exp(-s)), "noop": lambda s: s}[post]
+    scratch = np.zeros((2, d + 1), dtype=np.float32)
     ids, scores = beam_step(
         X.indptr.astype(np.int64), X.indices.astype(np.uint32), X.data, d, bias,
         *LayerWeights.build(W, C).arrays(), parent_ids, parent_scores,
         mask.indptr.astype(np.int64), mask.indices.astype(np.int64), True,
-        out_k, POST_PROCESSORS[post], 2, group_cost,
+        out_k, POST_PROCESSORS[post], 2, scratch, group_cost,
     )
+    assert not scratch.any()  # the kernel hands its row buffers back zeroed
     for r in range(n):
         expected = {}
         for t, p in enumerate(parent_ids[r]):
@@ -373,3 +375,15 @@ def test_tfidf_transform_is_scikit_learns_bit_for_bit(tmp_path, corpus, sublinea
         assert ours.dtype == np.float32 and ours.shape == theirs.shape
         for a, b in ((ours.indptr, theirs.indptr), (ours.indices, theirs.indices), (ours.data, theirs.data)):
             assert np.array_equal(a, b)
+
+
+def test_concurrent_predictions_from_python_threads_equal_sequential_ones(corpus):
+    """Each calling thread gets its own kernel row buffers: threads never corrupt each other's scores."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    config = XRLinearConfig.from_dict({"features": {"min_df": 1}, "indexers": [{"branching": 2, "max_leaf_size": 10}]})
+    model = XRLinear(config).fit(corpus.train, progress=False)
+    expected = model.predict(corpus.test, topk=5)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: model.predict(corpus.test, topk=5), range(8)))
+    assert all((r != expected).nnz == 0 for r in results)

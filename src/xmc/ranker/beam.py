@@ -252,7 +252,7 @@ def beam_step(
     child_indptr, child_ids,
     parent_ids, parent_scores,
     mask_indptr, mask_indices, use_mask,
-    out_k, post, n_threads, group_cost=GROUP_COST,
+    out_k, post, n_threads, scratch, group_cost=GROUP_COST,
 ):
     """Score the children of each row's beam and keep the best ``out_k``.
 
@@ -263,6 +263,9 @@ def beam_step(
         parent_ids, parent_scores: (n, b) beam of the previous level, -1 padded.
         mask_*: CSR (n, K_children) of allowed children per row (``use_mask``).
         out_k: beam width to keep.
+        scratch: float32 (>= n_threads, n_features + 1), all zeros, and all zeros again on return:
+            each thread's dense row buffer for the column loop. Kept by the caller across calls,
+            since zeroing it here (8 MB at 2M features) cost more per call than scoring one document.
         post: post-processor code (see ``POST_PROCESSORS``); l3-hinge and
             sigmoid multiply the parent's path score, noop keeps raw child scores.
         group_cost: a row is scored by feature when ``group_cost`` times its feature groups
@@ -281,7 +284,7 @@ def beam_step(
     out_ids = np.full((n, out_k), -1, dtype=np.int64)
     out_scores = np.full((n, out_k), -np.inf, dtype=np.float32)
     for thread in numba.prange(n_threads):
-        buf = np.zeros(n_features + 1, dtype=np.float32)
+        buf = scratch[thread]
         acc = np.zeros(widest * b, dtype=np.float64)  # beam slot t's children at t * widest + position
         beam_pos = np.full(n_parents, -1, dtype=np.int64)
         beam_parents = np.empty(b, dtype=np.int64)
@@ -337,6 +340,7 @@ def beam_step(
                         acc[t * widest + j] = s
                 for k in range(x_indptr[r], x_indptr[r + 1]):
                     buf[x_indices[k]] = 0.0
+                buf[n_features] = 0.0
             # Keep the best out_k by insertion into a sorted list (score desc, id asc):
             # out_k is small, so this beats sorting all b * widest candidates.
             kept = 0
