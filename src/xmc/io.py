@@ -207,20 +207,28 @@ def _first_json_line(path: str) -> dict | None | bool:
     return False
 
 
-def check_file_output(path: str | os.PathLike, *, overwrite: bool, recognise: Callable[[dict], bool],
+def jsonl_output(recognise_record: Callable[[dict], bool]) -> Callable[[str], bool]:
+    """For :func:`check_file_output`: an xmc JSONL output, told by its first record; a blank file
+    counts as one (an output of zero documents)."""
+    def is_ours(path: str) -> bool:
+        first = _first_json_line(path)
+        return first is False or (first is not None and recognise_record(first))
+    return is_ours
+
+
+def check_file_output(path: str | os.PathLike, *, overwrite: bool, is_ours: Callable[[str], bool],
                       what: str) -> None:
     """Raise :class:`OutputError` unless ``path`` is new, or an xmc ``what`` file and ``overwrite`` is set.
 
-    ``recognise`` tells an xmc output from anything else by the first JSONL record; a blank file
-    counts as one (an output of zero documents).
+    ``is_ours(path)`` tells an earlier xmc output from anything else (e.g. :func:`jsonl_output`);
+    anything else is never replaced, with or without ``overwrite``.
     """
     path = os.fspath(path)
     if not os.path.lexists(path):
         return
     if os.path.isdir(path):
         raise OutputError(f"{path}: is a directory; give a file path for the {what}")
-    first = _first_json_line(path)
-    if first is None or (first is not False and not recognise(first)):
+    if not is_ours(path):
         raise OutputError(f"{path}: a file that is not an xmc {what} is already there; refusing to replace it: "
                           "choose a new path")
     if not overwrite:

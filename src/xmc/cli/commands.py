@@ -23,7 +23,7 @@ from ..data import (
     write_predictions,
 )
 from ..errors import ConfigError, DataFormatError, XMCError
-from ..io import check_file_output, check_not_an_input, check_replaceable
+from ..io import check_file_output, check_not_an_input, check_replaceable, jsonl_output
 from ..metrics import evaluate as evaluate_scores
 from ..metrics import format_report, group_report, top_k, train_propensities
 from ..models.base import refuse_unsupported
@@ -261,7 +261,8 @@ def train(args: argparse.Namespace) -> int:
 
 def predict(args: argparse.Namespace) -> int:
     check_not_an_input(args.out, {"--input": args.input, "--model": args.model})
-    check_file_output(args.out, overwrite=args.overwrite, recognise=_is_prediction_record, what="prediction file")
+    check_file_output(args.out, overwrite=args.overwrite, is_ours=jsonl_output(_is_prediction_record),
+                      what="prediction file")
     model = load_model(args.model)
     data = _read(args.input, args, require_labels=False)
     # A model reads text unless it was trained on a file's own features (XR-Linear on XC sparse data).
@@ -283,8 +284,7 @@ def predict(args: argparse.Namespace) -> int:
         raise
     except ValueError as exc:  # input that does not fit the model: no features, wrong feature count
         raise ConfigError(f"{args.input}: {exc}") from exc
-    topk = args.topk or model.config.predict.topk
-    indices, values = top_k(scores, topk)
+    indices, values = top_k(scores, model.resolve_predict(topk=args.topk).topk)
     write_predictions(args.out, data.ids, model.labels_.names, indices, values)
     print(f"wrote predictions for {len(data)} documents to {args.out}")
     return 0
@@ -295,7 +295,8 @@ def augment(args: argparse.Namespace) -> int:
     from ..augment.pipeline import augment as run_augment
 
     check_not_an_input(args.out, {"--train": args.train, "--label-text": args.label_text, "--config": args.config})
-    check_file_output(args.out, overwrite=args.overwrite, recognise=_is_augmented_record, what="augmented file")
+    check_file_output(args.out, overwrite=args.overwrite, is_ours=jsonl_output(_is_augmented_record),
+                      what="augmented file")
     config = AugmentConfig.from_json(args.config) if args.config else AugmentConfig()
     if not config.generator.model_path:  # the packaged SmolLM2, converted once; fail before reading data
         from ..augment.default_generator import default_generator_path

@@ -10,8 +10,8 @@ import sys
 import numpy as np
 
 from ..data import XMCDataset, dataset_stats, read_label_texts
-from ..errors import ConfigError, OutputError
-from ..io import atomic_file, check_not_an_input
+from ..errors import ConfigError
+from ..io import atomic_file, check_file_output, check_not_an_input
 
 
 class AttachToPred(argparse.Action):
@@ -49,16 +49,9 @@ def _made_by_xmc(path: str) -> bool:
 
 def _check_new(path: str | None, overwrite: bool, inputs: dict[str, str | None]) -> None:
     """Refuse before any work: an input, anything not written by xmc, or an xmc output without --overwrite."""
-    if not path:
-        return
-    check_not_an_input(path, inputs)
-    if not os.path.lexists(path):
-        return
-    if os.path.isdir(path) or not _made_by_xmc(path):
-        raise OutputError(f"{path}: a file that is not an xmc report or figure is already there; refusing to "
-                          "replace it: choose a new path")
-    if not overwrite:
-        raise OutputError(f"{path}: an xmc report is already there; pass --overwrite to replace it")
+    if path:
+        check_not_an_input(path, inputs)
+        check_file_output(path, overwrite=overwrite, is_ours=_made_by_xmc, what="report or figure")
 
 
 def _require_plotting() -> None:
