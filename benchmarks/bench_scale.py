@@ -45,8 +45,63 @@ from bench_xr_linear import _fmt_ratio, machine  # noqa: E402
 
 # labels -> (training documents, features): the issue's sizes for 100k and 1M
 PRESETS = {100_000: (200_000, 1_000_000), 1_000_000: (1_000_000, 2_000_000), 3_000_000: (3_000_000, 4_000_000)}
-METHODS = {"xmc": "bench_xr_linear:fit_predict_xmc", "pecos": "pecos"}
+METHODS = {"xmc": "bench_xr_linear:fit_predict_xmc", "pecos": "pecos", "xmc-dask": "bench_scale:fit_predict_xmc_dask"}
 GOALS = "at 1M labels: train <= 0.5x PECOS, batch predict <= 1.0x, peak RSS <= 0.8x, P@1/P@5 >= PECOS"
+
+
+def _worker_peak_rss_mb() -> float:
+    import measure as _m  # on the worker: its own VmHWM
+
+    return _m.peak_rss_mb()
+
+
+def _worker_reset_peak() -> bool:
+    import measure as _m
+
+    return _m._reset_peak_rss()
+
+
+def fit_predict_xmc_dask(X_train, Y_train, X_test, *, topk=10, beam=10, threads=2, workers=2, **options) -> dict:
+    """xmc's default XR-Linear trained and batch-predicted on a ``workers``-process local Dask cluster
+    (``threads // workers`` threads each; PIFA and the clustering run in this driver process with
+    ``threads`` threads). Same result dict as ``fit_predict_xmc`` plus each worker's peak RSS (VmHWM,
+    reset once the cluster is up) during training and prediction; the driver's is the process's own
+    (``peak_rss_mb``; the local cluster's scheduler runs in it too)."""
+    import shutil
+
+    from xmc.distributed import DaskEngine
+    from xmc.models.xr_linear import XRLinear, XRLinearConfig
+
+    config = XRLinearConfig.from_dict(dict(options.get("config") or {}))
+    config.n_threads = threads
+    X_train = sp.csr_matrix(X_train, dtype=np.float32)
+    X_test = sp.csr_matrix(X_test, dtype=np.float32)
+    t_start = time.perf_counter()
+    with DaskEngine(workers=workers, threads_per_worker=max(1, threads // workers)) as engine:
+        start_s = time.perf_counter() - t_start
+        engine.client.run(_worker_reset_peak)
+        t0 = time.perf_counter()
+        model = XRLinear(config).fit_matrix(X_train, sp.csr_matrix(Y_train), progress=False, engine=engine)
+        train_s = time.perf_counter() - t0
+        train_peaks = sorted(engine.client.run(_worker_peak_rss_mb).values())
+        parts = {key: sum(t[key] for t in model.fit_seconds_) for key in model.fit_seconds_[0]}
+        tmp = tempfile.mkdtemp(prefix="bench_xmc_dask_")
+        try:
+            model.save(os.path.join(tmp, "model"))
+            del model
+            model_bytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(os.path.join(tmp, "model"))
+                              for f in fs)
+            shard = max(1, -(-X_test.shape[0] // (2 * workers)))
+            engine.predict(os.path.join(tmp, "model"), X_test[:2], topk=topk, beam_size=beam)  # warm-up: loads
+            t1 = time.perf_counter()
+            scores = engine.predict(os.path.join(tmp, "model"), X_test, topk=topk, beam_size=beam, shard_size=shard)
+            predict_s = time.perf_counter() - t1
+            all_peaks = sorted(engine.client.run(_worker_peak_rss_mb).values())
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return {"scores": scores, "train_s": train_s, **{f"{k}_s": v for k, v in parts.items()},
+            "predict_s": predict_s, "model_bytes": model_bytes, "workers": workers, "cluster_start_s": start_s,
+            "worker_train_peak_rss_mb": train_peaks, "worker_peak_rss_mb": all_peaks}
 
 
 def _metrics(scores, Y_test) -> dict:
@@ -81,6 +136,7 @@ def run_size(n_labels: int, args, tmpdir: str) -> dict:
     Y_test = prob.Y_test
     del prob  # the children load their own copy; keep the shared box's memory free
     rows = []
+    xmc_scores = None
     for name in args.methods:
         print(f"[{n_labels}] {name} ...", flush=True)
         log_path = os.path.join(tmpdir, f"{name}_{n_labels}.log")
@@ -92,9 +148,15 @@ def run_size(n_labels: int, args, tmpdir: str) -> dict:
             print(f"[{n_labels}] {name} FAILED: {res['error']}\n{res.get('traceback', '')}\n{tail}", flush=True)
             rows.append({"method": name, "error": res["error"]})
             continue
-        res.update(_metrics(res.pop("scores"), Y_test))
+        scores = res.pop("scores")
+        if name == "xmc":
+            xmc_scores = scores
+        elif name == "xmc-dask" and xmc_scores is not None:
+            res["scores_equal_xmc"] = bool(xmc_scores.shape == scores.shape and (xmc_scores != scores).nnz == 0)
+        res.update(_metrics(scores, Y_test))
         res["predict_ms_per_doc"] = 1000.0 * res["predict_s"] / Y_test.shape[0]
-        row = {k: v for k, v in res.items() if isinstance(v, (int, float, str, bool))}
+        row = {k: v for k, v in res.items() if isinstance(v, (int, float, str, bool))
+               or (isinstance(v, list) and all(isinstance(x, (int, float)) for x in v))}
         row["method"] = name
         print(f"[{n_labels}] {name}: " + measure.summary(row), flush=True)
         rows.append(row)
@@ -122,6 +184,8 @@ def size_table(result: dict) -> list[str]:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        if r["method"] == "xmc-dask":
+            continue  # its own table below
         if "error" in r:
             out.append(f"| {r['method']} | error: {r['error']} |" + " |" * 11)
             continue
@@ -132,6 +196,10 @@ def size_table(result: dict) -> list[str]:
             f"| {_fmt_ratio(r['predict_s'], g('predict_s'))} | {_fmt_ratio(r['peak_rss_mb'], g('peak_rss_mb'))} "
             f"| {_fmt_ratio(r['model_bytes'], g('model_bytes'))} |"
         )
+    kept = [r for r in rows if r.get("kept_from")]
+    if kept:
+        out += ["", "Rows kept from an earlier run of the same problem: " + "; ".join(
+            f"{r['method']} ({r.get('date')}, `{r['kept_from']}`)" for r in kept) + "."]
     xmc = next((r for r in rows if r["method"] == "xmc" and "rank_s" in r), None)
     if xmc:
         out += ["", f"xmc train time split: label representation {xmc['label_repr_s']:.1f} s, indexing "
@@ -139,6 +207,49 @@ def size_table(result: dict) -> list[str]:
                     f"PECOS: PIFA {g('embed_s') or 0:.1f} s, indexing {g('index_s') or 0:.1f} s, layers {g('fit_s') or 0:.1f} s."]
     out.append("")
     return out
+
+
+def distributed_table(results: list[dict]) -> list[str]:
+    """The "Distributed training" subsection: each size's xmc-dask row against its same-run xmc row."""
+    out = [
+        "### Distributed training (2-worker local cluster)",
+        "",
+        "`xmc.distributed.DaskEngine(workers=2, threads_per_worker=1)` (a local Dask cluster; see README, "
+        "\"Bigger than one machine\"): PIFA and the clustering run in the driver with 2 threads, the linear "
+        "layers as tasks on the workers (the top layers on every row, one task per label sub-tree on only its "
+        "rows), the driver assembles one model; batch prediction in 4 shards, the model memory-mapped once per "
+        "worker. Against the single-process `xmc` row of the same run (2 threads). Worker peaks are each "
+        "worker process's VmHWM (reset once the cluster is up; the first figure is during training, the "
+        "second over training and prediction); the driver's is its process's VmHWM (inputs, clustering, the "
+        "local scheduler and the assembled model).",
+        "",
+        "| labels | method | train (s) | train / xmc | cluster start (s) | layers (s) | driver peak RSS (MB) "
+        "| worker peak RSS, training (MB) | worker peak RSS, + predict (MB) | batch predict (s) | P@1 | P@5 "
+        "| predictions = xmc |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    found = False
+    for res in results:
+        rows = {r["method"]: r for r in res["rows"] if "error" not in r}
+        d = rows.get("xmc-dask")
+        if d is None:
+            continue
+        found = True
+        x = rows.get("xmc")
+        if x:
+            out.append(f"| {res['labels']:,} | xmc (1 process) | {x['train_s']:.1f} | 1.00 | - | {x['rank_s']:.1f} "
+                       f"| {x['peak_rss_mb']:.0f} | - | - | {x['predict_s']:.2f} | {100 * x['P@1']:.2f} "
+                       f"| {100 * x['P@5']:.2f} | - |")
+        wt = " / ".join(f"{v:.0f}" for v in d["worker_train_peak_rss_mb"])
+        wa = " / ".join(f"{v:.0f}" for v in d["worker_peak_rss_mb"])
+        eq = {True: "identical", False: "differ"}.get(d.get("scores_equal_xmc"), "n/a")
+        out.append(f"| {res['labels']:,} | xmc, dask 2 workers | {d['train_s']:.1f} "
+                   f"| {_fmt_ratio(d['train_s'], x['train_s'] if x else None)} | {d['cluster_start_s']:.1f} "
+                   f"| {d['rank_s']:.1f} | {d['peak_rss_mb']:.0f} | {wt} | {wa} | {d['predict_s']:.2f} "
+                   f"| {100 * d['P@1']:.2f} | {100 * d['P@5']:.2f} | {eq} |")
+    if not found:
+        out = out[:2] + ["Not measured yet (`--methods xmc,xmc-dask`)."]
+    return out + [""]
 
 
 def render_section(results_dir: str, notes: str) -> str:
@@ -165,16 +276,23 @@ def render_section(results_dir: str, notes: str) -> str:
     ]
     for r in results:
         lines += size_table(r)
-    lines += [
-        "### Distributed training (2-worker local cluster)",
-        "",
-        "Not measured yet: xmc has no distributed training engine. This row (train time and peak RSS per "
-        "worker on a 2-worker local cluster) is to be filled in by the issue's distributed part.",
-        "",
-    ]
+    lines += distributed_table(results)
     if notes:
         lines += [notes, ""]
     return "\n".join(lines).rstrip("\n")
+
+
+def _kept_rows(path: str, result: dict, rerun: list[str]) -> list[dict]:
+    """Rows of an earlier run of the same problem for methods not rerun now (each keeps its own date)."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        old = json.load(f)
+    same = all(old.get(k) == result.get(k) for k in ("labels", "train_docs", "test_docs", "features", "seed"))
+    if not same:
+        return []
+    return [{**r, "date": r.get("date", old.get("date")), "kept_from": old.get("command")}
+            for r in old["rows"] if r["method"] not in rerun]
 
 
 def main(argv=None) -> None:
@@ -185,7 +303,9 @@ def main(argv=None) -> None:
     ap.add_argument("--features", type=int, default=None, help="override the preset's feature count")
     ap.add_argument("--test-docs", type=int, default=10_000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--methods", default="xmc,pecos", help="comma-separated subset of xmc,pecos")
+    ap.add_argument("--methods", default="xmc,pecos",
+                    help="comma-separated subset of xmc,pecos,xmc-dask (xmc-dask: 2-worker local Dask cluster); "
+                         "rows of methods not run are kept from an earlier run of the same problem")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n-latency", type=int, default=20, help="single-document latency rows (not tabulated)")
     ap.add_argument("--timeout", type=float, default=7200.0, help="per method run, seconds")
@@ -205,7 +325,9 @@ def main(argv=None) -> None:
     for n in sizes:
         with tempfile.TemporaryDirectory(prefix="bench_scale_") as tmpdir:
             result = {**common, **run_size(n, args, tmpdir)}
-        with open(os.path.join(args.results_dir, f"labels_{n:09d}.json"), "w") as f:
+        path = os.path.join(args.results_dir, f"labels_{n:09d}.json")
+        result["rows"] += _kept_rows(path, result, args.methods)
+        with open(path, "w") as f:
             json.dump(result, f, indent=1)
         print("\n".join(size_table(result)), flush=True)
     if args.write:
