@@ -201,3 +201,14 @@ def test_cli_refuses_engine_options_that_cannot_apply(tmp_path, capsys):
     assert main([*base, "--model", "xr-linear", "--address", "tcp://127.0.0.1:1"]) == 2
     assert "--engine" in capsys.readouterr().err
     assert not (tmp_path / "m").exists()
+
+
+def test_without_dask_the_engine_says_how_to_install_it(monkeypatch):
+    import sys
+
+    from xmc.distributed import DaskEngine
+    from xmc.errors import EngineError
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
+    with pytest.raises(EngineError, match=r"xmc\[distributed\]"):
+        DaskEngine(workers=2)

@@ -106,7 +106,7 @@ class DaskEngine:
 
     @property
     def n_workers(self) -> int:
-        return len(self.client.scheduler_info()["workers"])
+        return len(self.client.nthreads())
 
     def close(self) -> None:
         """Disconnect; a local cluster started here is shut down."""
