@@ -124,7 +124,7 @@ class DaskEngine:
         self.close()
 
     # ---- training --------------------------------------------------------------
-    def _run_bounded(self, fn, payloads, *, desc: str, progress: bool, key_prefix: str):
+    def _run_bounded(self, fn, payloads, *, total: int, desc: str, progress: bool, key_prefix: str):
         """Submit ``fn(payload)`` for each (key, payload-maker) keeping ``max_in_flight`` at a time;
         yields (key, result) as tasks finish."""
         dd = _dask()
@@ -142,7 +142,7 @@ class DaskEngine:
 
         keys: dict[str, str] = {}
         pending = dd.as_completed([submit(item) for item in islice(todo, self.max_in_flight)])
-        with progress_bar(total=None, desc=desc, unit="task", disable=not progress) as bar:
+        with progress_bar(total=total, desc=desc, unit="task", disable=not progress) as bar:
             for fut in pending:
                 try:
                     result = fut.result()
@@ -177,7 +177,7 @@ class DaskEngine:
         from .worker import train_on_worker
 
         payloads = ((s.key, lambda s=s: (materialise(s, X, Y, config),)) for s in specs)
-        results = (r for _key, r in self._run_bounded(train_on_worker, payloads, desc="training",
+        results = (r for _key, r in self._run_bounded(train_on_worker, payloads, total=len(specs), desc="training",
                                                       progress=progress, key_prefix="xmc-train"))
         return assemble(chain, X.shape[1], config, results)
 
@@ -216,7 +216,7 @@ class DaskEngine:
             payloads = ((str(k), lambda s=s: (plugin_name, inputs[s:s + shard_size], options))
                         for k, s in enumerate(starts))
             parts: dict[int, sp.csr_matrix] = {}
-            for key, result in self._run_bounded(predict_on_worker, payloads, desc="predicting",
+            for key, result in self._run_bounded(predict_on_worker, payloads, total=len(starts), desc="predicting",
                                                  progress=progress, key_prefix="xmc-predict"):
                 parts[int(key)] = result
         finally:

@@ -179,7 +179,11 @@ def _layer_matrices(task: TrainTask, part: LayerPart) -> tuple[sp.csr_matrix, sp
 
 
 def run_task(task: TrainTask, n_threads: int | None = None) -> list[tuple[int, np.ndarray, sp.csc_matrix, np.ndarray]]:
-    """Train a task's classifiers (on a worker); returns (layer, children, weights (d + 1, m), solver passes) per part."""
+    """Train a task's classifiers (on a worker).
+
+    Returns:
+        Per layer part: (layer, children, weights CSC (d + 1, m), solver passes (m,)).
+    """
     from ..ranker.hierarchy import _threads
 
     threads = _threads(n_threads or task.n_threads or None)
