@@ -220,13 +220,13 @@ def _is_augmented_record(record: dict) -> bool:
     return "source_id" in record
 
 
-def _check_engine(args: argparse.Namespace, model_name: str) -> None:
-    """Refuse engine options that cannot apply, before any data is read."""
+def _check_engine(args: argparse.Namespace, model) -> None:
+    """Refuse engine options that cannot apply (``model``: a model class or instance), before any data is read."""
     if getattr(args, "engine", None) is None:
         if getattr(args, "address", None):
             raise ConfigError("--address names a cluster for --engine; give --engine dask too")
-    elif model_name != "xr-linear":
-        raise ConfigError(f"--engine runs xr-linear only, not {model_name}")
+    elif not (model.capabilities.supports_engine and model.capabilities.loads_mmap):
+        raise ConfigError(f"--engine runs xr-linear only, not {model.name}")
 
 
 def _engine(args: argparse.Namespace):
@@ -245,7 +245,7 @@ def _engine(args: argparse.Namespace):
 def train(args: argparse.Namespace) -> int:
     cls = model_class(args.model)
     _check_model_output(args)
-    _check_engine(args, cls.name)
+    _check_engine(args, cls)
     if getattr(args, "xda_config", None) and not getattr(args, "augmented", None):
         raise ConfigError("--xda-config configures the --augmented fine-tuning; give --augmented too")
     given = {"label_text": args.label_text, "taxonomy": getattr(args, "taxonomy", None),
@@ -297,7 +297,7 @@ def predict(args: argparse.Namespace) -> int:
         model = load_mapped(args.model)  # the workers predict: here only the config, labels and featurizer
     else:
         model = load_model(args.model)
-    _check_engine(args, model.name)
+    _check_engine(args, model)
     data = _read(args.input, args, require_labels=False)
     # A model reads text unless it was trained on a file's own features (XR-Linear on XC sparse data).
     reads_text = getattr(model, "featurizer_", None) is not None or not model.capabilities.uses_data_features

@@ -119,7 +119,7 @@ class XRLinear(XMCModel):
     config_class = XRLinearConfig
     # Trained on an XC file's own features, it has no featurizer and reads no text.
     capabilities = Capabilities(uses_label_text=True, uses_data_features=True, supports_beam=True,
-                                supports_selected_outputs=True, loads_mmap=True)
+                                supports_selected_outputs=True, loads_mmap=True, supports_engine=True)
 
     def __init__(self, config: XRLinearConfig | None = None):
         self.config = config or XRLinearConfig()
