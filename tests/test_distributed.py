@@ -17,7 +17,7 @@ import scipy.sparse as sp
 
 from xmc.datasets.sparse import make_sparse_problem
 from xmc.datasets.synthetic import make_corpus
-from xmc.distributed.plan import CRASH_ONCE_ENV, assemble, materialise, plan, run_task, split_level
+from xmc.distributed.plan import CRASH_ONCE_ENV, assemble, materialise, plan, run_task
 from xmc.errors import ConfigError
 from xmc.indexing.kmeans import hierarchical_kmeans
 from xmc.indexing.label_repr import pifa
@@ -49,7 +49,7 @@ def _same(A: sp.spmatrix, B: sp.spmatrix) -> bool:
 
 
 def _run_plan_here(X, Y, chain, config, n_workers):
-    specs = plan(Y, chain, config, n_workers)
+    specs = plan(Y, chain, config, n_workers, row_weight=np.diff(X.indptr))
     results = [run_task(materialise(s, X, Y, config), n_threads=1) for s in specs]
     return specs, assemble(chain, X.shape[1], config, iter(results))
 
@@ -61,7 +61,9 @@ def test_plan_equals_single_process_bitwise(problem, chain, n_workers, loss):
     config = LinearTrainConfig(loss=loss, max_iter=20)
     single = HierarchicalLinear.fit(X, Y, chain, config, n_threads=1)
     specs, distributed = _run_plan_here(X, Y, chain, config, n_workers)
-    assert len(specs) == 1 + chain.level_sizes[split_level(chain, n_workers) - 1]
+    assert len(specs) >= 1 + chain.level_sizes[0]  # the top task and at least one task per level-1 node
+    if n_workers == 8:  # a finer split: some sub-trees were cut into their node task and their children's
+        assert any(s.key.startswith("node-L1") for s in specs)
     for W1, W2 in zip(single.weights, distributed.weights):
         assert _same(W1, W2)
 
@@ -75,25 +77,31 @@ def test_flat_tree_is_split_into_chunks_of_the_label_layer(problem):
     assert _same(HierarchicalLinear.fit(X, Y, flat, config, n_threads=1).weights[0], distributed.weights[0])
 
 
-def test_subtree_tasks_receive_only_the_rows_and_labels_below_their_node(problem, chain):
+def test_tasks_receive_only_the_rows_and_labels_below_their_node(problem, chain):
     X, Y, _ = problem
-    specs = plan(Y, chain, LinearTrainConfig(), 2)
-    s = split_level(chain, 2)
-    below = sp.csc_matrix(chain.label_to_level(s - 1))  # label -> its node at the split level
-    seen_labels = []
-    for spec in specs[1:]:
-        g = int(spec.key.split("-")[1])
-        labels = below[:, g].nonzero()[0]
+    specs = plan(Y, chain, LinearTrainConfig(), 4, row_weight=np.diff(X.indptr))
+    trained = {}
+    for spec in specs:
+        if spec.key == "top":
+            assert spec.rows is None and [p.layer for p in spec.parts] == [0]
+            continue
+        kind, level, node = spec.key.split("-")
+        level, node = int(level[1:]), int(node)
+        labels = sp.csc_matrix(chain.label_to_level(level - 1))[:, node].nonzero()[0]  # the labels below node
         assert np.array_equal(spec.labels, labels)
         rows = np.flatnonzero(np.asarray(Y[:, labels].sum(axis=1)).ravel() > 0)
-        assert np.array_equal(spec.rows, rows)  # exactly the rows with a label below g
+        assert np.array_equal(spec.rows, rows)  # exactly the rows with a label below the node
         task = materialise(spec, X, Y, LinearTrainConfig())
         assert task.X.shape == (len(rows), X.shape[1]) and task.Y.shape == (len(rows), len(labels))
-        seen_labels.append(labels)
-    assert specs[0].key == "top" and [p.layer for p in specs[0].parts] == list(range(s))
-    assert np.array_equal(np.sort(np.concatenate(seen_labels)), np.arange(Y.shape[1]))
-    # together the sub-trees receive fewer rows than one copy per task would
-    assert sum(len(sp_.rows) for sp_ in specs[1:]) < (len(specs) - 1) * X.shape[0]
+        assert spec.parts[0].layer == level and (kind == "subtree") == (len(spec.parts) > 1)
+        for part in spec.parts:
+            for c in part.children:
+                trained[part.layer, int(c)] = trained.get((part.layer, int(c)), 0) + 1
+    # every classifier below the root layer exactly once
+    assert sorted(trained) == [(j, c) for j in range(1, len(chain)) for c in range(chain.level_sizes[j])]
+    assert set(trained.values()) == {1}
+    # together the tasks below the root receive far fewer rows than a copy of X each
+    assert sum(len(s.rows) for s in specs if s.rows is not None) < 0.5 * (len(specs) - 1) * X.shape[0]
 
 
 def test_plan_refuses_matcher_aware_negatives(problem, chain):

@@ -67,8 +67,8 @@ class DaskEngine:
         address: a running scheduler (``tcp://host:8786``); None starts a local cluster.
         workers: worker processes of the local cluster.
         threads_per_worker: threads of each local worker (the solvers' threads in a task).
-        max_in_flight: tasks submitted at a time (default: twice the workers): bounds the
-            driver's memory for cut row subsets.
+        max_in_flight: tasks submitted at a time (default: the workers + 1, so a worker finds its
+            next task ready): bounds the driver's memory for cut row subsets.
         retries: reruns of a task that raised (a task whose worker died is rerun by the
             scheduler anyway, up to its ``allowed-failures``).
 
@@ -100,7 +100,7 @@ class DaskEngine:
         n = self.n_workers
         if n == 0:
             self.client.wait_for_workers(1, timeout=60)
-        self.max_in_flight = max_in_flight or 2 * max(self.n_workers, 1)
+        self.max_in_flight = max_in_flight or self.n_workers + 1
         self.retries = retries
         logger.info("dask engine: %d workers (%s)", self.n_workers, address or "local cluster")
 
@@ -171,9 +171,11 @@ class DaskEngine:
         if Y.shape != (X.shape[0], chain.n_labels):
             raise ValueError(f"Y has shape {Y.shape}, expected ({X.shape[0]}, {chain.n_labels})")
         Y = sp.csr_matrix(Y)
-        specs = plan(Y, chain, config, self.n_workers)
-        logger.info("distributed training: %d tasks over %d workers (%s)", len(specs), self.n_workers,
-                    ", ".join(s.key for s in specs[:5]) + (" ..." if len(specs) > 5 else ""))
+        specs = plan(Y, chain, config, self.n_workers, row_weight=np.diff(X.indptr))
+        shipped = sum(X.shape[0] if s.rows is None else len(s.rows) for s in specs)
+        logger.info("distributed training: %d tasks over %d workers (%s); they receive %.2f x the rows in all",
+                    len(specs), self.n_workers, ", ".join(s.key for s in specs[:5]) + (" ..." if len(specs) > 5 else ""),
+                    shipped / max(X.shape[0], 1))
         from .worker import train_on_worker
 
         payloads = ((s.key, lambda s=s: (materialise(s, X, Y, config),)) for s in specs)

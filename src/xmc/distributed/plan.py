@@ -1,14 +1,17 @@
 """Split the training of one label tree's linear layers into independent tasks, and put it back together.
 
 With teacher-forced negatives (``tfn``) a node's classifiers train only on the rows
-that hold a label below their parent, so the tree splits cleanly at a level ``s``:
+that hold a label below it, so the work splits along the tree:
 
-- a **sub-tree task** per node g of level s trains every layer below g (the
-  classifiers of g's descendants) and receives only the rows that hold a label
-  below g, with just those labels: ``X[R_g]`` and ``Y[R_g, labels(g)]``;
-- one **top task** trains layers ``0 .. s-1`` (the root's few classifiers), which
-  need every row: it receives ``X`` and ``Y`` whole (a flat one-level tree has
-  only this layer, split instead into chunks of its classifiers).
+- a **sub-tree task** for node g trains every layer below g and receives only the
+  rows that hold a label below g, with just those labels: ``X[R_g]``, ``Y[R_g, labels(g)]``
+  and a few index arrays;
+- a **node task** for g trains only g's own children (one layer) on the same rows;
+  a costly sub-tree is split into its node task and its children's sub-tree tasks
+  (label popularity is skewed: a head cluster can hold most rows);
+- the **top task** trains the root's few classifiers, which need every row: it
+  receives ``X`` and ``Y`` whole (a flat one-level tree has only this layer, split
+  instead into chunks of its classifiers, each on every row).
 
 Every task calls :func:`xmc.ranker.hierarchy.train_layer`, the function the
 single-process path calls for whole layers, with global child ids (the solver's
@@ -22,6 +25,7 @@ ships the tasks.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import logging
 import os
 from typing import Iterator
@@ -94,21 +98,81 @@ class TaskSpec:
     rows: np.ndarray | None  # sorted row ids; None = all rows
     labels: np.ndarray | None  # sorted label ids; None = all labels
     parts: list[LayerPart]
-    cost: int
+    cost: float  # estimated: classifiers x non-zeros of their rows
 
 
-def split_level(chain: ClusterChain, n_workers: int) -> int:
-    """The tree level whose nodes root the sub-tree tasks: the shallowest with at least two nodes per
-    worker (so the engine can balance them), at most the leaf clusters' level."""
-    sizes = chain.level_sizes
-    for s in range(1, len(chain)):
-        if sizes[s - 1] >= 2 * n_workers:
-            return s
-    return len(chain) - 1
+class _Tree:
+    """The tree's levels as arrays, for planning: each level's label groups, row sets and costs."""
+
+    def __init__(self, Y: sp.csr_matrix, chain: ClusterChain, row_weight: np.ndarray):
+        self.chain = chain
+        self.depth = depth = len(chain)
+        n, L = Y.shape
+        # ancestor[j][label]: the label's ancestor among layer j's children (identity for the last layer)
+        self.ancestor = [np.arange(L, dtype=np.int64) if j == depth - 1
+                         else sp.csr_matrix(chain.label_to_level(j)).indices.astype(np.int64) for j in range(depth)]
+        self.parents = [chain.parents(j) for j in range(depth)]
+        self.rows: dict[int, sp.csc_matrix] = {}  # level j >= 1 -> (n, K_j): rows with a label below each node
+        self.own: dict[int, np.ndarray] = {}  # level j -> cost of training the children of each node
+        self.by_node: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        for j in range(1, depth):
+            M = sp.csc_matrix(binarize(Y @ chain.label_to_level(j - 1)))
+            M.sort_indices()
+            self.rows[j] = M
+            n_children = np.bincount(self.parents[j], minlength=chain.level_sizes[j - 1])
+            # a node's classifiers cost about (its children) x (the non-zeros of its rows)
+            self.own[j] = n_children * (row_weight @ M)
+            order = np.argsort(self.ancestor[j - 1], kind="stable")
+            self.by_node[j] = order, np.searchsorted(self.ancestor[j - 1][order],
+                                                     np.arange(chain.level_sizes[j - 1] + 1))
+        # subtree[j][g]: the cost of every layer below node g of level j
+        self.subtree: dict[int, np.ndarray] = {depth - 1: self.own[depth - 1]} if depth > 1 else {}
+        for j in range(depth - 2, 0, -1):
+            self.subtree[j] = self.own[j] + np.bincount(self.parents[j], weights=self.subtree[j + 1],
+                                                        minlength=chain.level_sizes[j - 1])
+        self.top_cost = float(chain.level_sizes[0] * row_weight.sum())
+
+    def labels(self, level: int, node: int) -> np.ndarray:
+        order, starts = self.by_node[level]
+        return np.sort(order[starts[node]:starts[node + 1]])
+
+    def node_rows(self, level: int, node: int) -> np.ndarray:
+        M = self.rows[level]
+        return M.indices[M.indptr[node]:M.indptr[node + 1]].astype(np.int64)
+
+    def children(self, level: int, node: int) -> np.ndarray:
+        """The nodes of level + 1 below ``node`` of ``level`` (layer ``level``'s children of it)."""
+        return np.flatnonzero(self.parents[level] == node)
+
+    def spec(self, level: int, node: int, whole_subtree: bool) -> TaskSpec:
+        """Layer ``level``'s classifiers below ``node`` (and, for a sub-tree, every layer further down)."""
+        labels = self.labels(level, node)
+        parts = []
+        for j in range(level, self.depth if whole_subtree else level + 1):
+            kids = np.unique(self.ancestor[j][labels])
+            parts.append(LayerPart(j, kids, self.parents[j][kids], self.chain.level_sizes[j], self.ancestor[j][labels]))
+        kind = "subtree" if whole_subtree and level < self.depth - 1 else "node"
+        cost = self.subtree[level][node] if whole_subtree else self.own[level][node]
+        return TaskSpec(f"{kind}-L{level}-{node}", self.node_rows(level, node), labels, parts, float(cost))
 
 
-def plan(Y: sp.csr_matrix, chain: ClusterChain, config: LinearTrainConfig, n_workers: int) -> list[TaskSpec]:
+def plan(Y: sp.csr_matrix, chain: ClusterChain, config: LinearTrainConfig, n_workers: int,
+         row_weight: np.ndarray | None = None, tasks_per_worker: int = 4) -> list[TaskSpec]:
     """The tasks that train every layer of ``chain`` on labels ``Y`` (n, L), biggest first.
+
+    Start from the top task (layer 0, every row) and one sub-tree task per node of level 1; while
+    the costliest sub-tree task costs more than ``1 / (tasks_per_worker * n_workers)`` of the whole,
+    replace it by a task for its own node's classifiers (on its rows) and one sub-tree task per
+    child (each on fewer rows). Label popularity is skewed (a head cluster can hold most rows), so
+    the split follows the cost, not the tree's shape.
+
+    Args:
+        Y: labels, CSR (n, L).
+        chain: the tree.
+        config: the training settings (only ``negatives`` is read here).
+        n_workers: workers to balance for.
+        row_weight: (n,) cost of a row (its non-zeros); default 1 per row.
+        tasks_per_worker: granularity of the split.
 
     Raises:
         ConfigError: negatives other than ``tfn`` (``man`` ranks every row with the upper layers,
@@ -119,40 +183,31 @@ def plan(Y: sp.csr_matrix, chain: ClusterChain, config: LinearTrainConfig, n_wor
                           "(matcher-aware negatives need the whole tree's beam over every row)")
     Y = binarize(Y)
     n, L = Y.shape
-    depth = len(chain)
-    # ancestor[j][label]: the label's ancestor among layer j's children (identity for the last layer)
-    ancestor = [np.arange(L, dtype=np.int64) if j == depth - 1
-                else sp.csr_matrix(chain.label_to_level(j)).indices.astype(np.int64) for j in range(depth)]
-    parents = [chain.parents(j) for j in range(depth)]
-    label_counts = np.diff(sp.csc_matrix(Y).indptr)
-    specs: list[TaskSpec] = []
-    if depth == 1:  # flat one-vs-all: chunks of the label layer, each on every row
-        n_chunks = max(1, min(4 * n_workers, L))
-        for k, children in enumerate(np.array_split(np.arange(L, dtype=np.int64), n_chunks)):
-            specs.append(TaskSpec(f"layer0-chunk-{k}", None, children,
-                                  [LayerPart(0, children, parents[0][children], L, children)],
-                                  int(Y.shape[0]) * len(children)))
-        return specs
-    s = split_level(chain, n_workers)
-    all_labels = np.arange(L, dtype=np.int64)
-    top = [LayerPart(j, np.arange(chain.level_sizes[j], dtype=np.int64), parents[j], chain.level_sizes[j],
-                     ancestor[j]) for j in range(s)]
-    specs.append(TaskSpec("top", None, None, top, int(Y.nnz) * s))
-    # Rows of sub-tree g: those with a label below g, i.e. column g of the level-s teacher-forced indicator.
-    below = sp.csc_matrix(binarize(Y @ chain.label_to_level(s - 1)))
-    below.sort_indices()
-    by_node = np.argsort(ancestor[s - 1], kind="stable")
-    starts = np.searchsorted(ancestor[s - 1][by_node], np.arange(chain.level_sizes[s - 1] + 1))
-    for g in range(chain.level_sizes[s - 1]):
-        labels = np.sort(by_node[starts[g]:starts[g + 1]])
-        rows = below.indices[below.indptr[g]:below.indptr[g + 1]].astype(np.int64)
-        parts = []
-        for j in range(s, depth):
-            children = np.unique(ancestor[j][labels])
-            parts.append(LayerPart(j, children, parents[j][children], chain.level_sizes[j], ancestor[j][labels]))
-        specs.append(TaskSpec(f"subtree-{g}", rows, labels, parts, int(label_counts[labels].sum()) * len(parts)))
-    # The top task first (it reads every row), then the sub-trees biggest first, so the engine balances them.
-    return specs[:1] + sorted(specs[1:], key=lambda t: -t.cost)
+    row_weight = np.ones(n) if row_weight is None else np.asarray(row_weight, dtype=np.float64)
+    if len(chain) == 1:  # flat one-vs-all: chunks of the label layer, each on every row
+        parents = chain.parents(0)
+        return [TaskSpec(f"layer0-chunk-{k}", None, children,
+                         [LayerPart(0, children, parents[children], L, children)],
+                         float(row_weight.sum()) * len(children))
+                for k, children in enumerate(np.array_split(np.arange(L, dtype=np.int64),
+                                                            max(1, min(tasks_per_worker * n_workers, L))))]
+    tree = _Tree(Y, chain, row_weight)
+    top = TaskSpec("top", None, None, [LayerPart(0, np.arange(chain.level_sizes[0], dtype=np.int64), tree.parents[0],
+                                                 chain.level_sizes[0], tree.ancestor[0])], tree.top_cost)
+    target = (tree.top_cost + tree.subtree[1].sum()) / (tasks_per_worker * n_workers)
+    done: list[TaskSpec] = [top]
+    # max-heap of (cost, level, node) sub-trees still whole
+    heap = [(-float(c), 1, g) for g, c in enumerate(tree.subtree[1])]
+    heapq.heapify(heap)
+    while heap:
+        cost, level, node = heapq.heappop(heap)
+        if -cost > target and level < len(chain) - 1:
+            done.append(tree.spec(level, node, whole_subtree=False))
+            for c in tree.children(level, node):
+                heapq.heappush(heap, (-float(tree.subtree[level + 1][c]), level + 1, int(c)))
+        else:
+            done.append(tree.spec(level, node, whole_subtree=True))
+    return sorted(done, key=lambda t: -t.cost)
 
 
 def materialise(spec: TaskSpec, X: sp.csr_matrix, Y: sp.csr_matrix, config: LinearTrainConfig,
