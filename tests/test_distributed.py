@@ -71,10 +71,11 @@ def test_plan_equals_single_process_bitwise(problem, chain, n_workers, loss):
 def test_flat_tree_is_split_into_chunks_of_the_label_layer(problem):
     X, Y, _ = problem
     flat = ClusterChain.flat(Y.shape[1])
-    config = LinearTrainConfig(max_iter=10)
-    specs, distributed = _run_plan_here(X, Y, flat, config, 2)
+    config = LinearTrainConfig(max_iter=3)
+    specs, distributed = _run_plan_here(X[:400], Y[:400], flat, config, 2)
     assert len(specs) == 8 and all(s.rows is None for s in specs)  # every label trains on every row
-    assert _same(HierarchicalLinear.fit(X, Y, flat, config, n_threads=1).weights[0], distributed.weights[0])
+    assert _same(HierarchicalLinear.fit(X[:400], Y[:400], flat, config, n_threads=1).weights[0],
+                 distributed.weights[0])
 
 
 def test_tasks_receive_only_the_rows_and_labels_below_their_node(problem, chain):
@@ -154,7 +155,7 @@ def test_sharded_prediction_equals_single_process(engine, problem, single_model,
 
 
 def test_sharded_prediction_of_texts_featurises_on_the_workers(engine, tmp_path):
-    corpus = make_corpus(n_train=300, n_test=90, n_labels=30, seed=1)
+    corpus = make_corpus(n_train=120, n_test=50, n_labels=12, seed=1)
     config = XRLinearConfig.from_dict({"features": {"min_df": 1}, "indexers": [{"branching": 2, "max_leaf_size": 4}]})
     model = XRLinear(config).fit(corpus.train, progress=False)
     model.save(tmp_path / "text-model")
