@@ -217,8 +217,8 @@ def distributed_table(results: list[dict]) -> list[str]:
         "",
         "`xmc.distributed.DaskEngine(workers=2, threads_per_worker=1)` (a local Dask cluster; see README, "
         "\"Bigger than one machine\"): PIFA and the clustering run in the driver with 2 threads, the linear "
-        "layers as tasks on the workers (the top layers on every row, one task per label sub-tree on only its "
-        "rows), the driver assembles one model; batch prediction in 4 shards, the model memory-mapped once per "
+        "layers as tasks on the workers (the root's classifiers on every row; label sub-trees, split by cost, each "
+        "on only its rows), the driver assembles one model; batch prediction in 4 shards, the model memory-mapped once per "
         "worker. Against the single-process `xmc` row of the same run (2 threads). Worker peaks are each "
         "worker process's VmHWM (reset once the cluster is up; the first figure is during training, the "
         "second over training and prediction); the driver's is its process's VmHWM (inputs, clustering, the "
