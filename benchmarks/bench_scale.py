@@ -2,6 +2,11 @@
 
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_scale.py --labels 100000 --write
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_scale.py --labels 1000000 --write
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_scale.py --labels 100000 --methods xmc-dask --write
+
+``--methods xmc-dask`` trains and batch-predicts on a 2-worker local Dask cluster
+(``fit_predict_xmc_dask``) against a single-process xmc run of the same invocation, into its own
+results file and table ("Distributed training (2-worker local cluster)").
 
 The data comes from ``xmc.datasets.sparse.make_sparse_problem`` (seeded: the same command gives
 the same matrices): per ``--labels`` size a preset of training documents and features
@@ -45,8 +50,63 @@ from bench_xr_linear import _fmt_ratio, machine  # noqa: E402
 
 # labels -> (training documents, features): the issue's sizes for 100k and 1M
 PRESETS = {100_000: (200_000, 1_000_000), 1_000_000: (1_000_000, 2_000_000), 3_000_000: (3_000_000, 4_000_000)}
-METHODS = {"xmc": "bench_xr_linear:fit_predict_xmc", "pecos": "pecos"}
+METHODS = {"xmc": "bench_xr_linear:fit_predict_xmc", "pecos": "pecos", "xmc-dask": "bench_scale:fit_predict_xmc_dask"}
 GOALS = "at 1M labels: train <= 0.5x PECOS, batch predict <= 1.0x, peak RSS <= 0.8x, P@1/P@5 >= PECOS"
+
+
+def _worker_peak_rss_mb() -> float:
+    import measure as _m  # on the worker: its own VmHWM
+
+    return _m.peak_rss_mb()
+
+
+def _worker_reset_peak() -> bool:
+    import measure as _m
+
+    return _m._reset_peak_rss()
+
+
+def fit_predict_xmc_dask(X_train, Y_train, X_test, *, topk=10, beam=10, threads=2, workers=2, **options) -> dict:
+    """xmc's default XR-Linear trained and batch-predicted on a ``workers``-process local Dask cluster
+    (``threads // workers`` threads each; PIFA and the clustering run in this driver process with
+    ``threads`` threads). Same result dict as ``fit_predict_xmc`` plus each worker's peak RSS (VmHWM,
+    reset once the cluster is up) during training and prediction; the driver's is the process's own
+    (``peak_rss_mb``; the local cluster's scheduler runs in it too)."""
+    import shutil
+
+    from xmc.distributed import DaskEngine
+    from xmc.models.xr_linear import XRLinear, XRLinearConfig
+
+    config = XRLinearConfig.from_dict(dict(options.get("config") or {}))
+    config.n_threads = threads
+    X_train = sp.csr_matrix(X_train, dtype=np.float32)
+    X_test = sp.csr_matrix(X_test, dtype=np.float32)
+    t_start = time.perf_counter()
+    with DaskEngine(workers=workers, threads_per_worker=max(1, threads // workers)) as engine:
+        start_s = time.perf_counter() - t_start
+        engine.client.run(_worker_reset_peak)
+        t0 = time.perf_counter()
+        model = XRLinear(config).fit_matrix(X_train, sp.csr_matrix(Y_train), progress=False, engine=engine)
+        train_s = time.perf_counter() - t0
+        train_peaks = sorted(engine.client.run(_worker_peak_rss_mb).values())
+        parts = {key: sum(t[key] for t in model.fit_seconds_) for key in model.fit_seconds_[0]}
+        tmp = tempfile.mkdtemp(prefix="bench_xmc_dask_")
+        try:
+            model.save(os.path.join(tmp, "model"))
+            del model
+            model_bytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(os.path.join(tmp, "model"))
+                              for f in fs)
+            shard = max(1, -(-X_test.shape[0] // (2 * workers)))
+            engine.predict(os.path.join(tmp, "model"), X_test[:2], topk=topk, beam_size=beam)  # warm-up: loads
+            t1 = time.perf_counter()
+            scores = engine.predict(os.path.join(tmp, "model"), X_test, topk=topk, beam_size=beam, shard_size=shard)
+            predict_s = time.perf_counter() - t1
+            all_peaks = sorted(engine.client.run(_worker_peak_rss_mb).values())
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return {"scores": scores, "train_s": train_s, **{f"{k}_s": v for k, v in parts.items()},
+            "predict_s": predict_s, "model_bytes": model_bytes, "workers": workers, "cluster_start_s": start_s,
+            "worker_train_peak_rss_mb": train_peaks, "worker_peak_rss_mb": all_peaks}
 
 
 def _metrics(scores, Y_test) -> dict:
@@ -81,6 +141,7 @@ def run_size(n_labels: int, args, tmpdir: str) -> dict:
     Y_test = prob.Y_test
     del prob  # the children load their own copy; keep the shared box's memory free
     rows = []
+    xmc_scores = None
     for name in args.methods:
         print(f"[{n_labels}] {name} ...", flush=True)
         log_path = os.path.join(tmpdir, f"{name}_{n_labels}.log")
@@ -92,9 +153,15 @@ def run_size(n_labels: int, args, tmpdir: str) -> dict:
             print(f"[{n_labels}] {name} FAILED: {res['error']}\n{res.get('traceback', '')}\n{tail}", flush=True)
             rows.append({"method": name, "error": res["error"]})
             continue
-        res.update(_metrics(res.pop("scores"), Y_test))
+        scores = res.pop("scores")
+        if name == "xmc":
+            xmc_scores = scores
+        elif name == "xmc-dask" and xmc_scores is not None:
+            res["scores_equal_xmc"] = bool(xmc_scores.shape == scores.shape and (xmc_scores != scores).nnz == 0)
+        res.update(_metrics(scores, Y_test))
         res["predict_ms_per_doc"] = 1000.0 * res["predict_s"] / Y_test.shape[0]
-        row = {k: v for k, v in res.items() if isinstance(v, (int, float, str, bool))}
+        row = {k: v for k, v in res.items() if isinstance(v, (int, float, str, bool))
+               or (isinstance(v, list) and all(isinstance(x, (int, float)) for x in v))}
         row["method"] = name
         print(f"[{n_labels}] {name}: " + measure.summary(row), flush=True)
         rows.append(row)
@@ -122,6 +189,8 @@ def size_table(result: dict) -> list[str]:
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        if r["method"] == "xmc-dask":
+            continue  # its own table below
         if "error" in r:
             out.append(f"| {r['method']} | error: {r['error']} |" + " |" * 11)
             continue
@@ -141,14 +210,64 @@ def size_table(result: dict) -> list[str]:
     return out
 
 
+def distributed_table(results: list[dict]) -> list[str]:
+    """The "Distributed training" subsection: each size's xmc-dask row against its same-run xmc row."""
+    out = [
+        "### Distributed training (2-worker local cluster)",
+        "",
+        "`xmc.distributed.DaskEngine(workers=2, threads_per_worker=1)` (a local Dask cluster; see README, "
+        "\"Bigger than one machine\"): PIFA and the clustering run in the driver with 2 threads, the linear "
+        "layers as tasks on the workers (the root's classifiers on every row; label sub-trees, split by cost, each "
+        "on only its rows), the driver assembles one model; batch prediction in 4 shards, the model memory-mapped once per "
+        "worker. Against the single-process `xmc` row of the same run (2 threads). Worker peaks are each "
+        "worker process's VmHWM (reset once the cluster is up; the first figure is during training, the "
+        "second over training and prediction); the driver's is its process's VmHWM (inputs, clustering, the "
+        "local scheduler and the assembled model).",
+        "",
+        "| labels | method | train (s) | train / xmc | cluster start (s) | layers (s) | driver peak RSS (MB) "
+        "| worker peak RSS, training (MB) | worker peak RSS, + predict (MB) | batch predict (s) | P@1 | P@5 "
+        "| predictions = xmc |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    found = False
+    for res in results:
+        rows = {r["method"]: r for r in res["rows"] if "error" not in r}
+        d = rows.get("xmc-dask")
+        if d is None:
+            continue
+        found = True
+        x = rows.get("xmc")
+        if x:
+            out.append(f"| {res['labels']:,} | xmc (1 process) | {x['train_s']:.1f} | 1.00 | - | {x['rank_s']:.1f} "
+                       f"| {x['peak_rss_mb']:.0f} | - | - | {x['predict_s']:.2f} | {100 * x['P@1']:.2f} "
+                       f"| {100 * x['P@5']:.2f} | - |")
+        wt = " / ".join(f"{v:.0f}" for v in d["worker_train_peak_rss_mb"])
+        wa = " / ".join(f"{v:.0f}" for v in d["worker_peak_rss_mb"])
+        eq = {True: "identical", False: "differ"}.get(d.get("scores_equal_xmc"), "n/a")
+        out.append(f"| {res['labels']:,} | xmc, dask 2 workers | {d['train_s']:.1f} "
+                   f"| {_fmt_ratio(d['train_s'], x['train_s'] if x else None)} | {d['cluster_start_s']:.1f} "
+                   f"| {d['rank_s']:.1f} | {d['peak_rss_mb']:.0f} | {wt} | {wa} | {d['predict_s']:.2f} "
+                   f"| {100 * d['P@1']:.2f} | {100 * d['P@5']:.2f} | {eq} |")
+    if not found:
+        out = out[:2] + ["Not measured yet (`--methods xmc-dask`)."]
+    for res in results:
+        load = res.get("loadavg")
+        busy = (f"; 1-minute load average {load[0]:.1f} at the start and {load[1]:.1f} at the end on 2 cores"
+                + (" (other engineers' jobs were running: absolute times are inflated, the ratio is the reading)"
+                   if max(load) > 2.5 else "")) if load else ""
+        out += ["", f"{res['labels']:,} labels: {res['date']}, one run{busy}. Command: `{res['command']}`"]
+    return out + [""]
+
+
 def render_section(results_dir: str, notes: str) -> str:
-    results = []
+    results, distributed = [], []
     for fname in sorted(os.listdir(results_dir)) if os.path.isdir(results_dir) else []:
         if fname.endswith(".json"):
             with open(os.path.join(results_dir, fname)) as f:
-                results.append(json.load(f))
+                (distributed if fname.endswith("_distributed.json") else results).append(json.load(f))
     results.sort(key=lambda r: r["labels"])
-    machines = sorted({r["machine"] for r in results})
+    distributed.sort(key=lambda r: r["labels"])
+    machines = sorted({r["machine"] for r in results + distributed})
     lines = [
         "Generated sparse problems (`xmc.datasets.sparse.make_sparse_problem`: a hidden topic/group label "
         "hierarchy, Zipf label popularity, power-law background features; rows L2-normalised). xmc's default "
@@ -165,13 +284,7 @@ def render_section(results_dir: str, notes: str) -> str:
     ]
     for r in results:
         lines += size_table(r)
-    lines += [
-        "### Distributed training (2-worker local cluster)",
-        "",
-        "Not measured yet: xmc has no distributed training engine. This row (train time and peak RSS per "
-        "worker on a 2-worker local cluster) is to be filled in by the issue's distributed part.",
-        "",
-    ]
+    lines += distributed_table(distributed)
     if notes:
         lines += [notes, ""]
     return "\n".join(lines).rstrip("\n")
@@ -185,7 +298,10 @@ def main(argv=None) -> None:
     ap.add_argument("--features", type=int, default=None, help="override the preset's feature count")
     ap.add_argument("--test-docs", type=int, default=10_000)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--methods", default="xmc,pecos", help="comma-separated subset of xmc,pecos")
+    ap.add_argument("--methods", default="xmc,pecos",
+                    help="comma-separated subset of xmc,pecos; or xmc-dask alone: xmc on a 2-worker local Dask "
+                         "cluster against a single-process xmc run of the same invocation (its own results file "
+                         "and table, so the main table's rows stay as they are)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n-latency", type=int, default=20, help="single-document latency rows (not tabulated)")
     ap.add_argument("--timeout", type=float, default=7200.0, help="per method run, seconds")
@@ -197,15 +313,22 @@ def main(argv=None) -> None:
     for m in args.methods:
         if m not in METHODS:
             ap.error(f"unknown method {m!r}; choose from {', '.join(METHODS)}")
+    if "xmc-dask" in args.methods:
+        if args.methods != ["xmc-dask"]:
+            ap.error("--methods xmc-dask runs alone (it runs its own single-process xmc reference)")
+        args.methods = ["xmc", "xmc-dask"]
     sizes = [int(n) for n in args.labels.split(",") if n]
     os.makedirs(args.results_dir, exist_ok=True)
     command = "OMP_WAIT_POLICY=PASSIVE .venv/bin/python " + " ".join(
         shlex.quote(a) for a in [os.path.relpath(os.path.abspath(sys.argv[0]), _ROOT)] + sys.argv[1:])
     common = {"date": datetime.date.today().isoformat(), "machine": machine(), "command": command}
     for n in sizes:
+        load_start = os.getloadavg()[0]
         with tempfile.TemporaryDirectory(prefix="bench_scale_") as tmpdir:
             result = {**common, **run_size(n, args, tmpdir)}
-        with open(os.path.join(args.results_dir, f"labels_{n:09d}.json"), "w") as f:
+        result["loadavg"] = [load_start, os.getloadavg()[0]]
+        suffix = "_distributed" if "xmc-dask" in args.methods else ""
+        with open(os.path.join(args.results_dir, f"labels_{n:09d}{suffix}.json"), "w") as f:
             json.dump(result, f, indent=1)
         print("\n".join(size_table(result)), flush=True)
     if args.write:

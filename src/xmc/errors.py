@@ -36,3 +36,7 @@ class ModelFormatError(XMCError, ValueError):
 
 class OutputError(XMCError, ValueError):
     """An output path cannot be written: it holds something xmc may not replace, or is one of the inputs."""
+
+
+class EngineError(XMCError, RuntimeError):
+    """The distributed engine is missing, unreachable, or a task failed on every try."""

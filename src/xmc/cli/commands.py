@@ -220,9 +220,32 @@ def _is_augmented_record(record: dict) -> bool:
     return "source_id" in record
 
 
+def _check_engine(args: argparse.Namespace, model) -> None:
+    """Refuse engine options that cannot apply (``model``: a model class or instance), before any data is read."""
+    if getattr(args, "engine", None) is None:
+        if getattr(args, "address", None):
+            raise ConfigError("--address names a cluster for --engine; give --engine dask too")
+    elif not (model.capabilities.supports_engine and model.capabilities.loads_mmap):
+        raise ConfigError(f"--engine runs xr-linear only, not {model.name}")
+
+
+def _engine(args: argparse.Namespace):
+    """The distributed engine the command asked for (a context manager that closes it), or None."""
+    if getattr(args, "engine", None) is None:
+        return None
+    from ..distributed import connect
+    from ..distributed.engine import _dask
+
+    _dask()  # importing distributed configures its loggers at INFO: the CLI's level applies to them too
+    if not getattr(args, "verbose", False):
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+    return connect(args.engine, args.address, workers=args.workers)
+
+
 def train(args: argparse.Namespace) -> int:
     cls = model_class(args.model)
     _check_model_output(args)
+    _check_engine(args, cls)
     if getattr(args, "xda_config", None) and not getattr(args, "augmented", None):
         raise ConfigError("--xda-config configures the --augmented fine-tuning; give --augmented too")
     given = {"label_text": args.label_text, "taxonomy": getattr(args, "taxonomy", None),
@@ -249,7 +272,12 @@ def train(args: argparse.Namespace) -> int:
     budget = budget_summary(config, data)  # neural models: what "auto" chose here, and a time estimate
     if budget:
         print(budget, flush=True)
-    model.fit(data, **fit_kwargs)
+    engine = _engine(args)
+    if engine is None:
+        model.fit(data, **fit_kwargs)
+    else:
+        with engine:
+            model.fit(data, engine=engine, **fit_kwargs)
     if augmented is not None:
         from ..augment.finetune import finetune_with_augmented
 
@@ -263,7 +291,13 @@ def predict(args: argparse.Namespace) -> int:
     check_not_an_input(args.out, {"--input": args.input, "--model": args.model})
     check_file_output(args.out, overwrite=args.overwrite, is_ours=jsonl_output(_is_prediction_record),
                       what="prediction file")
-    model = load_model(args.model)
+    if getattr(args, "engine", None):
+        from ..distributed.engine import load_mapped
+
+        model = load_mapped(args.model)  # the workers predict: here only the config, labels and featurizer
+    else:
+        model = load_model(args.model)
+    _check_engine(args, model)
     data = _read(args.input, args, require_labels=False)
     # A model reads text unless it was trained on a file's own features (XR-Linear on XC sparse data).
     reads_text = getattr(model, "featurizer_", None) is not None or not model.capabilities.uses_data_features
@@ -278,8 +312,13 @@ def predict(args: argparse.Namespace) -> int:
     options = {k: v for k, v in overrides.items() if v is not None}
     if model.capabilities.supports_progress:
         options["progress"] = True  # the bars (off by default in the library's predict); --quiet silences them
+    engine = _engine(args)
     try:
-        scores = model.predict(data, **options)
+        if engine is None:
+            scores = model.predict(data, **options)
+        else:
+            with engine:
+                scores = engine.predict(args.model, data, **options)
     except XMCError:  # already names what is wrong (an option the model lacks, a bad config)
         raise
     except ValueError as exc:  # input that does not fit the model: no features, wrong feature count

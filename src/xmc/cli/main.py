@@ -54,6 +54,14 @@ def _add_overwrite_arg(p: argparse.ArgumentParser, what: str) -> None:
                    help=f"replace an existing {what} at --out (anything else there is never replaced)")
 
 
+def _add_engine_args(p: argparse.ArgumentParser, what: str) -> None:
+    g = p.add_argument_group("distributed (xr-linear; needs pip install 'xmc[distributed]')")
+    g.add_argument("--engine", choices=["dask"], help=f"{what} on a Dask cluster instead of in this process")
+    g.add_argument("--address", help="the cluster's scheduler, e.g. tcp://host:8786 (default: start a local "
+                                     "cluster of --workers processes)")
+    g.add_argument("--workers", type=_positive_int, default=2, help="local cluster workers (default 2)")
+
+
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=["auto", "jsonl", "xc"], default="auto",
                    help="file format (default: from the file name / header)")
@@ -106,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--xda-config", help="JSON FinetuneConfig of the --augmented fine-tuning (keys as printed by "
                                             "'xmc config xda-finetune')")
     _add_data_args(train)
+    _add_engine_args(train, "train the linear layers (label sub-trees as tasks)")
     train.set_defaults(func=commands.train)
 
     predict = sub.add_parser("predict", help="predict labels with a saved model")
@@ -119,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="clusters kept per level of the label tree (default: the model's)")
     predict.add_argument("--threshold", type=_finite_float, help="drop labels scoring below this")
     _add_data_args(predict)
+    _add_engine_args(predict, "predict in shards (the model memory-mapped once per worker)")
     predict.set_defaults(func=commands.predict)
 
     evaluate = sub.add_parser("evaluate", help="score a prediction file against the truth")

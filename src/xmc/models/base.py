@@ -46,6 +46,7 @@ class Capabilities:
         supports_augmented: ``xmc train --augmented`` can fine-tune it on XDA documents.
         supports_progress: ``fit`` and ``predict`` take ``progress=``.
         loads_mmap: ``load`` takes ``mmap=`` (weights mapped read-only from the directory's files).
+        supports_engine: ``fit`` takes ``engine=`` (training on a cluster: ``xmc train --engine``).
     """
 
     uses_validation: bool = False
@@ -58,10 +59,12 @@ class Capabilities:
     supports_augmented: bool = False
     supports_progress: bool = True
     loads_mmap: bool = False
+    supports_engine: bool = False
 
     def fit_kwargs(self) -> frozenset[str]:
         """Keyword arguments (beyond the data) that ``fit`` accepts for these capabilities."""
-        names = {"valid": self.uses_validation, "taxonomy": self.uses_taxonomy, "progress": self.supports_progress}
+        names = {"valid": self.uses_validation, "taxonomy": self.uses_taxonomy, "progress": self.supports_progress,
+                 "engine": self.supports_engine}
         return frozenset(k for k, on in names.items() if on)
 
     def predict_kwargs(self) -> frozenset[str]:

@@ -119,7 +119,7 @@ class XRLinear(XMCModel):
     config_class = XRLinearConfig
     # Trained on an XC file's own features, it has no featurizer and reads no text.
     capabilities = Capabilities(uses_label_text=True, uses_data_features=True, supports_beam=True,
-                                supports_selected_outputs=True, loads_mmap=True)
+                                supports_selected_outputs=True, loads_mmap=True, supports_engine=True)
 
     def __init__(self, config: XRLinearConfig | None = None):
         self.config = config or XRLinearConfig()
@@ -129,7 +129,8 @@ class XRLinear(XMCModel):
         self.fit_seconds_: list[dict[str, float]] = []
 
     # ---- training --------------------------------------------------------------
-    def fit(self, data: XMCDataset, *, label_features: sp.spmatrix | None = None, progress: bool = True) -> "XRLinear":
+    def fit(self, data: XMCDataset, *, label_features: sp.spmatrix | None = None, progress: bool = True,
+            engine=None) -> "XRLinear":
         """Train on a dataset.
 
         Uses ``data.X`` when present (precomputed features), otherwise fits TF-IDF on
@@ -140,6 +141,8 @@ class XRLinear(XMCModel):
             data: training documents and labels.
             label_features: (L, d') label feature matrix for indexers with ``label_repr="given"``.
             progress: show progress bars.
+            engine: a distributed engine (:class:`xmc.distributed.DaskEngine`) that trains the
+                trees' linear layers on its workers (same weights); None trains in this process.
         """
         if data.unseen_labels:
             raise ValueError("training data must be read without a fixed vocabulary (it has unseen labels)")
@@ -151,7 +154,8 @@ class XRLinear(XMCModel):
             self.featurizer_ = TfidfFeaturizer(self.config.features)
             X = self.featurizer_.fit_transform(data.input_texts(self.config.features.fields))
         label_texts = data.label_texts if data.label_texts is not None else data.labels.names
-        return self.fit_matrix(X, data.Y, label_texts=label_texts, label_features=label_features, progress=progress)
+        return self.fit_matrix(X, data.Y, label_texts=label_texts, label_features=label_features, progress=progress,
+                               engine=engine)
 
     def fit_matrix(
         self,
@@ -162,12 +166,20 @@ class XRLinear(XMCModel):
         label_features: sp.spmatrix | None = None,
         matcher_ids: np.ndarray | None = None,
         progress: bool = True,
+        engine=None,
     ) -> "XRLinear":
         """Train the trees on a feature matrix X (n, d) and labels Y (n, L).
 
         ``matcher_ids`` (n, b) are an external matcher's top leaf clusters for ``man``
         negatives (X-Transformer); they only apply to a single tree built elsewhere.
+        ``engine`` (see :meth:`fit`) trains the linear layers on a cluster; label
+        representations and clustering stay in this process.
         """
+        if engine is not None and matcher_ids is not None:
+            raise ConfigError("distributed training takes no external matcher_ids")
+        if engine is not None and self.config.train.negatives != "tfn":
+            raise ConfigError(f"distributed training supports train.negatives 'tfn' only, got "
+                              f"{self.config.train.negatives!r}")
         if self.labels_ is None or len(self.labels_) != Y.shape[1]:
             self.labels_ = LabelVocabulary(str(j) for j in range(Y.shape[1]))
         X = sp.csr_matrix(X, dtype=np.float32)
@@ -188,10 +200,12 @@ class XRLinear(XMCModel):
                 )
             t2 = time.perf_counter()
             logger.info("tree %d/%d: levels %s", k + 1, len(self.config.indexers), chain.level_sizes)
-            self.trees_.append(
-                HierarchicalLinear.fit(X, Y, chain, self.config.train, matcher_ids=matcher_ids,
-                                       n_threads=threads, progress=progress)
-            )
+            if engine is None:
+                tree = HierarchicalLinear.fit(X, Y, chain, self.config.train, matcher_ids=matcher_ids,
+                                              n_threads=threads, progress=progress)
+            else:
+                tree = engine.fit_tree(X, Y, chain, self.config.train, progress=progress)
+            self.trees_.append(tree)
             t3 = time.perf_counter()
             self.fit_seconds_.append({"label_repr": t1 - t0, "index": t2 - t1, "rank": t3 - t2})
             logger.info("tree %d/%d trained: %s", k + 1, len(self.config.indexers),

@@ -108,6 +108,74 @@ def _csr32(X: sp.spmatrix) -> sp.csr_matrix:
     return X
 
 
+@dataclasses.dataclass
+class SolverRows:
+    """Training rows as the solvers read them: CSR arrays of X (n, d) and each row's squared norm.
+
+    Everything here is per row, so a subset of rows (a worker's share in
+    :mod:`xmc.distributed`) gives bit-for-bit the values of the same rows of the whole matrix.
+    """
+
+    indptr: np.ndarray  # (n + 1,) int64
+    indices: np.ndarray  # (nnz,) uint32
+    data: np.ndarray  # (nnz,) float32
+    n_features: int
+    sq_norms: np.ndarray  # (n,) float64
+
+    @classmethod
+    def from_csr(cls, X: sp.spmatrix) -> "SolverRows":
+        X = _csr32(X)
+        # Unsigned feature ids: numba then skips the negative-index wraparound on every
+        # weight access of the solvers' inner loops (about 25% faster training).
+        return cls(X.indptr.astype(np.int64), X.indices.astype(np.uint32), X.data, X.shape[1],
+                   np.asarray(X.multiply(X).sum(axis=1), dtype=np.float64).ravel())
+
+
+def train_layer(
+    rows: SolverRows,
+    pos: sp.spmatrix,
+    neg: sp.spmatrix,
+    children: np.ndarray,
+    parents: np.ndarray,
+    config: LinearTrainConfig,
+    n_threads: int,
+) -> tuple[sp.csc_matrix, np.ndarray]:
+    """Train the one-vs-all problems of some children of one layer: the one home of layer training,
+    called for whole layers by :meth:`HierarchicalLinear.fit` and for sub-trees by the workers of
+    :mod:`xmc.distributed`.
+
+    Child ``children[t]`` is trained on the rows marked for its parent ``parents[t]`` in ``neg``,
+    with the rows marked in its column of ``pos`` as positives; its solver seed is
+    ``config.seed + children[t]``, so a child's weights do not depend on which other children
+    are trained in the same call nor on the row subset holding its rows (rows keep their order).
+
+    Args:
+        rows: the training rows (n of them).
+        pos: (n, K) 0/1 targets; column ``children[t]`` holds child t's positives (K > max child id).
+        neg: (n, P) 0/1 training indicator; column ``parents[t]`` holds child t's training rows.
+        children: (m,) child ids (columns of ``pos``; the layer's node ids).
+        parents: (m,) their parents (columns of ``neg``).
+        config: training settings (loss, C, bias, eps, max_iter, weight_threshold, seed).
+        n_threads: threads.
+
+    Returns:
+        The weights, CSC (d + 1, m) (row d holds the bias weight), and each problem's solver passes.
+    """
+    neg = sp.csc_matrix(neg)
+    neg.sort_indices()
+    pos = sp.csc_matrix(pos)
+    pos.sort_indices()
+    loss = LOSS_LOGISTIC if config.loss == "logistic" else LOSS_SQUARED_HINGE
+    col_ptr, row_ind, values, iters = train_children(
+        rows.indptr, rows.indices, rows.data, rows.n_features, rows.sq_norms, config.bias,
+        np.asarray(children, dtype=np.int64), np.asarray(parents, dtype=np.int64),
+        neg.indptr.astype(np.int64), neg.indices.astype(np.int32),
+        pos.indptr.astype(np.int64), pos.indices.astype(np.int32),
+        loss, config.C, config.eps, config.max_iter, config.weight_threshold, config.seed, n_threads,
+    )
+    return sp.csc_matrix((values, row_ind, col_ptr), shape=(rows.n_features + 1, len(children))), iters
+
+
 class HierarchicalLinear:
     """A trained chain of sparse linear layers over a :class:`ClusterChain`.
 
@@ -179,12 +247,7 @@ class HierarchicalLinear:
         if Y.shape != (X.shape[0], chain.n_labels):
             raise ValueError(f"Y has shape {Y.shape}, expected ({X.shape[0]}, {chain.n_labels})")
         threads = _threads(n_threads)
-        indptr = X.indptr.astype(np.int64)
-        # Unsigned feature ids: numba then skips the negative-index wraparound on every
-        # weight access of the solvers' inner loops (about 25% faster training).
-        indices = X.indices.astype(np.uint32)
-        sq_norms = np.asarray(X.multiply(X).sum(axis=1), dtype=np.float64).ravel()
-        loss = LOSS_LOGISTIC if config.loss == "logistic" else LOSS_SQUARED_HINGE
+        rows = SolverRows.from_csr(X)
         model = cls(chain, [sp.csc_matrix((X.shape[1] + 1, k), dtype=np.float32) for k in chain.level_sizes], config.bias)
         todo = range(len(chain)) if layers is None else sorted({i % len(chain) for i in layers})
         for i in progress_bar(todo, desc="layers", disable=not progress):
@@ -196,22 +259,13 @@ class HierarchicalLinear:
                     man_ids = matcher_ids
                 else:
                     man_ids, _ = model._beam(X, upto=i, beam_size=config.man_beam, post="l3-hinge", threads=threads)
-            neg = sp.csc_matrix(negative_indicator(config.negatives, Y_children, C, man_ids))
-            neg.sort_indices()
-            pos = sp.csc_matrix(Y_children)
-            pos.sort_indices()
+            neg = negative_indicator(config.negatives, Y_children, C, man_ids)
             t0 = time.perf_counter()
-            col_ptr, row_ind, values, iters = train_children(
-                indptr, indices, X.data, X.shape[1], sq_norms, config.bias,
-                np.arange(C.shape[0], dtype=np.int64), chain.parents(i),
-                neg.indptr.astype(np.int64), neg.indices.astype(np.int32),
-                pos.indptr.astype(np.int64), pos.indices.astype(np.int32),
-                loss, config.C, config.eps, config.max_iter, config.weight_threshold, config.seed, threads,
-            )
-            model.weights[i] = sp.csc_matrix((values, row_ind, col_ptr), shape=(X.shape[1] + 1, C.shape[0]))
+            model.weights[i], iters = train_layer(rows, Y_children, neg, np.arange(C.shape[0], dtype=np.int64),
+                                                  chain.parents(i), config, threads)
             model._kernel[i] = None
             logger.info("layer %d: %d classifiers, %d non-zero weights, %.1f s; solver passes: mean %.1f, "
-                        "%d of %d problems stopped at max_iter", i, C.shape[0], len(values),
+                        "%d of %d problems stopped at max_iter", i, C.shape[0], model.weights[i].nnz,
                         time.perf_counter() - t0, iters.mean(), int((iters >= config.max_iter).sum()), len(iters))
         return model
 
