@@ -19,6 +19,20 @@ from .configs import EncoderConfig
 
 logger = logging.getLogger(__name__)
 
+
+class Tokenized(list):
+    """Texts already turned into token ids (a list of id lists, truncated, unpadded) plus ``key``,
+    which names the texts for :class:`xmc.neural.cache.EmbeddingCache`.
+
+    Every function that takes texts for an encoder (``encode``, ``train_matcher``, the cache) takes
+    this instead, so a pipeline can tokenise once, or on another machine (``xmc stage``).
+    """
+
+    def __init__(self, ids, key: str):
+        super().__init__(ids)
+        self.key = key
+
+
 class TextEncoder(nn.Module):
     """A Hugging Face encoder plus pooling: texts -> (n, dim) vectors.
 
@@ -77,6 +91,15 @@ class TextEncoder(nn.Module):
         return self.tokenizer(list(texts), truncation=True, max_length=self.config.max_length,
                               return_attention_mask=False, return_token_type_ids=False)["input_ids"]
 
+    def tokenized(self, texts) -> Tokenized:
+        """``texts`` as :class:`Tokenized` (unchanged when they already are), keyed like the cache keys texts."""
+        if isinstance(texts, Tokenized):
+            return texts
+        from .cache import texts_fingerprint
+
+        texts = list(texts)
+        return Tokenized(self.pretokenize(texts) if texts else [], texts_fingerprint(texts))
+
     def collate(self, token_ids: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
         """Pad pre-tokenised texts into a batch."""
         return self.tokenizer.pad({"input_ids": list(token_ids)}, padding=True, return_tensors="pt")
@@ -95,16 +118,17 @@ class TextEncoder(nn.Module):
         mask = attention_mask.unsqueeze(-1).to(states.dtype)
         return (states * mask).sum(1) / mask.sum(1).clamp_min(1.0)
 
-    def encode(self, texts: Sequence[str], *, batch_size: int | None = None, progress: bool = True,
+    def encode(self, texts: Sequence[str] | Tokenized, *, batch_size: int | None = None, progress: bool = True,
                amp: bool = True, desc: str = "encoding") -> np.ndarray:
         """Pooled vectors (n, dim) float32, in input order.
 
         Texts are encoded in order of token length so that batches carry little padding
-        (:func:`xmc.neural.inference.encode_tokens`).
+        (:func:`xmc.neural.inference.encode_tokens`). ``texts`` may be :class:`Tokenized` already.
         """
         from .inference import encode_tokens
 
         if not len(texts):  # tokenizers reject an empty batch
             return np.zeros((0, self.dim), dtype=np.float32)
-        return encode_tokens(self, self.pretokenize(texts), self, self.collate, batch_size=batch_size or
+        tokens = texts if isinstance(texts, Tokenized) else self.pretokenize(texts)
+        return encode_tokens(self, tokens, self, self.collate, batch_size=batch_size or
                              self.config.batch_size, dim=self.dim, amp=amp, progress=progress, desc=desc)
