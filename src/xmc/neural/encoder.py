@@ -56,6 +56,13 @@ class TextEncoder(nn.Module):
         path = path or config.resolved_path()
         if not os.path.isdir(path):
             raise ConfigError(f"encoder directory {path!r} does not exist (xmc never downloads models)")
+        from transformers.utils import logging as hf_logging
+
+        from ..progress import is_quiet
+
+        bar = hf_logging.is_progress_bar_enabled()
+        if is_quiet():  # --quiet silences transformers' "Loading weights" bar too
+            hf_logging.disable_progress_bar()
         try:
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
             # fp32 master weights whatever dtype the files hold (mixed precision comes from autocast).
@@ -66,6 +73,9 @@ class TextEncoder(nn.Module):
             first_line = str(exc).splitlines()[0] if str(exc) else ""
             raise ModelFormatError(f"{path}: cannot load a Hugging Face encoder ({type(exc).__name__}: "
                                    f"{first_line})") from exc
+        finally:
+            if bar:
+                hf_logging.enable_progress_bar()
         return cls(backbone, tokenizer, config)
 
     def save(self, directory: str) -> None:
