@@ -160,9 +160,10 @@ def environment_line() -> str:
 
 
 def claim(name: str, value: float, baseline: float, needed: float, unit: str = "P@1") -> str:
-    """'held' / 'not held' with the margin (values in [0, 1]; the margin in points)."""
+    """'held' / 'not held' with the margin (values in [0, 1]; the margin in points). A claim of a gain
+    of at least ``needed`` points; with ``needed`` 0 ("beats") a tie is not held."""
     gain = 100 * (value - baseline)
-    held = gain >= needed
+    held = gain > needed if needed == 0 else gain >= needed
     return (f"**{name}: {'held' if held else 'not held'}** ({unit} {100 * value:.2f} vs {100 * baseline:.2f}: "
             f"{gain:+.2f} points, needed {needed:+.2f}; margin {gain - needed:+.2f})")
 
@@ -202,14 +203,14 @@ def fresh_dir(path: str, overwrite: bool, marker: str) -> str:
     return path
 
 
-def tiny_bert(directory: str, texts: Sequence[str]) -> str:
+def tiny_bert(directory: str, texts: Sequence[str], layers: int = 2) -> str:
     """A random 2-layer BERT whose vocabulary is the words of ``texts`` (the test suite's fixture), for --smoke."""
     sys.path.insert(0, os.path.join(REPO, "tests"))
     from conftest import build_tiny_bert
 
     os.makedirs(directory, exist_ok=True)
     words = sorted({w for t in texts for w in t.lower().split()})
-    return build_tiny_bert(directory, words, hidden_size=32, intermediate_size=64)
+    return build_tiny_bert(directory, words, hidden_size=32, intermediate_size=64, layers=layers)
 
 
 def markdown_section_write(section: str, body: str, title: str) -> None:
