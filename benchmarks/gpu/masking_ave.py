@@ -128,7 +128,7 @@ def prepare(args) -> dict:
         loaded[name] = (directory, train, test)
     if args.smoke:
         texts = [t for _, tr, _ in loaded.values() for t in tr.input_texts(["title", "description"])]
-        model_path = tiny_bert(os.path.join(args.bundle, "tiny-bert-source"), texts, layers=6)  # [CLS] of 5 layers
+        model_path = tiny_bert(os.path.join(args.bundle, "tiny-bert-source"), texts, layers=4)  # [CLS] of the last 5 hidden states
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     for name, (directory, train, test) in loaded.items():
         os.makedirs(os.path.join(args.bundle, name))
