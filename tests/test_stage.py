@@ -166,3 +166,18 @@ def test_export_refuses_a_result_over_the_limits(staged, tmp_path, capsys, monke
                                       tmp_path / "big", "-q"], "would not fit", "files > 8", "KiB > 50 KiB")
     assert "2 member(s)" in line
     assert not (tmp_path / "big").exists()
+
+
+def test_pretokenize_of_long_texts_equals_whole_text_tokenization(tiny_bert_dir):
+    """Long texts are tokenised from a prefix cut at whitespace; the ids are those of the whole text."""
+    from xmc.neural.configs import EncoderConfig
+    from xmc.neural.encoder import TextEncoder
+
+    words = ["alpha", "beta", "gamma", "delta", "epsilon"]
+    enc = TextEncoder.from_pretrained(EncoderConfig(model_path=tiny_bert_dir("tok-bert", words), max_length=24))
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(words + ["unknownword", "x,y"], size=int(n))) for n in rng.integers(1, 400, 30)]
+    texts += ["alpha" * 200 + " beta", "a" * 1000, "beta  " * 300, "", "gamma"]  # long unknown words, spaces
+    whole = enc.tokenizer(texts, truncation=True, max_length=24, return_attention_mask=False,
+                          return_token_type_ids=False)["input_ids"]
+    assert enc.pretokenize(texts) == whole

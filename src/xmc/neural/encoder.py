@@ -96,10 +96,36 @@ class TextEncoder(nn.Module):
         return self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.config.max_length,
                               return_tensors="pt")
 
+    # A token rarely spans more characters than this: texts are first cut at the whitespace after
+    # max_length x this many characters, so that long documents are not tokenised whole.
+    _CHARS_PER_TOKEN = 12
+
     def pretokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids of every text, truncated but not padded (one fast batched call)."""
-        return self.tokenizer(list(texts), truncation=True, max_length=self.config.max_length,
-                              return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        """Token ids of every text, truncated but not padded (fast batched calls).
+
+        A long text is tokenised from a prefix cut at whitespace: whitespace ends a word for every
+        Hugging Face pre-tokenizer, so the prefix's ids equal the whole text's up to the cut, and a
+        prefix that still fills the window has the whole text's truncated ids. Prefixes that do not
+        fill it are tokenised again whole (e.g. texts of very long tokens).
+        """
+        texts = list(texts)
+        max_length = self.config.max_length
+        limit = max_length * self._CHARS_PER_TOKEN
+        cut = []
+        for t in texts:
+            end = t.find(" ", limit) if len(t) > limit else -1
+            cut.append(t[:end] if end > 0 else t)
+
+        def run(batch):
+            return self.tokenizer(batch, truncation=True, max_length=max_length, return_attention_mask=False,
+                                  return_token_type_ids=False)["input_ids"]
+
+        ids = run(cut)
+        redo = [i for i, (t, c, row) in enumerate(zip(texts, cut, ids)) if len(c) < len(t) and len(row) < max_length]
+        if redo:
+            for i, row in zip(redo, run([texts[i] for i in redo])):
+                ids[i] = row
+        return ids
 
     def tokenized(self, texts) -> Tokenized:
         """``texts`` as :class:`Tokenized` (unchanged when they already are), keyed like the cache keys texts."""

@@ -104,7 +104,7 @@ def _stage_config(config: XTransformerConfig) -> XTransformerConfig:
 def _member_specs(k: int, n: int, n_extra: int, dim: int, n_clusters: int, top_b: int, n_labels: int,
                   levels: int, device_indexed: bool, encoder_shapes: dict | None, opts: StageOptions) -> list:
     specs = B.quantized_specs(f"m{k}.E", n, dim, opts.embeddings)
-    specs.append((f"m{k}.matcher_ids", (n, min(top_b, n_clusters)), "int32"))
+    specs.append((f"m{k}.matcher_ids", (n, min(top_b, n_clusters)), _ids_dtype(n_clusters)))
     specs += [(f"m{k}.head.weight", (n_clusters, dim), "float32"), (f"m{k}.head.bias", (n_clusters,), "float32")]
     if n_extra:
         specs += B.quantized_specs(f"m{k}.extra_E", n_extra, dim, opts.embeddings)
@@ -113,6 +113,10 @@ def _member_specs(k: int, n: int, n_extra: int, dim: int, n_clusters: int, top_b
     for name, (shape, dtype) in (encoder_shapes or {}).items():
         specs.append((f"m{k}.encoder.{name}", tuple(shape) if shape else (1,), dtype))
     return specs
+
+
+def _ids_dtype(n_clusters: int) -> str:
+    return "uint16" if n_clusters <= np.iinfo(np.uint16).max else "int32"
 
 
 def _encoder_shapes(encoder, precision: str) -> dict:
@@ -337,7 +341,8 @@ def run_bundle(bundle_path: str | os.PathLike, out: str | os.PathLike, *, device
     check_replaceable(out, overwrite=overwrite, marker=B.MANIFEST, what="stage result")
     bundle = read_bundle(bundle_path)
     opts, s = bundle.options, bundle.summary
-    cfg = bundle.config.replace(matcher=bundle.config.matcher.replace(device=device))
+    # The exporting machine's cache and checkpoint folders mean nothing here.
+    cfg = bundle.config.replace(matcher=bundle.config.matcher.replace(device=device), cache_dir=None, work_dir=None)
     model = XTransformer(cfg)
     dev = model._device()
     pretrained = TextEncoder.from_pretrained(cfg.encoder, os.path.join(bundle.path, "encoder")).to(dev).eval()
@@ -366,7 +371,8 @@ def run_bundle(bundle_path: str | os.PathLike, out: str | os.PathLike, *, device
         histories.append(history)
         for key, a in B.quantize(E, opts.embeddings).items():
             arrays[f"m{k}.E.{key}"] = a
-        arrays[f"m{k}.matcher_ids"] = matcher_ids.astype(np.int32)
+        K = chain[len(chain) - 1].shape[1]
+        arrays[f"m{k}.matcher_ids"] = matcher_ids.astype(_ids_dtype(K))
         for name in ("weight", "bias"):
             arrays[f"m{k}.head.{name}"] = getattr(member.head.linear, name).detach().float().cpu().numpy()
         if extra is not None:
@@ -433,7 +439,7 @@ def import_result(bundle_path: str | os.PathLike, result_path: str | os.PathLike
                              bundle.path if bundle.manifest["members"][k]["indexed"] == "cpu" else result_path)
         K = chain[len(chain) - 1].shape[1]
         E = _embeddings(rarrays, f"m{k}.E", n, dim, result_path)
-        ids = B.require(rarrays, f"m{k}.matcher_ids", result_path, "int32", (n, min(cfg.matcher.top_b, K)))
+        ids = B.require(rarrays, f"m{k}.matcher_ids", result_path, _ids_dtype(K), (n, min(cfg.matcher.top_b, K)))
         if len(ids) and (ids.min() < 0 or ids.max() >= K):
             raise ModelFormatError(f"{result_path}: member {k}'s matcher clusters lie outside its {K} clusters")
         head = ClusterHead(dim, K)
