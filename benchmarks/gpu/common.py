@@ -100,19 +100,33 @@ def window_cut(tokenizer, texts: Sequence[str], max_length: int) -> tuple[list[s
     here; a text whose ids would differ is kept whole). Returns (texts, how many were kept whole
     because of that check).
     """
+    from xmc.neural.encoder import window_prefix
+
     texts = list(texts)
     if not texts:
         return [], 0
-    enc = tokenizer(texts, truncation=True, max_length=max_length, return_offsets_mapping=True,
-                    return_attention_mask=False, return_token_type_ids=False)
+
+    def encode(batch):
+        return tokenizer(batch, truncation=True, max_length=max_length, return_offsets_mapping=True,
+                         return_attention_mask=False, return_token_type_ids=False)
+
+    # Long texts: offsets of the prefix that TextEncoder.pretokenize tokenises (same ids, less work).
+    prefixes = [window_prefix(t, max_length) for t in texts]
+    enc = encode(prefixes)
+    ids, offsets = list(enc["input_ids"]), list(enc["offset_mapping"])
+    redo = [i for i, (t, p, row) in enumerate(zip(texts, prefixes, ids)) if len(p) < len(t) and len(row) < max_length]
+    if redo:
+        again = encode([texts[i] for i in redo])
+        for j, i in enumerate(redo):
+            ids[i], offsets[i] = again["input_ids"][j], again["offset_mapping"][j]
     cut = []
-    for text, offsets in zip(texts, enc["offset_mapping"]):
-        ends = [e for s, e in offsets if e > s]
+    for text, offs in zip(texts, offsets):
+        ends = [e for s, e in offs if e > s]
         cut.append(text[: max(ends)] if ends else "")
     again = tokenizer(cut, truncation=True, max_length=max_length, return_attention_mask=False,
                       return_token_type_ids=False)["input_ids"]
     kept_whole = 0
-    for i, (a, b) in enumerate(zip(again, enc["input_ids"])):
+    for i, (a, b) in enumerate(zip(again, ids)):
         if a != b:
             cut[i], kept_whole = texts[i], kept_whole + 1
     return cut, kept_whole

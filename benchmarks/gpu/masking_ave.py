@@ -41,7 +41,6 @@ Smoke (CPU, a random tiny BERT, 200 products per dataset; well under a minute)::
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import math
 import os
@@ -54,7 +53,7 @@ import numpy as np
 
 import common
 from common import (BUNDLES, H100_ENCODE_PER_S, H100_FINETUNE_PER_S, check_send, claim, environment_line,
-                    fmt_bytes, fresh_dir, read_json, tiny_bert, write_json)
+                    fresh_dir, read_json, tiny_bert, write_json)
 
 import bench_masking as bm  # noqa: E402
 

@@ -6,7 +6,7 @@ ensemble (with XR-Linear), beat XR-Linear by +2 P@1 on EURLEX57K.
 
 Three steps, one command each (README.md beside this file has them verbatim):
 
-1. ``prepare`` (CPU, ~10 min here): TF-IDF, the pifa-tfidf tree, token ids of the 45,000 training,
+1. ``prepare`` (CPU, 3.5 min here): TF-IDF, the pifa-tfidf tree, token ids of the 45,000 training,
    2,000 dev (early stopping) and 6,000 test documents, the packaged MiniLM in fp16: an
    ``xmc stage export`` bundle with 3 members, embeddings brought back as int8 and no encoders (the
    three fine-tuned encoders would not fit the 64 MiB that comes back; the test documents travel
@@ -28,13 +28,13 @@ encoding 3,063 documents/s; an H200 is at least as fast)::
     label texts (text-emb), k-means on 16 cores, loading, writing          ~  30 s
     total                                                                  ~ 5.5 min of the 10-minute command
 
-Transfer (computed by ``prepare`` and printed; the figures of one run are in README.md)::
+Transfer (computed by ``prepare`` and printed; measured 2026-12-02 on the real data)::
 
-    sent:  token ids 53,000 x <=128 x 2 B ~ 13 MB, labels ~ 1 MB, MiniLM fp16 45.4 MB, tokenizer 1 MB
-           + the repository (~2 MB)                                   ~ 60 MiB of 64 MiB
-    back:  per member int8 embeddings 51,000 x 384 + row scales ~ 19.8 MB, top-10 clusters
-           45,000 x 10 x int32 1.8 MB, head 0.1 MB                   ~ 3 x 21.7 MB = 62 MiB of 64 MiB,
-           in 5 shards of <= 16 MiB + manifest.json
+    sent:  token ids 53,000 x 128 x uint16 = 13.6 MB, labels and tree ~ 1 MB, MiniLM fp16 45.4 MB,
+           tokenizer 0.7 MB: bundle 59.1 MiB in 6 files; + the repository (1.4 MiB) = 60.5 MiB of 64 MiB
+    back:  per member int8 embeddings 51,000 x 384 + row scales = 19.8 MB, top-10 clusters
+           45,000 x 10 x uint16 = 0.9 MB, head 0.4 MB: 3 members = 60.1 MiB of 64 MiB,
+           in 5 shards of <= 16 MiB + manifest.json (6 of the 8 files)
 
 Smoke (CPU, a random tiny BERT, 300 documents; well under a minute)::
 
@@ -50,14 +50,12 @@ import sys
 import tempfile
 import time
 
-import numpy as np
-
 import common  # noqa: F401  (puts src/ and benchmarks/ on the path)
 from common import (BUNDLES, DATA_ROOT, H100_ENCODE_PER_S, H100_FINETUNE_PER_S, REPO, check_send, claim,
                     environment_line, fmt_bytes, read_json, tiny_bert, write_json)
 
 import bench_xtransformer as bx  # noqa: E402
-from xmc.data import read_dataset, read_label_texts  # noqa: E402
+from xmc.data import read_label_texts  # noqa: E402
 from xmc.ensemble import average_scores  # noqa: E402
 from xmc.metrics import train_propensities  # noqa: E402
 from xmc.models.xtransformer import MemberConfig, XTransformerConfig  # noqa: E402

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 from typing import Iterable, Sequence
 
@@ -283,7 +282,3 @@ def check_transfer(what: str, n_bytes: int, n_files: int, limits: Limits, direct
 
 def n_shards(specs, file_bytes) -> int:
     return len(plan_shards(specs, file_bytes))
-
-
-def ceil_div(a: int, b: int) -> int:
-    return int(math.ceil(a / b))

@@ -20,6 +20,22 @@ from .configs import EncoderConfig
 logger = logging.getLogger(__name__)
 
 
+# A token rarely spans more characters than this (see window_prefix).
+CHARS_PER_TOKEN = 12
+
+
+def window_prefix(text: str, max_length: int) -> str:
+    """``text`` cut at the first whitespace after ``max_length`` x 12 characters (whole when shorter).
+
+    Whitespace ends a word for every Hugging Face pre-tokenizer, so the prefix's token ids equal the
+    whole text's up to the cut: a prefix whose ids still fill ``max_length`` has the whole text's
+    truncated ids. One that does not fill it must be tokenised whole (e.g. a text of very long tokens).
+    """
+    limit = max_length * CHARS_PER_TOKEN
+    end = text.find(" ", limit) if len(text) > limit else -1
+    return text[:end] if end > 0 else text
+
+
 class Tokenized(list):
     """Texts already turned into token ids (a list of id lists, truncated, unpadded) plus ``key``,
     which names the texts for :class:`xmc.neural.cache.EmbeddingCache`.
@@ -96,30 +112,20 @@ class TextEncoder(nn.Module):
         return self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.config.max_length,
                               return_tensors="pt")
 
-    # A token rarely spans more characters than this: texts are first cut at the whitespace after
-    # max_length x this many characters, so that long documents are not tokenised whole.
-    _CHARS_PER_TOKEN = 12
-
     def pretokenize(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids of every text, truncated but not padded (fast batched calls).
 
-        A long text is tokenised from a prefix cut at whitespace: whitespace ends a word for every
-        Hugging Face pre-tokenizer, so the prefix's ids equal the whole text's up to the cut, and a
-        prefix that still fills the window has the whole text's truncated ids. Prefixes that do not
-        fill it are tokenised again whole (e.g. texts of very long tokens).
+        Long texts are tokenised from :func:`window_prefix` (the whole text's ids, without tokenising
+        all of it); prefixes that do not fill the window are tokenised again whole.
         """
         texts = list(texts)
         max_length = self.config.max_length
-        limit = max_length * self._CHARS_PER_TOKEN
-        cut = []
-        for t in texts:
-            end = t.find(" ", limit) if len(t) > limit else -1
-            cut.append(t[:end] if end > 0 else t)
 
         def run(batch):
             return self.tokenizer(batch, truncation=True, max_length=max_length, return_attention_mask=False,
                                   return_token_type_ids=False)["input_ids"]
 
+        cut = [window_prefix(t, max_length) for t in texts]
         ids = run(cut)
         redo = [i for i, (t, c, row) in enumerate(zip(texts, cut, ids)) if len(c) < len(t) and len(row) < max_length]
         if redo:
