@@ -12,7 +12,8 @@ Three steps, one command each (README.md beside this file has them verbatim):
    three fine-tuned encoders would not fit the 64 MiB that comes back; the test documents travel
    in the bundle instead and are encoded there).
 2. on the GPU: ``python3 -m xmc.cli.main stage run BUNDLE --out $OUT/result`` (the xmc CLI itself).
-3. ``report`` (CPU, ~10 min here): ``xmc stage import``'s function with the result, the rankers, and
+3. ``report`` (CPU, about 30 min on these 2 cores: TF-IDF 2.5 min, five rankers of 4-6 min each
+   as in BENCHMARKS.md's full-data CPU table): ``xmc stage import``'s function with the result, the rankers, and
    the rows scored on test; the in-run XR-Linear baseline (same TF-IDF, same tree) and the best
    XR-Linear config of BENCHMARKS.md (``configs/xr-linear-accurate.json``) trained on the same split;
    the table and the claim into BENCHMARKS.md.
