@@ -137,6 +137,16 @@ def test_bad_bundles_are_refused_in_one_line(staged, tmp_path, capsys):
                                "--out", tmp_path / "m"], "not the training")
     assert_error_line(capsys, ["stage", "export", "--model", "xr-linear", "--train", other, "--out",
                                tmp_path / "x"], "only xtransformer")
+    # a result of another bundle; a bundle exported without encoders cannot make a model that reads text
+    run_quiet("stage", "export", "--model", "xtransformer", "--train", staged / "train.jsonl", "--config",
+              staged / "cfg.json", "--no-encoders", "--out", tmp_path / "noenc", "-q")
+    assert_error_line(capsys, ["stage", "import", tmp_path / "noenc", staged / "result32", "--train",
+                               staged / "train.jsonl", "--out", tmp_path / "m"], "--no-encoders")
+    m = json.loads((tmp_path / "noenc" / "manifest.json").read_text())
+    (tmp_path / "noenc" / "manifest.json").write_text(json.dumps({**m, "options": {**m["options"],
+                                                                                 "return_encoders": True}}))
+    assert_error_line(capsys, ["stage", "import", tmp_path / "noenc", staged / "result32", "--train",
+                               staged / "train.jsonl", "--out", tmp_path / "m"], "another bundle")
 
 
 def test_shard_plan_and_transfer_limits_by_hand():

@@ -418,13 +418,13 @@ def import_result(bundle_path: str | os.PathLike, result_path: str | os.PathLike
     from ...neural.matcher import ClusterHead
 
     bundle = read_bundle(bundle_path)
+    if require_encoders and not bundle.options.return_encoders:
+        raise ConfigError(f"{bundle.path}: exported without encoders, so its result cannot make a model that "
+                          "predicts from text; export again without --no-encoders")
     result_path = os.fspath(result_path)
     rman = B.read_manifest(result_path, RESULT_FORMAT, VERSION, "stage result")
     if rman.get("bundle_id") != bundle.manifest["bundle_id"]:
         raise ModelFormatError(f"{result_path}: a result of another bundle than {bundle.path} (bundle ids differ)")
-    if require_encoders and not bundle.options.return_encoders:
-        raise ConfigError(f"{bundle.path}: exported without encoders, so its result cannot make a model that "
-                          "predicts from text; export again without --no-encoders")
     rarrays = B.read_arrays(result_path, rman.get("index", {}), result_path)
     cfg, s = bundle.config, bundle.summary
     model = XTransformer(cfg)
