@@ -12,7 +12,7 @@ import traceback
 
 from ..errors import XMCError
 from ..progress import quiet
-from . import commands, report
+from . import commands, report, stage
 
 DESCRIPTION = """Extreme multi-label text classification.
 
@@ -21,6 +21,11 @@ Typical use:
   xmc predict --model model/ --input test.jsonl.gz --out pred.jsonl
   xmc evaluate --truth test.jsonl.gz --pred pred.jsonl --train train.jsonl.gz
   xmc report --truth test.jsonl.gz --pred pred.jsonl --train train.jsonl.gz --out report.html
+
+X-Transformer with its GPU stage on another machine:
+  xmc stage export --model xtransformer --train train.jsonl.gz --out bundle/    (CPU)
+  xmc stage run bundle/ --out result/                                        (GPU)
+  xmc stage import bundle/ result/ --train train.jsonl.gz --out model/       (CPU)
 """
 
 
@@ -177,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(augment)
     augment.set_defaults(func=commands.augment)
 
+    stage_verbs = stage.add_parser(sub, _Parser, _add_data_args, _add_overwrite_arg)
+
     config = sub.add_parser("config", help="print a model's full default config as JSON")
     config.add_argument("model", nargs="?", help="model name")
     config.add_argument("--list", action="store_true", help="list model names (and the configs 'augment', "
@@ -205,7 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=commands.demo)
     # --quiet also after the command name (`xmc train ... --quiet`); SUPPRESS keeps a leaf's default
     # from overwriting `xmc --quiet train ...`.
-    for leaf in [p for name, p in sub.choices.items() if name != "data"] + list(data_sub.choices.values()):
+    for leaf in ([p for name, p in sub.choices.items() if name not in ("data", "stage")] + list(data_sub.choices.values())
+                 + list(stage_verbs.choices.values())):
         leaf.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars")
     return parser
 

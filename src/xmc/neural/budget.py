@@ -95,8 +95,11 @@ def auto_fields(config: Config) -> list[str]:
     return [path for path in rules if _get(config, path) == AUTO]
 
 
-def resolve(config: Config, device: str | None = None) -> tuple[Config, dict[str, Any]]:
+def resolve(config: Config, device: str | None = None, kind: str | None = None) -> tuple[Config, dict[str, Any]]:
     """``config`` with every ``"auto"`` replaced for ``device`` (default: the config's own device field).
+
+    ``kind`` (``cuda`` / ``cpu``) names the machine the config is for instead, whatever this one has
+    (``xmc stage export`` resolves for the GPU machine it prepares a bundle for).
 
     Returns the resolved config (a new object; ``config`` itself when nothing was ``auto``) and
     the values chosen, by dotted field name.
@@ -104,7 +107,7 @@ def resolve(config: Config, device: str | None = None) -> tuple[Config, dict[str
     fields = auto_fields(config)
     if not fields:
         return config, {}
-    kind = device_kind(device or _device_field(config))
+    kind = kind or device_kind(device or _device_field(config))
     rules = RULES[type(config).__name__]
     chosen = {path: rules[path][0 if kind == "cuda" else 1] for path in fields}
     data = config.to_dict()

@@ -80,7 +80,9 @@ class EmbeddingCache:
 
     def encode(self, encoder: TextEncoder, texts: Sequence[str], *, progress: bool = True,
                desc: str = "encoding") -> np.ndarray:
-        return self.fetch(encoder, texts_fingerprint(texts), len(texts),
+        """``encoder.encode(texts)``, memoised; :class:`~xmc.neural.encoder.Tokenized` texts are keyed by their ``key``."""
+        key = getattr(texts, "key", None) or texts_fingerprint(texts)
+        return self.fetch(encoder, key, len(texts),
                           lambda: encoder.encode(texts, progress=progress, desc=desc))
 
     def fetch(self, encoder: TextEncoder, inputs_key: str, n: int, compute: Callable[[], np.ndarray]) -> np.ndarray:

@@ -19,6 +19,36 @@ from .configs import EncoderConfig
 
 logger = logging.getLogger(__name__)
 
+
+# A token rarely spans more characters than this (see window_prefix).
+CHARS_PER_TOKEN = 12
+
+
+def window_prefix(text: str, max_length: int) -> str:
+    """``text`` cut at the first whitespace after ``max_length`` x 12 characters (whole when shorter).
+
+    Whitespace ends a word for every Hugging Face pre-tokenizer, so the prefix's token ids equal the
+    whole text's up to the cut: a prefix whose ids still fill ``max_length`` has the whole text's
+    truncated ids. One that does not fill it must be tokenised whole (e.g. a text of very long tokens).
+    """
+    limit = max_length * CHARS_PER_TOKEN
+    end = text.find(" ", limit) if len(text) > limit else -1
+    return text[:end] if end > 0 else text
+
+
+class Tokenized(list):
+    """Texts already turned into token ids (a list of id lists, truncated, unpadded) plus ``key``,
+    which names the texts for :class:`xmc.neural.cache.EmbeddingCache`.
+
+    Every function that takes texts for an encoder (``encode``, ``train_matcher``, the cache) takes
+    this instead, so a pipeline can tokenise once, or on another machine (``xmc stage``).
+    """
+
+    def __init__(self, ids, key: str):
+        super().__init__(ids)
+        self.key = key
+
+
 class TextEncoder(nn.Module):
     """A Hugging Face encoder plus pooling: texts -> (n, dim) vectors.
 
@@ -42,6 +72,13 @@ class TextEncoder(nn.Module):
         path = path or config.resolved_path()
         if not os.path.isdir(path):
             raise ConfigError(f"encoder directory {path!r} does not exist (xmc never downloads models)")
+        from transformers.utils import logging as hf_logging
+
+        from ..progress import is_quiet
+
+        bar = hf_logging.is_progress_bar_enabled()
+        if is_quiet():  # --quiet silences transformers' "Loading weights" bar too
+            hf_logging.disable_progress_bar()
         try:
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
             # fp32 master weights whatever dtype the files hold (mixed precision comes from autocast).
@@ -52,6 +89,9 @@ class TextEncoder(nn.Module):
             first_line = str(exc).splitlines()[0] if str(exc) else ""
             raise ModelFormatError(f"{path}: cannot load a Hugging Face encoder ({type(exc).__name__}: "
                                    f"{first_line})") from exc
+        finally:
+            if bar:
+                hf_logging.enable_progress_bar()
         return cls(backbone, tokenizer, config)
 
     def save(self, directory: str) -> None:
@@ -73,9 +113,34 @@ class TextEncoder(nn.Module):
                               return_tensors="pt")
 
     def pretokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids of every text, truncated but not padded (one fast batched call)."""
-        return self.tokenizer(list(texts), truncation=True, max_length=self.config.max_length,
-                              return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        """Token ids of every text, truncated but not padded (fast batched calls).
+
+        Long texts are tokenised from :func:`window_prefix` (the whole text's ids, without tokenising
+        all of it); prefixes that do not fill the window are tokenised again whole.
+        """
+        texts = list(texts)
+        max_length = self.config.max_length
+
+        def run(batch):
+            return self.tokenizer(batch, truncation=True, max_length=max_length, return_attention_mask=False,
+                                  return_token_type_ids=False)["input_ids"]
+
+        cut = [window_prefix(t, max_length) for t in texts]
+        ids = run(cut)
+        redo = [i for i, (t, c, row) in enumerate(zip(texts, cut, ids)) if len(c) < len(t) and len(row) < max_length]
+        if redo:
+            for i, row in zip(redo, run([texts[i] for i in redo])):
+                ids[i] = row
+        return ids
+
+    def tokenized(self, texts) -> Tokenized:
+        """``texts`` as :class:`Tokenized` (unchanged when they already are), keyed like the cache keys texts."""
+        if isinstance(texts, Tokenized):
+            return texts
+        from .cache import texts_fingerprint
+
+        texts = list(texts)
+        return Tokenized(self.pretokenize(texts) if texts else [], texts_fingerprint(texts))
 
     def collate(self, token_ids: Sequence[Sequence[int]]) -> dict[str, torch.Tensor]:
         """Pad pre-tokenised texts into a batch."""
@@ -95,16 +160,17 @@ class TextEncoder(nn.Module):
         mask = attention_mask.unsqueeze(-1).to(states.dtype)
         return (states * mask).sum(1) / mask.sum(1).clamp_min(1.0)
 
-    def encode(self, texts: Sequence[str], *, batch_size: int | None = None, progress: bool = True,
+    def encode(self, texts: Sequence[str] | Tokenized, *, batch_size: int | None = None, progress: bool = True,
                amp: bool = True, desc: str = "encoding") -> np.ndarray:
         """Pooled vectors (n, dim) float32, in input order.
 
         Texts are encoded in order of token length so that batches carry little padding
-        (:func:`xmc.neural.inference.encode_tokens`).
+        (:func:`xmc.neural.inference.encode_tokens`). ``texts`` may be :class:`Tokenized` already.
         """
         from .inference import encode_tokens
 
         if not len(texts):  # tokenizers reject an empty batch
             return np.zeros((0, self.dim), dtype=np.float32)
-        return encode_tokens(self, self.pretokenize(texts), self, self.collate, batch_size=batch_size or
+        tokens = texts if isinstance(texts, Tokenized) else self.pretokenize(texts)
+        return encode_tokens(self, tokens, self, self.collate, batch_size=batch_size or
                              self.config.batch_size, dim=self.dim, amp=amp, progress=progress, desc=desc)

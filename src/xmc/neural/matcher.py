@@ -20,7 +20,7 @@ from torch import nn
 
 from . import distributed
 from .configs import MatcherConfig
-from .encoder import TextEncoder
+from .encoder import TextEncoder, Tokenized
 from .trainer import EarlyStopping, Trainer, TrainHistory, shuffled_batches
 
 logger = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def _history(h: TrainHistory) -> MatcherHistory:
 
 def train_matcher(
     encoder: TextEncoder,
-    texts: Sequence[str],
+    texts: Sequence[str] | Tokenized,
     M: sp.csr_matrix,
     config: MatcherConfig,
     *,
@@ -125,6 +125,7 @@ def train_matcher(
     With ``checkpoint_dir`` the state after each epoch is written there, and a later call
     with the same directory resumes after the last finished epoch. Trains through
     :class:`xmc.neural.trainer.Trainer` (the leftover micro-batches of an epoch are stepped).
+    ``texts`` and ``valid_texts`` may be :class:`~xmc.neural.encoder.Tokenized` already (``xmc stage run``).
     """
     from safetensors.torch import load_file, save_file
 
@@ -161,7 +162,7 @@ def train_matcher(
 
     def epoch():
         if not token_ids:
-            token_ids.extend(encoder.pretokenize(texts))
+            token_ids.extend(texts if isinstance(texts, Tokenized) else encoder.pretokenize(texts))
         batches = shuffled_batches(n, config.batch_size, rng)
         if n_procs > 1:  # every process must take the same number of steps
             batches = [rows[rank::n_procs] for rows in batches if len(rows) >= n_procs]

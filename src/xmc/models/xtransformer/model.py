@@ -35,6 +35,30 @@ Inputs = XMCDataset | Sequence[str]
 
 
 @dataclasses.dataclass
+class _Prepared:
+    """What the stages of ``fit`` share: TF-IDF X (n, d), labels Y (n, L), the matcher's rows, the texts
+    and, once tokenised, their token ids (:class:`~xmc.neural.encoder.Tokenized`)."""
+
+    X: sp.csr_matrix | None
+    Y: sp.csr_matrix
+    fit_rows: np.ndarray
+    valid_Y: sp.csr_matrix
+    texts: list | None = None
+    valid_texts: list | None = None
+    label_texts: list | None = None
+    tokens: list | None = None
+    valid_tokens: list | None = None
+    label_tokens: list | None = None
+
+
+def _rows(tokens, rows):
+    """Token ids of ``rows`` (still :class:`Tokenized`; the key is unused by training)."""
+    from ...neural.encoder import Tokenized
+
+    return Tokenized([tokens[i] for i in rows], key=f"{tokens.key}|rows")
+
+
+@dataclasses.dataclass
 class _Member:
     """A trained member: tree + ranker, and (unless the matcher is linear) encoder and cluster head."""
 
@@ -107,6 +131,9 @@ class XTransformer(XMCModel):
         return self.config.matcher.kind != "linear" or self.config.ranker_input != "tfidf" or uses_neural_repr
 
     # ---- training ------------------------------------------------------------------
+    # fit is a sequence of stages, each one method: _prepare (TF-IDF, splits, labels), _tokenize,
+    # _index_member (label tree), _fit_matcher (fine-tuning + encoding: the GPU stage), _fit_ranker.
+    # `xmc stage` (stage.py) runs the same methods, the matcher stage on another machine.
     def fit(self, data: XMCDataset, *, valid: XMCDataset | None = None,
             tfidf: tuple[TfidfFeaturizer, sp.csr_matrix] | None = None, progress: bool = True) -> "XTransformer":
         """Train every member on ``data``.
@@ -120,14 +147,37 @@ class XTransformer(XMCModel):
             progress: show progress bars.
         """
         from ...neural import distributed
-        from ...neural.matcher import top_clusters, train_head, train_matcher
 
         distributed.init_from_env()  # under torchrun / accelerate: one process per GPU, DDP fine-tuning
+        self.config = resolve_budget(self.config, len(data))
+        self.timings_, self.histories_, self.members_ = {}, [], []
+        prep = self._prepare(data, valid, tfidf)
+        pretrained, E_pre = None, None
+        if self._needs_encoder():
+            t = time.perf_counter()
+            pretrained = self._load_pretrained()
+            self._tokenize(prep, pretrained)
+            E_pre = self.cache.encode(pretrained, prep.tokens, progress=progress, desc="encoding train (pre-trained)")
+            self._timed("encode_pretrained", t)
+        self.encoder_ = pretrained
+        for k, member_cfg in enumerate(self.config.members):
+            chain = self._index_member(k, member_cfg, prep, E_pre, pretrained, progress)
+            member, history, E, matcher_ids, chain = self._fit_matcher(k, member_cfg, chain, prep, pretrained,
+                                                                       E_pre, progress)
+            self._fit_ranker(k, member, prep, E, chain, matcher_ids, progress)
+            self.members_.append(member)
+            self.histories_.append(history)
+        return self
+
+    def _prefix(self, k: int) -> str:
+        return f"member{k}." if len(self.config.members) > 1 else ""
+
+    def _prepare(self, data: XMCDataset, valid: XMCDataset | None,
+                 tfidf: tuple[TfidfFeaturizer, sp.csr_matrix] | None) -> "_Prepared":
+        """Labels, TF-IDF and the matcher's fit / validation rows (the config is already resolved)."""
         if data.unseen_labels:
             raise ValueError("training data must be read without a fixed vocabulary (it has unseen labels)")
-        self.config = resolve_budget(self.config, len(data))
         cfg = self.config
-        self.timings_, self.histories_, self.members_ = {}, [], []
         self.labels_ = data.labels
         texts = data.input_texts(cfg.text_fields)
         Y = binarize(data.Y)
@@ -140,7 +190,6 @@ class XTransformer(XMCModel):
             self.featurizer_ = TfidfFeaturizer(cfg.features)
             X = self.featurizer_.fit_transform(data.input_texts(cfg.features.fields))
         self._timed("tfidf", t)
-
         # Matcher validation: given documents, else a seeded share of train kept out of fine-tuning.
         rng = np.random.default_rng(cfg.matcher.seed)
         n = len(texts)
@@ -155,71 +204,95 @@ class XTransformer(XMCModel):
             valid_texts, valid_Y = [texts[i] for i in valid_rows], Y[valid_rows]
         if cfg.matcher.max_train_docs is not None and len(fit_rows) > cfg.matcher.max_train_docs:
             fit_rows = np.sort(rng.choice(fit_rows, cfg.matcher.max_train_docs, replace=False))
-
-        pretrained = None
-        E_pre = None
-        if self._needs_encoder():
-            t = time.perf_counter()
-            pretrained = self._load_pretrained()
-            E_pre = self.cache.encode(pretrained, texts, progress=progress, desc="encoding train (pre-trained)")
-            self._timed("encode_pretrained", t)
-        self.encoder_ = pretrained
-
         label_texts = data.label_texts if data.label_texts is not None else data.labels.names
-        threads = cfg.n_threads or None
-        for k, member_cfg in enumerate(cfg.members):
-            prefix = f"member{k}." if len(cfg.members) > 1 else ""
+        return _Prepared(X=X, Y=Y, fit_rows=fit_rows, valid_Y=valid_Y, texts=texts, valid_texts=valid_texts,
+                         label_texts=None if label_texts is None else list(label_texts))
+
+    @staticmethod
+    def _tokenize(prep: "_Prepared", encoder) -> None:
+        """Token ids of the training, validation and label texts (once, by ``encoder``'s tokenizer)."""
+        if prep.tokens is None:
+            prep.tokens = encoder.tokenized(prep.texts)
+            prep.valid_tokens = encoder.tokenized(prep.valid_texts)
+        if prep.label_tokens is None and prep.label_texts is not None:
+            prep.label_tokens = encoder.tokenized(prep.label_texts)
+
+    def _index_member(self, k: int, member_cfg: MemberConfig, prep: "_Prepared", E_pre, encoder,
+                      progress: bool) -> ClusterChain:
+        """The member's label tree: hierarchical k-means over its label representation."""
+        t = time.perf_counter()
+        Z = self._label_representation(member_cfg, prep, E_pre, encoder, progress)
+        chain = self._cluster(Z, member_cfg, self.config.n_threads or None)
+        self._timed(self._prefix(k) + "index", t)
+        return chain
+
+    @staticmethod
+    def cluster_targets(Y: sp.csr_matrix, chain: ClusterChain) -> sp.csr_matrix:
+        """M = binarize(Y C): the (n, K) leaf clusters holding each document's labels."""
+        return binarize(Y @ chain[len(chain) - 1])
+
+    def _fit_matcher(self, k: int, member_cfg: MemberConfig, chain: ClusterChain, prep: "_Prepared", pretrained,
+                     E_pre, progress: bool):
+        """The matcher stage: (member, history, E, matcher_ids, chain).
+
+        ``transformer``: fine-tune a copy of the encoder on M = binarize(Y C), encode every training
+        document with it (E) and keep each one's top-b clusters (the MAN negatives); ``frozen``: a head
+        on the pre-trained E; ``linear``: nothing (E is the pre-trained one, if any).
+        """
+        from ...neural.matcher import top_clusters, train_head, train_matcher
+
+        cfg = self.config
+        prefix = self._prefix(k)
+        member = _Member(member_cfg, ranker=None)
+        if cfg.matcher.kind == "linear":
+            return member, {}, E_pre, None, chain
+        fit_rows, Y = prep.fit_rows, prep.Y
+        M = self.cluster_targets(Y, chain)
+        valid_M = self.cluster_targets(prep.valid_Y, chain)
+        t = time.perf_counter()
+        E = E_pre
+        if cfg.matcher.kind == "transformer":
+            encoder = copy.deepcopy(pretrained)
+            ckpt = os.path.join(cfg.work_dir, self._matcher_key(member_cfg, fit_rows)) if cfg.work_dir else None
+            encoder, head, hist = train_matcher(
+                encoder, _rows(prep.tokens, fit_rows), M[fit_rows], cfg.matcher,
+                valid_texts=prep.valid_tokens, valid_M=valid_M, checkpoint_dir=ckpt, progress=progress,
+            )
+            member.encoder = encoder
+            self._timed(prefix + "finetune", t)
             t = time.perf_counter()
-            Z = self._label_representation(member_cfg, X, Y, E_pre, pretrained, label_texts, progress)
-            chain = self._cluster(Z, member_cfg, threads)
-            self._timed(prefix + "index", t)
-            member = _Member(member_cfg, ranker=None)
-            history: dict = {}
-            E = E_pre
-            matcher_ids = None
-            if cfg.matcher.kind != "linear":
-                M = binarize(Y @ chain[len(chain) - 1])
-                valid_M = binarize(valid_Y @ chain[len(chain) - 1])
-                t = time.perf_counter()
-                if cfg.matcher.kind == "transformer":
-                    encoder = copy.deepcopy(pretrained)
-                    ckpt = os.path.join(cfg.work_dir, self._matcher_key(member_cfg, fit_rows)) if cfg.work_dir else None
-                    encoder, head, hist = train_matcher(
-                        encoder, [texts[i] for i in fit_rows], M[fit_rows], cfg.matcher,
-                        valid_texts=valid_texts, valid_M=valid_M, checkpoint_dir=ckpt, progress=progress,
-                    )
-                    member.encoder = encoder
-                    self._timed(prefix + "finetune", t)
-                    t = time.perf_counter()
-                    E = self.cache.encode(encoder, texts, progress=progress, desc="encoding train (fine-tuned)")
-                    self._timed(prefix + "encode_finetuned", t)
-                else:
-                    E_valid = self.cache.encode(pretrained, valid_texts, progress=False)
-                    head, hist = train_head(E_pre[fit_rows], M[fit_rows], cfg.matcher,
-                                            valid_embeddings=E_valid, valid_M=valid_M, progress=progress)
-                    self._timed(prefix + "matcher_head", t)
-                history = dataclasses.asdict(hist)
-                if member_cfg.recluster and cfg.matcher.kind == "transformer":
-                    t = time.perf_counter()
-                    chain = self._cluster(pifa(sp.csr_matrix(E), Y), member_cfg, threads)
-                    M = binarize(Y @ chain[len(chain) - 1])
-                    valid_M = binarize(valid_Y @ chain[len(chain) - 1])
-                    E_valid = self.cache.encode(member.encoder, valid_texts, progress=False)
-                    head, hist2 = train_head(E[fit_rows], M[fit_rows], cfg.matcher,
-                                             valid_embeddings=E_valid, valid_M=valid_M, progress=progress)
-                    history["recluster"] = dataclasses.asdict(hist2)
-                    self._timed(prefix + "recluster", t)
-                member.head = head
-                matcher_ids, _ = top_clusters(head.scores(E), cfg.matcher.top_b)
+            E = self.cache.encode(encoder, prep.tokens, progress=progress, desc="encoding train (fine-tuned)")
+            self._timed(prefix + "encode_finetuned", t)
+        else:
+            E_valid = self.cache.encode(pretrained, prep.valid_tokens, progress=False)
+            head, hist = train_head(E_pre[fit_rows], M[fit_rows], cfg.matcher,
+                                    valid_embeddings=E_valid, valid_M=valid_M, progress=progress)
+            self._timed(prefix + "matcher_head", t)
+        history = dataclasses.asdict(hist)
+        if member_cfg.recluster and cfg.matcher.kind == "transformer":
             t = time.perf_counter()
-            R = self._ranker_features(X, E)
-            layers = None if cfg.matcher.kind == "linear" else [len(chain) - 1]
-            member.ranker = HierarchicalLinear.fit(R, Y, chain, cfg.ranker, matcher_ids=matcher_ids, layers=layers,
-                                                   n_threads=threads, progress=progress)
-            self._timed(prefix + "ranker", t)
-            self.members_.append(member)
-            self.histories_.append(history)
-        return self
+            chain = self._cluster(pifa(sp.csr_matrix(E), Y), member_cfg, cfg.n_threads or None)
+            M = self.cluster_targets(Y, chain)
+            valid_M = self.cluster_targets(prep.valid_Y, chain)
+            E_valid = self.cache.encode(member.encoder, prep.valid_tokens, progress=False)
+            head, hist2 = train_head(E[fit_rows], M[fit_rows], cfg.matcher,
+                                     valid_embeddings=E_valid, valid_M=valid_M, progress=progress)
+            history["recluster"] = dataclasses.asdict(hist2)
+            self._timed(prefix + "recluster", t)
+        member.head = head
+        matcher_ids, _ = top_clusters(head.scores(E), cfg.matcher.top_b)
+        return member, history, E, matcher_ids, chain
+
+    def _fit_ranker(self, k: int, member: "_Member", prep: "_Prepared", E, chain: ClusterChain, matcher_ids,
+                    progress: bool) -> None:
+        """The linear ranker on [TF-IDF || neural] with TFN / MAN / TFN+MAN negatives."""
+        cfg = self.config
+        t = time.perf_counter()
+        R = self._ranker_features(prep.X, E)
+        layers = None if cfg.matcher.kind == "linear" else [len(chain) - 1]
+        member.ranker = HierarchicalLinear.fit(R, prep.Y, chain, cfg.ranker, matcher_ids=matcher_ids, layers=layers,
+                                               n_threads=cfg.n_threads or None, progress=progress)
+        self._timed(self._prefix(k) + "ranker", t)
 
     def _matcher_key(self, member_cfg: MemberConfig, fit_rows: np.ndarray) -> str:
         """Checkpoint folder name: equal trees, matcher and encoder settings and rows share a fine-tuned matcher."""
@@ -229,14 +302,14 @@ class XTransformer(XMCModel):
                            len(self.labels_), hashlib.sha1(np.ascontiguousarray(fit_rows)).hexdigest()], sort_keys=True)
         return "matcher-" + hashlib.sha1(spec.encode()).hexdigest()[:16]
 
-    def _label_representation(self, m: MemberConfig, X, Y, E_pre, encoder, label_texts, progress) -> sp.csr_matrix:
+    def _label_representation(self, m: MemberConfig, prep: "_Prepared", E_pre, encoder, progress) -> sp.csr_matrix:
         if m.label_repr == "pifa-tfidf":
-            return pifa(X, Y)
+            return pifa(prep.X, prep.Y)
         if m.label_repr == "pifa-neural":
-            return pifa(sp.csr_matrix(E_pre), Y)
-        if label_texts is None:
+            return pifa(sp.csr_matrix(E_pre), prep.Y)
+        if prep.label_tokens is None:
             raise ConfigError("label_repr 'text-emb' needs label texts (or label names)")
-        return sp.csr_matrix(normalize(self.cache.encode(encoder, list(label_texts), progress=progress,
+        return sp.csr_matrix(normalize(self.cache.encode(encoder, prep.label_tokens, progress=progress,
                                                          desc="encoding label texts")))
 
     @staticmethod
@@ -273,8 +346,6 @@ class XTransformer(XMCModel):
                 (beam_size = b, the leaf clusters the matcher keeps for the ranker).
             selected_outputs: optional (n, L) 0/1 matrix; predict only among these labels.
         """
-        from ...neural.matcher import top_clusters
-
         self._check_fitted()
         p = self.config.predict
         topk, beam, threshold = self.resolve_predict(topk, beam_size, threshold)
@@ -283,14 +354,29 @@ class XTransformer(XMCModel):
             raise ValueError(f"unknown post_processor {post!r}; choose from {list(POST_PROCESSORS)}")
         enc_texts, tfidf_texts = self._texts(inputs)
         X = self.featurizer_.transform(tfidf_texts)
-        threads = self.config.n_threads or None
         from ...neural.cache import EmbeddingCache
 
         cache = EmbeddingCache(key_by="identity")  # per call: members sharing an encoder encode once; nothing kept from earlier calls
-        results = []
+        embeddings = []
         for member in self.members_:
             encoder = member.encoder or self.encoder_
-            E = cache.encode(encoder, enc_texts, progress=progress) if encoder is not None else None
+            embeddings.append(cache.encode(encoder, enc_texts, progress=progress) if encoder is not None else None)
+        return self.predict_embedded(X, embeddings, topk=topk, beam_size=beam, post_processor=post,
+                                     threshold=threshold, selected_outputs=selected_outputs)
+
+    def predict_embedded(self, X: sp.csr_matrix, embeddings: Sequence[np.ndarray | None], *, topk: int | None = None,
+                         beam_size: int | None = None, post_processor: str | None = None,
+                         threshold: float | None = None, selected_outputs: sp.spmatrix | None = None) -> sp.csr_matrix:
+        """:meth:`predict` from TF-IDF X (n, d) and each member's encoder embeddings (n, dim) computed elsewhere
+        (e.g. on a GPU by ``xmc stage run``; None for a member without a neural part)."""
+        from ...neural.matcher import top_clusters
+
+        self._check_fitted()
+        topk, beam, threshold = self.resolve_predict(topk, beam_size, threshold)
+        post = post_processor or self.config.predict.post_processor
+        threads = self.config.n_threads or None
+        results = []
+        for member, E in zip(self.members_, embeddings, strict=True):
             R = self._ranker_features(X, E)
             if member.head is None:
                 results.append(member.ranker.predict(R, beam_size=beam, topk=topk, post_processor=post,
