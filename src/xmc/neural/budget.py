@@ -53,7 +53,8 @@ RULES: dict[str, dict[str, tuple[Any, Any]]] = {
 }
 RULES["LightXMLConfig"] = dict(RULES["GUDNConfig"])
 # gudn alone: patience 10 edged out 5 on the same validation split (0.6125 against 0.600 P@1, 2026-12-02),
-# and 60 epochs beat 30 in 5-fold cross-validation over the whole 800-document sample (BENCHMARKS.md).
+# and 60 epochs beat 30 in 5-fold cross-validation over the whole 800-document sample (62.13 against 59.25
+# mean P@1, better on every fold; benchmarks/validate_cpu_budget.py --folds 5, BENCHMARKS.md).
 RULES["GUDNConfig"]["train.patience"] = (2, 10)
 RULES["GUDNConfig"]["train.epochs"] = (3.0, 60.0)
 RULES["AugmentConfig"] = {f"generator.{path}": values for path, values in RULES["GeneratorConfig"].items()}
@@ -64,7 +65,7 @@ _ENCODE_PER_S = {"cpu": 25.0, "cuda": 1500.0}
 _FINETUNE_PER_S = {"cpu": 7.0, "cuda": 300.0}
 # Training samples per second of the output layers over cached features (frozen encoder). gudn /
 # lightxml step through candidate sampling, the label tree and SWA of the whole network: 414 steps of
-# 32 in 57 s on the 2-core CPU at load ~1 (99/s at load ~9; bench_cpu_defaults.py, 2026-12-02); the
+# 32 in 57 s on the 2-core CPU at load ~3.5 (99/s at load ~9; bench_cpu_defaults.py, 2026-12-02); the
 # other models' heads are far cheaper.
 _HEAD_PER_S = {"GUDNConfig": 230.0, "LightXMLConfig": 230.0}
 _HEAD_PER_S_DEFAULT = 5000.0
