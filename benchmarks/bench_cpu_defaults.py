@@ -3,6 +3,7 @@
     python benchmarks/bench_cpu_defaults.py                  # EURLEX57K 800/400 subset + ave-ae110k_subset
     python benchmarks/bench_cpu_defaults.py --write          # also replace the block in BENCHMARKS.md
     python benchmarks/bench_cpu_defaults.py --models lightxml --datasets eurlex
+    python benchmarks/bench_cpu_defaults.py --models xr-linear,gudn --datasets eurlex --keep-rows --write
 
 Every step is the README's command with defaults only (``xmc train`` / ``xmc predict``), run as a
 child process; wall time and the child's peak RSS (``os.wait4``'s ``ru_maxrss``) are taken per
@@ -12,6 +13,8 @@ masked-bert's thresholded predictions (its tuned threshold) scored by micro / ma
 predicted pairs, the share of products with a prediction and the predictions outside the
 product's category; XR-Linear's top-50 restricted to the category's labels (the taxonomy) and cut
 to 5 is the reference. The machine is shared: the load average before and after is printed.
+``--keep-rows``: rerun only ``--models`` / ``--datasets`` and keep the other rows of the work
+directory's previous ``rows.json`` (marked in the table as from an earlier run).
 """
 
 from __future__ import annotations
@@ -89,7 +92,8 @@ def bench_eurlex(args, work: str) -> list[dict]:
         shutil.rmtree(model, ignore_errors=True)
         extra = ["--label-text", os.path.join(d, "labels.txt")] if name == "gudn" else []
         fit = run_step(["train", "--model", name, "--train", train, *extra, "--out", model], log)
-        row = {"dataset": "eurlex", "model": name, "train": fit, "budget": budget_line(log)}
+        row = {"dataset": "eurlex", "model": name, "train": fit, "budget": budget_line(log),
+               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
         if fit["rc"] == 0:
             row["predict"] = run_step(["predict", "--model", model, "--input", test, "--out", pred, "--topk", "5"], log)
             if row["predict"]["rc"] == 0:
@@ -141,7 +145,8 @@ def bench_ave(args, work: str) -> list[dict]:
         shutil.rmtree(model, ignore_errors=True)
         extra = ["--taxonomy", tax] if name == "masked-bert" else []
         fit = run_step(["train", "--model", name, "--train", train, *extra, "--out", model], log)
-        row = {"dataset": "ave", "model": name, "train": fit, "budget": budget_line(log)}
+        row = {"dataset": "ave", "model": name, "train": fit, "budget": budget_line(log),
+               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
         if fit["rc"] == 0:
             topk = ["--topk", "50"] if name == "xr-linear" else []
             row["predict"] = run_step(["predict", "--model", model, "--input", test_path, "--out", pred, *topk], log)
@@ -163,11 +168,27 @@ def bench_ave(args, work: str) -> list[dict]:
     return rows
 
 
+def merge_rows(previous: list[dict], rows: list[dict]) -> list[dict]:
+    """``previous`` with the rows rerun now replaced (same dataset and model), the others marked ``earlier``."""
+    new = {(r["dataset"], r["model"]): r for r in rows}
+    merged = [new.pop((r["dataset"], r["model"]), None) or dict(r, earlier=True) for r in previous]
+    return merged + list(new.values())
+
+
+def _name(row: dict) -> str:
+    return f"{row['model']} (earlier run)" if row.get("earlier") else row["model"]
+
+
 def render(rows: list[dict], load: tuple[float, float], args) -> str:
+    kept = any(r.get("earlier") for r in rows)
+    command = (f"`python benchmarks/bench_cpu_defaults.py --docs {args.docs} --test-docs {args.test_docs}"
+               + (f" --models {','.join(args.models)} --datasets {args.datasets} --keep-rows" if kept else "")
+               + " --write`")
     lines = [f"Machine: 2-core shared CPU box (load average {load[0]:.1f} before, {load[1]:.1f} after; other "
-             f"engineers' jobs ran beside it, so times are upper bounds). One run per row. Command: "
-             f"`python benchmarks/bench_cpu_defaults.py --docs {args.docs} --test-docs {args.test_docs} --write`; "
-             "every step is `xmc train` / `xmc predict` with no `--config`.", ""]
+             f"engineers' jobs ran beside it, so times are upper bounds). One run per row. Command: {command}; "
+             "every step is `xmc train` / `xmc predict` with no `--config`."
+             + (" Rows marked \"earlier run\" were kept from the previous full run of the script (same data and "
+                "command, without `--keep-rows`); the others were rerun together." if kept else ""), ""]
     eur = [r for r in rows if r["dataset"] == "eurlex"]
     if eur:
         base = next((r["metrics"]["P@1"] for r in eur if r["model"] == "xr-linear" and "metrics" in r), None)
@@ -178,7 +199,7 @@ def render(rows: list[dict], load: tuple[float, float], args) -> str:
         for r in eur:
             m, p = r.get("metrics", {}), r.get("predict", {})
             ratio = f"{m['P@1'] / base:.2f}" if m and base else "-"
-            lines.append(f"| {r['model']} | {r['train']['seconds']:.0f} | {r['train']['peak_rss_mb']:.0f} | "
+            lines.append(f"| {_name(r)} | {r['train']['seconds']:.0f} | {r['train']['peak_rss_mb']:.0f} | "
                          f"{p.get('seconds', float('nan')):.0f} | {p.get('peak_rss_mb', float('nan')):.0f} | "
                          + (f"{100 * m['P@1']:.2f} | {100 * m['P@5']:.2f} | {ratio} |" if m else "failed | | |"))
         lines.append("")
@@ -194,12 +215,12 @@ def render(rows: list[dict], load: tuple[float, float], args) -> str:
         for r in ave:
             m, p = r.get("metrics", {}), r.get("predict", {})
             ratio = f"{m['micro_f1'] / base:.2f}" if m and base else "-"
-            lines.append(f"| {r['model']} | {r['train']['seconds']:.0f} | {r['train']['peak_rss_mb']:.0f} | "
+            lines.append(f"| {_name(r)} | {r['train']['seconds']:.0f} | {r['train']['peak_rss_mb']:.0f} | "
                          f"{p.get('seconds', float('nan')):.0f} | {p.get('peak_rss_mb', float('nan')):.0f} | "
                          + (f"{m['pairs']} | {100 * m['micro_f1']:.2f} | {100 * m['macro_f1']:.2f} | "
                             f"{100 * m['covered']:.1f}% | {m['outside']} | {ratio} |" if m else "failed | | | | | |"))
         lines.append("")
-    budgets = [f"- {r['dataset']} {r['model']}: {r['budget']}" for r in rows if r.get("budget")]
+    budgets = [f"- {r['dataset']} {_name(r)}: {r['budget']}" for r in rows if r.get("budget")]
     if budgets:
         lines += ["Budgets as `xmc train` printed them:", "", *budgets]
     return "\n".join(lines)
@@ -213,6 +234,8 @@ def main() -> None:
     parser.add_argument("--datasets", default="eurlex,ave")
     parser.add_argument("--work", default="/tmp/xmc-bench-cpu-defaults")
     parser.add_argument("--write", action="store_true", help="replace the block in BENCHMARKS.md")
+    parser.add_argument("--keep-rows", action="store_true",
+                        help="keep the rows not rerun from the work directory's previous rows.json")
     args = parser.parse_args()
     args.models = args.models.split(",")
     os.makedirs(args.work, exist_ok=True)
@@ -222,8 +245,13 @@ def main() -> None:
         rows += bench_eurlex(args, args.work)
     if "ave" in args.datasets:
         rows += bench_ave(args, args.work)
-    with open(os.path.join(args.work, "rows.json"), "w", encoding="utf-8") as fh:
+    previous_path = os.path.join(args.work, "rows.json")
+    if args.keep_rows and os.path.exists(previous_path):
+        with open(previous_path, encoding="utf-8") as fh:
+            rows = merge_rows(json.load(fh), rows)
+    with open(os.path.join(args.work, "rows.json.tmp"), "w", encoding="utf-8") as fh:
         json.dump(rows, fh, indent=1)
+    os.replace(os.path.join(args.work, "rows.json.tmp"), previous_path)
     text = render(rows, (load_before, os.getloadavg()[0]), args)
     print(text)
     if args.write:

@@ -1,6 +1,7 @@
 """Device-dependent "auto" defaults: the paper's settings with CUDA, a frozen encoder on a CPU."""
 
 import json
+import os
 
 import pytest
 
@@ -92,3 +93,15 @@ def test_partial_nested_objects_keep_the_models_own_defaults_and_reject_unknown_
         GUDNConfig.from_dict({"train": {"nope": 1}})
     with pytest.raises(ConfigError, match="encoder.max_length"):
         GUDNConfig.from_dict({"encoder": {"max_length": "x"}})
+
+
+def test_gudn_cpu_budget_and_its_estimate_count_the_head_epochs():
+    gudn, _ = budget.resolve(GUDNConfig(), device="cpu")
+    lightxml, _ = budget.resolve(LightXMLConfig(), device="cpu")
+    assert (gudn.train.epochs, gudn.train.patience) == (60.0, 10)
+    assert (lightxml.train.epochs, lightxml.train.patience) == (30.0, 5)
+    # over cached features an epoch of gudn's heads costs n / 230 s on the 2-core CPU (measured)
+    shorter = GUDNConfig.from_dict({**gudn.to_dict(), "train": {**gudn.to_dict()["train"], "epochs": 30.0}})
+    extra = budget.estimate_seconds(gudn, 800, "cpu", 300) - budget.estimate_seconds(shorter, 800, "cpu", 300)
+    scale = budget._CPU_CORES_MEASURED / max(1, min(os.cpu_count() or 1, budget._threads()))
+    assert extra == pytest.approx(30 * 800 / 230.0 * scale)
