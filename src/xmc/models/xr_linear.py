@@ -43,6 +43,8 @@ class IndexerConfig(Config):
             ``pifa+text`` (convex combination), ``pifa|text`` (concatenation) or
             ``given`` (a user-supplied label feature matrix Z passed to ``fit``).
         text_weight: weight of the text part in ``pifa+text`` / ``pifa|text``.
+        pifa_normalize_labels: in PIFA, weigh each training document by 1/sqrt(its label
+            count) (PECOS's ``normalized_Y``) instead of 1.
         branching: children per tree node (power of two): 2 = Parabel, 16 = PECOS,
             wider = Bonsai-like shallow trees; ``1`` builds no tree (flat one-vs-all).
         max_leaf_size: leaves hold about this many labels at most.
@@ -52,6 +54,7 @@ class IndexerConfig(Config):
 
     label_repr: LabelRepr = "pifa"
     text_weight: float = 0.5
+    pifa_normalize_labels: bool = False
     branching: int = 16
     max_leaf_size: int = 100
     max_iter: int = 20
@@ -207,7 +210,7 @@ class XRLinear(XMCModel):
                 raise ValueError(f"label_features has {label_features.shape[0]} rows for {Y.shape[1]} labels")
             return l2_normalize_rows(sp.csr_matrix(label_features, dtype=np.float32))
         if indexer.label_repr == "pifa":
-            return pifa(X, Y)
+            return pifa(X, Y, normalize_labels=indexer.pifa_normalize_labels)
         if self.featurizer_ is None:
             raise ConfigError(f"label_repr {indexer.label_repr!r} embeds label texts with the TF-IDF "
                               "vocabulary, which needs a text dataset (not precomputed features)")
@@ -217,7 +220,7 @@ class XRLinear(XMCModel):
         if indexer.label_repr == "text":
             return text
         mode = "convex" if indexer.label_repr == "pifa+text" else "concat"
-        return combine(pifa(X, Y), text, mode, indexer.text_weight)
+        return combine(pifa(X, Y, normalize_labels=indexer.pifa_normalize_labels), text, mode, indexer.text_weight)
 
     # ---- prediction ------------------------------------------------------------
     def transform(self, inputs: Inputs) -> sp.csr_matrix:
