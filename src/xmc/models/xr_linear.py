@@ -7,6 +7,7 @@ ensemble whose scores are averaged.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import os
@@ -293,6 +294,26 @@ class XRLinear(XMCModel):
             scores = scores.multiply(scores >= threshold).tocsr()
             scores.eliminate_zeros()
         return scores
+
+    def pruned(self, weight_threshold: float) -> "XRLinear":
+        """A copy whose trees keep only the weights of magnitude above ``weight_threshold``.
+
+        With the default ``tfn`` negatives this equals training with ``train.weight_threshold``
+        set to it (see :meth:`HierarchicalLinear.pruned`): train once at a low threshold, then
+        choose model size and prediction time without retraining. The threshold cannot go below
+        the one the model was trained with (those weights are gone).
+        """
+        self._check_fitted()
+        trained_at = self.config.train.weight_threshold
+        if weight_threshold < trained_at:
+            raise ConfigError(f"weight_threshold {weight_threshold:g} is below the {trained_at:g} this model was "
+                              "trained with: the smaller weights were not kept")
+        model = copy.copy(self)
+        model.config = copy.deepcopy(self.config)
+        model.config.train.weight_threshold = float(weight_threshold)
+        model.trees_ = [tree.pruned(weight_threshold) for tree in self.trees_]
+        model.fit_seconds_ = []
+        return model
 
     def _is_fitted(self) -> bool:
         return bool(self.trees_)
