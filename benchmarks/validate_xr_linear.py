@@ -177,6 +177,8 @@ def main(argv=None) -> None:
                          "generated problems, training part only)")
     ap.add_argument("--valid-fraction", type=float, default=0.1)
     ap.add_argument("--folds", type=int, default=0, help="K >= 2: K-fold cross-validation instead of one split")
+    ap.add_argument("--max-train-docs", type=int, default=0,
+                    help="use only the first N training documents (how a setting depends on the data size)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), "xmc_peer_cache"))
@@ -188,11 +190,15 @@ def main(argv=None) -> None:
             print(table([json.loads(line) for line in f if line.strip()]))
         return
     X, Y = load_train(args.dataset, args.cache_dir)
+    dataset = args.dataset
+    if args.max_train_docs:
+        X, Y = X[:args.max_train_docs], Y[:args.max_train_docs]
+        dataset = f"{dataset}[:{args.max_train_docs}]"
     for name in args.variants.split(","):
         if name not in VARIANTS and name != PECOS_VARIANT:
             raise SystemExit(f"unknown variant {name!r}; choose from {sorted(VARIANTS)}")
         rows = run_variant(name, sp.csr_matrix(X, dtype=np.float32), sp.csr_matrix(Y), args.valid_fraction, args.seed,
-                           args.threads, folds=args.folds, dataset=args.dataset)
+                           args.threads, folds=args.folds, dataset=dataset)
         print(table(rows), flush=True)
         if args.json:
             with open(args.json, "a") as f:
