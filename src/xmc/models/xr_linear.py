@@ -55,7 +55,7 @@ class IndexerConfig(Config):
 
     label_repr: LabelRepr = "pifa"
     text_weight: float = 0.5
-    pifa_normalize_labels: bool = True
+    pifa_normalize_labels: bool = False
     branching: int = 16
     max_leaf_size: int = 100
     max_iter: int = 20
