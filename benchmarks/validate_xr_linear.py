@@ -61,6 +61,12 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "pifa-l2-C0.5-thr0.05": ("pifa-l2 with C=0.5 and weight threshold 0.05",
                              {"indexers": [{"pifa_normalize_labels": True}],
                               "train": {"C": 0.5, "weight_threshold": 0.05}}),
+    # The same algorithm with other seeds (tree initialisation and solver order): the spread between
+    # runs of one method, against which a difference between two methods is read.
+    "seed1": ("base with seed 1 (clustering and solver)", {"indexers": [{"seed": 1}], "train": {**_PECOS, "seed": 1}}),
+    "seed2": ("base with seed 2 (clustering and solver)", {"indexers": [{"seed": 2}], "train": {**_PECOS, "seed": 2}}),
+    "ensemble2": ("base with 2 trees (seeds 0, 1), scores averaged",
+                  {"indexers": [{"seed": 0}, {"seed": 1}], "train": _PECOS}),
 }
 # Not an xmc variant: PECOS with its defaults (PIFA -> Indexer.gen -> XLinearModel.train) on the same splits.
 PECOS_VARIANT = "pecos"
@@ -75,6 +81,8 @@ def apply_overrides(base: dict, overrides: dict) -> dict:
     cfg = copy.deepcopy(base)
     for key, value in overrides.items():
         if key == "indexers":
+            while len(cfg["indexers"]) < len(value):  # more trees: copies of the first, then changed
+                cfg["indexers"].append(copy.deepcopy(cfg["indexers"][0]))
             for indexer, change in zip(cfg["indexers"], value):
                 indexer.update(change)
         else:
