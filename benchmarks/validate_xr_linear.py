@@ -52,7 +52,24 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "C0.5": ("base with C=0.5", {"train": {**_PECOS, "C": 0.5}}),
     "C0.5-thr0.02": ("base with C=0.5 and weight threshold 0.02 (configs/xr-linear-small-data.json)",
                      {"train": {"C": 0.5, "weight_threshold": 0.02}}),
+    "pifa-l2": ("base with PIFA over L2-normalised label rows (PECOS's normalized_Y)",
+                {"indexers": [{"pifa_normalize_labels": True}], "train": _PECOS}),
+    "pifa-l2-thr0.05": ("pifa-l2 with weight threshold 0.05",
+                        {"indexers": [{"pifa_normalize_labels": True}], "train": {"weight_threshold": 0.05}}),
+    "pifa-l2-C0.5": ("pifa-l2 with C=0.5",
+                     {"indexers": [{"pifa_normalize_labels": True}], "train": {**_PECOS, "C": 0.5}}),
+    "pifa-l2-C0.5-thr0.05": ("pifa-l2 with C=0.5 and weight threshold 0.05",
+                             {"indexers": [{"pifa_normalize_labels": True}],
+                              "train": {"C": 0.5, "weight_threshold": 0.05}}),
+    # The same algorithm with other seeds (tree initialisation and solver order): the spread between
+    # runs of one method, against which a difference between two methods is read.
+    "seed1": ("base with seed 1 (clustering and solver)", {"indexers": [{"seed": 1}], "train": {**_PECOS, "seed": 1}}),
+    "seed2": ("base with seed 2 (clustering and solver)", {"indexers": [{"seed": 2}], "train": {**_PECOS, "seed": 2}}),
+    "ensemble2": ("base with 2 trees (seeds 0, 1), scores averaged",
+                  {"indexers": [{"seed": 0}, {"seed": 1}], "train": _PECOS}),
 }
+# Not an xmc variant: PECOS with its defaults (PIFA -> Indexer.gen -> XLinearModel.train) on the same splits.
+PECOS_VARIANT = "pecos"
 PREDICT_VARIANTS = {
     "beam10": {"beam_size": 10},
     "beam20": {"beam_size": 20},
@@ -64,6 +81,8 @@ def apply_overrides(base: dict, overrides: dict) -> dict:
     cfg = copy.deepcopy(base)
     for key, value in overrides.items():
         if key == "indexers":
+            while len(cfg["indexers"]) < len(value):  # more trees: copies of the first, then changed
+                cfg["indexers"].append(copy.deepcopy(cfg["indexers"][0]))
             for indexer, change in zip(cfg["indexers"], value):
                 indexer.update(change)
         else:
@@ -81,16 +100,35 @@ def splits(n: int, valid_fraction: float, folds: int, seed: int) -> list[tuple[n
     return [train_valid_rows(n, valid_fraction, seed)]
 
 
+def _pecos_fit_predict(Xtr, Ytr, threads: int):
+    """PECOS with its defaults: a predict(X, beam_size, post_processor) callable (as xmc's)."""
+    from pecos.xmc import Indexer, LabelEmbeddingFactory
+    from pecos.xmc.xlinear.model import XLinearModel
+
+    Xtr = sp.csr_matrix(Xtr, dtype=np.float32)
+    Ytr = sp.csc_matrix(Ytr, dtype=np.float32)
+    chain = Indexer.gen(LabelEmbeddingFactory.create(Ytr, Xtr, method="pifa", threads=threads), threads=threads)
+    model = XLinearModel.train(Xtr, Ytr, C=chain, threads=threads)
+
+    def predict(X, topk, beam_size=10, post_processor="l3-hinge"):
+        return model.predict(sp.csr_matrix(X, dtype=np.float32), beam_size=beam_size, only_topk=topk,
+                             post_processor=post_processor, threads=threads)
+    return predict, [c.shape[0] for c in chain]
+
+
 def run_variant(name: str, X, Y, valid_fraction: float, seed: int, threads: int, folds: int = 0,
                 dataset: str = "eurlex57k") -> list[dict]:
     from xmc.metrics import evaluate, train_propensities
     from xmc.models.xr_linear import XRLinear, XRLinearConfig
 
-    with open(os.path.join(_HERE, "..", "configs", "xr-linear.json")) as f:
-        base = json.load(f)
-    description, overrides = VARIANTS[name]
-    config = XRLinearConfig.from_dict(apply_overrides(base, overrides))
-    config.n_threads = threads
+    if name == PECOS_VARIANT:
+        description = "PECOS defaults (libpecos: PIFA, Indexer.gen, XLinearModel.train)"
+    else:
+        with open(os.path.join(_HERE, "..", "configs", "xr-linear.json")) as f:
+            base = json.load(f)
+        description, overrides = VARIANTS[name]
+        config = XRLinearConfig.from_dict(apply_overrides(base, overrides))
+        config.n_threads = threads
     keys = ("P@1", "P@3", "P@5", "PSP@5")
     sums = {pname: dict.fromkeys(keys, 0.0) for pname in PREDICT_VARIANTS}
     train_s = 0.0
@@ -98,18 +136,35 @@ def run_variant(name: str, X, Y, valid_fraction: float, seed: int, threads: int,
     for train_rows, valid_rows in parts:
         Xtr, Ytr, Xva, Yva = X[train_rows], Y[train_rows], X[valid_rows], Y[valid_rows]
         t0 = time.perf_counter()
-        model = XRLinear(config).fit_matrix(Xtr, Ytr, progress=False)
+        if name == PECOS_VARIANT:
+            predict, levels = _pecos_fit_predict(Xtr, Ytr, threads)
+        else:
+            model = XRLinear(config).fit_matrix(Xtr, Ytr, progress=False)
+            predict, levels = model.predict, model.trees_[0].chain.level_sizes
         train_s += (time.perf_counter() - t0) / len(parts)
         propensities = train_propensities(np.asarray(Ytr.sum(axis=0)).ravel(), n_docs=Ytr.shape[0])
         for pname, kwargs in PREDICT_VARIANTS.items():
-            report = evaluate(Yva, model.predict(Xva, topk=10, **kwargs), propensities=propensities)
+            report = evaluate(Yva, predict(Xva, topk=10, **kwargs), propensities=propensities)
             for k in keys:
                 sums[pname][k] += report[k] / len(parts)
     return [{
         "variant": name, "description": description, "predict": pname, "dataset": dataset,
-        "folds": max(folds, 1), "levels": model.trees_[0].chain.level_sizes if hasattr(model.trees_[0], "chain") else None,
-        "train_s": train_s, "threads": threads, **sums[pname],
+        "folds": max(folds, 1), "levels": levels, "train_s": train_s, "threads": threads, **sums[pname],
     } for pname in PREDICT_VARIANTS]
+
+
+def load_train(dataset: str, cache_dir: str):
+    """The training matrices (X, Y) of a benchmark data set; ``synthetic-N`` is bench_scale's problem."""
+    if dataset.startswith("synthetic-"):
+        import bench_scale
+        from xmc.datasets.sparse import make_sparse_problem
+
+        n_labels = int(float(dataset.split("-", 1)[1].replace("k", "e3").replace("m", "e6")))
+        n_train, n_features = bench_scale.PRESETS.get(n_labels, (2 * n_labels, 10 * n_labels))
+        prob = make_sparse_problem(n_labels=n_labels, n_train=n_train, n_test=1, n_features=n_features, seed=0)
+        return prob.X_train, prob.Y_train
+    X, Y, _, _ = bench_xr_linear.load_dataset(dataset, cache_dir)
+    return X, Y
 
 
 def table(rows: list[dict]) -> str:
@@ -125,9 +180,13 @@ def table(rows: list[dict]) -> str:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", default="base,man,wide64")
-    ap.add_argument("--dataset", default="eurlex57k", choices=["eurlex57k", "bibtex"])
+    ap.add_argument("--dataset", default="eurlex57k",
+                    help="eurlex57k, bibtex, or synthetic-10k / synthetic-100k / synthetic-1m (bench_scale's "
+                         "generated problems, training part only)")
     ap.add_argument("--valid-fraction", type=float, default=0.1)
     ap.add_argument("--folds", type=int, default=0, help="K >= 2: K-fold cross-validation instead of one split")
+    ap.add_argument("--max-train-docs", type=int, default=0,
+                    help="use only the first N training documents (how a setting depends on the data size)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), "xmc_peer_cache"))
@@ -138,12 +197,16 @@ def main(argv=None) -> None:
         with open(args.from_json) as f:
             print(table([json.loads(line) for line in f if line.strip()]))
         return
-    X, Y, _, _ = bench_xr_linear.load_dataset(args.dataset, args.cache_dir)
+    X, Y = load_train(args.dataset, args.cache_dir)
+    dataset = args.dataset
+    if args.max_train_docs:
+        X, Y = X[:args.max_train_docs], Y[:args.max_train_docs]
+        dataset = f"{dataset}[:{args.max_train_docs}]"
     for name in args.variants.split(","):
-        if name not in VARIANTS:
+        if name not in VARIANTS and name != PECOS_VARIANT:
             raise SystemExit(f"unknown variant {name!r}; choose from {sorted(VARIANTS)}")
         rows = run_variant(name, sp.csr_matrix(X, dtype=np.float32), sp.csr_matrix(Y), args.valid_fraction, args.seed,
-                           args.threads, folds=args.folds, dataset=args.dataset)
+                           args.threads, folds=args.folds, dataset=dataset)
         print(table(rows), flush=True)
         if args.json:
             with open(args.json, "a") as f:

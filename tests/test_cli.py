@@ -497,3 +497,25 @@ def test_subprocess_closed_stdout_gives_no_traceback():
     _, err = proc.communicate(timeout=120)
     assert "Traceback" not in err.decode()
     assert proc.returncode != 0
+
+
+def test_prune_writes_a_smaller_model_equal_to_training_at_that_threshold(trained, capsys):
+    root = trained
+    rc, out, _ = run_cli(capsys, "prune", "--model", root / "model", "--weight-threshold", "0.3",
+                         "--out", root / "pruned")
+    assert rc == 0 and "weights kept (|w| > 0.3)" in out
+    cfg = dict(CONFIG, train={"weight_threshold": 0.3})
+    (root / "cfg03.json").write_text(json.dumps(cfg))
+    run_quiet("train", "--model", "xr-linear", "--train", root / "train.jsonl", "--out", root / "model03",
+              "--config", root / "cfg03.json")
+    pruned, direct = load_model(root / "pruned"), load_model(root / "model03")
+    assert pruned.config == direct.config
+    texts = read_dataset(root / "test.jsonl")
+    assert (pruned.predict(texts) != direct.predict(texts)).nnz == 0
+    assert sum(W.nnz for W in pruned.trees_[0].weights) < sum(W.nnz for W in load_model(root / "model").trees_[0].weights)
+    # Below the trained threshold, onto an existing model, or on another kind: one line each.
+    assert_error_line(capsys, ["prune", "--model", root / "pruned", "--weight-threshold", "0.05", "--out",
+                               root / "p2"], "below the 0.3")
+    assert_error_line(capsys, ["prune", "--model", root / "model", "--weight-threshold", "0.3", "--out",
+                               root / "pruned"], "pruned")
+    assert not (root / "p2").exists()

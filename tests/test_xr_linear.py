@@ -387,3 +387,32 @@ def test_concurrent_predictions_from_python_threads_equal_sequential_ones(corpus
     with ThreadPoolExecutor(4) as pool:
         results = list(pool.map(lambda _: model.predict(corpus.test, topk=5), range(8)))
     assert all((r != expected).nnz == 0 for r in results)
+
+
+def test_pruning_a_model_equals_training_it_at_that_threshold(corpus):
+    def model_at(threshold):
+        return XRLinear(XRLinearConfig.from_dict({
+            "features": {"min_df": 1}, "indexers": [{"branching": 2, "max_leaf_size": 10}],
+            "train": {"weight_threshold": threshold}})).fit(corpus.train, progress=False)
+
+    low, high = model_at(0.01), model_at(0.2)
+    pruned = low.pruned(0.2)
+    for tree_p, tree_h, tree_l in zip(pruned.trees_, high.trees_, low.trees_):
+        for Wp, Wh, Wl in zip(tree_p.weights, tree_h.weights, tree_l.weights):
+            assert Wp.nnz == Wh.nnz < Wl.nnz
+            assert (Wp != Wh).nnz == 0
+    assert pruned.config.train.weight_threshold == 0.2 and low.config.train.weight_threshold == 0.01
+    assert (pruned.predict(corpus.test) != high.predict(corpus.test)).nnz == 0
+    with pytest.raises(ConfigError, match="below the 0.2"):
+        pruned.pruned(0.1)
+
+
+def test_pifa_with_normalised_label_rows_by_hand():
+    X = sp.csr_matrix(np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], dtype=np.float32))
+    Y = sp.csr_matrix(np.array([[1, 1], [0, 1], [0, 1]], dtype=np.float32))
+    # Label 1: documents 0, 1, 2 weighted 1/sqrt(2), 1, 1 -> (1/sqrt2 + 1, 2) before normalising.
+    v = np.array([1 / np.sqrt(2) + 1, 2.0])
+    np.testing.assert_allclose(pifa(X, Y, normalize_labels=True).toarray()[1], v / np.linalg.norm(v), rtol=1e-6)
+    np.testing.assert_allclose(pifa(X, Y).toarray()[1], np.array([2.0, 2.0]) / np.sqrt(8), rtol=1e-6)
+    # A label's only document: the weight cancels in the normalisation.
+    np.testing.assert_allclose(pifa(X, Y, normalize_labels=True).toarray()[0], [1.0, 0.0])

@@ -329,6 +329,22 @@ def predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def prune(args: argparse.Namespace) -> int:
+    from ..models.xr_linear import XRLinear
+
+    check_not_an_input(args.out, {"--model": args.model})
+    check_replaceable(args.out, overwrite=args.overwrite, marker=MANIFEST, what="model directory")
+    model = load_model(args.model)
+    if not isinstance(model, XRLinear):
+        raise ConfigError(f"{args.model}: a {model.name} model; only xr-linear models can be pruned")
+    before = sum(W.nnz for tree in model.trees_ for W in tree.weights)
+    small = model.pruned(args.weight_threshold)
+    after = sum(W.nnz for tree in small.trees_ for W in tree.weights)
+    small.save(args.out, overwrite=args.overwrite)
+    print(f"saved {args.out}: {after:,} of {before:,} weights kept (|w| > {args.weight_threshold:g})")
+    return 0
+
+
 def augment(args: argparse.Namespace) -> int:
     from ..augment import AugmentConfig, write_augmented
     from ..augment.pipeline import augment as run_augment

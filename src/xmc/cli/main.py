@@ -1,4 +1,4 @@
-"""The ``xmc`` command line: data statistics and generation, training, prediction, evaluation and the demo."""
+"""The ``xmc`` command line: data statistics and generation, training, pruning, prediction, evaluation and the demo."""
 
 from __future__ import annotations
 
@@ -135,6 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(predict)
     _add_engine_args(predict, "predict in shards (the model memory-mapped once per worker)")
     predict.set_defaults(func=commands.predict)
+
+    prune = sub.add_parser("prune", help="a smaller, faster copy of an xr-linear model: drop its weights of "
+                                         "magnitude <= --weight-threshold (equal to training at that threshold)")
+    prune.add_argument("--model", required=True, help="xr-linear model directory")
+    prune.add_argument("--weight-threshold", required=True, type=_finite_float,
+                       help="drop weights |w| <= this; not below the threshold the model was trained with")
+    prune.add_argument("--out", required=True, help="model directory to write")
+    _add_overwrite_arg(prune, "xmc model directory")
+    prune.set_defaults(func=commands.prune)
 
     evaluate = sub.add_parser("evaluate", help="score a prediction file against the truth")
     evaluate.add_argument("--truth", required=True, help="documents with their true labels (JSONL or XC sparse)")

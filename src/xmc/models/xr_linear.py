@@ -7,6 +7,7 @@ ensemble whose scores are averaged.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import os
@@ -43,6 +44,8 @@ class IndexerConfig(Config):
             ``pifa+text`` (convex combination), ``pifa|text`` (concatenation) or
             ``given`` (a user-supplied label feature matrix Z passed to ``fit``).
         text_weight: weight of the text part in ``pifa+text`` / ``pifa|text``.
+        pifa_normalize_labels: in PIFA, weigh each training document by 1/sqrt(its label
+            count) (PECOS's ``normalized_Y``) instead of 1.
         branching: children per tree node (power of two): 2 = Parabel, 16 = PECOS,
             wider = Bonsai-like shallow trees; ``1`` builds no tree (flat one-vs-all).
         max_leaf_size: leaves hold about this many labels at most.
@@ -52,6 +55,7 @@ class IndexerConfig(Config):
 
     label_repr: LabelRepr = "pifa"
     text_weight: float = 0.5
+    pifa_normalize_labels: bool = False
     branching: int = 16
     max_leaf_size: int = 100
     max_iter: int = 20
@@ -221,7 +225,7 @@ class XRLinear(XMCModel):
                 raise ValueError(f"label_features has {label_features.shape[0]} rows for {Y.shape[1]} labels")
             return l2_normalize_rows(sp.csr_matrix(label_features, dtype=np.float32))
         if indexer.label_repr == "pifa":
-            return pifa(X, Y)
+            return pifa(X, Y, normalize_labels=indexer.pifa_normalize_labels)
         if self.featurizer_ is None:
             raise ConfigError(f"label_repr {indexer.label_repr!r} embeds label texts with the TF-IDF "
                               "vocabulary, which needs a text dataset (not precomputed features)")
@@ -231,7 +235,7 @@ class XRLinear(XMCModel):
         if indexer.label_repr == "text":
             return text
         mode = "convex" if indexer.label_repr == "pifa+text" else "concat"
-        return combine(pifa(X, Y), text, mode, indexer.text_weight)
+        return combine(pifa(X, Y, normalize_labels=indexer.pifa_normalize_labels), text, mode, indexer.text_weight)
 
     # ---- prediction ------------------------------------------------------------
     def transform(self, inputs: Inputs) -> sp.csr_matrix:
@@ -304,6 +308,26 @@ class XRLinear(XMCModel):
             scores = scores.multiply(scores >= threshold).tocsr()
             scores.eliminate_zeros()
         return scores
+
+    def pruned(self, weight_threshold: float) -> "XRLinear":
+        """A copy whose trees keep only the weights of magnitude above ``weight_threshold``.
+
+        With the default ``tfn`` negatives this equals training with ``train.weight_threshold``
+        set to it (see :meth:`HierarchicalLinear.pruned`): train once at a low threshold, then
+        choose model size and prediction time without retraining. The threshold cannot go below
+        the one the model was trained with (those weights are gone).
+        """
+        self._check_fitted()
+        trained_at = self.config.train.weight_threshold
+        if weight_threshold < trained_at:
+            raise ConfigError(f"weight_threshold {weight_threshold:g} is below the {trained_at:g} this model was "
+                              "trained with: the smaller weights were not kept")
+        model = copy.copy(self)
+        model.config = copy.deepcopy(self.config)
+        model.config.train.weight_threshold = float(weight_threshold)
+        model.trees_ = [tree.pruned(weight_threshold) for tree in self.trees_]
+        model.fit_seconds_ = []
+        return model
 
     def _is_fitted(self) -> bool:
         return bool(self.trees_)

@@ -269,6 +269,22 @@ class HierarchicalLinear:
                         time.perf_counter() - t0, iters.mean(), int((iters >= config.max_iter).sum()), len(iters))
         return model
 
+    def pruned(self, weight_threshold: float) -> "HierarchicalLinear":
+        """A copy without the weights of magnitude ``<= weight_threshold`` (bias weights included).
+
+        The solvers apply the same rule as they write each classifier out, and each classifier's
+        solution does not depend on the threshold (with ``tfn`` negatives), so pruning a model
+        trained at a lower threshold gives the model trained at this one, without retraining:
+        a size / speed / accuracy trade-off can be chosen after training.
+        """
+        weights = []
+        for W in self.weights:
+            W = sp.csc_matrix(W, copy=True)
+            W.data[np.abs(W.data) <= weight_threshold] = 0.0
+            W.eliminate_zeros()
+            weights.append(W)
+        return type(self)(self.chain, weights, self.bias)
+
     # ---- prediction ------------------------------------------------------------
     def _scratch(self, threads: int) -> np.ndarray:
         """The beam kernel's zeroed row buffers (threads, d + 1), kept per calling Python thread.

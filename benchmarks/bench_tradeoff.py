@@ -1,0 +1,306 @@
+"""Accuracy against prediction time and model size: XR-Linear's weight threshold and beam, xmc and PECOS.
+
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_tradeoff.py --datasets bibtex,eurlex57k --write
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_tradeoff.py --datasets synthetic-100k --write
+
+Each method trains once, in its own fresh process (``measure.run_in_subprocess``), at the lowest
+weight threshold of the sweep, with its defaults otherwise (xmc: ``XRLinearConfig()``; PECOS: its
+README pipeline, PIFA -> ``Indexer.gen`` -> ``XLinearModel.train``). Every higher threshold is
+that model pruned (``XRLinear.pruned``; for PECOS the same rule, ``|w| <= t`` dropped, applied to
+every layer's W): both libraries apply the threshold to each classifier after solving it, so the
+pruned model is the model trained at that threshold (tested for xmc in
+``tests/test_xr_linear.py``; ``--check-pruning`` checks PECOS against a model trained at 0.1).
+Each pruned model is saved, its size on disk measured, reloaded (PECOS: its predict-only C++
+path) and timed over the whole test set, one batch call per beam size (median of ``--repeats``
+calls after a warm-up), top-10, ``--threads`` threads.
+
+A PECOS point is *dominated* when an xmc point has at least its P@1, P@5 and PSP@5 at no more
+prediction time (or no larger model); the table says for every PECOS point whether it is, and
+the figure plots P@1 and PSP@5 against both.
+
+Results are kept as JSON in ``--results-dir``; ``--write`` rebuilds the ``tradeoff`` section of
+BENCHMARKS.md and its figure (``docs/tradeoff.png``) from all of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+import scipy.sparse as sp
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_ROOT = os.path.dirname(_HERE)
+sys.path.insert(0, _HERE)
+sys.path.insert(0, os.path.join(_ROOT, "src"))
+
+import markdown_section  # noqa: E402
+import measure  # noqa: E402
+import peers  # noqa: E402
+
+THRESHOLDS = (0.01, 0.02, 0.05, 0.1, 0.2)
+BEAMS = (5, 10, 20)
+FIGURE = os.path.join(_ROOT, "docs", "tradeoff.png")
+
+
+def _median_call(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def sweep_xmc(X_train, Y_train, X_test, *, thresholds, beams, threads=2, repeats=3, config=None, topk=10) -> dict:
+    """Train xmc once at min(thresholds); per threshold: prune, save, size, reload, time each beam."""
+    from xmc.models.xr_linear import XRLinear, XRLinearConfig
+
+    cfg = XRLinearConfig.from_dict(dict(config or {}))
+    cfg.n_threads = threads
+    cfg.train.weight_threshold = min(thresholds)
+    t0 = time.perf_counter()
+    model = XRLinear(cfg).fit_matrix(peers._csr32(X_train), peers._binary_csr(Y_train), progress=False)
+    train_s = time.perf_counter() - t0
+    X_test = peers._csr32(X_test)
+    points = []
+    tmp = tempfile.mkdtemp(prefix="bench_tradeoff_xmc_")
+    try:
+        for t in sorted(thresholds):
+            path = os.path.join(tmp, f"t{t:g}")
+            model.pruned(t).save(path)
+            size = peers._path_bytes(path)
+            loaded = XRLinear.load(path)
+            loaded.predict(X_test[:2], topk=topk)  # warm-up: numba's cached code, kernel arrays
+            for b in beams:
+                scores = loaded.predict(X_test, topk=topk, beam_size=b)
+                predict_s = _median_call(lambda: loaded.predict(X_test, topk=topk, beam_size=b), repeats)
+                points.append({"threshold": t, "beam": b, "predict_s": predict_s, "model_bytes": size,
+                               "scores": scores})
+            del loaded
+            shutil.rmtree(path, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"train_s": train_s, "points": points}
+
+
+def _pecos_prune(model, threshold: float) -> None:
+    """PECOS's own threshold rule (``|w| <= t`` dropped) applied to every layer in place."""
+    for layer in model.model.model_chain:
+        W = layer.W  # the scipy matrix PECOS saves (``pW.buf``), edited in place: W has no setter
+        W.data[np.abs(W.data) <= threshold] = 0.0
+        W.eliminate_zeros()
+
+
+def sweep_pecos(X_train, Y_train, X_test, *, thresholds, beams, threads=2, repeats=3, topk=10,
+                check_pruning=False) -> dict:
+    """PECOS trained once at min(thresholds) and pruned, as :func:`sweep_xmc`."""
+    from pecos.xmc import Indexer, LabelEmbeddingFactory
+    from pecos.xmc.xlinear.model import XLinearModel
+
+    X_train, X_test = peers._csr32(X_train), peers._csr32(X_test)
+    Y = peers._binary_csr(Y_train).tocsc()
+    t0 = time.perf_counter()
+    chain = Indexer.gen(LabelEmbeddingFactory.create(Y, X_train, method="pifa", threads=threads), threads=threads)
+    model = XLinearModel.train(X_train, Y, C=chain, threads=threads, threshold=min(thresholds))
+    train_s = time.perf_counter() - t0
+    points, check = [], None
+    tmp = tempfile.mkdtemp(prefix="bench_tradeoff_pecos_")
+    try:
+        full = os.path.join(tmp, "full")
+        model.save(full)
+        if check_pruning:
+            direct = XLinearModel.train(X_train, Y, C=chain, threads=threads, threshold=0.1)
+        del model
+        for t in sorted(thresholds):
+            pruned = XLinearModel.load(full)
+            _pecos_prune(pruned, t)
+            if check_pruning and t == 0.1:
+                pairs = zip(pruned.model.model_chain, direct.model.model_chain)
+                check = all((sp.csc_matrix(a.W) != sp.csc_matrix(b.W)).nnz == 0 for a, b in pairs)
+            path = os.path.join(tmp, f"t{t:g}")
+            pruned.save(path)
+            del pruned
+            size = peers._path_bytes(path)
+            fast = XLinearModel.load(path, is_predict_only=True)
+            fast.predict(X_test[:2], beam_size=beams[0], only_topk=topk, threads=threads)
+            for b in beams:
+                kw = dict(beam_size=b, only_topk=topk, threads=threads)
+                scores = fast.predict(X_test, **kw).tocsr()
+                predict_s = _median_call(lambda: fast.predict(X_test, **kw), repeats)
+                points.append({"threshold": t, "beam": b, "predict_s": predict_s, "model_bytes": size,
+                               "scores": peers._keep_topk(scores, topk)})
+            del fast
+            shutil.rmtree(path, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"train_s": train_s, "points": points, "pruning_equals_training": check}
+
+
+def load_problem(name: str, cache_dir: str):
+    """(X_train, Y_train, X_test, Y_test) of a benchmark data set (``synthetic-N``: bench_scale's)."""
+    if name.startswith("synthetic-"):
+        import bench_scale
+        from xmc.datasets.sparse import make_sparse_problem
+
+        n_labels = int(float(name.split("-", 1)[1].replace("k", "e3").replace("m", "e6")))
+        n_train, n_features = bench_scale.PRESETS.get(n_labels, (2 * n_labels, 10 * n_labels))
+        prob = make_sparse_problem(n_labels=n_labels, n_train=n_train, n_test=10_000, n_features=n_features, seed=0)
+        return prob.X_train, prob.Y_train, prob.X_test, prob.Y_test
+    import bench_xr_linear
+
+    return bench_xr_linear.load_dataset(name, cache_dir)
+
+
+def run_dataset(name: str, args) -> dict:
+    from xmc.metrics import ranking_report, train_propensities
+
+    X, Y, Xt, Yt = load_problem(name, args.cache_dir)
+    counts = np.asarray(sp.csr_matrix(Y).astype(bool).sum(axis=0)).ravel()
+    prop = train_propensities(counts, Y.shape[0], Yt.shape[1], A=0.55, B=1.5)
+    result = {"dataset": name, "train_docs": X.shape[0], "test_docs": Xt.shape[0], "labels": Y.shape[1],
+              "date": datetime.date.today().isoformat(), "load_before": os.getloadavg()[0],
+              "machine": f"{os.cpu_count()} cores", "command": "python " + " ".join(map(shlex.quote, sys.argv)),
+              "methods": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs = measure.save_inputs(os.path.join(tmp, "inputs.npz"), X, Y, Xt)
+        kw = dict(thresholds=tuple(args.thresholds), beams=tuple(args.beams), threads=args.threads,
+                  repeats=args.repeats)
+        for method, fn, extra in (("xmc", "bench_tradeoff:sweep_xmc", {}),
+                                  ("pecos", "bench_tradeoff:sweep_pecos", {"check_pruning": args.check_pruning})):
+            print(f"=== {name}: {method}", flush=True)
+            out = measure.run_in_subprocess(fn, inputs, timeout=args.timeout, **kw, **extra)
+            if "error" in out:
+                raise SystemExit(f"{name} {method}: {out['error']}\n{out.get('traceback', '')}")
+            for p in out["points"]:
+                rep = ranking_report(Yt, p.pop("scores"), ks=(1, 3, 5), propensities=prop)
+                p.update({k: rep[k] for k in ("P@1", "P@3", "P@5", "PSP@5")})
+                p["ms_per_1k"] = 1000.0 * p["predict_s"] / Xt.shape[0] * 1000.0
+            out = {k: v for k, v in out.items() if k == "points" or isinstance(v, (int, float, bool, str, type(None)))}
+            result["methods"][method] = out
+            print(json.dumps({k: v for k, v in out.items() if k != "points"}), flush=True)
+    result["load_after"] = os.getloadavg()[0]
+    return result
+
+
+_KEYS = ("P@1", "P@5", "PSP@5")
+
+
+def dominated_by(point: dict, others: list[dict], cost: str) -> dict | None:
+    """The cheapest ``others`` point at least as accurate (every metric of _KEYS) at no more ``cost``."""
+    ok = [o for o in others if o[cost] <= point[cost] and all(o[k] >= point[k] for k in _KEYS)]
+    return min(ok, key=lambda o: o[cost]) if ok else None
+
+
+def dataset_table(result: dict) -> list[str]:
+    xmc, pecos = result["methods"]["xmc"], result["methods"]["pecos"]
+    lines = [f"### {result['dataset']}", "",
+             f"Train {result['train_docs']:,}, test {result['test_docs']:,}, {result['labels']:,} labels. "
+             f"Date: {result['date']}. Load average {result['load_before']:.1f} before, {result['load_after']:.1f} "
+             f"after. Training once at threshold {min(p['threshold'] for p in xmc['points']):g}: xmc "
+             f"{xmc['train_s']:.1f} s, PECOS {pecos['train_s']:.1f} s."
+             + ("" if pecos.get("pruning_equals_training") is None else
+                f" PECOS pruned to 0.1 equals PECOS trained at 0.1: {pecos['pruning_equals_training']}.")
+             + f" Command: `{result['command']}`", "",
+             "| method | threshold | beam | P@1 | P@3 | P@5 | PSP@5 | predict (ms / 1k docs) | model (MB) | "
+             "PECOS point dominated by xmc (time) | (size) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
+    for method, data in (("xmc", xmc), ("pecos", pecos)):
+        for p in data["points"]:
+            dom_t = dom_s = ""
+            if method == "pecos":
+                for cost, col in (("ms_per_1k", "t"), ("model_bytes", "s")):
+                    d = dominated_by(p, xmc["points"], cost)
+                    text = f"yes: xmc {d['threshold']:g} / beam {d['beam']}" if d else "**no**"
+                    dom_t, dom_s = (text, dom_s) if col == "t" else (dom_t, text)
+            lines.append(f"| {method} | {p['threshold']:g} | {p['beam']} | {100 * p['P@1']:.2f} | {100 * p['P@3']:.2f} | "
+                         f"{100 * p['P@5']:.2f} | {100 * p['PSP@5']:.2f} | {p['ms_per_1k']:.0f} | "
+                         f"{p['model_bytes'] / 2**20:.1f} | {dom_t} | {dom_s} |")
+    n = len(pecos["points"])
+    n_t = sum(dominated_by(p, xmc["points"], "ms_per_1k") is not None for p in pecos["points"])
+    n_s = sum(dominated_by(p, xmc["points"], "model_bytes") is not None for p in pecos["points"])
+    lines += ["", f"PECOS points dominated by an xmc point: {n_t} of {n} at no more prediction time, "
+                  f"{n_s} of {n} at no larger model."]
+    return lines
+
+
+def plot(results: list[dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(results), figsize=(4.2 * len(results), 7), squeeze=False)
+    for col, result in enumerate(results):
+        for row, (cost, label, scale) in enumerate((("ms_per_1k", "predict (ms / 1k docs)", 1.0),
+                                                    ("model_bytes", "model (MB)", 2**-20))):
+            ax = axes[row][col]
+            for method, style in (("xmc", "o-"), ("pecos", "s--")):
+                pts = [p for p in result["methods"][method]["points"] if p["beam"] == 10]
+                ax.plot([p[cost] * scale for p in pts], [100 * p["P@1"] for p in pts], style, label=f"{method} P@1")
+                ax.plot([p[cost] * scale for p in pts], [100 * p["PSP@5"] for p in pts], style, alpha=0.5,
+                        label=f"{method} PSP@5")
+                for p in pts:
+                    ax.annotate(f"{p['threshold']:g}", (p[cost] * scale, 100 * p["P@1"]), fontsize=6)
+            ax.set_xscale("log")
+            ax.set_xlabel(label)
+            ax.set_title(f"{result['dataset']} (beam 10)", fontsize=9)
+            if col == 0:
+                ax.set_ylabel("P@1 / PSP@5 (%)")
+            ax.legend(fontsize=6)
+    fig.text(0.01, 0.005, "Generated by xmc benchmarks/bench_tradeoff.py; labels: weight threshold.", fontsize=6)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, path)
+
+
+def render(results_dir: str, notes: str) -> str:
+    files = sorted(f for f in os.listdir(results_dir) if f.endswith(".json"))
+    results = [json.load(open(os.path.join(results_dir, f))) for f in files]
+    plot(results, FIGURE)
+    lines = [__doc__.split("\n\n", 2)[2].strip().replace("\n", " "), "",
+             f"![accuracy against prediction time and model size](docs/{os.path.basename(FIGURE)})", ""]
+    if notes:
+        lines += [notes, ""]
+    for result in results:
+        lines += dataset_table(result) + [""]
+    return "\n".join(lines).rstrip()
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--datasets", default="bibtex")
+    ap.add_argument("--thresholds", type=lambda s: [float(x) for x in s.split(",")], default=list(THRESHOLDS))
+    ap.add_argument("--beams", type=lambda s: [int(x) for x in s.split(",")], default=list(BEAMS))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--check-pruning", action="store_true", help="also train PECOS at 0.1 and compare weights")
+    ap.add_argument("--timeout", type=float, default=7200.0)
+    ap.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), "xmc_peer_cache"))
+    ap.add_argument("--results-dir", default=os.path.join(tempfile.gettempdir(), "xmc_bench_tradeoff"))
+    ap.add_argument("--write", action="store_true", help="rebuild the BENCHMARKS.md section from --results-dir")
+    ap.add_argument("--notes", default="")
+    args = ap.parse_args(argv)
+    os.makedirs(args.results_dir, exist_ok=True)
+    for name in [d for d in args.datasets.split(",") if d]:
+        result = run_dataset(name, args)
+        with open(os.path.join(args.results_dir, f"{name}.json"), "w") as f:
+            json.dump(result, f)
+        print("\n".join(dataset_table(result)), flush=True)
+    if args.write:
+        markdown_section.write_section("tradeoff", render(args.results_dir, args.notes),
+                                       "XR-Linear: accuracy against prediction time and model size")
+
+
+if __name__ == "__main__":
+    main()
