@@ -15,6 +15,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Iterable, Sequence
 
@@ -23,7 +24,7 @@ REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(REPO, "src"))
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))  # bench_*.py and markdown_section
 
-from xmc.neural.bundle import MIB, fmt_bytes  # noqa: E402
+from xmc.neural.bundle import MIB, directory_bytes, fmt_bytes  # noqa: E402
 
 DATA_ROOT = os.path.join(REPO, "..", "shared", "data")
 BUNDLES = os.path.join(HERE, "bundles")  # git-ignored; the device command carries one of them
@@ -47,18 +48,9 @@ def repo_bytes() -> int:
     return total
 
 
-def dir_bytes(path: str) -> tuple[int, int]:
-    total = count = 0
-    for root, _, files in os.walk(path):
-        for f in files:
-            total += os.path.getsize(os.path.join(root, f))
-            count += 1
-    return total, count
-
-
 def check_send(bundle: str, smoke: bool) -> str:
     """One line with the bundle's and the tree's sizes; exits with that line when they would not fit."""
-    size, files = dir_bytes(bundle)
+    size, files = directory_bytes(bundle)
     tree = repo_bytes()
     line = (f"bundle {os.path.relpath(bundle, REPO)}: {fmt_bytes(size)} in {files} files; with the working tree "
             f"({fmt_bytes(tree)}) {fmt_bytes(size + tree)} of the {fmt_bytes(SEND_LIMIT)} a device command takes")
@@ -232,3 +224,32 @@ def markdown_section_write(section: str, body: str, title: str) -> None:
     import markdown_section
 
     markdown_section.write_section(section, body, title)
+
+
+def run_steps(args, prepare, device, report, section: str, title: str, name: str) -> int:
+    """The prepare / device / report / smoke steps of a script whose device step is its own code.
+
+    ``smoke`` runs all three on the CPU in a temporary directory; ``report --write`` replaces the
+    script's BENCHMARKS.md block (never for a smoke run's figures).
+    """
+    if args.step == "smoke":
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix=f"gpu-smoke-{name}-") as tmp:
+            args.bundle, args.out, args.device = os.path.join(tmp, "bundle"), os.path.join(tmp, "out"), "cpu"
+            prepare(args)
+            device(args)
+            print(report(args))
+        print(f"smoke finished in {time.perf_counter() - t0:.1f} s")
+        return 0
+    if args.step == "prepare":
+        prepare(args)
+        return 0
+    if not args.out:
+        sys.exit(f"error: {args.step} needs --out")
+    if args.step == "device":
+        return device(args)
+    text = report(args)
+    print(text)
+    if args.write and not args.smoke:
+        markdown_section_write(section, text, title)
+    return 0

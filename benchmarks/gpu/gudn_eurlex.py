@@ -45,7 +45,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -270,34 +269,8 @@ def report(args) -> str:
     return "\n\n".join(parts)
 
 
-def smoke(args) -> int:
-    t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="gpu-smoke-gudn-") as tmp:
-        args.bundle, args.out, args.device = os.path.join(tmp, "bundle"), os.path.join(tmp, "out"), "cpu"
-        prepare(args)
-        device(args)
-        print(report(args))
-    print(f"smoke finished in {time.perf_counter() - t0:.1f} s")
-    return 0
-
-
 def main(argv=None) -> int:
-    args = parse(argv)
-    if args.step == "smoke":
-        return smoke(args)
-    if args.step == "prepare":
-        prepare(args)
-        return 0
-    if not args.out:
-        sys.exit(f"error: {args.step} needs --out")
-    if args.step == "device":
-        return device(args)
-    text = report(args)
-    print(text)
-    if args.write and not args.smoke:
-        common.markdown_section_write(SECTION, text, TITLE)
-    return 0
-
+    return common.run_steps(parse(argv), prepare, device, report, SECTION, TITLE, "gudn")
 
 if __name__ == "__main__":
     sys.exit(main())
