@@ -50,6 +50,11 @@ from bench_xr_linear import _fmt_ratio, machine  # noqa: E402
 
 # labels -> (training documents, features): the issue's sizes for 100k and 1M
 PRESETS = {100_000: (200_000, 1_000_000), 1_000_000: (1_000_000, 2_000_000), 3_000_000: (3_000_000, 4_000_000)}
+
+
+def preset_sizes(n_labels: int) -> tuple[int, int]:
+    """(training documents, features) of the problem with ``n_labels`` labels (other sizes: 2x and 10x)."""
+    return PRESETS.get(n_labels, (2 * n_labels, 10 * n_labels))
 METHODS = {"xmc": "bench_xr_linear:fit_predict_xmc", "pecos": "pecos", "xmc-dask": "bench_scale:fit_predict_xmc_dask"}
 GOALS = "at 1M labels: train <= 0.5x PECOS, batch predict <= 1.0x, peak RSS <= 0.8x, P@1/P@5 >= PECOS"
 
@@ -119,7 +124,7 @@ def _metrics(scores, Y_test) -> dict:
 def run_size(n_labels: int, args, tmpdir: str) -> dict:
     from xmc.datasets.sparse import make_sparse_problem
 
-    n_train, n_features = PRESETS.get(n_labels, (2 * n_labels, 10 * n_labels))
+    n_train, n_features = preset_sizes(n_labels)
     n_train = args.train_docs or n_train
     n_features = args.features or n_features
     t0 = time.perf_counter()

@@ -103,22 +103,19 @@ def _pecos_prune(model, threshold: float) -> None:
 def sweep_pecos(X_train, Y_train, X_test, *, thresholds, beams, threads=2, repeats=3, topk=10,
                 check_pruning=False) -> dict:
     """PECOS trained once at min(thresholds) and pruned, as :func:`sweep_xmc`."""
-    from pecos.xmc import Indexer, LabelEmbeddingFactory
     from pecos.xmc.xlinear.model import XLinearModel
 
-    X_train, X_test = peers._csr32(X_train), peers._csr32(X_test)
-    Y = peers._binary_csr(Y_train).tocsc()
-    t0 = time.perf_counter()
-    chain = Indexer.gen(LabelEmbeddingFactory.create(Y, X_train, method="pifa", threads=threads), threads=threads)
-    model = XLinearModel.train(X_train, Y, C=chain, threads=threads, threshold=min(thresholds))
-    train_s = time.perf_counter() - t0
+    X_test = peers._csr32(X_test)
+    model, chain, times = peers.train_pecos(X_train, Y_train, threads=threads, train_kwargs={"threshold": min(thresholds)})
+    train_s = times[3] - times[0]
     points, check = [], None
     tmp = tempfile.mkdtemp(prefix="bench_tradeoff_pecos_")
     try:
         full = os.path.join(tmp, "full")
         model.save(full)
         if check_pruning:
-            direct = XLinearModel.train(X_train, Y, C=chain, threads=threads, threshold=0.1)
+            direct = XLinearModel.train(peers._csr32(X_train), peers._binary_csr(Y_train).tocsc(), C=chain,
+                                        threads=threads, threshold=0.1)  # same tree: only the threshold differs
         del model
         for t in sorted(thresholds):
             pruned = XLinearModel.load(full)
@@ -145,25 +142,12 @@ def sweep_pecos(X_train, Y_train, X_test, *, thresholds, beams, threads=2, repea
     return {"train_s": train_s, "points": points, "pruning_equals_training": check}
 
 
-def load_problem(name: str, cache_dir: str):
-    """(X_train, Y_train, X_test, Y_test) of a benchmark data set (``synthetic-N``: bench_scale's)."""
-    if name.startswith("synthetic-"):
-        import bench_scale
-        from xmc.datasets.sparse import make_sparse_problem
-
-        n_labels = int(float(name.split("-", 1)[1].replace("k", "e3").replace("m", "e6")))
-        n_train, n_features = bench_scale.PRESETS.get(n_labels, (2 * n_labels, 10 * n_labels))
-        prob = make_sparse_problem(n_labels=n_labels, n_train=n_train, n_test=10_000, n_features=n_features, seed=0)
-        return prob.X_train, prob.Y_train, prob.X_test, prob.Y_test
-    import bench_xr_linear
-
-    return bench_xr_linear.load_dataset(name, cache_dir)
-
-
 def run_dataset(name: str, args) -> dict:
     from xmc.metrics import ranking_report, train_propensities
 
-    X, Y, Xt, Yt = load_problem(name, args.cache_dir)
+    import bench_xr_linear
+
+    X, Y, Xt, Yt = bench_xr_linear.load_dataset(name, args.cache_dir)
     counts = np.asarray(sp.csr_matrix(Y).astype(bool).sum(axis=0)).ravel()
     prop = train_propensities(counts, Y.shape[0], Yt.shape[1], A=0.55, B=1.5)
     result = {"dataset": name, "train_docs": X.shape[0], "test_docs": Xt.shape[0], "labels": Y.shape[1],

@@ -119,11 +119,21 @@ def fit_predict_xmc(X_train, Y_train, X_test, *, topk=10, beam=10, threads=2, **
 
 
 def load_dataset(name: str, cache_dir: str):
+    """(X_train, Y_train, X_test, Y_test) of eurlex57k, bibtex, or ``synthetic-10k`` / ``-100k`` / ``-1m``:
+    bench_scale's generated problem of that many labels (its preset sizes, 10,000 test documents, seed 0)."""
+    if name.startswith("synthetic-"):
+        import bench_scale
+        from xmc.datasets.sparse import make_sparse_problem
+
+        n_labels = int(float(name.split("-", 1)[1].replace("k", "e3").replace("m", "e6")))
+        n_train, n_features = bench_scale.preset_sizes(n_labels)
+        prob = make_sparse_problem(n_labels=n_labels, n_train=n_train, n_test=10_000, n_features=n_features, seed=0)
+        return prob.X_train, prob.Y_train, prob.X_test, prob.Y_test
     if name == "bibtex":
         return try_peers.load_bibtex(True)
     if name == "eurlex57k":
         return try_peers.load_eurlex(cache_dir)
-    raise SystemExit(f"unknown dataset {name!r} (eurlex57k, bibtex)")
+    raise SystemExit(f"unknown dataset {name!r} (eurlex57k, bibtex, synthetic-N)")
 
 
 def _metrics(scores, Y_test, Y_train) -> dict:

@@ -200,6 +200,26 @@ def write_xc_file(path: str, X, Y, *, value_fmt: str = "%.7g") -> str:
 # --------------------------------------------------------------------------- pecos
 
 
+def train_pecos(X_train, Y_train, *, threads: int = 2, indexer_kwargs: dict | None = None,
+                train_kwargs: dict | None = None):
+    """PECOS's README pipeline, PIFA -> ``Indexer.gen`` -> ``XLinearModel.train`` (its defaults unless given).
+
+    Returns (model, cluster chain, (start, embedded, indexed, trained) ``perf_counter`` times).
+    """
+    from pecos.xmc import Indexer, LabelEmbeddingFactory
+    from pecos.xmc.xlinear.model import XLinearModel
+
+    X_train = _csr32(X_train)
+    Y = _binary_csr(Y_train).tocsc()  # pecos wants Y as csc float32
+    t0 = time.perf_counter()
+    label_feat = LabelEmbeddingFactory.create(Y, X_train, method="pifa", threads=threads)
+    t1 = time.perf_counter()
+    chain = Indexer.gen(label_feat, threads=threads, **(indexer_kwargs or {}))
+    t2 = time.perf_counter()
+    model = XLinearModel.train(X_train, Y, C=chain, threads=threads, **(train_kwargs or {}))
+    return model, chain, (t0, t1, t2, time.perf_counter())
+
+
 def fit_predict_pecos(
     X_train, Y_train, X_test, *, topk: int = 10, beam: int = 10, threads: int = 2, **options
 ) -> dict:
@@ -222,28 +242,19 @@ def fit_predict_pecos(
         second_fit: train once more at the end, in the same process (``train_warm_s``), as
             bench_xr_linear does for xmc
     """
-    from pecos.xmc import Indexer, LabelEmbeddingFactory
     from pecos.xmc.xlinear.model import XLinearModel
 
     X_train = _csr32(X_train)
     X_test = _csr32(X_test)
-    Y = _binary_csr(Y_train).tocsc()  # pecos wants Y as csc float32
     indexer_kwargs = dict(options.get("indexer_kwargs") or {})
     train_kwargs = dict(options.get("train_kwargs") or {})
     n_lat = min(int(options.get("n_latency", N_LATENCY_ROWS)), X_test.shape[0])
     lat_threads = int(options.get("latency_threads", 1))
 
     def train():
-        """PIFA -> indexing -> layers: the model and the (start, embedded, indexed, trained) times."""
-        t0 = time.perf_counter()
-        label_feat = LabelEmbeddingFactory.create(Y, X_train, method="pifa", threads=threads)
-        t1 = time.perf_counter()
-        cluster_chain = Indexer.gen(label_feat, threads=threads, **indexer_kwargs)
-        t2 = time.perf_counter()
-        trained = XLinearModel.train(X_train, Y, C=cluster_chain, threads=threads, **train_kwargs)
-        return trained, (t0, t1, t2, time.perf_counter())
+        return train_pecos(X_train, Y_train, threads=threads, indexer_kwargs=indexer_kwargs, train_kwargs=train_kwargs)
 
-    model, (t0, t1, t2, t3) = train()
+    model, _, (t0, t1, t2, t3) = train()
 
     pred_kw = dict(beam_size=beam, only_topk=topk, threads=threads)
     t4 = time.perf_counter()
@@ -273,7 +284,7 @@ def fit_predict_pecos(
     same = diff.nnz == 0 or float(abs(diff).max()) < 1e-4
     warm = {}
     if options.get("second_fit"):
-        _, times = train()
+        _, _, times = train()
         warm["train_warm_s"] = times[3] - times[0]
     return {
         "scores": _keep_topk(scores.tocsr(), topk),

@@ -102,13 +102,9 @@ def splits(n: int, valid_fraction: float, folds: int, seed: int) -> list[tuple[n
 
 def _pecos_fit_predict(Xtr, Ytr, threads: int):
     """PECOS with its defaults: a predict(X, beam_size, post_processor) callable (as xmc's)."""
-    from pecos.xmc import Indexer, LabelEmbeddingFactory
-    from pecos.xmc.xlinear.model import XLinearModel
+    import peers
 
-    Xtr = sp.csr_matrix(Xtr, dtype=np.float32)
-    Ytr = sp.csc_matrix(Ytr, dtype=np.float32)
-    chain = Indexer.gen(LabelEmbeddingFactory.create(Ytr, Xtr, method="pifa", threads=threads), threads=threads)
-    model = XLinearModel.train(Xtr, Ytr, C=chain, threads=threads)
+    model, chain, _ = peers.train_pecos(Xtr, Ytr, threads=threads)
 
     def predict(X, topk, beam_size=10, post_processor="l3-hinge"):
         return model.predict(sp.csr_matrix(X, dtype=np.float32), beam_size=beam_size, only_topk=topk,
@@ -153,20 +149,6 @@ def run_variant(name: str, X, Y, valid_fraction: float, seed: int, threads: int,
     } for pname in PREDICT_VARIANTS]
 
 
-def load_train(dataset: str, cache_dir: str):
-    """The training matrices (X, Y) of a benchmark data set; ``synthetic-N`` is bench_scale's problem."""
-    if dataset.startswith("synthetic-"):
-        import bench_scale
-        from xmc.datasets.sparse import make_sparse_problem
-
-        n_labels = int(float(dataset.split("-", 1)[1].replace("k", "e3").replace("m", "e6")))
-        n_train, n_features = bench_scale.PRESETS.get(n_labels, (2 * n_labels, 10 * n_labels))
-        prob = make_sparse_problem(n_labels=n_labels, n_train=n_train, n_test=1, n_features=n_features, seed=0)
-        return prob.X_train, prob.Y_train
-    X, Y, _, _ = bench_xr_linear.load_dataset(dataset, cache_dir)
-    return X, Y
-
-
 def table(rows: list[dict]) -> str:
     lines = ["| data (folds) | variant | prediction | P@1 | P@3 | P@5 | PSP@5 | train (s) |",
              "|---|---|---|---:|---:|---:|---:|---:|"]
@@ -197,7 +179,7 @@ def main(argv=None) -> None:
         with open(args.from_json) as f:
             print(table([json.loads(line) for line in f if line.strip()]))
         return
-    X, Y = load_train(args.dataset, args.cache_dir)
+    X, Y, _, _ = bench_xr_linear.load_dataset(args.dataset, args.cache_dir)
     dataset = args.dataset
     if args.max_train_docs:
         X, Y = X[:args.max_train_docs], Y[:args.max_train_docs]
