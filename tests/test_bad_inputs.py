@@ -374,20 +374,22 @@ CASES: list[tuple[str, Callable[[Path, Path], list], int, tuple[str, ...]]] = [
     ("labels-not-strings", lambda w, d: predict_args(w, labels_json(copy_model(w, d), [1, 2]), d), 2,
      ("expected a list of label names",)),
     ("layer-truncated", lambda w, d: predict_args(w, (lambda m: (
-        (m / "tree-0" / "layer-1" / "col_values.npy").write_bytes(
-            (m / "tree-0" / "layer-1" / "col_values.npy").read_bytes()[:100]), m)[1])(copy_model(w, d)), d), 2,
+        (m / "tree-0" / "layer-1" / "entry_value.npy").write_bytes(
+            (m / "tree-0" / "layer-1" / "entry_value.npy").read_bytes()[:100]), m)[1])(copy_model(w, d)), d), 2,
      ("cannot read linear layers",)),
-    ("layer-feature-id-out-of-range", lambda w, d: predict_args(w, layer_array(
-        copy_model(w, d), "col_rows", bump(0, 10**6)), d), 2, ("cannot read linear layers", "col_rows")),
+    ("layer-parent-id-out-of-range", lambda w, d: predict_args(w, layer_array(
+        copy_model(w, d), "group_parent", bump(0, 60000)), d), 2, ("cannot read linear layers", "group_parent")),
+    ("layer-entry-pointer-out-of-range", lambda w, d: predict_args(w, layer_array(
+        copy_model(w, d), "group_start", bump(-1, 5)), d), 2, ("cannot read linear layers", "group_start")),
     ("layer-group-pointer-out-of-range", lambda w, d: predict_args(w, layer_array(
         copy_model(w, d), "feat_groups", bump(-1, 5)), d), 2, ("cannot read linear layers", "feat_groups")),
     ("layer-child-position-out-of-range", lambda w, d: predict_args(w, layer_array(
         copy_model(w, d), "entry_child", bump(0, 60000)), d), 2, ("cannot read linear layers", "entry_child")),
     ("layer-wrong-dtype", lambda w, d: predict_args(w, layer_array(
-        copy_model(w, d), "col_values", lambda a: a.astype(np.float64)), d), 2,
+        copy_model(w, d), "entry_value", lambda a: a.astype(np.float64)), d), 2,
      ("cannot read linear layers", "dtype float64")),
     ("layer-pickled-array", lambda w, d: predict_args(w, (lambda m: (
-        np.save(m / "tree-0" / "layer-1" / "col_values.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True),
+        np.save(m / "tree-0" / "layer-1" / "entry_value.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True),
         m)[1])(copy_model(w, d)), d), 2, ("cannot read linear layers",)),
     ("layer-wrong-shape", lambda w, d: predict_args(w, (lambda m: (
         (m / "tree-0" / "layers.json").write_text(json.dumps({**json.loads((m / "tree-0" / "layers.json").read_text()),

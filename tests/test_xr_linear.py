@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -205,7 +207,7 @@ def test_model_save_load_identical_predictions(tmp_path, corpus):
     after = loaded.predict(texts)
     assert (before != after).nnz == 0
     mapped = XRLinear.load(tmp_path / "model", mmap=True)
-    assert isinstance(mapped.trees_[0]._kernel[-1][2].base, np.memmap)  # the weights are mapped, not read
+    assert isinstance(mapped.trees_[0]._kernel[-1][4].base, np.memmap)  # the weights are mapped, not read
     assert (mapped.predict(texts) != before).nnz == 0
     assert (mapped.predict(texts[:3], topk=2, beam_size=1) != model.predict(texts[:3], topk=2, beam_size=1)).nnz == 0
     assert loaded.labels_ == model.labels_ and loaded.config == model.config
@@ -243,14 +245,13 @@ def test_load_rejects_another_kind_of_model(tmp_path):
         XRLinear.load(tmp_path)
 
 
-@pytest.mark.parametrize("group_cost", [0.0, np.inf], ids=["by-feature", "by-column"])
 @pytest.mark.parametrize("post", ["l3-hinge", "sigmoid", "noop"])
 @pytest.mark.parametrize("size", [(23, 5, 3), (600, 200, 2)], ids=["few-groups", "many-groups"])
-def test_beam_step_both_layouts_match_dense_scoring(group_cost, post, size):
-    """One beam step equals dense scoring of the beam's children, by either weight layout,
-    with uneven, non-contiguous children per parent, -1 padded beams and a mask. With many
-    parents and a narrow beam, the feature layout binary-searches the beam's parents among a
-    feature's groups instead of scanning them."""
+def test_beam_step_matches_dense_scoring(post, size):
+    """One beam step equals dense scoring of the beam's children, with uneven, non-contiguous
+    children per parent, -1 padded beams and a mask. With many parents and a narrow beam, the
+    kernel binary-searches the beam's parents among a feature's groups instead of scanning them.
+    The layout converts back to the CSC weights it was built from."""
     from xmc.ranker.beam import POST_PROCESSORS, LayerWeights, beam_step
 
     rng = np.random.default_rng(0)
@@ -271,14 +272,17 @@ def test_beam_step_both_layouts_match_dense_scoring(group_cost, post, size):
     raw = (sp.hstack([X, np.full((n, 1), bias, dtype=np.float32)]) @ W).toarray().astype(np.float64)
     transform = {"l3-hinge": lambda s: np.exp(-np.maximum(0.0, 1.0 - s) ** 3),
                  "sigmoid": lambda s: 1.0 / (1.0 + np.exp(-s)), "noop": lambda s: s}[post]
-    scratch = np.zeros((2, d + 1), dtype=np.float32)
+    layer = LayerWeights.build(W, C)
+    back = layer.csc(W.shape)
+    W.sort_indices()
+    assert back.has_sorted_indices and np.array_equal(back.indptr, W.indptr)
+    assert np.array_equal(back.indices, W.indices) and np.array_equal(back.data, W.data)
     ids, scores = beam_step(
         X.indptr.astype(np.int64), X.indices.astype(np.uint32), X.data, d, bias,
-        *LayerWeights.build(W, C).arrays(), parent_ids, parent_scores,
+        *layer.arrays(), parent_ids, parent_scores,
         mask.indptr.astype(np.int64), mask.indices.astype(np.int64), True,
-        out_k, POST_PROCESSORS[post], 2, scratch, group_cost,
+        out_k, POST_PROCESSORS[post], 2,
     )
-    assert not scratch.any()  # the kernel hands its row buffers back zeroed
     for r in range(n):
         expected = {}
         for t, p in enumerate(parent_ids[r]):
@@ -346,18 +350,46 @@ def test_prediction_in_chunks_equals_one_pass(corpus, monkeypatch):
         model.predict(corpus.test, selected_outputs=selected[:-1])
 
 
-def test_older_npz_layer_directories_still_load(tmp_path, tfidf_problem):
+def test_older_layer_directories_still_load(tmp_path, tfidf_problem):
+    """Formats 1 (one layer-i.npz per layer) and 2 (layer-i/ with the column arrays beside the
+    feature-major ones) load and predict like the model that wrote them."""
     X, Y, Xt = tfidf_problem
-    chain = ClusterChain.flat(Y.shape[1])
+    chain = hierarchical_kmeans(pifa(X, Y), branching=2, max_leaf_size=4)
     model = HierarchicalLinear.fit(X, Y, chain)
-    old = tmp_path / "old"  # the format before the kernel layout: one layer-i.npz per layer
-    chain.save(old / "tree")
+    expected = model.predict(Xt, topk=3)
+    v1, v2 = tmp_path / "v1", tmp_path / "v2"
+    for old in (v1, v2):
+        chain.save(old / "tree")
     for i, W in enumerate(model.weights):
-        sp.save_npz(old / f"layer-{i}.npz", W, compressed=False)
-    (old / "layers.json").write_text('{"layers": %d, "bias": %s, "n_features": %d}'
-                                     % (len(model.weights), model.bias, model.n_features))
-    for mmap in (False, True):
-        assert (HierarchicalLinear.load(old, mmap=mmap).predict(Xt, topk=3) != model.predict(Xt, topk=3)).nnz == 0
+        sp.save_npz(v1 / f"layer-{i}.npz", W, compressed=False)
+        (v2 / f"layer-{i}").mkdir()
+        np.save(v2 / f"layer-{i}" / "col_indptr.npy", W.indptr.astype(np.int64))
+        np.save(v2 / f"layer-{i}" / "col_rows.npy", W.indices.view(np.uint32))
+        np.save(v2 / f"layer-{i}" / "col_values.npy", W.data)
+    meta = {"layers": len(model.weights), "bias": model.bias, "n_features": model.n_features}
+    (v1 / "layers.json").write_text(json.dumps(meta))
+    (v2 / "layers.json").write_text(json.dumps({**meta, "layout": "kernel",
+                                                "shapes": [list(W.shape) for W in model.weights]}))
+    for old in (v1, v2):
+        for mmap in (False, True):
+            assert (HierarchicalLinear.load(old, mmap=mmap).predict(Xt, topk=3) != expected).nnz == 0
+
+
+def test_saved_layers_hold_each_weight_once(tmp_path, tfidf_problem):
+    """A saved layer is the beam kernel's layout only; the CSC weights derived from it after
+    loading equal the trained ones bit for bit."""
+    X, Y, _ = tfidf_problem
+    chain = hierarchical_kmeans(pifa(X, Y), branching=2, max_leaf_size=4)
+    model = HierarchicalLinear.fit(X, Y, chain)
+    trained = [W.copy() for W in model.weights]
+    model.save(tmp_path / "m")
+    for i, W in enumerate(trained):
+        files = sorted(p.name for p in (tmp_path / "m" / f"layer-{i}").iterdir())
+        assert files == sorted(f"{name}.npy" for name in ("feat_groups", "group_start", "group_parent", "entry_child",
+                                                         "entry_value", "child_indptr", "child_ids"))
+        assert len(np.load(tmp_path / "m" / f"layer-{i}" / "entry_value.npy")) == W.nnz
+    for W, V in zip(trained, HierarchicalLinear.load(tmp_path / "m").weights):
+        assert (W != V).nnz == 0 and np.array_equal(W.indices, V.indices) and np.array_equal(W.data, V.data)
 
 
 @pytest.mark.parametrize("sublinear", [True, False])

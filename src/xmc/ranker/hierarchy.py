@@ -11,7 +11,6 @@ import dataclasses
 import json
 import logging
 import os
-import threading
 import time
 import zipfile
 from typing import Literal
@@ -192,21 +191,47 @@ class HierarchicalLinear:
             if W.shape[1] != C.shape[0]:
                 raise ValueError(f"layer {i}: weights have {W.shape[1]} columns, the tree level has {C.shape[0]} nodes")
         self.chain = chain
-        self.weights = [sp.csc_matrix(W, dtype=np.float32) for W in weights]
         self.bias = float(bias)
-        self._kernel: list[tuple | None] = [None] * len(self.weights)
-        self._scratch_local = threading.local()
+        self._shapes = [tuple(W.shape) for W in weights]
+        # Each layer is kept as CSC (from training), as the beam kernel's layout, or both: one is
+        # derived from the other on first use, and building the kernel's drops the CSC (the
+        # model's memory is then one copy of its weights, as on disk).
+        self._csc: list[sp.csc_matrix | None] = [sp.csc_matrix(W, dtype=np.float32) for W in weights]
+        self._kernel: list[tuple | None] = [None] * len(weights)
+
+    @classmethod
+    def _from_layers(cls, chain: ClusterChain, layers: list[LayerWeights], shapes, bias: float) -> "HierarchicalLinear":
+        model = cls.__new__(cls)
+        model.chain, model.bias = chain, float(bias)
+        model._shapes = [tuple(int(x) for x in shape) for shape in shapes]
+        model._csc = [None] * len(layers)
+        model._kernel = [layer.arrays() for layer in layers]
+        return model
+
+    @property
+    def weights(self) -> list[sp.csc_matrix]:
+        """One CSC matrix (d + 1, K_children) per layer, bias row last (derived from the kernel's
+        layout when the model was loaded; kept from then on)."""
+        for i, W in enumerate(self._csc):
+            if W is None:
+                self._csc[i] = LayerWeights(*self._kernel[i]).csc(self._shapes[i])
+        return list(self._csc)
+
+    def _set_layer(self, i: int, W: sp.csc_matrix) -> None:
+        self._csc[i] = sp.csc_matrix(W, dtype=np.float32)
+        self._kernel[i] = None
 
     def _layer_arrays(self, i: int) -> tuple:
         """Layer ``i`` as the beam kernel reads it (:class:`LayerWeights`), built once per layer,
         so a one-document query copies nothing."""
         if self._kernel[i] is None:
-            self._kernel[i] = LayerWeights.build(self.weights[i], self.chain[i]).arrays()
+            self._kernel[i] = LayerWeights.build(self._csc[i], self.chain[i]).arrays()
+            self._csc[i] = None
         return self._kernel[i]
 
     @property
     def n_features(self) -> int:
-        return self.weights[0].shape[0] - 1
+        return self._shapes[0][0] - 1
 
     @property
     def n_labels(self) -> int:
@@ -261,11 +286,11 @@ class HierarchicalLinear:
                     man_ids, _ = model._beam(X, upto=i, beam_size=config.man_beam, post="l3-hinge", threads=threads)
             neg = negative_indicator(config.negatives, Y_children, C, man_ids)
             t0 = time.perf_counter()
-            model.weights[i], iters = train_layer(rows, Y_children, neg, np.arange(C.shape[0], dtype=np.int64),
-                                                  chain.parents(i), config, threads)
-            model._kernel[i] = None
+            W, iters = train_layer(rows, Y_children, neg, np.arange(C.shape[0], dtype=np.int64),
+                                   chain.parents(i), config, threads)
+            model._set_layer(i, W)
             logger.info("layer %d: %d classifiers, %d non-zero weights, %.1f s; solver passes: mean %.1f, "
-                        "%d of %d problems stopped at max_iter", i, C.shape[0], model.weights[i].nnz,
+                        "%d of %d problems stopped at max_iter", i, C.shape[0], W.nnz,
                         time.perf_counter() - t0, iters.mean(), int((iters >= config.max_iter).sum()), len(iters))
         return model
 
@@ -286,19 +311,6 @@ class HierarchicalLinear:
         return type(self)(self.chain, weights, self.bias)
 
     # ---- prediction ------------------------------------------------------------
-    def _scratch(self, threads: int) -> np.ndarray:
-        """The beam kernel's zeroed row buffers (threads, d + 1), kept per calling Python thread.
-
-        The kernel leaves them zeroed, so they are allocated once per thread instead of on every
-        call (at 2M features that zeroing was 0.3 ms of each beam step); per thread, so concurrent
-        ``predict`` calls never share one.
-        """
-        local = self._scratch_local
-        buf = getattr(local, "buf", None)
-        if buf is None or buf.shape[0] < threads:
-            buf = local.buf = np.zeros((threads, self.n_features + 1), dtype=np.float32)
-        return buf
-
     def _beam(self, X, *, upto, beam_size, post, threads, topk=None, selected=None, start=None):
         """Beam search through layers ``0 .. upto-1``; returns (ids, scores) of level ``upto``'s parents.
 
@@ -314,7 +326,6 @@ class HierarchicalLinear:
             ids = np.ascontiguousarray(ids, dtype=np.int64)
             scores = np.ascontiguousarray(scores, dtype=np.float32)
         empty = np.zeros(1, dtype=np.int64)
-        scratch = self._scratch(threads)
         x_indptr = X.indptr.astype(np.int64)
         x_indices = X.indices.astype(np.uint32)
         for i in range(first, upto):
@@ -331,7 +342,7 @@ class HierarchicalLinear:
                 empty if mask is None else mask.indptr.astype(np.int64),
                 empty if mask is None else mask.indices.astype(np.int64),
                 mask is not None,
-                out_k, POST_PROCESSORS[post], threads, scratch,
+                out_k, POST_PROCESSORS[post], threads,
             )
         return ids, scores
 
@@ -420,51 +431,56 @@ class HierarchicalLinear:
     def save(self, directory: str | os.PathLike) -> None:
         """Write the tree and, per layer, the beam kernel's arrays (:class:`LayerWeights`) as ``.npy``.
 
-        The kernel layout holds the CSC weights (its column part) and the feature-major copy the
-        beam search reads, so a loaded model predicts without rebuilding it and ``load(mmap=True)``
-        can map every array from the files (worker processes then share those pages).
+        A loaded model predicts without rebuilding anything, and ``load(mmap=True)`` can map every
+        array from the files (worker processes then share those pages).
         """
         os.makedirs(directory, exist_ok=True)
         self.chain.save(os.path.join(directory, "tree"))
-        for i, W in enumerate(self.weights):
+        for i in range(len(self._shapes)):
             layer_dir = os.path.join(directory, f"layer-{i}")
             os.makedirs(layer_dir, exist_ok=True)
             layer = LayerWeights(*self._layer_arrays(i))
             for field in dataclasses.fields(LayerWeights):
                 np.save(os.path.join(layer_dir, f"{field.name}.npy"), getattr(layer, field.name), allow_pickle=False)
         with open(os.path.join(directory, "layers.json"), "w", encoding="utf-8") as fh:
-            json.dump({"layers": len(self.weights), "bias": self.bias, "n_features": self.n_features,
-                       "layout": "kernel", "shapes": [list(W.shape) for W in self.weights]}, fh)
+            json.dump({"layers": len(self._shapes), "bias": self.bias, "n_features": self.n_features,
+                       "layout": "feature", "shapes": [list(shape) for shape in self._shapes]}, fh)
 
     @classmethod
     def load(cls, directory: str | os.PathLike, *, mmap: bool = False) -> "HierarchicalLinear":
         """Load a saved model; ``mmap=True`` maps the weight arrays read-only instead of reading them
         (PECOS's ``is_predict_only`` lazy load): start-up reads almost nothing and processes loading
-        the same directory share the pages. Directories of the older ``layer-i.npz`` format load
-        too (read whole, kernel built at the first prediction)."""
+        the same directory share the pages. Directories of the older formats load too (read whole:
+        ``layer-i.npz`` CSC files of format 1, the column arrays of format 2's ``layout: kernel``)."""
         try:
             with open(os.path.join(directory, "layers.json"), encoding="utf-8") as fh:
                 meta = json.load(fh)
             chain = ClusterChain.load(os.path.join(directory, "tree"))
-            if meta.get("layout") == "kernel":
-                layers = [_load_layer(os.path.join(directory, f"layer-{i}"), mmap) for i in range(meta["layers"])]
-                weights = [layer.csc(shape) for layer, shape in zip(layers, meta["shapes"])]
+            n_layers = meta["layers"]
+            if not isinstance(n_layers, int) or n_layers != len(chain):
+                raise ValueError(f"layers.json names {n_layers!r} layers, the tree has {len(chain)}")
+            if meta.get("layout") == "feature":
+                shapes = [tuple(int(x) for x in shape) for shape in meta["shapes"]]
+                layers = [_load_layer(os.path.join(directory, f"layer-{i}"), mmap) for i in range(n_layers)]
                 # The numba kernels index without bounds checks: out-of-range indices must not get there.
-                for i, (layer, shape) in enumerate(zip(layers, meta["shapes"])):
-                    layer.check(shape, chain.matrices[i])
+                for layer, shape, C in zip(layers, shapes, chain.matrices):
+                    if shape[1] != C.shape[0]:
+                        raise ValueError(f"a layer of {shape[1]} columns for a tree level of {C.shape[0]} nodes")
+                    layer.check(shape, C)
+                model = cls._from_layers(chain, layers, shapes, meta["bias"])
             else:
-                layers = None
-                weights = [sp.load_npz(os.path.join(directory, f"layer-{i}.npz")) for i in range(meta["layers"])]
+                if meta.get("layout") == "kernel":  # format 2: its column arrays are the CSC matrix
+                    weights = [_load_columns(os.path.join(directory, f"layer-{i}"), shape)
+                               for i, shape in enumerate(meta["shapes"])]
+                else:
+                    weights = [sp.load_npz(os.path.join(directory, f"layer-{i}.npz")) for i in range(n_layers)]
                 for W in weights:
                     sp.csc_matrix(W).check_format(full_check=True)
-            for i, W in enumerate(weights):
-                if W.shape[0] != weights[0].shape[0]:
-                    raise ValueError(f"layer {i} has {W.shape[0]} rows, layer 0 has {weights[0].shape[0]}")
-            model = cls(chain, weights, meta["bias"])
+                model = cls(chain, weights, meta["bias"])
+            if any(shape[0] != model._shapes[0][0] for shape in model._shapes):
+                raise ValueError("the layers differ in their number of rows")
         except (OSError, KeyError, ValueError, TypeError, IndexError, EOFError, zipfile.BadZipFile) as exc:
             raise ModelFormatError(f"{directory}: cannot read linear layers ({exc})") from exc
-        if layers is not None:
-            model._kernel = [layer.arrays() for layer in layers]
         return model
 
 
@@ -475,3 +491,15 @@ def _load_layer(directory: str, mmap: bool) -> LayerWeights:
                                        mmap_mode="r" if mmap else None))
         for field in dataclasses.fields(LayerWeights)
     })
+
+
+def _load_columns(directory: str, shape) -> sp.csc_matrix:
+    """A format-2 layer's CSC weights (its ``col_*`` arrays; the feature-major copy is rebuilt)."""
+    arrays = {name: np.load(os.path.join(directory, f"{name}.npy"), allow_pickle=False)
+              for name in ("col_indptr", "col_rows", "col_values")}
+    if arrays["col_rows"].dtype.kind not in "iu" or arrays["col_values"].dtype != np.float32:
+        raise ValueError(f"{directory}: col_rows / col_values have dtypes {arrays['col_rows'].dtype} / "
+                         f"{arrays['col_values'].dtype}")
+    rows = arrays["col_rows"].astype(np.int64)
+    return sp.csc_matrix((arrays["col_values"], rows, arrays["col_indptr"].astype(np.int64)),
+                         shape=tuple(int(x) for x in shape))
