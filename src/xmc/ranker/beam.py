@@ -21,7 +21,7 @@ POST_PROCESSORS = {"l3-hinge": 0, "sigmoid": 1, "noop": 2}
 
 # What the beam kernel reads: a loaded layer with other dtypes is refused (LayerWeights.check).
 _DTYPES = {
-    "feat_groups": (np.dtype(np.int64),), "group_start": (np.dtype(np.uint32), np.dtype(np.uint64)),
+    "feat_groups": (np.dtype(np.uint32), np.dtype(np.int64)), "group_start": (np.dtype(np.uint32), np.dtype(np.uint64)),
     "group_parent": (np.dtype(np.uint16), np.dtype(np.uint32)),
     "entry_child": (np.dtype(np.uint16), np.dtype(np.uint32)), "entry_value": (np.dtype(np.float32),),
     "child_indptr": (np.dtype(np.int64),), "child_ids": (np.dtype(np.int64),),
@@ -44,7 +44,7 @@ class LayerWeights:
     generated 10k / 100k labels) while doubling the model.
     """
 
-    feat_groups: np.ndarray  # (d + 2,) int64: feature f's groups are feat_groups[f]:feat_groups[f + 1]
+    feat_groups: np.ndarray  # (d + 2,) uint32 / int64: feature f's groups are feat_groups[f]:feat_groups[f + 1]
     group_start: np.ndarray  # (G + 1,) unsigned: group g's entries are group_start[g]:group_start[g + 1]
     group_parent: np.ndarray  # (G,) uint16 / uint32: group g's parent cluster
     entry_child: np.ndarray  # (nnz,) uint16 / uint32: the child's position among its parent's children
@@ -66,6 +66,8 @@ class LayerWeights:
             np.uint16 if C.shape[1] <= 1 << 16 else np.uint32,
             np.uint32 if W.nnz < 1 << 32 else np.uint64,
         )
+        if feat_groups[-1] < 1 << 31:  # half the size; the kernel reads it as int64 either way
+            feat_groups = feat_groups.astype(np.uint32)
         return cls(feat_groups=feat_groups, group_start=group_start, group_parent=group_parent,
                    entry_child=entry_child, entry_value=entry_value,
                    child_indptr=C.indptr.astype(np.int64), child_ids=C.indices.astype(np.int64))
@@ -174,7 +176,7 @@ def _columns_from_groups(feat_groups, group_start, group_parent, entry_child, en
     n_rows = feat_groups.shape[0] - 1
     indptr = np.zeros(n_cols + 1, dtype=np.int64)
     for f in range(n_rows):
-        for g in range(feat_groups[f], feat_groups[f + 1]):
+        for g in range(np.int64(feat_groups[f]), np.int64(feat_groups[f + 1])):
             base = child_indptr[np.int64(group_parent[g])]
             for e in range(group_start[g], group_start[g + 1]):
                 indptr[child_ids[base + entry_child[e]] + 1] += 1
@@ -184,7 +186,7 @@ def _columns_from_groups(feat_groups, group_start, group_parent, entry_child, en
     values = np.empty(indptr[n_cols], dtype=np.float32)
     fill = indptr[:-1].copy()
     for f in range(n_rows):  # features in order: each column's rows come out sorted
-        for g in range(feat_groups[f], feat_groups[f + 1]):
+        for g in range(np.int64(feat_groups[f]), np.int64(feat_groups[f + 1])):
             base = child_indptr[np.int64(group_parent[g])]
             for e in range(group_start[g], group_start[g + 1]):
                 c = child_ids[base + entry_child[e]]
@@ -224,7 +226,7 @@ def _add_feature(f, xv, acc, beam_pos, widest, feat_groups, group_start, group_p
     layers do. Each (feature, parent) pair adds to its own children once either way, so the
     scores are bit-identical.
     """
-    lo, hi = feat_groups[f], feat_groups[f + 1]
+    lo, hi = np.int64(feat_groups[f]), np.int64(feat_groups[f + 1])
     if hi - lo <= _search_cost(hi - lo, n_beam):
         for g in range(lo, hi):
             t = beam_pos[group_parent[g]]
