@@ -11,6 +11,7 @@ import dataclasses
 import json
 import logging
 import os
+import threading
 import time
 import zipfile
 from typing import Literal
@@ -198,6 +199,7 @@ class HierarchicalLinear:
         # model's memory is then one copy of its weights, as on disk).
         self._csc: list[sp.csc_matrix | None] = [sp.csc_matrix(W, dtype=np.float32) for W in weights]
         self._kernel: list[tuple | None] = [None] * len(weights)
+        self._build_lock = threading.Lock()  # concurrent first predictions build each layer once
 
     @classmethod
     def _from_layers(cls, chain: ClusterChain, layers: list[LayerWeights], shapes, bias: float) -> "HierarchicalLinear":
@@ -206,6 +208,7 @@ class HierarchicalLinear:
         model._shapes = [tuple(int(x) for x in shape) for shape in shapes]
         model._csc = [None] * len(layers)
         model._kernel = [layer.arrays() for layer in layers]
+        model._build_lock = threading.Lock()
         return model
 
     @property
@@ -225,8 +228,10 @@ class HierarchicalLinear:
         """Layer ``i`` as the beam kernel reads it (:class:`LayerWeights`), built once per layer,
         so a one-document query copies nothing."""
         if self._kernel[i] is None:
-            self._kernel[i] = LayerWeights.build(self._csc[i], self.chain[i]).arrays()
-            self._csc[i] = None
+            with self._build_lock:
+                if self._kernel[i] is None:
+                    self._kernel[i] = LayerWeights.build(self._csc[i], self.chain[i]).arrays()
+                    self._csc[i] = None
         return self._kernel[i]
 
     @property
