@@ -245,8 +245,10 @@ def test_load_rejects_another_kind_of_model(tmp_path):
         XRLinear.load(tmp_path)
 
 
-@pytest.mark.parametrize("post", ["l3-hinge", "sigmoid", "noop"])
-@pytest.mark.parametrize("size", [(23, 5, 3), (600, 200, 2)], ids=["few-groups", "many-groups"])
+@pytest.mark.parametrize("post,size", [
+    *((post, size) for size in [(23, 5, 3), (600, 200, 2)] for post in ["l3-hinge", "sigmoid", "noop"]),
+    ("l3-hinge", (70_010, 70_000, 3)),  # 32-bit parent ids: one more compiled signature, so one case
+], ids=[f"{g}-{p}" for g in ["few-groups", "many-groups"] for p in ["l3-hinge", "sigmoid", "noop"]] + ["32-bit-parents"])
 def test_beam_step_matches_dense_scoring(post, size):
     """One beam step equals dense scoring of the beam's children, with uneven, non-contiguous
     children per parent, -1 padded beams and a mask. With many parents and a narrow beam, the
@@ -273,6 +275,7 @@ def test_beam_step_matches_dense_scoring(post, size):
     transform = {"l3-hinge": lambda s: np.exp(-np.maximum(0.0, 1.0 - s) ** 3),
                  "sigmoid": lambda s: 1.0 / (1.0 + np.exp(-s)), "noop": lambda s: s}[post]
     layer = LayerWeights.build(W, C)
+    assert layer.group_parent.dtype == (np.uint32 if n_parents > 1 << 16 else np.uint16)
     back = layer.csc(W.shape)
     W.sort_indices()
     assert back.has_sorted_indices and np.array_equal(back.indptr, W.indptr)
