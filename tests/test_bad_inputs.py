@@ -379,8 +379,8 @@ CASES: list[tuple[str, Callable[[Path, Path], list], int, tuple[str, ...]]] = [
      ("cannot read linear layers",)),
     ("layer-parent-id-out-of-range", lambda w, d: predict_args(w, layer_array(
         copy_model(w, d), "group_parent", bump(0, 60000)), d), 2, ("cannot read linear layers", "group_parent")),
-    ("layer-entry-pointer-out-of-range", lambda w, d: predict_args(w, layer_array(
-        copy_model(w, d), "group_start", bump(-1, 5)), d), 2, ("cannot read linear layers", "group_start")),
+    ("layer-parent-missing", lambda w, d: predict_args(w, layer_array(
+        copy_model(w, d), "group_parent", lambda a: a[:-1]), d), 2, ("cannot read linear layers",)),
     ("layer-group-pointer-out-of-range", lambda w, d: predict_args(w, layer_array(
         copy_model(w, d), "feat_groups", bump(-1, 5)), d), 2, ("cannot read linear layers", "feat_groups")),
     ("layer-child-position-out-of-range", lambda w, d: predict_args(w, layer_array(

@@ -245,15 +245,17 @@ def test_load_rejects_another_kind_of_model(tmp_path):
         XRLinear.load(tmp_path)
 
 
+@pytest.mark.parametrize("per_entry", [False, True], ids=["grouped", "per-entry"])
 @pytest.mark.parametrize("post,size", [
     *((post, size) for size in [(23, 5, 3), (600, 200, 2)] for post in ["l3-hinge", "sigmoid", "noop"]),
     ("l3-hinge", (70_010, 70_000, 3)),  # 32-bit parent ids: one more compiled signature, so one case
 ], ids=[f"{g}-{p}" for g in ["few-groups", "many-groups"] for p in ["l3-hinge", "sigmoid", "noop"]] + ["32-bit-parents"])
-def test_beam_step_matches_dense_scoring(post, size):
+def test_beam_step_matches_dense_scoring(post, size, per_entry):
     """One beam step equals dense scoring of the beam's children, with uneven, non-contiguous
-    children per parent, -1 padded beams and a mask. With many parents and a narrow beam, the
-    kernel binary-searches the beam's parents among a feature's groups instead of scanning them.
-    The layout converts back to the CSC weights it was built from."""
+    children per parent, -1 padded beams and a mask, with the weights stored by (feature, parent)
+    group or per entry. With many parents and a narrow beam, the kernel binary-searches the beam's
+    parents among a feature's groups instead of scanning them. The layout converts back to the
+    CSC weights it was built from."""
     from xmc.ranker.beam import POST_PROCESSORS, LayerWeights, beam_step
 
     rng = np.random.default_rng(0)
@@ -274,7 +276,15 @@ def test_beam_step_matches_dense_scoring(post, size):
     raw = (sp.hstack([X, np.full((n, 1), bias, dtype=np.float32)]) @ W).toarray().astype(np.float64)
     transform = {"l3-hinge": lambda s: np.exp(-np.maximum(0.0, 1.0 - s) ** 3),
                  "sigmoid": lambda s: 1.0 / (1.0 + np.exp(-s)), "noop": lambda s: s}[post]
-    layer = LayerWeights.build(W, C)
+    layer = LayerWeights.build(W, C, per_entry=per_entry)
+    assert (len(layer.group_start) == 0) == per_entry
+    if not per_entry:  # the checks of a loaded layer follow its group pointers too
+        bad = LayerWeights(**{**layer.__dict__, "group_start": layer.group_start + np.uint32(1)})
+        with pytest.raises(ValueError, match="group_start"):
+            bad.check(W.shape, C)
+    auto = LayerWeights.build(W, C)  # per entry where groups average under 1.5 weights
+    n_groups = len((LayerWeights.build(W, C, per_entry=False) if per_entry else layer).group_parent)
+    assert (len(auto.group_start) == 0) == (2 * W.nnz < 3 * n_groups)
     assert layer.group_parent.dtype == (np.uint32 if n_parents > 1 << 16 else np.uint16)
     back = layer.csc(W.shape)
     W.sort_indices()
