@@ -59,7 +59,7 @@ class LayerWeights:
     @classmethod
     def build(cls, W: sp.csc_matrix, C: sp.spmatrix, per_entry: bool | None = None) -> "LayerWeights":
         """``W``: (d + 1, K) weights, bias row last; ``C``: (K, P) child -> parent indicator;
-        ``per_entry``: store per entry (True), by group (False), or whichever is smaller (None)."""
+        ``per_entry``: store per entry (True), by group (False), or by the rule below (None)."""
         # The weights need no sorted indices: a child's position is its place in C's column.
         W = sp.csc_matrix(W, dtype=np.float32)
         C = sp.csc_matrix(C)
@@ -70,7 +70,7 @@ class LayerWeights:
         index_type = np.uint32 if W.nnz < 1 << 32 else np.uint64
         if per_entry is None:
             # Per entry when groups average under 1.5 weights: 25-30% smaller there (generated
-            # 100k labels: -13% in all, same speed). At 2 weights per group (EURLEX57K's label
+            # 100k labels: -8% in all, same speed). At 2 weights per group (EURLEX57K's label
             # layer) it would still be 11% smaller, but the kernel then looks up the beam once per
             # weight instead of once per group: 40% slower prediction, measured.
             per_entry = 2 * W.nnz < 3 * _count_groups(w_indptr, W.indices, W.shape[0], c_indptr, c_ids)
