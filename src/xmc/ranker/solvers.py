@@ -44,17 +44,20 @@ def _shuffle(index, size, state):
     return state
 
 
+# The loops over a row's non-zeros run on unsigned positions: with a signed ``k`` numba adds a
+# negative-index wraparound to both ``indices[k]`` and ``data[k]`` (six instructions per non-zero
+# in the solvers' innermost loops; 15% of the label layer's training time on EURLEX57K).
 @numba.njit(cache=True, inline="always")
 def _dot(w, indptr, indices, data, row, bias_index, bias):
     s = 0.0
-    for k in range(indptr[row], indptr[row + 1]):
+    for k in range(np.uint64(indptr[row]), np.uint64(indptr[row + 1])):
         s += w[indices[k]] * data[k]
     return s + w[bias_index] * bias
 
 
 @numba.njit(cache=True, inline="always")
 def _axpy(a, w, indptr, indices, data, row, bias_index, bias):
-    for k in range(indptr[row], indptr[row + 1]):
+    for k in range(np.uint64(indptr[row]), np.uint64(indptr[row + 1])):
         w[indices[k]] += a * data[k]
     w[bias_index] += a * bias
 
@@ -254,12 +257,10 @@ def train_children(
             n = rows.shape[0]
             if n == 0:
                 continue
-            local = False
-            if max_local > 0:
-                nnz = 0
-                for s in range(n):
-                    nnz += indptr[rows[s] + 1] - indptr[rows[s]]
-                local = nnz <= local_budget
+            nnz = 0
+            for s in range(n):
+                nnz += indptr[rows[s] + 1] - indptr[rows[s]]
+            local = max_local > 0 and nnz <= local_budget
             if local and p != loc_parent:
                 for f in range(u):
                     fmap[fglob[f]] = -1
@@ -306,10 +307,19 @@ def train_children(
                     iters[t] = solve_logistic(w, rows, y, indptr, indices, data, sq_norms, bias, C, eps, max_iter, seed + c, alpha, index)
                 else:
                     iters[t] = solve_squared_hinge(w, rows, y, indptr, indices, data, sq_norms, bias, C, eps, max_iter, seed + c, alpha, index)
-                for s in range(n):
-                    r = rows[s]
-                    for k in range(indptr[r], indptr[r + 1]):
-                        f = indices[k]
+                if nnz < n_features:  # collect (and reset) the weights through the rows' features
+                    for s in range(n):
+                        r = rows[s]
+                        for k in range(np.uint64(indptr[r]), np.uint64(indptr[r + 1])):
+                            f = indices[k]
+                            if w[f] != 0.0:
+                                if abs(w[f]) > threshold:
+                                    kept_val[q] = w[f]
+                                    keep[q] = (np.uint64(f) << np.uint64(32)) | np.uint64(kept_bits[q])
+                                    q += 1
+                                w[f] = 0.0
+                else:  # the rows hold more non-zeros than there are features: one sequential scan is cheaper
+                    for f in range(n_features):
                         if w[f] != 0.0:
                             if abs(w[f]) > threshold:
                                 kept_val[q] = w[f]
