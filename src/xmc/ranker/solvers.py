@@ -19,9 +19,25 @@ import math
 
 import numba
 import numpy as np
+from numba import types
+from numba.extending import intrinsic
 
 LOSS_SQUARED_HINGE = 0
 LOSS_LOGISTIC = 1
+
+
+@intrinsic
+def _fetch_add(typingctx, counter, value):
+    """Atomically add ``value`` to ``counter[0]`` (an int64 array); returns the value it had before."""
+    if not (isinstance(counter, types.Array) and counter.dtype == types.int64 and isinstance(value, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        amount = context.cast(builder, args[1], signature.args[1], types.int64)
+        return builder.atomic_rmw("add", array.data, amount, "monotonic")
+
+    return types.int64(counter, value), codegen
 
 
 @numba.njit(cache=True, inline="always")
@@ -192,8 +208,9 @@ def train_children(
     Child ``child_ids[t]`` is trained on the instance rows listed for its parent
     ``child_parent[t]`` in the negative-sampling matrix (CSC ``neg_*``: parent ->
     sorted instance rows); its positives are the sorted rows in its column of
-    the CSC label matrix (``pos_*``). Weights with ``|w| <= threshold`` are dropped. Work is split
-    into ``n_threads`` interleaved parts (numba's thread count is read by the
+    the CSC label matrix (``pos_*``). Weights with ``|w| <= threshold`` are dropped. ``n_threads``
+    workers take the problems in order, each the next one not yet taken, so the result does not
+    depend on which thread solves what (numba's thread count is read by the
     caller: reading it here would stop numba from caching the compiled code).
     Parents whose rows hold at most ``local_budget`` non-zeros are copied per thread with
     compact feature ids (``8 * local_budget`` bytes per thread at most).
@@ -224,6 +241,7 @@ def train_children(
     owner = np.zeros(m, dtype=np.int64)
     buffers = [np.empty(1 << 16, dtype=np.uint64) for _ in range(n_threads)]
     used = np.zeros(n_threads, dtype=np.int64)
+    next_problem = np.zeros(1, dtype=np.int64)
     for thread in numba.prange(n_threads):
         # One dense weight vector per thread, reset through the features the
         # problem touched, so a problem costs O(its nnz) and not O(n_features).
@@ -248,9 +266,14 @@ def train_children(
         loc_rows = np.arange(max_rows)
         loc_parent = -1
         u = 0
-        # Interleaved assignment balances problem sizes across threads; siblings are
-        # adjacent, so a thread meets each parent in one run and builds its copy once.
-        for t in range(thread, m, n_threads):
+        # Each thread takes the next untrained problem (dynamic scheduling, as PECOS's OpenMP
+        # loop): a fixed split left one thread idle at the end whenever the other was slower
+        # (problem sizes vary, and on a shared machine so does each thread's share of a core).
+        # Siblings are adjacent, so a thread meets each parent in one run and builds its copy once.
+        while True:
+            t = _fetch_add(next_problem, 1)
+            if t >= m:
+                break
             c = child_ids[t]
             p = child_parent[t]
             rows = neg_indices[neg_indptr[p]:neg_indptr[p + 1]]
