@@ -67,10 +67,13 @@ def test_solver_matches_liblinear(loss):
     np.testing.assert_allclose(w, expected, atol=1e-4)
 
 
-def test_compact_parent_copies_give_the_same_weights():
+@pytest.mark.parametrize("d, density", [(500, 0.05), (5000, 0.005)])
+def test_compact_parent_copies_give_the_same_weights(d, density):
     # Small parents are solved on a per-thread copy with renumbered features; the weights
-    # must equal those of the path that reads the shared matrix directly.
-    X = sp.random(200, 500, density=0.05, random_state=2, format="csr", dtype=np.float32)
+    # must equal those of the path that reads the shared matrix directly. That path collects
+    # the weights by a scan of all d features when the parent's rows hold more non-zeros than
+    # that (d=500: ~3,000 non-zeros per parent), else through the rows' features (d=5000).
+    X = sp.random(200, d, density=density, random_state=2, format="csr", dtype=np.float32)
     rng = np.random.default_rng(1)
     Y = sp.csc_matrix((rng.random((200, 6)) < 0.2).astype(np.float32))
     neg = sp.csc_matrix((rng.random((200, 2)) < 0.6).astype(np.float32) + sp.csc_matrix(Y @ np.kron(np.eye(2), np.ones((3, 1)))))
@@ -79,7 +82,7 @@ def test_compact_parent_copies_give_the_same_weights():
     Y = Y.multiply(sp.csc_matrix(neg @ np.kron(np.eye(2), np.ones((1, 3))))).tocsc()
     Y.sort_indices()
     sq = np.asarray(X.multiply(X).sum(1), dtype=np.float64).ravel()
-    args = (X.indptr.astype(np.int64), X.indices.astype(np.uint32), X.data, 500, sq, 1.0,
+    args = (X.indptr.astype(np.int64), X.indices.astype(np.uint32), X.data, d, sq, 1.0,
             np.arange(6), np.array([0, 0, 0, 1, 1, 1]), neg.indptr.astype(np.int64), neg.indices.astype(np.int32),
             Y.indptr.astype(np.int64), Y.indices.astype(np.int32), LOSS_SQUARED_HINGE, 1.0, 0.1, 50, 0.01, 0, 2)
     direct = train_children(*args, 0)
