@@ -26,6 +26,8 @@ LOSS_SQUARED_HINGE = 0
 LOSS_LOGISTIC = 1
 
 
+# Written by hand because numba has no atomic operations: one LLVM ``atomicrmw add`` through
+# numba's documented ``intrinsic`` extension API, for the shared problem counter of train_children.
 @intrinsic
 def _fetch_add(typingctx, counter, value):
     """Atomically add ``value`` to ``counter[0]`` (an int64 array); returns the value it had before."""
