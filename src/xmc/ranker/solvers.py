@@ -80,6 +80,19 @@ def _axpy(a, w, indptr, indices, data, row, bias_index, bias):
     w[bias_index] += a * bias
 
 
+@numba.njit(cache=True, inline="always")
+def _collect(w, f, feature_id, threshold, keep, kept_val, kept_bits, q):
+    """Reset ``w[f]``; if it is kept (``|w[f]| > threshold``) pack it as (feature_id << 32 | float32
+    bits) at ``keep[q]``. Returns the new count of kept weights."""
+    if w[f] != 0.0:
+        if abs(w[f]) > threshold:
+            kept_val[q] = w[f]
+            keep[q] = (np.uint64(feature_id) << np.uint64(32)) | np.uint64(kept_bits[q])
+            q += 1
+        w[f] = 0.0
+    return q
+
+
 @numba.njit(cache=True)
 def solve_squared_hinge(w, rows, y, indptr, indices, data, sq_norms, bias, C, eps, max_iter, seed, alpha, index):
     """L2-regularised squared-hinge SVM, dual CD with shrinking; writes the solution into ``w``.
@@ -319,12 +332,7 @@ def train_children(
                 else:
                     iters[t] = solve_squared_hinge(wl, loc_rows[:n], y, loc_indptr, loc_indices, loc_data, loc_sq, bias, C, eps, max_iter, seed + c, alpha, index)
                 for f in range(u):
-                    if wl[f] != 0.0:
-                        if abs(wl[f]) > threshold:
-                            kept_val[q] = wl[f]
-                            keep[q] = (np.uint64(fglob[f]) << np.uint64(32)) | np.uint64(kept_bits[q])
-                            q += 1
-                        wl[f] = 0.0
+                    q = _collect(wl, f, fglob[f], threshold, keep, kept_val, kept_bits, q)
                 bias_w = wl[u]
                 wl[u] = 0.0
             else:
@@ -336,21 +344,10 @@ def train_children(
                     for s in range(n):
                         r = rows[s]
                         for k in range(np.uint64(indptr[r]), np.uint64(indptr[r + 1])):
-                            f = indices[k]
-                            if w[f] != 0.0:
-                                if abs(w[f]) > threshold:
-                                    kept_val[q] = w[f]
-                                    keep[q] = (np.uint64(f) << np.uint64(32)) | np.uint64(kept_bits[q])
-                                    q += 1
-                                w[f] = 0.0
+                            q = _collect(w, indices[k], indices[k], threshold, keep, kept_val, kept_bits, q)
                 else:  # the rows hold more non-zeros than there are features: one sequential scan is cheaper
                     for f in range(n_features):
-                        if w[f] != 0.0:
-                            if abs(w[f]) > threshold:
-                                kept_val[q] = w[f]
-                                keep[q] = (np.uint64(f) << np.uint64(32)) | np.uint64(kept_bits[q])
-                                q += 1
-                            w[f] = 0.0
+                        q = _collect(w, f, f, threshold, keep, kept_val, kept_bits, q)
                 bias_w = w[n_features]
                 w[n_features] = 0.0
             if abs(bias_w) > threshold:
