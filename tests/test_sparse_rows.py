@@ -43,3 +43,13 @@ def test_xr_linear_on_feature_matrices_does_not_import_sklearn():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_in_place_on_request_only():
+    M = sp.csr_matrix(np.array([[3.0, 4.0], [0.0, 0.0]], dtype=np.float32))
+    same = l2_normalize_rows(M, copy=False)
+    assert same.data is M.data or np.shares_memory(same.data, M.data)
+    np.testing.assert_allclose(M.toarray(), [[0.6, 0.8], [0.0, 0.0]], rtol=1e-6)
+    N = sp.csr_matrix(np.array([[3.0, 4.0]], dtype=np.float32))
+    l2_normalize_rows(N)
+    assert N.data.tolist() == [3.0, 4.0]
