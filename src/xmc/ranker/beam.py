@@ -59,7 +59,7 @@ class LayerWeights:
     @classmethod
     def build(cls, W: sp.csc_matrix, C: sp.spmatrix, per_entry: bool | None = None) -> "LayerWeights":
         """``W``: (d + 1, K) weights, bias row last; ``C``: (K, P) child -> parent indicator;
-        ``per_entry``: store per entry (True), by group (False), or by the rule below (None)."""
+        ``per_entry``: store per entry (True), by group (False), or by :func:`_group_by_feature`'s rule (None)."""
         # The weights need no sorted indices: a child's position is its place in C's column.
         W = sp.csc_matrix(W, dtype=np.float32)
         C = sp.csc_matrix(C)
@@ -68,19 +68,14 @@ class LayerWeights:
         child_type = np.uint16 if widest <= 1 << 16 else np.uint32
         parent_type = np.uint16 if C.shape[1] <= 1 << 16 else np.uint32
         index_type = np.uint32 if W.nnz < 1 << 32 else np.uint64
-        if per_entry is None:
-            # Per entry when groups average under 1.5 weights: 25-30% smaller there (generated
-            # 100k labels: -8% in all, same speed). At 2 weights per group (EURLEX57K's label
-            # layer) it would still be 11% smaller, but the kernel then looks up the beam once per
-            # weight instead of once per group: 40% slower prediction, measured.
-            per_entry = 2 * W.nnz < 3 * _count_groups(w_indptr, W.indices, W.shape[0], c_indptr, c_ids)
+        mode = -1 if per_entry is None else int(bool(per_entry))
         feat_groups, group_start, group_parent, entry_child, entry_value = _group_by_feature(
-            w_indptr, W.indices, W.data, W.shape[0], c_indptr, c_ids, child_type, parent_type, index_type, bool(per_entry))
+            w_indptr, W.indices, W.data, W.shape[0], c_indptr, c_ids, child_type, parent_type, index_type, mode)
         if feat_groups[-1] < 1 << 31:  # half the size; the kernel reads it as int64 either way
             feat_groups = feat_groups.astype(np.uint32)
         return cls(feat_groups=feat_groups, group_start=group_start, group_parent=group_parent,
                    entry_child=entry_child, entry_value=entry_value,
-                   child_indptr=C.indptr.astype(np.int64), child_ids=C.indices.astype(np.int64))
+                   child_indptr=c_indptr, child_ids=c_ids)
 
     def csc(self, shape: tuple[int, int]) -> sp.csc_matrix:
         """The weights (d + 1, K) as CSC with sorted row indices: the matrix :meth:`build` was given."""
@@ -134,29 +129,15 @@ class LayerWeights:
 
 
 @numba.njit(cache=True)
-def _count_groups(w_indptr, w_rows, n_rows, ch_indptr, ch_ids):
-    """The number of (feature, parent) groups of the weights (see :func:`_group_by_feature`)."""
-    last_parent = np.full(n_rows, -1, dtype=np.int64)
-    n_groups = 0
-    for p in range(ch_indptr.shape[0] - 1):
-        for q in range(ch_indptr[p], ch_indptr[p + 1]):
-            c = ch_ids[q]
-            for k in range(w_indptr[c], w_indptr[c + 1]):
-                f = w_rows[k]
-                if last_parent[f] != p:
-                    last_parent[f] = p
-                    n_groups += 1
-    return n_groups
-
-
-@numba.njit(cache=True)
 def _group_by_feature(w_indptr, w_rows, w_values, n_rows, ch_indptr, ch_ids, child_type, parent_type, index_type,
-                      per_entry):
+                      mode):
     """Transpose CSC weights to feature-major, grouped by parent (see :class:`LayerWeights`).
 
     A counting sort over the children in (parent, position) order, so each feature's entries
-    arrive grouped by parent; ``per_entry``: every entry is its own group (no ``group_start``). Written by hand because SciPy's transpose can neither group nor
-    emit narrow types, and its int32 temporaries cost more than the result for large layers.
+    arrive grouped by parent. ``mode`` 1: every entry is its own group (no ``group_start``);
+    0: one group per (feature, parent); -1: per entry where groups would average under 1.5
+    entries. Written by hand because SciPy's transpose can neither group nor emit narrow types,
+    and its int32 temporaries cost more than the result for large layers.
     """
     n_parents = ch_indptr.shape[0] - 1
     n_entries = np.zeros(n_rows + 1, dtype=np.int64)
@@ -168,13 +149,20 @@ def _group_by_feature(w_indptr, w_rows, w_values, n_rows, ch_indptr, ch_ids, chi
             for k in range(w_indptr[c], w_indptr[c + 1]):
                 f = w_rows[k]
                 n_entries[f + 1] += 1
-                if per_entry or last_parent[f] != p:
+                if last_parent[f] != p:
                     last_parent[f] = p
                     n_groups[f + 1] += 1
     for f in range(n_rows):
         n_entries[f + 1] += n_entries[f]
         n_groups[f + 1] += n_groups[f]
     total = n_entries[n_rows]
+    # Per entry when groups average under 1.5 weights: 25-30% smaller there (generated 100k
+    # labels: -8% in all, same speed). At 2 weights per group (EURLEX57K's label layer) it would
+    # still be 11% smaller, but the kernel then looks up the beam once per weight instead of once
+    # per group: 40% slower prediction, measured.
+    per_entry = mode == 1 or (mode == -1 and 2 * total < 3 * n_groups[n_rows])
+    if per_entry:
+        n_groups = n_entries.copy()
     group_start = np.zeros(0 if per_entry else n_groups[n_rows] + 1, dtype=index_type)
     if not per_entry:
         group_start[n_groups[n_rows]] = total
