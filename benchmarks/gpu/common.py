@@ -59,6 +59,17 @@ def check_send(bundle: str, smoke: bool) -> str:
     return line
 
 
+def append_jsonl(path: str, record: dict) -> None:
+    """Append one record to a device step's log, written as each row finishes (a run cut short keeps them)."""
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record, default=float) + "\n")
+
+
+def finish_log(path: str, started: float, gpu: str) -> None:
+    """The log's last record: the device step finished, and in how many seconds."""
+    append_jsonl(path, {"done": True, "seconds": round(time.perf_counter() - started, 1), "gpu": gpu})
+
+
 def check_back(out: str) -> str:
     """One line with what ``out`` brings back; exits with it when it exceeds the limits."""
     sizes = [os.path.getsize(os.path.join(root, f)) for root, _, fs in os.walk(out) for f in fs]

@@ -187,8 +187,7 @@ def device(args) -> int:
     counts, n_full, train, dev, test, texts = load_bundle(args.bundle, plan)
     propensities = train_propensities(counts, n_full)
     gpu = common.gpu_name()
-    with open(log, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps({"pretrained_E_t_cos": bg.pretrained_cosine(ns, test), "gpu": gpu}) + "\n")
+    common.append_jsonl(log, {"pretrained_E_t_cos": bg.pretrained_cosine(ns, test), "gpu": gpu})
     per_unit = None  # seconds of the last row per (document x epoch x guide factor)
     for row in plan["rows"]:
         factor = 1 if row == "lightxml" else 2
@@ -202,10 +201,8 @@ def device(args) -> int:
             rec = {"row": row, "report": report, "zero_shot": zs, "train_s": train_s, "predict_s": predict_s,
                    "history": history, "gpu": gpu}
             print(f"{row}: P@1 {100 * report['P@1']:.2f} E_t cos {report['E_t_cos']:.4f} ({train_s:.0f} s)", flush=True)
-        with open(log, "a", encoding="utf-8") as fh:
-            fh.write(json.dumps(rec, default=float) + "\n")
-    with open(log, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps({"done": True, "seconds": round(time.perf_counter() - started, 1), "gpu": gpu}) + "\n")
+        common.append_jsonl(log, rec)
+    common.finish_log(log, started, gpu)
     print(common.check_back(args.out))
     return 0
 

@@ -186,12 +186,10 @@ def device(args) -> int:
                        "notes": notes, "epochs": epochs, "gpu": gpu}
                 print(f"{name} {row}: micro F1 {100 * report['micro_f1']:.2f} macro F1 {100 * report['macro_f1']:.2f} "
                       f"P@1 {100 * report['P@1']:.2f} ({seconds:.0f} s)", flush=True)
-            with open(log, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(rec, default=float) + "\n")
+            common.append_jsonl(log, rec)
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-    with open(log, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps({"done": True, "seconds": round(time.perf_counter() - started, 1), "gpu": gpu}) + "\n")
+    common.finish_log(log, started, gpu)
     print(common.check_back(args.out))
     return 0
 
