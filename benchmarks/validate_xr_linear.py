@@ -33,9 +33,13 @@ sys.path.insert(0, _HERE)
 import bench_xr_linear  # noqa: E402
 
 # name -> (description, overrides of configs/xr-linear.json). Every variant states its weight
-# threshold, so the rows stay what they say when the shipped default changes.
+# threshold, and builds one tree per indexer entry unless it says otherwise, so the rows stay what
+# they say when the shipped default changes ("auto" is the shipped default as it is).
 _PECOS = {"weight_threshold": 0.1}
+_ONE_TREE_EACH = {"trees_per_indexer": 1}
 VARIANTS: dict[str, tuple[str, dict]] = {
+    "auto": ("the shipped default (weight threshold and tree count chosen by the label count)",
+             {"trees_per_indexer": "auto"}),
     "base": ("PECOS defaults: 16-ary tree, leaves <= 100, tfn, weight threshold 0.1", {"train": _PECOS}),
     "man": ("base + negatives tfn+man (model's own beam, b=10)", {"train": {**_PECOS, "negatives": "tfn+man"}}),
     "wide64": ("base with one 64-way level over leaves <= 100 (Bonsai-like shallow tree)",
@@ -44,6 +48,7 @@ VARIANTS: dict[str, tuple[str, dict]] = {
                    {"indexers": [{"branching": 64}], "train": {**_PECOS, "negatives": "tfn+man"}}),
     "thr0.05": ("base with weight threshold 0.05 (configs/xr-linear-balanced.json)", {"train": {"weight_threshold": 0.05}}),
     "thr0.02": ("base with weight threshold 0.02 (configs/xr-linear-accurate.json)", {"train": {"weight_threshold": 0.02}}),
+    "thr0.01": ("base with weight threshold 0.01", {"train": {"weight_threshold": 0.01}}),
     "wide64-thr0.05": ("wide64 + weight threshold 0.05",
                        {"indexers": [{"branching": 64}], "train": {"weight_threshold": 0.05}}),
     "leaf50": ("base with leaves <= 50 labels", {"indexers": [{"max_leaf_size": 50}], "train": _PECOS}),
@@ -85,8 +90,10 @@ def apply_overrides(base: dict, overrides: dict) -> dict:
                 cfg["indexers"].append(copy.deepcopy(cfg["indexers"][0]))
             for indexer, change in zip(cfg["indexers"], value):
                 indexer.update(change)
-        else:
+        elif isinstance(value, dict):
             cfg[key].update(value)
+        else:
+            cfg[key] = value
     return cfg
 
 
@@ -123,7 +130,7 @@ def run_variant(name: str, X, Y, valid_fraction: float, seed: int, threads: int,
         with open(os.path.join(_HERE, "..", "configs", "xr-linear.json")) as f:
             base = json.load(f)
         description, overrides = VARIANTS[name]
-        config = XRLinearConfig.from_dict(apply_overrides(base, overrides))
+        config = XRLinearConfig.from_dict(apply_overrides(apply_overrides(base, _ONE_TREE_EACH), overrides))
         config.n_threads = threads
     keys = ("P@1", "P@3", "P@5", "PSP@5")
     sums = {pname: dict.fromkeys(keys, 0.0) for pname in PREDICT_VARIANTS}

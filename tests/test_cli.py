@@ -296,7 +296,8 @@ def test_config_prints_full_default_that_round_trips(capsys):
     rc, out, _ = run_cli(capsys, "config", "xr-linear")
     assert rc == 0
     data = json.loads(out)
-    assert set(data) == {"features", "normalize_data_features", "indexers", "train", "predict", "n_threads"}
+    assert set(data) == {"features", "normalize_data_features", "indexers", "trees_per_indexer", "train", "predict",
+                         "n_threads"}
     assert XRLinearConfig.from_dict(data) == XRLinearConfig()
     assert data == XRLinearConfig().to_dict()
 
@@ -316,7 +317,10 @@ def test_printed_config_is_accepted_by_train(corpus_dir, tmp_path, capsys):
     rc, out, _ = run_cli(capsys, "train", "--model", "xr-linear", "--train", corpus_dir / "train.jsonl",
                          "--out", tmp_path / "m", "--config", tmp_path / "full.json")
     assert rc == 0
-    assert XRLinear.load(tmp_path / "m").config == XRLinearConfig.from_dict(full)
+    model = XRLinear.load(tmp_path / "m")
+    # The model saves the config it trained with: the printed one with its "auto" values resolved.
+    assert model.config == XRLinearConfig.from_dict(full).resolved(len(model.labels_))[0]
+    assert model.config.train.weight_threshold == 0.05 and model.config.trees_per_indexer == 1
 
 
 # ---- errors ------------------------------------------------------------------------

@@ -464,3 +464,65 @@ def test_pifa_with_normalised_label_rows_by_hand():
     np.testing.assert_allclose(pifa(X, Y).toarray()[1], np.array([2.0, 2.0]) / np.sqrt(8), rtol=1e-6)
     # A label's only document: the weight cancels in the normalisation.
     np.testing.assert_allclose(pifa(X, Y, normalize_labels=True).toarray()[0], [1.0, 0.0])
+
+
+# ---- size-aware defaults ("auto") ---------------------------------------------------
+def test_auto_rules_at_their_boundaries():
+    from xmc.models.xr_linear import auto_trees_per_indexer
+    from xmc.ranker.hierarchy import auto_weight_threshold
+
+    assert [auto_weight_threshold(n) for n in (1, 8191, 8192, 10**6)] == [0.05, 0.05, 0.1, 0.1]
+    assert [auto_trees_per_indexer(n, 1) for n in (1, 49_999, 50_000, 10**6)] == [1, 1, 2, 2]
+    assert auto_trees_per_indexer(10**6, 2) == 1  # a configured ensemble is left as it is
+
+
+def test_resolved_config_expands_seeds_and_keeps_explicit_values():
+    auto = XRLinearConfig()
+    config, chosen = auto.resolved(100_000)
+    assert chosen == {"train.weight_threshold": 0.1, "trees_per_indexer": 2}
+    assert [ix.seed for ix in config.indexers] == [0, 1] and config.trees_per_indexer == 1
+    assert auto.trees_per_indexer == "auto" and len(auto.indexers) == 1  # the requested config is untouched
+    assert config.resolved(100_000) == (config, {})  # resolving twice changes nothing
+    explicit = XRLinearConfig.from_dict({"trees_per_indexer": 3, "train": {"weight_threshold": 0.2},
+                                         "indexers": [{"seed": 5}, {"seed": 9, "branching": 4}]})
+    config, chosen = explicit.resolved(10)
+    assert chosen == {} and config.train.weight_threshold == 0.2
+    assert [(ix.seed, ix.branching) for ix in config.indexers] == [(5, 16), (6, 16), (7, 16), (9, 4), (10, 4), (11, 4)]
+    with pytest.raises(ConfigError, match="trees_per_indexer"):
+        XRLinearConfig.from_dict({"trees_per_indexer": 0})
+    with pytest.raises(ConfigError, match="weight_threshold"):
+        XRLinearConfig.from_dict({"train": {"weight_threshold": "big"}})
+
+
+def test_trees_per_indexer_equals_the_expanded_ensemble_and_its_saved_config_retrains_it(tmp_path, tfidf_problem,
+                                                                                          monkeypatch):
+    import xmc.models.xr_linear as xr
+
+    X, Y, Xt = tfidf_problem
+    calls = []
+    monkeypatch.setattr(xr, "pifa", lambda *a, **k: calls.append(1) or pifa(*a, **k))
+    indexer = {"branching": 4, "max_leaf_size": 8}
+    two = XRLinear(XRLinearConfig.from_dict({"indexers": [indexer], "trees_per_indexer": 2}))
+    two.fit_matrix(X, Y, progress=False)
+    assert len(calls) == 1  # both trees cluster one label representation
+    assert [ix.seed for ix in two.config.indexers] == [0, 1] and two.config.train.weight_threshold == 0.05
+    listed = XRLinear(XRLinearConfig.from_dict({"indexers": [indexer, {**indexer, "seed": 1}],
+                                                "train": {"weight_threshold": 0.05}})).fit_matrix(X, Y, progress=False)
+    a, b = two.predict(Xt, topk=5), listed.predict(Xt, topk=5)
+    assert (a != b).nnz == 0 and a.nnz > 0
+    two.save(tmp_path / "m")
+    again = XRLinear(XRLinear.load(tmp_path / "m").config).fit_matrix(X, Y, progress=False)
+    assert (again.predict(Xt, topk=5) != a).nnz == 0
+
+
+def test_hierarchical_linear_resolves_auto_and_the_layer_trainer_refuses_it(tfidf_problem):
+    from xmc.ranker.hierarchy import SolverRows, train_layer
+
+    X, Y, _ = tfidf_problem
+    chain = ClusterChain.flat(Y.shape[1])
+    auto = HierarchicalLinear.fit(X, Y, chain, LinearTrainConfig(weight_threshold="auto"))
+    fixed = HierarchicalLinear.fit(X, Y, chain, LinearTrainConfig(weight_threshold=0.05))  # 60 labels: 0.05
+    assert (auto.weights[0] != fixed.weights[0]).nnz == 0
+    with pytest.raises(ValueError, match="resolved first"):
+        train_layer(SolverRows.from_csr(X), Y, np.ones((X.shape[0], 1)), np.arange(1), np.zeros(1, dtype=np.int64),
+                    LinearTrainConfig(weight_threshold="auto"), 1)

@@ -165,7 +165,7 @@ class DaskEngine:
         Args:
             X: features, CSR (n, d); Y: labels, CSR (n, L); chain: the tree; config: training settings.
         """
-        config = config or LinearTrainConfig()
+        config = (config or LinearTrainConfig()).resolved(chain.n_labels)
         X = sp.csr_matrix(X, dtype=np.float32)
         X.sort_indices()
         if Y.shape != (X.shape[0], chain.n_labels):

@@ -25,7 +25,7 @@ from ..features.tfidf import TfidfConfig, TfidfFeaturizer
 from ..indexing.kmeans import hierarchical_kmeans
 from ..indexing.label_repr import combine, pifa
 from ..indexing.tree import ClusterChain
-from ..ranker.hierarchy import HierarchicalLinear, LinearTrainConfig, PredictConfig
+from ..ranker.hierarchy import AUTO, HierarchicalLinear, LinearTrainConfig, PredictConfig
 from ..progress import progress_bar
 from ..sparse_rows import l2_normalize_rows
 from .base import Capabilities, XMCModel
@@ -81,7 +81,12 @@ class XRLinearConfig(Config):
             TF-IDF rows are unit-length already, and matrices passed to ``fit_matrix`` /
             ``predict`` directly are used as given.
         indexers: one entry per tree; more than one makes a score-averaging ensemble.
-        train: how the per-level linear classifiers are trained.
+        trees_per_indexer: trees built from each indexer entry, with seeds ``seed``,
+            ``seed + 1``, ...; ``"auto"``: 2 from 50,000 labels on (for a single entry), else 1
+            (see :func:`auto_trees_per_indexer`).
+        train: how the per-level linear classifiers are trained (``weight_threshold``
+            ``"auto"``: 0.05 below 8,192 labels, else 0.1; see
+            :func:`xmc.ranker.hierarchy.auto_weight_threshold`).
         predict: default prediction settings (overridable per call).
         n_threads: threads for training and prediction (0 = all cores).
     """
@@ -89,13 +94,47 @@ class XRLinearConfig(Config):
     features: TfidfConfig = dataclasses.field(default_factory=TfidfConfig)
     normalize_data_features: bool = True
     indexers: list[IndexerConfig] = dataclasses.field(default_factory=lambda: [IndexerConfig()])
-    train: LinearTrainConfig = dataclasses.field(default_factory=LinearTrainConfig)
+    trees_per_indexer: int | Literal["auto"] = AUTO
+    train: LinearTrainConfig = dataclasses.field(default_factory=lambda: LinearTrainConfig(weight_threshold=AUTO))
     predict: PredictConfig = dataclasses.field(default_factory=PredictConfig)
     n_threads: int = 0
 
     def validate(self) -> None:
         check(len(self.indexers) >= 1, "indexers needs at least one entry")
+        check(self.trees_per_indexer == AUTO or self.trees_per_indexer >= 1, "trees_per_indexer must be >= 1")
         check(self.n_threads >= 0, "n_threads must be >= 0")
+
+    def resolved(self, n_labels: int) -> tuple["XRLinearConfig", dict[str, object]]:
+        """The config to train ``n_labels`` labels with: every ``"auto"`` replaced and the indexers
+        expanded to one entry per tree (``trees_per_indexer`` 1), so that the saved config retrains
+        the same model. Returns it and ``{field: chosen value}`` for the fields that were ``"auto"``."""
+        chosen: dict[str, object] = {}
+        train = self.train.resolved(n_labels)
+        if train is not self.train:
+            chosen["train.weight_threshold"] = train.weight_threshold
+        per_indexer = self.trees_per_indexer
+        if per_indexer == AUTO:
+            per_indexer = chosen["trees_per_indexer"] = auto_trees_per_indexer(n_labels, len(self.indexers))
+        indexers = [dataclasses.replace(ix, seed=ix.seed + k) for ix in self.indexers for k in range(per_indexer)]
+        return dataclasses.replace(self, indexers=indexers, trees_per_indexer=1, train=train), chosen
+
+
+# From this many labels on, "auto" trains two trees (see auto_trees_per_indexer).
+ENSEMBLE_LABEL_SPACE = 50_000
+
+
+def auto_trees_per_indexer(n_labels: int, n_indexers: int) -> int:
+    """What ``trees_per_indexer="auto"`` stands for: 2 from 50,000 labels on when one indexer is
+    configured, else 1.
+
+    Two trees (seeds s and s + 1, scores averaged) reduce what one tree's clustering gets by chance:
+    on a validation split of the generated 100k-label problem +0.6 P@1 and +1.7 PSP@5 over one tree,
+    more than the spread between seeds (``benchmarks/validate_xr_linear.py``, BENCHMARKS.md). They
+    double training and prediction time, which at 100k labels and more stays under PECOS's (one
+    tree trains in 0.4x its time and predicts in 0.35x); at 10k labels one tree already trains in
+    about PECOS's time, so smaller label spaces keep one.
+    """
+    return 2 if n_labels >= ENSEMBLE_LABEL_SPACE and n_indexers == 1 else 1
 
 
 Inputs = XMCDataset | Sequence[str] | sp.spmatrix
@@ -188,32 +227,46 @@ class XRLinear(XMCModel):
             self.labels_ = LabelVocabulary(str(j) for j in range(Y.shape[1]))
         X = sp.csr_matrix(X, dtype=np.float32)
         X.sort_indices()
+        self.config, chosen = self.config.resolved(Y.shape[1])
+        if chosen:
+            logger.info("for %s labels, \"auto\" chose %s", f"{Y.shape[1]:,}",
+                        ", ".join(f"{key}={value}" for key, value in chosen.items()))
         threads = self.config.n_threads or None
-        self.trees_ = []
-        self.fit_seconds_ = []
+        n_trees = len(self.config.indexers)
+        # Every tree is clustered before any is trained, so that the label representations (one
+        # per distinct setting, shared by trees that differ only in seed) are freed before the
+        # linear layers, the peak of training memory, are built.
+        chains, seconds, representations = [], [], {}
         for k, indexer in enumerate(self.config.indexers):
             t0 = time.perf_counter()
-            Z = self.label_representation(indexer, X, Y, label_texts, label_features)
+            key = (indexer.label_repr, indexer.text_weight, indexer.pifa_normalize_labels)
+            if indexer.branching != 1 and key not in representations:
+                representations[key] = self.label_representation(indexer, X, Y, label_texts, label_features)
             t1 = time.perf_counter()
             if indexer.branching == 1:
                 chain = ClusterChain.flat(Y.shape[1])
             else:
                 chain = hierarchical_kmeans(
-                    Z, branching=indexer.branching, max_leaf_size=indexer.max_leaf_size,
+                    representations[key], branching=indexer.branching, max_leaf_size=indexer.max_leaf_size,
                     max_iter=indexer.max_iter, seed=indexer.seed, n_threads=threads, progress=progress,
                 )
+            chains.append(chain)
+            seconds.append({"label_repr": t1 - t0, "index": time.perf_counter() - t1})
+            logger.info("tree %d/%d: levels %s", k + 1, n_trees, chain.level_sizes)
+        del representations
+        self.trees_ = []
+        self.fit_seconds_ = seconds
+        for k, chain in enumerate(chains):
             t2 = time.perf_counter()
-            logger.info("tree %d/%d: levels %s", k + 1, len(self.config.indexers), chain.level_sizes)
             if engine is None:
                 tree = HierarchicalLinear.fit(X, Y, chain, self.config.train, matcher_ids=matcher_ids,
                                               n_threads=threads, progress=progress)
             else:
                 tree = engine.fit_tree(X, Y, chain, self.config.train, progress=progress)
             self.trees_.append(tree)
-            t3 = time.perf_counter()
-            self.fit_seconds_.append({"label_repr": t1 - t0, "index": t2 - t1, "rank": t3 - t2})
-            logger.info("tree %d/%d trained: %s", k + 1, len(self.config.indexers),
-                        ", ".join(f"{key} {v:.1f} s" for key, v in self.fit_seconds_[-1].items()))
+            seconds[k]["rank"] = time.perf_counter() - t2
+            logger.info("tree %d/%d trained: %s", k + 1, n_trees,
+                        ", ".join(f"{key} {v:.1f} s" for key, v in seconds[k].items()))
         return self
 
     def label_representation(self, indexer: IndexerConfig, X, Y, label_texts, label_features) -> sp.csr_matrix:
