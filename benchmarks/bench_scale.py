@@ -199,6 +199,11 @@ def _earlier_rows(path: str, result: dict, methods: list[str]) -> list[dict]:
     return kept
 
 
+def _trees(row: dict) -> str:
+    """xmc's tree count where its default chose more than one (``"auto"``, from 50,000 labels)."""
+    return f" ({row['n_trees']} trees)" if row["method"] == "xmc" and row.get("n_trees", 1) > 1 else ""
+
+
 def size_table(result: dict) -> list[str]:
     rows = result["rows"]
     ref = next((r for r in rows if r["method"] == "pecos" and "error" not in r), None)
@@ -224,7 +229,7 @@ def size_table(result: dict) -> list[str]:
             out.append(f"| {r['method']} | error: {r['error']} |" + " |" * 11)
             continue
         out.append(
-            f"| {r['method']}{' (earlier run *)' if r.get('from_run') else ''} | {100 * r['P@1']:.2f} | {100 * r['P@5']:.2f} | {r['train_s']:.1f} "
+            f"| {r['method']}{_trees(r)}{' (earlier run *)' if r.get('from_run') else ''} | {100 * r['P@1']:.2f} | {100 * r['P@5']:.2f} | {r['train_s']:.1f} "
             f"| {r['predict_s']:.2f} | {r['predict_ms_per_doc']:.3f} | {r['peak_rss_mb']:.0f} "
             f"| {r['model_bytes'] / 2**20:.1f} | {_fmt_ratio(r['train_s'], g('train_s'))} "
             f"| {_fmt_ratio(r['predict_s'], g('predict_s'))} | {_fmt_ratio(r['peak_rss_mb'], g('peak_rss_mb'))} "

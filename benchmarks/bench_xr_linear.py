@@ -92,6 +92,7 @@ def fit_predict_xmc(X_train, Y_train, X_test, *, topk=10, beam=10, threads=2, **
     scores = model.predict(X_test, topk=topk, beam_size=beam)
     predict_s = time.perf_counter() - t1
 
+    n_trees = len(model.trees_)  # what the config's "auto" chose for this label count
     model.config.n_threads = lat_threads
     rows = [X_test[i : i + 1] for i in range(n_lat)]
     lat = peers._latency_stats(lambda i: model.predict(rows[i], topk=topk, beam_size=beam), n_lat)
@@ -110,7 +111,7 @@ def fit_predict_xmc(X_train, Y_train, X_test, *, topk=10, beam=10, threads=2, **
         **lat,
         "latency_threads": lat_threads,
         "model_bytes": model_bytes,
-        "n_trees": len(config.indexers),
+        "n_trees": n_trees,
         **warm,
     }
 

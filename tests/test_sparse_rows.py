@@ -5,7 +5,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.preprocessing import normalize
 
-from xmc.sparse_rows import l2_normalize_rows
+from xmc.sparse_rows import l2_normalize_rows, unsigned_indices
 
 
 def test_hand_computed_rows_and_zero_row():
@@ -53,3 +53,15 @@ def test_in_place_on_request_only():
     N = sp.csr_matrix(np.array([[3.0, 4.0]], dtype=np.float32))
     l2_normalize_rows(N)
     assert N.data.tolist() == [3.0, 4.0]
+
+
+def test_unsigned_indices_share_int32_memory_and_convert_wider_ids():
+    X = sp.random(50, 70_000, density=0.001, format="csr", random_state=0, dtype=np.float32)
+    assert X.indices.dtype == np.int32
+    ids = unsigned_indices(X)
+    assert ids.dtype == np.uint32 and np.shares_memory(ids, X.indices)  # no copy of the matrix's ids
+    assert np.array_equal(ids, X.indices)
+    wide = X.copy()
+    wide.indices = wide.indices.astype(np.int64)
+    ids = unsigned_indices(wide)
+    assert ids.dtype == np.uint32 and not np.shares_memory(ids, wide.indices) and np.array_equal(ids, X.indices)

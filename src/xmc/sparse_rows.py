@@ -1,4 +1,4 @@
-"""Row-wise L2 normalisation of sparse matrices for the XR-Linear path.
+"""Row-wise L2 normalisation of sparse matrices for the XR-Linear path, and column ids as the kernels read them.
 
 Written here rather than taken from ``sklearn.preprocessing.normalize`` because importing
 scikit-learn (which pulls in pandas and scipy.stats) costs about 1.3 s and 100 MB of RSS on
@@ -14,7 +14,16 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["l2_normalize_rows"]
+__all__ = ["l2_normalize_rows", "unsigned_indices"]
+
+
+def unsigned_indices(M: sp.csr_matrix | sp.csc_matrix) -> np.ndarray:
+    """``M.indices`` as uint32, the type the numba kernels index with (numba then skips the
+    negative-index wraparound on every access). Indices are non-negative, so int32 ones are
+    reinterpreted without a copy (at 1M documents a copy was 120 MB of XR-Linear's training peak)."""
+    if M.indices.dtype == np.int32:
+        return M.indices.view(np.uint32)
+    return M.indices.astype(np.uint32)
 
 
 def l2_normalize_rows(M, dtype=np.float32, *, copy: bool = True) -> sp.csr_matrix:

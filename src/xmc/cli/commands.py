@@ -272,6 +272,9 @@ def train(args: argparse.Namespace) -> int:
     budget = budget_summary(config, data)  # neural models: what "auto" chose here, and a time estimate
     if budget:
         print(budget, flush=True)
+    sized = _size_summary(config, data)
+    if sized:
+        print(sized, flush=True)
     engine = _engine(args)
     if engine is None:
         model.fit(data, **fit_kwargs)
@@ -285,6 +288,16 @@ def train(args: argparse.Namespace) -> int:
     model.save(args.out, overwrite=args.overwrite)
     print(f"saved {args.model} model to {args.out}")
     return 0
+
+
+def _size_summary(config, data) -> str | None:
+    """What the label-count rules of ``"auto"`` chose (XR-Linear), stated before training starts."""
+    if not hasattr(config, "resolved"):
+        return None
+    _, chosen = config.resolved(len(data.labels))
+    if not chosen:
+        return None
+    return f"{len(data.labels):,} labels: " + ", ".join(f"{key}={value} (auto)" for key, value in chosen.items())
 
 
 def predict(args: argparse.Namespace) -> int:
@@ -381,8 +394,10 @@ def print_config(args: argparse.Namespace) -> int:
         return 0
     pipeline = _pipeline_configs()
     config_class = pipeline[args.model] if args.model in pipeline else model_class(args.model).config_class
-    print(config_class().to_json())
-    auto = describe_auto(config_class())
+    config = config_class()
+    print(config.to_json())
+    # Neural models' "auto" depends on the device; XR-Linear's on the label count (its own rules).
+    auto = config.describe_auto() if hasattr(config, "describe_auto") else describe_auto(config)
     if auto:  # on stderr, so that `xmc config NAME > file.json` still writes plain JSON
         print(auto, file=sys.stderr)
     return 0

@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..progress import progress_bar
-from ..sparse_rows import l2_normalize_rows
+from ..sparse_rows import l2_normalize_rows, unsigned_indices
 
 from .tree import ClusterChain
 
@@ -117,7 +117,7 @@ def _balanced_binary_split(Z, node, n_nodes, rng, max_iter, n_threads):
         owner[p] = t
         load[t] += node_nnz[p]
     side, iters = _split_nodes(
-        Z.indptr.astype(np.int64), Z.indices.astype(np.uint32), Z.data, Z.shape[1], order, starts,
+        Z.indptr.astype(np.int64), unsigned_indices(Z), Z.data, Z.shape[1], order, starts,
         first.astype(np.int64), second.astype(np.int64), owner, max_iter, threads,
     )
     logger.debug("2-means of %d nodes: %d iterations at most, %.1f on average",

@@ -25,7 +25,7 @@ from ..features.tfidf import TfidfConfig, TfidfFeaturizer
 from ..indexing.kmeans import hierarchical_kmeans
 from ..indexing.label_repr import combine, pifa
 from ..indexing.tree import ClusterChain
-from ..ranker.hierarchy import AUTO, HierarchicalLinear, LinearTrainConfig, PredictConfig
+from ..ranker.hierarchy import AUTO, SMALL_LABEL_SPACE, HierarchicalLinear, LinearTrainConfig, PredictConfig
 from ..progress import progress_bar
 from ..sparse_rows import l2_normalize_rows
 from .base import Capabilities, XMCModel
@@ -117,6 +117,16 @@ class XRLinearConfig(Config):
             per_indexer = chosen["trees_per_indexer"] = auto_trees_per_indexer(n_labels, len(self.indexers))
         indexers = [dataclasses.replace(ix, seed=ix.seed + k) for ix in self.indexers for k in range(per_indexer)]
         return dataclasses.replace(self, indexers=indexers, trees_per_indexer=1, train=train), chosen
+
+
+    def describe_auto(self) -> str | None:
+        """Lines saying what each ``"auto"`` value stands for (None: no ``"auto"``)."""
+        lines = []
+        if self.train.weight_threshold == AUTO:
+            lines.append(f"  train.weight_threshold: 0.05 below {SMALL_LABEL_SPACE:,} labels, else 0.1")
+        if self.trees_per_indexer == AUTO:
+            lines.append(f"  trees_per_indexer: 2 from {ENSEMBLE_LABEL_SPACE:,} labels on (one indexer entry), else 1")
+        return '"auto" is chosen by the label count when training starts:\n' + "\n".join(lines) if lines else None
 
 
 # From this many labels on, "auto" trains two trees (see auto_trees_per_indexer).
