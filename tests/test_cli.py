@@ -299,7 +299,7 @@ def test_config_prints_full_default_that_round_trips(capsys):
     assert set(data) == {"features", "normalize_data_features", "indexers", "trees_per_indexer", "train", "predict",
                          "n_threads"}
     assert data["trees_per_indexer"] == "auto" and data["train"]["weight_threshold"] == "auto"
-    assert "0.05 below 8,192 labels" in err and "2 from 50,000 labels" in err  # what "auto" stands for
+    assert "0.05 below 8,192 labels" in err and "2 from 50,000 to under 500,000 labels" in err  # what "auto" stands for
     assert XRLinearConfig.from_dict(data) == XRLinearConfig()
     assert data == XRLinearConfig().to_dict()
 

@@ -472,8 +472,8 @@ def test_auto_rules_at_their_boundaries():
     from xmc.ranker.hierarchy import auto_weight_threshold
 
     assert [auto_weight_threshold(n) for n in (1, 8191, 8192, 10**6)] == [0.05, 0.05, 0.1, 0.1]
-    assert [auto_trees_per_indexer(n, 1) for n in (1, 49_999, 50_000, 10**6)] == [1, 1, 2, 2]
-    assert auto_trees_per_indexer(10**6, 2) == 1  # a configured ensemble is left as it is
+    assert [auto_trees_per_indexer(n, 1) for n in (1, 49_999, 50_000, 499_999, 500_000, 10**6)] == [1, 1, 2, 2, 1, 1]
+    assert auto_trees_per_indexer(100_000, 2) == 1  # a configured ensemble is left as it is
 
 
 def test_resolved_config_expands_seeds_and_keeps_explicit_values():

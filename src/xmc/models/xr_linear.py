@@ -82,8 +82,8 @@ class XRLinearConfig(Config):
             ``predict`` directly are used as given.
         indexers: one entry per tree; more than one makes a score-averaging ensemble.
         trees_per_indexer: trees built from each indexer entry, with seeds ``seed``,
-            ``seed + 1``, ...; ``"auto"``: 2 from 50,000 labels on (for a single entry), else 1
-            (see :func:`auto_trees_per_indexer`).
+            ``seed + 1``, ...; ``"auto"``: 2 from 50,000 to under 500,000 labels (for a single
+            entry), else 1 (see :func:`auto_trees_per_indexer`).
         train: how the per-level linear classifiers are trained (``weight_threshold``
             ``"auto"``: 0.05 below 8,192 labels, else 0.1; see
             :func:`xmc.ranker.hierarchy.auto_weight_threshold`).
@@ -125,26 +125,31 @@ class XRLinearConfig(Config):
         if self.train.weight_threshold == AUTO:
             lines.append(f"  train.weight_threshold: 0.05 below {SMALL_LABEL_SPACE:,} labels, else 0.1")
         if self.trees_per_indexer == AUTO:
-            lines.append(f"  trees_per_indexer: 2 from {ENSEMBLE_LABEL_SPACE:,} labels on (one indexer entry), else 1")
+            first, last = ENSEMBLE_LABEL_SPACE
+            lines.append(f"  trees_per_indexer: 2 from {first:,} to under {last:,} labels (one indexer entry), else 1")
         return '"auto" is chosen by the label count when training starts:\n' + "\n".join(lines) if lines else None
 
 
-# From this many labels on, "auto" trains two trees (see auto_trees_per_indexer).
-ENSEMBLE_LABEL_SPACE = 50_000
+# "auto" trains two trees for label counts in [first, last) (see auto_trees_per_indexer).
+ENSEMBLE_LABEL_SPACE = (50_000, 500_000)
 
 
 def auto_trees_per_indexer(n_labels: int, n_indexers: int) -> int:
-    """What ``trees_per_indexer="auto"`` stands for: 2 from 50,000 labels on when one indexer is
-    configured, else 1.
+    """What ``trees_per_indexer="auto"`` stands for: 2 from 50,000 to under 500,000 labels when one
+    indexer is configured, else 1.
 
     Two trees (seeds s and s + 1, scores averaged) reduce what one tree's clustering gets by chance:
-    on a validation split of the generated 100k-label problem +0.6 P@1 and +1.7 PSP@5 over one tree,
-    more than the spread between seeds (``benchmarks/validate_xr_linear.py``, BENCHMARKS.md). They
-    double training and prediction time, which at 100k labels and more stays under PECOS's (one
-    tree trains in 0.4x its time and predicts in 0.35x); at 10k labels one tree already trains in
-    about PECOS's time, so smaller label spaces keep one.
+    on validation splits of the generated problems +0.7 P@1 and +1.7 PSP@5 over one tree at 100k
+    labels, +0.5 P@1 and +0.9 PSP@5 at 1M (``benchmarks/validate_xr_linear.py``, BENCHMARKS.md).
+    They double training and prediction time and the model: at 100k labels one tree trains in 0.4x
+    PECOS's time and predicts in 0.35x, so two stay well inside PECOS's budget; at 10k one tree
+    already trains in about PECOS's time; at 1M two trees predicted in 0.99-1.05x PECOS's time at
+    0.82-0.84x its peak memory, past the goals xmc holds itself to there (<= 1.0x, <= 0.8x), and a
+    model of a million labels or more is better kept at one tree's size. ``trees_per_indexer: 2``
+    asks for two at any size.
     """
-    return 2 if n_labels >= ENSEMBLE_LABEL_SPACE and n_indexers == 1 else 1
+    first, last = ENSEMBLE_LABEL_SPACE
+    return 2 if first <= n_labels < last and n_indexers == 1 else 1
 
 
 Inputs = XMCDataset | Sequence[str] | sp.spmatrix
