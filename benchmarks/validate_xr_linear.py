@@ -72,6 +72,9 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "seed2": ("base with seed 2 (clustering and solver)", {"indexers": [{"seed": 2}], "train": {**_PECOS, "seed": 2}}),
     "ensemble2": ("base with 2 trees (seeds 0, 1), scores averaged",
                   {"indexers": [{"seed": 0}, {"seed": 1}], "train": _PECOS}),
+    "pifa-l2-ensemble2": ("pifa-l2 with 2 trees (seeds 0, 1), scores averaged",
+                          {"indexers": [{"seed": 0, "pifa_normalize_labels": True},
+                                        {"seed": 1, "pifa_normalize_labels": True}], "train": _PECOS}),
 }
 # Not an xmc variant: PECOS with its defaults (PIFA -> Indexer.gen -> XLinearModel.train) on the same splits.
 PECOS_VARIANT = "pecos"

@@ -299,7 +299,9 @@ def test_config_prints_full_default_that_round_trips(capsys):
     assert set(data) == {"features", "normalize_data_features", "indexers", "trees_per_indexer", "train", "predict",
                          "n_threads"}
     assert data["trees_per_indexer"] == "auto" and data["train"]["weight_threshold"] == "auto"
+    assert data["indexers"][0]["pifa_normalize_labels"] == "auto"
     assert "0.05 below 8,192 labels" in err and "2 from 50,000 to under 500,000 labels" in err  # what "auto" stands for
+    assert "pifa_normalize_labels: true from 50,000 labels" in err
     assert XRLinearConfig.from_dict(data) == XRLinearConfig()
     assert data == XRLinearConfig().to_dict()
 
@@ -324,7 +326,8 @@ def test_printed_config_is_accepted_by_train(corpus_dir, tmp_path, capsys):
     assert model.config == XRLinearConfig.from_dict(full).resolved(len(model.labels_))[0]
     assert model.config.train.weight_threshold == 0.05 and model.config.trees_per_indexer == 1
     # Before training, train states what the label count made "auto" choose.
-    assert f"{len(model.labels_)} labels: train.weight_threshold=0.05 (auto), trees_per_indexer=1 (auto)" in out
+    assert (f"{len(model.labels_)} labels: train.weight_threshold=0.05 (auto), indexers.pifa_normalize_labels=false "
+            "(auto), trees_per_indexer=1 (auto)") in out
 
 
 # ---- errors ------------------------------------------------------------------------

@@ -468,10 +468,11 @@ def test_pifa_with_normalised_label_rows_by_hand():
 
 # ---- size-aware defaults ("auto") ---------------------------------------------------
 def test_auto_rules_at_their_boundaries():
-    from xmc.models.xr_linear import auto_trees_per_indexer
+    from xmc.models.xr_linear import auto_pifa_normalize_labels, auto_trees_per_indexer
     from xmc.ranker.hierarchy import auto_weight_threshold
 
     assert [auto_weight_threshold(n) for n in (1, 8191, 8192, 10**6)] == [0.05, 0.05, 0.1, 0.1]
+    assert [auto_pifa_normalize_labels(n) for n in (1, 49_999, 50_000, 10**7)] == [False, False, True, True]
     assert [auto_trees_per_indexer(n, 1) for n in (1, 49_999, 50_000, 499_999, 500_000, 10**6)] == [1, 1, 2, 2, 1, 1]
     assert auto_trees_per_indexer(100_000, 2) == 1  # a configured ensemble is left as it is
 
@@ -479,15 +480,18 @@ def test_auto_rules_at_their_boundaries():
 def test_resolved_config_expands_seeds_and_keeps_explicit_values():
     auto = XRLinearConfig()
     config, chosen = auto.resolved(100_000)
-    assert chosen == {"train.weight_threshold": 0.1, "trees_per_indexer": 2}
-    assert [ix.seed for ix in config.indexers] == [0, 1] and config.trees_per_indexer == 1
+    assert chosen == {"train.weight_threshold": 0.1, "indexers.pifa_normalize_labels": True, "trees_per_indexer": 2}
+    assert [(ix.seed, ix.pifa_normalize_labels) for ix in config.indexers] == [(0, True), (1, True)]
+    assert config.trees_per_indexer == 1
     assert auto.trees_per_indexer == "auto" and len(auto.indexers) == 1  # the requested config is untouched
     assert config.resolved(100_000) == (config, {})  # resolving twice changes nothing
     explicit = XRLinearConfig.from_dict({"trees_per_indexer": 3, "train": {"weight_threshold": 0.2},
-                                         "indexers": [{"seed": 5}, {"seed": 9, "branching": 4}]})
+                                         "indexers": [{"seed": 5, "pifa_normalize_labels": False},
+                                                      {"seed": 9, "branching": 4, "pifa_normalize_labels": True}]})
     config, chosen = explicit.resolved(10)
     assert chosen == {} and config.train.weight_threshold == 0.2
     assert [(ix.seed, ix.branching) for ix in config.indexers] == [(5, 16), (6, 16), (7, 16), (9, 4), (10, 4), (11, 4)]
+    assert [ix.pifa_normalize_labels for ix in config.indexers] == [False] * 3 + [True] * 3
     with pytest.raises(ConfigError, match="trees_per_indexer"):
         XRLinearConfig.from_dict({"trees_per_indexer": 0})
     with pytest.raises(ConfigError, match="weight_threshold"):
@@ -500,13 +504,14 @@ def test_trees_per_indexer_equals_the_expanded_ensemble_and_its_saved_config_ret
 
     X, Y, Xt = tfidf_problem
     calls = []
-    monkeypatch.setattr(xr, "pifa", lambda *a, **k: calls.append(1) or pifa(*a, **k))
+    monkeypatch.setattr(xr, "pifa", lambda *a, **k: calls.append(k["normalize_labels"]) or pifa(*a, **k))
     indexer = {"branching": 4, "max_leaf_size": 8}
     two = XRLinear(XRLinearConfig.from_dict({"indexers": [indexer], "trees_per_indexer": 2}))
     two.fit_matrix(X, Y, progress=False)
-    assert len(calls) == 1  # both trees cluster one label representation
+    assert calls == [False]  # both trees cluster one label representation, unweighted below 50,000 labels
     assert [ix.seed for ix in two.config.indexers] == [0, 1] and two.config.train.weight_threshold == 0.05
-    listed = XRLinear(XRLinearConfig.from_dict({"indexers": [indexer, {**indexer, "seed": 1}],
+    fixed = {**indexer, "pifa_normalize_labels": False}  # what "auto" picks for 60 labels
+    listed = XRLinear(XRLinearConfig.from_dict({"indexers": [fixed, {**fixed, "seed": 1}],
                                                 "train": {"weight_threshold": 0.05}})).fit_matrix(X, Y, progress=False)
     a, b = two.predict(Xt, topk=5), listed.predict(Xt, topk=5)
     assert (a != b).nnz == 0 and a.nnz > 0

@@ -297,7 +297,7 @@ def _size_summary(config, data) -> str | None:
     _, chosen = config.resolved(len(data.labels))
     if not chosen:
         return None
-    return f"{len(data.labels):,} labels: " + ", ".join(f"{key}={value} (auto)" for key, value in chosen.items())
+    return f"{len(data.labels):,} labels: " + ", ".join(f"{key}={json.dumps(value)} (auto)" for key, value in chosen.items())
 
 
 def predict(args: argparse.Namespace) -> int:
