@@ -125,7 +125,6 @@ class XRLinearConfig(Config):
         indexers = [dataclasses.replace(ix, seed=ix.seed + k) for ix in indexers for k in range(per_indexer)]
         return dataclasses.replace(self, indexers=indexers, trees_per_indexer=1, train=train), chosen
 
-
     def describe_auto(self) -> str | None:
         """Lines saying what each ``"auto"`` value stands for (None: no ``"auto"``)."""
         lines = []
