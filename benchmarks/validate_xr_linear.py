@@ -76,6 +76,12 @@ VARIANTS: dict[str, tuple[str, dict]] = {
                       {"indexers": [{"pifa_normalize_labels": True, "max_iter": 5}], "train": _PECOS}),
     "pifa-l2-iter10": ("pifa-l2 with at most 10 2-means iterations per split",
                        {"indexers": [{"pifa_normalize_labels": True, "max_iter": 10}], "train": _PECOS}),
+    "iter5": ("base with at most 5 2-means iterations per split", {"indexers": [{"max_iter": 5}], "train": _PECOS}),
+    **{f"{name}-seed{seed}": (f"{name} with seed {seed} (clustering and solver)",
+                              {"indexers": [{**change, "seed": seed}], "train": {**_PECOS, "seed": seed}})
+       for name, change in (("pifa-l2", {"pifa_normalize_labels": True}),
+                            ("pifa-l2-iter5", {"pifa_normalize_labels": True, "max_iter": 5}))
+       for seed in (1, 2)},
     "pifa-l2-ensemble2": ("pifa-l2 with 2 trees (seeds 0, 1), scores averaged",
                           {"indexers": [{"seed": 0, "pifa_normalize_labels": True},
                                         {"seed": 1, "pifa_normalize_labels": True}], "train": _PECOS}),
