@@ -25,7 +25,8 @@ from ..features.tfidf import TfidfConfig, TfidfFeaturizer
 from ..indexing.kmeans import hierarchical_kmeans
 from ..indexing.label_repr import combine, pifa
 from ..indexing.tree import ClusterChain
-from ..ranker.hierarchy import AUTO, SMALL_LABEL_SPACE, HierarchicalLinear, LinearTrainConfig, PredictConfig
+from ..ranker.hierarchy import (AUTO, SMALL_LABEL_SPACE, HierarchicalLinear, LinearTrainConfig, PredictConfig,
+                               auto_weight_threshold)
 from ..progress import progress_bar
 from ..sparse_rows import l2_normalize_rows
 from .base import Capabilities, XMCModel
@@ -129,7 +130,8 @@ class XRLinearConfig(Config):
         """Lines saying what each ``"auto"`` value stands for (None: no ``"auto"``)."""
         lines = []
         if self.train.weight_threshold == AUTO:
-            lines.append(f"  train.weight_threshold: 0.05 below {SMALL_LABEL_SPACE:,} labels, else 0.1")
+            small, large = auto_weight_threshold(SMALL_LABEL_SPACE - 1), auto_weight_threshold(SMALL_LABEL_SPACE)
+            lines.append(f"  train.weight_threshold: {small:g} below {SMALL_LABEL_SPACE:,} labels, else {large:g}")
         if any(ix.pifa_normalize_labels == AUTO for ix in self.indexers):
             lines.append(f"  indexers.pifa_normalize_labels: true from {LARGE_LABEL_SPACE:,} labels on, else false")
         if self.trees_per_indexer == AUTO:
