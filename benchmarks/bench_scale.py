@@ -11,7 +11,9 @@ results file and table ("Distributed training (2-worker local cluster)").
 The data comes from ``xmc.datasets.sparse.make_sparse_problem`` (seeded: the same command gives
 the same matrices): per ``--labels`` size a preset of training documents and features
 (100k labels: 200k documents, 1M features; 1M: 1M documents, 2M features; 3M: 3M documents,
-4M features), ``--test-docs`` held-out documents from the same distribution.
+4M features; 10M: 10M documents, 8M features), ``--test-docs`` held-out documents from the same
+distribution. The 10M-label size is the "trainable within 24 GB" check: ``--methods xmc`` (PECOS,
+at ten times its 1M training time, would take about three hours here).
 
 Each method runs in its own fresh ``spawn``-ed process (``measure.run_in_subprocess``) on the
 same ``.npz`` inputs, one after the other: xmc is ``XRLinear(XRLinearConfig()).fit_matrix`` (the
@@ -48,8 +50,10 @@ import markdown_section  # noqa: E402
 import measure  # noqa: E402
 from bench_xr_linear import _fmt_ratio, machine  # noqa: E402
 
-# labels -> (training documents, features): the sizes for 100k and 1M
-PRESETS = {100_000: (200_000, 1_000_000), 1_000_000: (1_000_000, 2_000_000), 3_000_000: (3_000_000, 4_000_000)}
+# labels -> (training documents, features): the sizes for 100k and 1M; from there one
+# document per label and a vocabulary that grows slower than the label set (as real ones do)
+PRESETS = {100_000: (200_000, 1_000_000), 1_000_000: (1_000_000, 2_000_000), 3_000_000: (3_000_000, 4_000_000),
+           10_000_000: (10_000_000, 8_000_000)}
 
 
 def preset_sizes(n_labels: int) -> tuple[int, int]:
@@ -331,7 +335,7 @@ def render_section(results_dir: str, notes: str) -> str:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--labels", default="100000",
-                    help="comma-separated label counts (presets for 100000, 1000000, 3000000)")
+                    help="comma-separated label counts (presets for 100000, 1000000, 3000000, 10000000)")
     ap.add_argument("--train-docs", type=int, default=None, help="override the preset's training documents")
     ap.add_argument("--features", type=int, default=None, help="override the preset's feature count")
     ap.add_argument("--test-docs", type=int, default=10_000)
