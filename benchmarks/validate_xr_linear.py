@@ -85,9 +85,6 @@ VARIANTS: dict[str, tuple[str, dict]] = {
     "pifa-l2-ensemble2": ("pifa-l2 with 2 trees (seeds 0, 1), scores averaged",
                           {"indexers": [{"seed": 0, "pifa_normalize_labels": True},
                                         {"seed": 1, "pifa_normalize_labels": True}], "train": _PECOS}),
-    "pifa-l2-iter5-ensemble2": ("pifa-l2-iter5 with 2 trees (seeds 0, 1), scores averaged",
-                                {"indexers": [{"seed": s, "pifa_normalize_labels": True, "max_iter": 5}
-                                              for s in (0, 1)], "train": _PECOS}),
 }
 # Not an xmc variant: PECOS with its defaults (PIFA -> Indexer.gen -> XLinearModel.train) on the same splits.
 PECOS_VARIANT = "pecos"
