@@ -246,8 +246,9 @@ def size_table(result: dict) -> list[str]:
     xmc = next((r for r in rows if r["method"] == "xmc" and "rank_s" in r), None)
     if xmc:
         out += ["", f"xmc train time split: label representation {xmc['label_repr_s']:.1f} s, indexing "
-                    f"{xmc['index_s']:.1f} s, linear layers {xmc['rank_s']:.1f} s. "
-                    f"PECOS: PIFA {g('embed_s') or 0:.1f} s, indexing {g('index_s') or 0:.1f} s, layers {g('fit_s') or 0:.1f} s."]
+                    f"{xmc['index_s']:.1f} s, linear layers {xmc['rank_s']:.1f} s."
+                    + (f" PECOS: PIFA {g('embed_s') or 0:.1f} s, indexing {g('index_s') or 0:.1f} s, "
+                       f"layers {g('fit_s') or 0:.1f} s." if ref else " PECOS: not run at this size.")]
     out.append("")
     return out
 
