@@ -5,7 +5,10 @@
 
 Each method trains once, in its own fresh process (``measure.run_in_subprocess``), at the lowest
 weight threshold of the sweep, with its defaults otherwise (xmc: ``XRLinearConfig()``; PECOS: its
-README pipeline, PIFA -> ``Indexer.gen`` -> ``XLinearModel.train``). Every higher threshold is
+README pipeline, PIFA -> ``Indexer.gen`` -> ``XLinearModel.train``). ``--xmc-trees auto,2`` (the
+default) sweeps xmc's default model and a series with two trees (``trees_per_indexer`` 2: seeds 0
+and 1, scores averaged; skipped where the default already has two, from 50,000 labels); every
+series is a curve xmc offers, so a PECOS point is compared with all of them. Every higher threshold is
 that model pruned (``XRLinear.pruned``; for PECOS the same rule, ``|w| <= t`` dropped, applied to
 every layer's W): both libraries apply the threshold to each classifier after solving it, so the
 pruned model is the model trained at that threshold (tested for xmc in
@@ -14,8 +17,8 @@ Each pruned model is saved, its size on disk measured, reloaded (PECOS: its pred
 path) and timed over the whole test set, one batch call per beam size (median of ``--repeats``
 calls after a warm-up), top-10, ``--threads`` threads.
 
-A PECOS point is *dominated* when an xmc point has at least its P@1, P@5 and PSP@5 at no more
-prediction time (or no larger model); the table says for every PECOS point whether it is, and
+A PECOS point is *dominated* when an xmc point (of any series) has at least its P@1, P@5 and
+PSP@5 at no more prediction time (or no larger model); the table says for every PECOS point whether it is, and
 the figure plots P@1 and PSP@5 against both.
 
 Results are kept as JSON in ``--results-dir``; ``--write`` rebuilds the ``tradeoff`` section of
@@ -158,8 +161,13 @@ def run_dataset(name: str, args) -> dict:
         inputs = measure.save_inputs(os.path.join(tmp, "inputs.npz"), X, Y, Xt)
         kw = dict(thresholds=tuple(args.thresholds), beams=tuple(args.beams), threads=args.threads,
                   repeats=args.repeats)
-        for method, fn, extra in (("xmc", "bench_tradeoff:sweep_xmc", {}),
-                                  ("pecos", "bench_tradeoff:sweep_pecos", {"check_pruning": args.check_pruning})):
+        from xmc.models.xr_linear import auto_trees_per_indexer
+
+        default_trees = auto_trees_per_indexer(Y.shape[1], 1)
+        runs = [(series_name(t), "bench_tradeoff:sweep_xmc", {"config": {} if t == "auto" else {"trees_per_indexer": t}})
+                for t in args.xmc_trees if t == "auto" or t != default_trees or "auto" not in args.xmc_trees]
+        runs.append(("pecos", "bench_tradeoff:sweep_pecos", {"check_pruning": args.check_pruning}))
+        for method, fn, extra in runs:
             print(f"=== {name}: {method}", flush=True)
             out = measure.run_in_subprocess(fn, inputs, timeout=args.timeout, **kw, **extra)
             if "error" in out:
@@ -178,6 +186,17 @@ def run_dataset(name: str, args) -> dict:
 _KEYS = ("P@1", "P@5", "PSP@5")
 
 
+def series_name(trees: int | str) -> str:
+    """The method name of an xmc series: ``xmc`` for the default model, else ``xmc-<n>trees``."""
+    return "xmc" if trees == "auto" else f"xmc-{trees}trees"
+
+
+def xmc_points(result: dict) -> list[dict]:
+    """Every xmc point of a result, each tagged with its series."""
+    return [{**p, "series": m} for m, data in result["methods"].items() if m.startswith("xmc")
+            for p in data["points"]]
+
+
 def dominated_by(point: dict, others: list[dict], cost: str) -> dict | None:
     """The cheapest ``others`` point at least as accurate (every metric of _KEYS) at no more ``cost``."""
     ok = [o for o in others if o[cost] <= point[cost] and all(o[k] >= point[k] for k in _KEYS)]
@@ -185,32 +204,34 @@ def dominated_by(point: dict, others: list[dict], cost: str) -> dict | None:
 
 
 def dataset_table(result: dict) -> list[str]:
-    xmc, pecos = result["methods"]["xmc"], result["methods"]["pecos"]
+    pecos = result["methods"]["pecos"]
+    xmc_all = xmc_points(result)
+    trained = ", ".join(f"{m} {data['train_s']:.1f} s" for m, data in result["methods"].items() if m.startswith("xmc"))
     lines = [f"### {result['dataset']}", "",
              f"Train {result['train_docs']:,}, test {result['test_docs']:,}, {result['labels']:,} labels. "
              f"Date: {result['date']}. Load average {result['load_before']:.1f} before, {result['load_after']:.1f} "
-             f"after. Training once at threshold {min(p['threshold'] for p in xmc['points']):g}: xmc "
-             f"{xmc['train_s']:.1f} s, PECOS {pecos['train_s']:.1f} s."
+             f"after. Training once at threshold {min(p['threshold'] for p in pecos['points']):g}: "
+             f"{trained}, PECOS {pecos['train_s']:.1f} s."
              + ("" if pecos.get("pruning_equals_training") is None else
                 f" PECOS pruned to 0.1 equals PECOS trained at 0.1: {pecos['pruning_equals_training']}.")
              + f" Command: `{result['command']}`", "",
              "| method | threshold | beam | P@1 | P@3 | P@5 | PSP@5 | predict (ms / 1k docs) | model (MB) | "
              "PECOS point dominated by xmc (time) | (size) |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|"]
-    for method, data in (("xmc", xmc), ("pecos", pecos)):
+    for method, data in result["methods"].items():
         for p in data["points"]:
             dom_t = dom_s = ""
             if method == "pecos":
                 for cost, col in (("ms_per_1k", "t"), ("model_bytes", "s")):
-                    d = dominated_by(p, xmc["points"], cost)
-                    text = f"yes: xmc {d['threshold']:g} / beam {d['beam']}" if d else "**no**"
+                    d = dominated_by(p, xmc_all, cost)
+                    text = f"yes: {d['series']} {d['threshold']:g} / beam {d['beam']}" if d else "**no**"
                     dom_t, dom_s = (text, dom_s) if col == "t" else (dom_t, text)
             lines.append(f"| {method} | {p['threshold']:g} | {p['beam']} | {100 * p['P@1']:.2f} | {100 * p['P@3']:.2f} | "
                          f"{100 * p['P@5']:.2f} | {100 * p['PSP@5']:.2f} | {p['ms_per_1k']:.0f} | "
                          f"{p['model_bytes'] / 2**20:.1f} | {dom_t} | {dom_s} |")
     n = len(pecos["points"])
-    n_t = sum(dominated_by(p, xmc["points"], "ms_per_1k") is not None for p in pecos["points"])
-    n_s = sum(dominated_by(p, xmc["points"], "model_bytes") is not None for p in pecos["points"])
+    n_t = sum(dominated_by(p, xmc_all, "ms_per_1k") is not None for p in pecos["points"])
+    n_s = sum(dominated_by(p, xmc_all, "model_bytes") is not None for p in pecos["points"])
     lines += ["", f"PECOS points dominated by an xmc point: {n_t} of {n} at no more prediction time, "
                   f"{n_s} of {n} at no larger model."]
     return lines
@@ -227,7 +248,9 @@ def plot(results: list[dict], path: str) -> None:
         for row, (cost, label, scale) in enumerate((("ms_per_1k", "predict (ms / 1k docs)", 1.0),
                                                     ("model_bytes", "model (MB)", 2**-20))):
             ax = axes[row][col]
-            for method, style in (("xmc", "o-"), ("pecos", "s--")):
+            styles = {"xmc": "o-", "pecos": "s--"}
+            for method in result["methods"]:
+                style = styles.get(method, "^-")
                 pts = [p for p in result["methods"][method]["points"] if p["beam"] == 10]
                 ax.plot([p[cost] * scale for p in pts], [100 * p["P@1"] for p in pts], style, label=f"{method} P@1")
                 ax.plot([p[cost] * scale for p in pts], [100 * p["PSP@5"] for p in pts], style, alpha=0.5,
@@ -268,6 +291,8 @@ def main(argv=None) -> None:
     ap.add_argument("--beams", type=lambda s: [int(x) for x in s.split(",")], default=list(BEAMS))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--xmc-trees", type=lambda s: [x if x == "auto" else int(x) for x in s.split(",")],
+                    default=["auto", 2], help="one xmc series per tree count (trees_per_indexer); auto: the default")
     ap.add_argument("--check-pruning", action="store_true", help="also train PECOS at 0.1 and compare weights")
     ap.add_argument("--timeout", type=float, default=7200.0)
     ap.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), "xmc_peer_cache"))
