@@ -47,6 +47,23 @@ def test_shapes_dtypes_and_normalised_rows(tiny):
         assert per_doc.min() >= 1 and per_doc.max() <= 5
 
 
+def test_features_are_tf_idf_with_scikit_learns_smooth_idf_from_the_training_split(tiny):
+    from sklearn.feature_extraction.text import TfidfTransformer
+
+    plain = make_sparse_problem(**TINY, idf=False)  # the same draws, 1 + log(tf) only
+    idf = TfidfTransformer(smooth_idf=True).fit(plain.X_train).idf_  # df from the training split only
+    for X, P in ((tiny.X_train, plain.X_train), (tiny.X_test, plain.X_test)):
+        assert np.array_equal(X.indptr, P.indptr) and np.array_equal(X.indices, P.indices)
+        expected = sp.csr_matrix(P.multiply(idf[None, :]))
+        expected = sp.csr_matrix(expected.multiply(1.0 / sp.linalg.norm(expected, axis=1)[:, None]))
+        np.testing.assert_allclose(X.toarray(), expected.toarray(), rtol=1e-5, atol=1e-7)
+    # the rarest feature of a row weighs more than its most common one
+    row = tiny.X_train[0]
+    df = np.bincount(tiny.X_train.indices, minlength=tiny.n_features)[row.indices]
+    ratio = row.data / plain.X_train[0].data
+    assert ratio[np.argmin(df)] > ratio[np.argmax(df)]
+
+
 def test_long_tail_follows_the_zipf_popularity():
     p = make_sparse_problem(n_labels=2000, n_train=5000, n_test=0, n_features=20000, seed=1)
     counts = np.asarray(p.Y_train.sum(axis=0)).ravel()

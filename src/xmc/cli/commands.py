@@ -72,7 +72,9 @@ def data_generate(args: argparse.Namespace) -> int:
     n_train = args.train_docs if args.train_docs is not None else 2 * args.labels
     n_test = args.test_docs if args.test_docs is not None else max(1, n_train // 10)
     n_features = args.features if args.features is not None else 10 * args.labels
-    params = dict(n_labels=args.labels, n_train=n_train, n_test=n_test, n_features=n_features, seed=args.seed)
+    # idf is recorded so that generator.json says which data this is (before 2026-12-02: no idf).
+    params = dict(n_labels=args.labels, n_train=n_train, n_test=n_test, n_features=n_features, idf=True,
+                  seed=args.seed)
     check_replaceable(args.out, overwrite=args.overwrite, marker=GENERATOR_MARKER, what="generated problem directory")
     problem = make_sparse_problem(**params)  # argument errors before anything is written
     with atomic_directory(args.out, overwrite=args.overwrite, marker=GENERATOR_MARKER,

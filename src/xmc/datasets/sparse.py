@@ -16,8 +16,11 @@ two-level label structure and a long tail:
   popularity; it then emits ``label_tokens`` tokens per label from the label's own features,
   ``topic_tokens`` from its topic's, ``group_tokens`` from its group's, and ``noise_tokens``
   background tokens from a power-law (``1/rank``) distribution over all features;
-* feature values are ``1 + log(term frequency)``, rows are L2-normalised (X is CSR float32),
-  Y is binary CSR float32.
+* feature values are TF-IDF as a text front end gives them: ``(1 + log(term frequency)) * idf``
+  with scikit-learn's smooth idf over the training split (``idf=False``: no idf, the data of
+  xmc before 2026-12-02), rows L2-normalised (X is CSR float32); Y is binary CSR float32.
+  Without idf the background tokens dominate every row, and a label tree clustered on such
+  features was worse than a random one (BENCHMARKS.md, "XR-Linear at scale").
 
 Generation is vectorised numpy in fixed chunks of documents (memory stays at a few hundred
 bytes per document on top of the output); 1M labels x 1M documents (2M features) take 4-9 s
@@ -170,9 +173,29 @@ def _chunk(s: _Structure, n: int, rng: np.random.Generator, *, n_features, max_l
     X = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n, n_features))
     X.sum_duplicates()  # counts
     X.data = (1.0 + np.log(X.data)).astype(np.float32)
+    return X, Y
+
+
+def _idf(chunks: list[sp.csr_matrix], n_docs: int, n_features: int) -> np.ndarray:
+    """scikit-learn's smooth idf, ``ln((1 + n) / (1 + df)) + 1``, over the given (training) chunks.
+
+    Computed here chunk by chunk rather than with ``TfidfTransformer`` so that a problem of
+    10M documents is never copied whole (the transformer returns a new matrix).
+    """
+    df = np.zeros(n_features, dtype=np.int64)
+    for X in chunks:
+        df += np.bincount(X.indices, minlength=n_features)  # one entry per (document, feature)
+    return (np.log((1.0 + n_docs) / (1.0 + df)) + 1.0).astype(np.float32)
+
+
+def _weigh_and_normalise(X: sp.csr_matrix, weights: np.ndarray | None) -> sp.csr_matrix:
+    """Feature weights (idf) applied in place, then every row scaled to unit L2 norm."""
+    if weights is not None:
+        X.data *= weights[X.indices]
+    n = X.shape[0]
     norms = np.sqrt(np.add.reduceat(X.data.astype(np.float64) ** 2, X.indptr[:-1])) if X.nnz else np.ones(n)
     X.data /= np.repeat(norms, np.diff(X.indptr)).astype(np.float32)  # every row has >= 1 token
-    return X, Y
+    return X
 
 
 def _vstack(parts: list[sp.csr_matrix], n_cols: int) -> sp.csr_matrix:
@@ -210,6 +233,7 @@ def make_sparse_problem(
     group_tokens: int = 4,
     noise_tokens: float = 20.0,
     zipf_exponent: float = 1.0,
+    idf: bool = True,
     seed: int = 0,
 ) -> SparseProblem:
     """Generate train and test splits of a sparse XMC problem; equal arguments give equal data.
@@ -226,6 +250,8 @@ def make_sparse_problem(
         topic_tokens / group_tokens: tokens from the document's topic's / group's features.
         noise_tokens: mean number of background tokens per document (``1/rank`` distribution).
         zipf_exponent: label popularity ``~ rank ** -zipf_exponent`` (larger: longer tail).
+        idf: weigh features by their smooth idf over the training split (both splits), as a
+            TF-IDF front end does; False reproduces the data generated before this option.
         seed: random seed.
 
     Raises:
@@ -250,7 +276,7 @@ def make_sparse_problem(
                 label_tokens=label_tokens, topic_tokens=topic_tokens, group_tokens=group_tokens,
                 noise_tokens=noise_tokens)
 
-    def split(n: int, split_id: int) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    def chunks(n: int, split_id: int) -> tuple[list[sp.csr_matrix], list[sp.csr_matrix]]:
         xs, ys = [], []
         for c, start in enumerate(range(0, n, _CHUNK_DOCS)):
             rng = np.random.default_rng(np.random.SeedSequence([seed, split_id, c]))
@@ -258,10 +284,16 @@ def make_sparse_problem(
             xs.append(X)
             ys.append(Y)
             log.debug("split %d: %d / %d documents", split_id, start + X.shape[0], n)
+        return xs, ys
+
+    def stack(xs, ys, weights) -> tuple[sp.csr_matrix, sp.csr_matrix]:
         if not xs:
             return sp.csr_matrix((0, n_features), dtype=np.float32), sp.csr_matrix((0, n_labels), dtype=np.float32)
-        return _vstack(xs, n_features), _vstack(ys, n_labels)
+        return _vstack([_weigh_and_normalise(X, weights) for X in xs], n_features), _vstack(ys, n_labels)
 
-    X_train, Y_train = split(n_train, 1)
-    X_test, Y_test = split(n_test, 2)
+    train_xs, train_ys = chunks(n_train, 1)
+    weights = _idf(train_xs, n_train, n_features) if idf else None
+    X_train, Y_train = stack(train_xs, train_ys, weights)
+    del train_xs, train_ys
+    X_test, Y_test = stack(*chunks(n_test, 2), weights)
     return SparseProblem(X_train, Y_train, X_test, Y_test, s.label_topic, s.topic_group, s.popularity)
