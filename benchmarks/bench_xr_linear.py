@@ -119,16 +119,22 @@ def fit_predict_xmc(X_train, Y_train, X_test, *, topk=10, beam=10, threads=2, **
 # --------------------------------------------------------------------------- runs
 
 
+def synthetic_problem(name: str):
+    """``synthetic-10k`` / ``-100k`` / ``-1m``: bench_scale's generated problem of that many labels
+    (its preset sizes, 10,000 test documents, seed 0), with its hidden structure."""
+    import bench_scale
+    from xmc.datasets.sparse import make_sparse_problem
+
+    n_labels = int(float(name.split("-", 1)[1].replace("k", "e3").replace("m", "e6")))
+    n_train, n_features = bench_scale.preset_sizes(n_labels)
+    return make_sparse_problem(n_labels=n_labels, n_train=n_train, n_test=10_000, n_features=n_features, seed=0)
+
+
 def load_dataset(name: str, cache_dir: str):
     """(X_train, Y_train, X_test, Y_test) of eurlex57k, bibtex, or ``synthetic-10k`` / ``-100k`` / ``-1m``:
     bench_scale's generated problem of that many labels (its preset sizes, 10,000 test documents, seed 0)."""
     if name.startswith("synthetic-"):
-        import bench_scale
-        from xmc.datasets.sparse import make_sparse_problem
-
-        n_labels = int(float(name.split("-", 1)[1].replace("k", "e3").replace("m", "e6")))
-        n_train, n_features = bench_scale.preset_sizes(n_labels)
-        prob = make_sparse_problem(n_labels=n_labels, n_train=n_train, n_test=10_000, n_features=n_features, seed=0)
+        prob = synthetic_problem(name)
         return prob.X_train, prob.Y_train, prob.X_test, prob.Y_test
     if name == "bibtex":
         return try_peers.load_bibtex(True)

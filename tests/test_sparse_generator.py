@@ -106,6 +106,28 @@ def test_xr_linear_learns_it_far_above_chance(tiny):
     assert p[1] > 0.6 > 100 * chance_p1
 
 
+def test_its_label_structure_is_what_a_clustered_tree_recovers():
+    """A 2-means label tree beats the same tree with its labels shuffled: the planted structure
+    is learnable from the features (without idf it was not, at scale: BENCHMARKS.md)."""
+    from xmc.indexing.kmeans import hierarchical_kmeans
+    from xmc.indexing.label_repr import pifa
+    from xmc.indexing.tree import ClusterChain
+    from xmc.metrics import precision_at_k
+    from xmc.ranker.hierarchy import HierarchicalLinear, LinearTrainConfig
+
+    p = make_sparse_problem(n_labels=2000, n_train=6000, n_test=3000, n_features=20000, seed=1)
+    clustered = hierarchical_kmeans(pifa(p.X_train, p.Y_train), n_threads=1)
+    leaves = clustered[len(clustered) - 1]
+    shuffled = ClusterChain([clustered[i] for i in range(len(clustered) - 1)]
+                            + [leaves[np.random.default_rng(0).permutation(leaves.shape[0])]])
+    precision = {}
+    for name, chain in (("clustered", clustered), ("shuffled", shuffled)):
+        model = HierarchicalLinear.fit(p.X_train, p.Y_train, chain, LinearTrainConfig(weight_threshold=0.1), n_threads=1)
+        precision[name] = precision_at_k(p.Y_test, model.predict(p.X_test, beam_size=10, topk=5, n_threads=1), k=(1, 5))
+    assert precision["clustered"][1] > precision["shuffled"][1] + 0.01
+    assert precision["clustered"][5] > precision["shuffled"][5] + 0.01
+
+
 def test_cli_generate_writes_the_same_problem_and_never_replaces_unasked(tmp_path, capsys):
     from xmc.cli.main import main
     from xmc.data import read_dataset

@@ -153,7 +153,8 @@ def auto_pifa_normalize_labels(n_labels: int) -> bool:
     the generated 1M-label problem +0.36 P@1 and +0.40 PSP@5 over unweighted PIFA (the whole of
     PECOS's P@1 lead there comes from its tree: xmc's solver on PECOS's tree matched PECOS), +0.09 P@1
     at 100k; on smaller label spaces it lost (10k: -0.30 P@1, EURLEX57K: -0.13, EURLEX57K's first
-    5,000 documents: -0.48).
+    5,000 documents: -0.48). The generated problems' figures predate the generator's idf weighting
+    (2026-12-02), on whose older data a random label tree beat clustered ones: to be re-measured.
     """
     return n_labels >= LARGE_LABEL_SPACE
 
@@ -170,7 +171,8 @@ def auto_trees_per_indexer(n_labels: int, n_indexers: int) -> int:
     already trains in about PECOS's time; at 1M two trees predicted in 0.99-1.05x PECOS's time at
     0.82-0.84x its peak memory, past the goals xmc holds itself to there (<= 1.0x, <= 0.8x), and a
     model of a million labels or more is better kept at one tree's size. ``trees_per_indexer: 2``
-    asks for two at any size.
+    asks for two at any size. (The accuracy figures are on the generated data before its idf
+    weighting, like those of :func:`auto_pifa_normalize_labels`; the costs stand.)
     """
     return 2 if LARGE_LABEL_SPACE <= n_labels < ENSEMBLE_LIMIT and n_indexers == 1 else 1
 
