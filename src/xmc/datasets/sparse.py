@@ -20,7 +20,7 @@ two-level label structure and a long tail:
   with scikit-learn's smooth idf over the training split (``idf=False``: no idf, the data of
   xmc before 2026-12-02), rows L2-normalised (X is CSR float32); Y is binary CSR float32.
   Without idf the background tokens dominate every row, and a label tree clustered on such
-  features was worse than a random one (BENCHMARKS.md, "XR-Linear at scale").
+  features was worse than a random one (BENCHMARKS.md, "Choosing a default", last bullet).
 
 Generation is vectorised numpy in fixed chunks of documents (memory stays at a few hundred
 bytes per document on top of the output); 1M labels x 1M documents (2M features) take 4-9 s
