@@ -59,6 +59,10 @@ VARIANTS: dict[str, tuple[str, dict]] = {
                      {"train": {"C": 0.5, "weight_threshold": 0.02}}),
     "pifa-l2": ("base with PIFA over L2-normalised label rows (PECOS's normalized_Y)",
                 {"indexers": [{"pifa_normalize_labels": True}], "train": _PECOS}),
+    # base resolves pifa_normalize_labels "auto" by the label count (True from 50,000 labels), so
+    # from there on the binary weighting needs its own row.
+    "pifa-binary": ("base with PIFA over the binary label rows (pifa_normalize_labels false)",
+                    {"indexers": [{"pifa_normalize_labels": False}], "train": _PECOS}),
     "pifa-l2-thr0.05": ("pifa-l2 with weight threshold 0.05",
                         {"indexers": [{"pifa_normalize_labels": True}], "train": {"weight_threshold": 0.05}}),
     "pifa-l2-C0.5": ("pifa-l2 with C=0.5",
