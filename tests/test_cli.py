@@ -301,7 +301,7 @@ def test_config_prints_full_default_that_round_trips(capsys):
     assert data["trees_per_indexer"] == "auto" and data["train"]["weight_threshold"] == "auto"
     assert data["indexers"][0]["pifa_normalize_labels"] == "auto"
     assert "0.05 below 8,192 labels" in err and "2 from 50,000 to under 500,000 labels" in err  # what "auto" stands for
-    assert "pifa_normalize_labels: true from 50,000 labels" in err
+    assert "pifa_normalize_labels: false at every size" in err
     assert XRLinearConfig.from_dict(data) == XRLinearConfig()
     assert data == XRLinearConfig().to_dict()
 

@@ -472,7 +472,7 @@ def test_auto_rules_at_their_boundaries():
     from xmc.ranker.hierarchy import auto_weight_threshold
 
     assert [auto_weight_threshold(n) for n in (1, 8191, 8192, 10**6)] == [0.05, 0.05, 0.1, 0.1]
-    assert [auto_pifa_normalize_labels(n) for n in (1, 49_999, 50_000, 10**7)] == [False, False, True, True]
+    assert [auto_pifa_normalize_labels(n) for n in (1, 49_999, 50_000, 10**7)] == [False] * 4
     assert [auto_trees_per_indexer(n, 1) for n in (1, 49_999, 50_000, 499_999, 500_000, 10**6)] == [1, 1, 2, 2, 1, 1]
     assert auto_trees_per_indexer(100_000, 2) == 1  # a configured ensemble is left as it is
 
@@ -480,8 +480,8 @@ def test_auto_rules_at_their_boundaries():
 def test_resolved_config_expands_seeds_and_keeps_explicit_values():
     auto = XRLinearConfig()
     config, chosen = auto.resolved(100_000)
-    assert chosen == {"train.weight_threshold": 0.1, "indexers.pifa_normalize_labels": True, "trees_per_indexer": 2}
-    assert [(ix.seed, ix.pifa_normalize_labels) for ix in config.indexers] == [(0, True), (1, True)]
+    assert chosen == {"train.weight_threshold": 0.1, "indexers.pifa_normalize_labels": False, "trees_per_indexer": 2}
+    assert [(ix.seed, ix.pifa_normalize_labels) for ix in config.indexers] == [(0, False), (1, False)]
     assert config.trees_per_indexer == 1
     assert auto.trees_per_indexer == "auto" and len(auto.indexers) == 1  # the requested config is untouched
     assert config.resolved(100_000) == (config, {})  # resolving twice changes nothing

@@ -46,7 +46,7 @@ class IndexerConfig(Config):
             ``given`` (a user-supplied label feature matrix Z passed to ``fit``).
         text_weight: weight of the text part in ``pifa+text`` / ``pifa|text``.
         pifa_normalize_labels: in PIFA, weigh each training document by 1/sqrt(its label
-            count) (PECOS's ``normalized_Y``) instead of 1; ``"auto"``: from 50,000 labels on
+            count) (PECOS's ``normalized_Y``) instead of 1; ``"auto"`` is false at every size
             (see :func:`auto_pifa_normalize_labels`).
         branching: children per tree node (power of two): 2 = Parabel, 16 = PECOS,
             wider = Bonsai-like shallow trees; ``1`` builds no tree (flat one-vs-all).
@@ -133,30 +133,29 @@ class XRLinearConfig(Config):
             small, large = auto_weight_threshold(SMALL_LABEL_SPACE - 1), auto_weight_threshold(SMALL_LABEL_SPACE)
             lines.append(f"  train.weight_threshold: {small:g} below {SMALL_LABEL_SPACE:,} labels, else {large:g}")
         if any(ix.pifa_normalize_labels == AUTO for ix in self.indexers):
-            lines.append(f"  indexers.pifa_normalize_labels: true from {LARGE_LABEL_SPACE:,} labels on, else false")
+            lines.append("  indexers.pifa_normalize_labels: false at every size")
         if self.trees_per_indexer == AUTO:
             lines.append(f"  trees_per_indexer: 2 from {LARGE_LABEL_SPACE:,} to under {ENSEMBLE_LIMIT:,} labels "
                          "(one indexer entry), else 1")
         return '"auto" is chosen by the label count when training starts:\n' + "\n".join(lines) if lines else None
 
 
-# From this many labels on, "auto" weighs PIFA's documents by 1/sqrt(label count) and trains two
-# trees, up to (not including) ENSEMBLE_LIMIT labels (see the two functions below).
+# From this many labels on, "auto" trains two trees, up to (not including) ENSEMBLE_LIMIT labels
+# (see auto_trees_per_indexer).
 LARGE_LABEL_SPACE = 50_000
 ENSEMBLE_LIMIT = 500_000
 
 
 def auto_pifa_normalize_labels(n_labels: int) -> bool:
-    """What ``pifa_normalize_labels="auto"`` stands for: True from 50,000 labels on.
+    """What ``pifa_normalize_labels="auto"`` stands for: False (binary weighting) at every size.
 
-    Chosen on validation splits of train (``benchmarks/validate_xr_linear.py``, BENCHMARKS.md): on
-    the generated 1M-label problem +0.36 P@1 and +0.40 PSP@5 over unweighted PIFA (the whole of
-    PECOS's P@1 lead there comes from its tree: xmc's solver on PECOS's tree matched PECOS), +0.09 P@1
-    at 100k; on smaller label spaces it lost (10k: -0.30 P@1, EURLEX57K: -0.13, EURLEX57K's first
-    5,000 documents: -0.48). The generated problems' figures predate the generator's idf weighting
-    (2026-12-02), on whose older data a random label tree beat clustered ones: to be re-measured.
+    On validation splits of train (``benchmarks/validate_xr_linear.py``, BENCHMARKS.md) PECOS's
+    weighting lost on EURLEX57K (-0.13 P@1), its first 5,000 documents (-0.48) and the generated
+    1M-label problem (-0.75 P@1, -2.5 PSP@5), and tied at 100k labels (+0.04 P@1). From 50,000
+    labels it was the default until 2026-12-02, chosen on the generator's data before idf weighting,
+    on which a random label tree beat clustered ones. ``n_labels`` is kept for the "auto" interface.
     """
-    return n_labels >= LARGE_LABEL_SPACE
+    return False
 
 
 def auto_trees_per_indexer(n_labels: int, n_indexers: int) -> int:
