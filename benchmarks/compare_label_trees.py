@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import tempfile
@@ -40,17 +39,12 @@ import bench_xr_linear  # noqa: E402
 
 def leaf_tree(leaf_order: np.ndarray, n_labels: int, max_leaf_size: int = 100, branching: int = 16):
     """A tree of xmc's default shape whose leaves are consecutive runs of ``leaf_order``."""
-    from xmc.indexing.kmeans import n_binary_splits, tree_level_sizes
-    from xmc.indexing.tree import ClusterChain
+    from xmc.indexing.kmeans import chain_from_leaves, n_binary_splits
 
     n_leaves = 2 ** n_binary_splits(n_labels, max_leaf_size)
     rank = np.empty(n_labels, dtype=np.int64)
     rank[leaf_order] = np.arange(n_labels)
-    assignments, above = [], 1
-    for size in tree_level_sizes(n_leaves, branching):
-        assignments.append(np.arange(size, dtype=np.int64) >> int(round(math.log2(size // above))))
-        above = size
-    return ClusterChain.from_assignments(assignments + [rank * n_leaves // n_labels])
+    return chain_from_leaves(rank * n_leaves // n_labels, n_leaves, branching)
 
 
 def build_tree(kind: str, seed: int, Z: sp.csr_matrix, topics: np.ndarray | None, threads: int):

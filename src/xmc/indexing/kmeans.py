@@ -81,16 +81,24 @@ def hierarchical_kmeans(
     for _ in progress_bar(range(total_splits), desc="k-means splits", disable=not progress):
         node = _balanced_binary_split(Z, node, n_nodes, rng, max_iter, n_threads)
         n_nodes *= 2
-    # Node ids are binary codes, so the ancestor of a node k levels up is node >> k.
-    assignments = []
-    above = 1
-    for size in tree_level_sizes(n_nodes, branching):
-        assignments.append(np.arange(size, dtype=np.int64) >> int(round(math.log2(size // above))))
-        above = size
-    assignments.append(node)
-    chain = ClusterChain.from_assignments(assignments)
+    chain = chain_from_leaves(node, n_nodes, branching)
     logger.info("label tree: level sizes %s", chain.level_sizes)
     return chain
+
+
+def chain_from_leaves(leaf: np.ndarray, n_leaves: int, branching: int) -> ClusterChain:
+    """The tree over ``n_leaves`` (a power of two) leaf clusters, ``leaf[l]`` holding label l.
+
+    Leaf ids are binary codes (the path of binary splits), so the ancestor of a leaf k levels up
+    is ``leaf >> k``; the levels above the leaves are those of :func:`tree_level_sizes`.
+    """
+    assignments = []
+    above = 1
+    for size in tree_level_sizes(n_leaves, branching):
+        assignments.append(np.arange(size, dtype=np.int64) >> int(round(math.log2(size // above))))
+        above = size
+    assignments.append(np.asarray(leaf, dtype=np.int64))
+    return ClusterChain.from_assignments(assignments)
 
 
 def _balanced_binary_split(Z, node, n_nodes, rng, max_iter, n_threads):
