@@ -23,8 +23,11 @@ wall time, one batch prediction over the test set (top-10, beam 10, ``--threads`
 saved and reloaded model: PECOS' predict-only fast path), per-document ms, peak RSS of the process
 (Linux VmHWM, inputs included), model size on disk, P@1/P@5 (xmc.metrics), ratios to PECOS.
 
-Results are kept as JSON in ``--results-dir`` (one file per size); ``--write`` rebuilds the
+Results are kept as JSON in ``--results-dir`` (one file per size; by default
+``benchmarks/results/scale``, committed with the tables they make); ``--write`` rebuilds the
 ``bench_scale`` section of BENCHMARKS.md from all of them, so sizes may be run by separate commands.
+A size (or the distributed table, or the notes) with no result file there keeps its subsection of
+the section as it was: rerunning one size never drops another's table.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import argparse
 import datetime
 import json
 import os
+import re
 import shlex
 import sys
 import tempfile
@@ -313,7 +317,32 @@ def distributed_table(results: list[dict]) -> list[str]:
     return out + [""]
 
 
-def render_section(results_dir: str, notes: str) -> str:
+DISTRIBUTED, NOTES = "### Distributed training", "### Notes"
+
+
+def previous_subsections(body: str | None) -> dict:
+    """The ``### ...`` subsections of an earlier section body, keyed like :func:`render_section`'s parts.
+
+    Keys: a size's label count (``### 3,000,000 labels``), ``"distributed"`` and ``"notes"``;
+    values are the subsection's text, heading included, as it was written.
+    """
+    parts: dict = {}
+    key, lines = None, []
+    for line in (body or "").split("\n") + ["### end"]:
+        if line.startswith("### "):
+            if key is not None:
+                parts[key] = "\n".join(lines).strip("\n")
+            m = re.fullmatch(r"### ([\d,]+) labels", line)
+            key = (int(m.group(1).replace(",", "")) if m else "distributed" if line.startswith(DISTRIBUTED)
+                   else "notes" if line.startswith(NOTES) else None)
+            lines = []
+        lines.append(line)
+    return parts
+
+
+def render_section(results_dir: str, notes: str, previous: str | None = None) -> str:
+    """The section's body from every result in ``results_dir``; ``previous`` (the body as it stands)
+    supplies the subsections that have no result there."""
     results, distributed = [], []
     for fname in sorted(os.listdir(results_dir)) if os.path.isdir(results_dir) else []:
         if fname.endswith(".json"):
@@ -321,7 +350,12 @@ def render_section(results_dir: str, notes: str) -> str:
                 (distributed if fname.endswith("_distributed.json") else results).append(json.load(f))
     results.sort(key=lambda r: r["labels"])
     distributed.sort(key=lambda r: r["labels"])
-    machines = sorted({r["machine"] for r in results + distributed})
+    kept = previous_subsections(previous)
+    machines = {r["machine"] for r in results + distributed}
+    if any(k != "notes" for k in kept):  # the kept tables' machines stay named
+        m = re.search(r"^Machine: (.*), shared with", previous or "", re.M)
+        machines |= set(m.group(1).split(" / ")) if m else set()
+    machines = sorted(machines)
     lines = [
         "Generated sparse problems (`xmc.datasets.sparse.make_sparse_problem`: a hidden topic/group label "
         "hierarchy, Zipf label popularity, power-law background features; TF-IDF values, rows L2-normalised). xmc's default "
@@ -336,11 +370,20 @@ def render_section(results_dir: str, notes: str) -> str:
         f"Goals (issue 23): {GOALS}; and a 10M-label model trainable within 24 GB.",
         "",
     ]
-    for r in results:
-        lines += size_table(r)
-    lines += distributed_table(distributed)
+    tables = {r["labels"]: size_table(r) for r in results}
+    tables.update({n: [text, ""] for n, text in kept.items() if isinstance(n, int) and n not in tables})
+    for n in sorted(tables):
+        lines += tables[n]
+    if distributed:
+        lines += distributed_table(distributed)
+    elif "distributed" in kept:
+        lines += [kept["distributed"], ""]
+    else:
+        lines += distributed_table([])
     if notes:
-        lines += [notes, ""]
+        lines += [NOTES, "", notes, ""]
+    elif "notes" in kept:
+        lines += [kept["notes"], ""]
     return "\n".join(lines).rstrip("\n")
 
 
@@ -359,9 +402,11 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n-latency", type=int, default=20, help="single-document latency rows (not tabulated)")
     ap.add_argument("--timeout", type=float, default=7200.0, help="per method run, seconds")
-    ap.add_argument("--results-dir", default=os.path.join(tempfile.gettempdir(), "xmc_bench_scale"))
+    ap.add_argument("--results-dir", default=os.path.join(_HERE, "results", "scale"),
+                    help="one JSON file per size (default: benchmarks/results/scale, committed)")
     ap.add_argument("--write", action="store_true", help="rebuild the BENCHMARKS.md section from --results-dir")
-    ap.add_argument("--notes", default="", help="a paragraph added to the section")
+    ap.add_argument("--notes", default="", help="a paragraph for the section's Notes (kept from the last --write "
+                                               "when empty)")
     args = ap.parse_args(argv)
     args.methods = [m for m in args.methods.split(",") if m]
     for m in args.methods:
@@ -389,8 +434,8 @@ def main(argv=None) -> None:
             json.dump(result, f, indent=1)
         print("\n".join(size_table(result)), flush=True)
     if args.write:
-        markdown_section.write_section("scale", render_section(args.results_dir, args.notes),
-                                       "XR-Linear at scale")
+        body = render_section(args.results_dir, args.notes, markdown_section.read_section("scale"))
+        markdown_section.write_section("scale", body, "XR-Linear at scale")
         print("BENCHMARKS.md updated", flush=True)
 
 

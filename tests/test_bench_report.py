@@ -1,0 +1,72 @@
+"""benchmarks/bench_scale.py's report: rewriting BENCHMARKS.md from the results at hand never drops the
+tables of sizes that were not rerun (their JSON may live on another machine or be lost)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+
+import bench_scale  # noqa: E402
+
+PREVIOUS = """Intro paragraph.
+
+Machine: old box, shared with other engineers' jobs (timings are one run each and carry that noise).
+
+Goals (issue 23): whatever.
+
+### 10,000 labels
+
+ten thousand: kept verbatim | 1 | 2 |
+
+### 3,000,000 labels
+
+three million: the old row
+
+### Distributed training (2-worker local cluster)
+
+distributed: kept verbatim
+
+### Notes
+
+an old reading"""
+
+
+def _result(labels: int) -> dict:
+    row = {"method": "xmc", "P@1": 0.875, "P@5": 0.25, "train_s": 10.0, "predict_s": 1.0, "predict_ms_per_doc": 0.1,
+           "peak_rss_mb": 100.0, "model_bytes": 2**20}
+    return {"labels": labels, "train_docs": 5, "test_docs": 2, "features": 7, "seed": 0, "idf": True,
+            "generate_s": 1.0, "train_nnz_per_doc": 3.0, "labels_per_doc": 1.5, "labels_seen_in_train": 4,
+            "labels_le5_docs": 0.5, "date": "2026-12-03", "machine": "new box", "command": "cmd", "rows": [row]}
+
+
+def test_previous_subsections_are_keyed_by_size_distributed_and_notes():
+    parts = bench_scale.previous_subsections(PREVIOUS)
+    assert sorted(parts, key=str) == [10_000, 3_000_000, "distributed", "notes"]
+    assert parts[10_000] == "### 10,000 labels\n\nten thousand: kept verbatim | 1 | 2 |"
+    assert parts["notes"] == "### Notes\n\nan old reading"
+
+
+def test_rerunning_one_size_keeps_the_others(tmp_path):
+    with open(tmp_path / "labels_003000000.json", "w") as f:
+        json.dump(_result(3_000_000), f)
+    body = bench_scale.render_section(str(tmp_path), "", PREVIOUS)
+    assert "ten thousand: kept verbatim | 1 | 2 |" in body  # a size without a result stays
+    assert "three million: the old row" not in body  # the rerun size is replaced ...
+    assert "| xmc | 87.50 | 25.00 | 10.0 |" in body  # ... by its new table
+    assert body.index("### 10,000 labels") < body.index("### 3,000,000 labels") < body.index("### Distributed")
+    assert "distributed: kept verbatim" in body and body.endswith("### Notes\n\nan old reading")
+    assert "Machine: new box / old box," in body  # the kept tables' machine is still named
+
+
+def test_new_notes_replace_the_old_and_no_previous_means_results_only(tmp_path):
+    with open(tmp_path / "labels_003000000.json", "w") as f:
+        json.dump(_result(3_000_000), f)
+    body = bench_scale.render_section(str(tmp_path), "a new reading", PREVIOUS)
+    assert body.endswith("### Notes\n\na new reading") and "an old reading" not in body
+    fresh = bench_scale.render_section(str(tmp_path), "", None)
+    assert "### 10,000 labels" not in fresh and "Not measured yet" in fresh
+    assert "Machine: new box," in fresh
