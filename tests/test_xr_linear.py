@@ -110,6 +110,21 @@ def test_tree_invariants_and_determinism():
     assert any((a != b).nnz for a, b in zip(chain.matrices, other.matrices))
 
 
+@pytest.mark.parametrize("budget", [0, 2_000])
+def test_kmeans_compact_node_copies_give_the_same_tree(monkeypatch, budget):
+    # Splitting a node on a copy with compact feature ids must not change a single side: the sums run
+    # over the same values in the same order. Budget 2,000 mixes both paths (the upper nodes are
+    # larger), 0 copies none; the default budget copies every node of a problem this small.
+    from xmc.indexing import kmeans
+
+    Z = sp.random(2000, 5000, density=0.01, random_state=1, format="csr", dtype=np.float32)
+    Z.data **= 4  # uneven weights, so that a changed summation order would show in the scores
+    copied = hierarchical_kmeans(Z, branching=4, max_leaf_size=20, seed=3)
+    monkeypatch.setattr(kmeans, "LOCAL_BUDGET", budget)
+    direct = hierarchical_kmeans(Z, branching=4, max_leaf_size=20, seed=3)
+    assert all((a != b).nnz == 0 for a, b in zip(copied.matrices, direct.matrices))
+
+
 def test_kmeans_separates_clear_clusters():
     # Two groups of labels over disjoint features must end up in different halves.
     Z = sp.csr_matrix(np.vstack([np.tile([1, 1, 0, 0], (4, 1)), np.tile([0, 0, 1, 1], (4, 1))]).astype(np.float32))
