@@ -166,27 +166,29 @@ def _split_nodes(z_indptr, z_indices, z_data, n_features, order, starts, first, 
     and recomputes the normalised centroid sums; it stops when no label changes side.
 
     A node whose rows hold at most ``local_budget`` non-zeros is first copied with its features
-    renumbered 0..u-1 in order of first use (``12 * local_budget`` bytes per thread): its dense
-    buffers are then the first u entries instead of u entries scattered over all features, which
-    stay in cache (at 3M labels, 4M features, the scattered buffers made mid-tree splits 5-7x
-    slower per non-zero than at 1M). Every sum runs over the same values in the same order on
-    either path, so the sides are identical.
+    renumbered 0..u-1 in order of first use (8 bytes per non-zero and thread for float32 values):
+    its dense buffers are then the first u entries, which stay in cache, instead of u entries
+    scattered over all features (at 3M labels and 4M features a mid-tree split took 5-7x the 1M
+    time for 2.9x the non-zeros). Every sum runs over the same values in the same order on either
+    path, so the sides are identical.
     """
     n_labels = order.shape[0]
     n_nodes = starts.shape[0] - 1
     side = np.zeros(n_labels, dtype=np.int64)
     iters = np.zeros(n_nodes, dtype=np.int64)
-    max_local = 0
+    max_local = 0  # the largest copied node's non-zeros and labels
+    max_local_labels = 0
     for p in range(n_nodes):
         if node_nnz[p] <= local_budget:
             max_local = max(max_local, node_nnz[p])
+            max_local_labels = max(max_local_labels, starts[p + 1] - starts[p])
     for thread in numba.prange(n_threads):
         diff = np.zeros(n_features, dtype=np.float32)
         s0 = np.zeros(n_features, dtype=np.float64)
         s1 = np.zeros(n_features, dtype=np.float64)
         fmap = np.full(n_features, -1, dtype=np.int32)  # a touched feature's local id; -1: untouched
         touched = np.empty(n_features, dtype=np.int64)
-        loc_indptr = np.zeros(n_labels + 1, dtype=np.int64)
+        loc_indptr = np.zeros(max_local_labels + 1, dtype=np.int64)
         loc_indices = np.empty(max_local, dtype=z_indices.dtype)
         loc_data = np.empty(max_local, dtype=z_data.dtype)
         for p in range(n_nodes):
@@ -213,7 +215,8 @@ def _split_nodes(z_indptr, z_indices, z_data, n_features, order, starts, first, 
                         loc_indices[q] = fmap[f]
                         loc_data[q] = z_data[k]
                         q += 1
-                loc_indptr[s + 1] = q
+                if local:
+                    loc_indptr[s + 1] = q
             if local:
                 _two_means(loc_indptr, loc_indices, loc_data, np.arange(m), first[p], second[p], n_touched,
                            touched, True, diff, s0, s1, max_iter, side, members, iters, p)
