@@ -5,15 +5,21 @@
 
 Arguments: N_LABELS [LOCAL_BUDGET ...]
 """
-import sys, time, json, hashlib
-import numpy as np, scipy.sparse as sp
+import hashlib
+import json
 import os
+import sys
+import time
+
+import numpy as np
+import scipy.sparse as sp
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
-from bench_scale import preset_sizes
-from xmc.datasets.sparse import make_sparse_problem
-from xmc.indexing.label_repr import pifa
-from xmc.indexing import kmeans
+from bench_scale import preset_sizes  # noqa: E402
+from xmc.datasets.sparse import make_sparse_problem  # noqa: E402
+from xmc.indexing.label_repr import pifa  # noqa: E402
+from xmc.indexing import kmeans  # noqa: E402
 
 n = int(sys.argv[1])
 budgets = [int(b) for b in sys.argv[2:]] or [kmeans.LOCAL_BUDGET, 0]

@@ -218,22 +218,21 @@ def _split_nodes(z_indptr, z_indices, z_data, n_features, order, starts, first, 
                 if local:
                     loc_indptr[s + 1] = q
             if local:
-                _two_means(loc_indptr, loc_indices, loc_data, np.arange(m), first[p], second[p], n_touched,
-                           touched, True, diff, s0, s1, max_iter, side, members, iters, p)
+                _two_means(loc_indptr, loc_indices, loc_data, np.arange(m), first[p], second[p],
+                           np.arange(n_touched), diff, s0, s1, max_iter, side, members, iters, p)
             else:
-                _two_means(z_indptr, z_indices, z_data, members, first[p], second[p], n_touched,
-                           touched, False, diff, s0, s1, max_iter, side, members, iters, p)
+                _two_means(z_indptr, z_indices, z_data, members, first[p], second[p],
+                           touched[:n_touched], diff, s0, s1, max_iter, side, members, iters, p)
             for t in range(n_touched):
                 fmap[touched[t]] = -1
     return side, iters
 
 
 @numba.njit(cache=True)
-def _two_means(indptr, indices, data, rows, first, second, n_touched, touched, local, diff, s0, s1, max_iter,
-               side, members, iters, p):
+def _two_means(indptr, indices, data, rows, first, second, support, diff, s0, s1, max_iter, side, members, iters, p):
     """One node's 2-means over ``rows`` of a CSR triple (see :func:`_split_nodes`); writes ``side`` of
-    ``members`` and ``iters[p]``, and leaves the dense buffers zeroed. Feature t of the node is
-    buffer entry t when ``local``, else ``touched[t]``."""
+    ``members`` and ``iters[p]``, and leaves the dense buffers zeroed. ``support``: the buffer entries
+    of the node's features, in order of first use (the norms are summed in that order)."""
     m = rows.shape[0]
     l0 = rows[first]
     l1 = rows[second]
@@ -277,19 +276,16 @@ def _two_means(indptr, indices, data, rows, first, second, n_touched, touched, l
                     src[indices[k]] -= data[k]
         n0 = 0.0
         n1 = 0.0
-        for t in range(n_touched):
-            f = t if local else touched[t]
+        for f in support:
             n0 += s0[f] * s0[f]
             n1 += s1[f] * s1[f]
         n0 = 1.0 / math.sqrt(n0) if n0 > 0.0 else 0.0
         n1 = 1.0 / math.sqrt(n1) if n1 > 0.0 else 0.0
-        for t in range(n_touched):
-            f = t if local else touched[t]
+        for f in support:
             diff[f] = s0[f] * n0 - s1[f] * n1
     for s in range(m):
         side[members[s]] = cur[s]
-    for t in range(n_touched):
-        f = t if local else touched[t]
+    for f in support:
         diff[f] = 0.0
         s0[f] = 0.0
         s1[f] = 0.0
