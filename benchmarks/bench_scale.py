@@ -211,7 +211,7 @@ def _earlier_rows(path: str, result: dict, methods: list[str]) -> list[dict]:
         return []
     kept = []
     for row in old["rows"]:
-        if row["method"] not in methods and "error" not in row:
+        if row["method"] not in methods:  # an error row too: "did not finish" stays a finding
             kept.append({**row, "from_run": row.get("from_run") or f"{old['date']}, `{old['command']}`"})
     return kept
 
@@ -244,7 +244,8 @@ def size_table(result: dict) -> list[str]:
         if r["method"] == "xmc-dask":
             continue  # its own table below
         if "error" in r:
-            out.append(f"| {r['method']} | error: {r['error']} |" + " |" * 11)
+            out.append(f"| {r['method']}{' (earlier run *)' if r.get('from_run') else ''} | error: {r['error']} |"
+                       + " |" * 11)
             continue
         out.append(
             f"| {r['method']}{_trees(r)}{' (earlier run *)' if r.get('from_run') else ''} | {100 * r['P@1']:.2f} | {100 * r['P@5']:.2f} | {r['train_s']:.1f} "
@@ -255,8 +256,8 @@ def size_table(result: dict) -> list[str]:
         )
     for r in rows:
         if r.get("from_run"):
-            out += ["", f"\\* {r['method']}'s row is kept from an earlier run on the same matrices ({r['from_run']}): "
-                        "its accuracy is comparable as is; its timings carry that run's load."]
+            out += ["", f"\\* {r['method']}'s row is kept from an earlier run on the same matrices ({r['from_run']})"
+                        + ("." if "error" in r else ": its accuracy is comparable as is; its timings carry that run's load.")]
     xmc = next((r for r in rows if r["method"] == "xmc" and "rank_s" in r), None)
     if xmc:
         out += ["", f"xmc train time split: label representation {xmc['label_repr_s']:.1f} s, indexing "

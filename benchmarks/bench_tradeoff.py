@@ -21,8 +21,9 @@ A PECOS point is *dominated* when an xmc point (of any series) has at least its 
 PSP@5 at no more prediction time (or no larger model); the table says for every PECOS point whether it is, and
 the figure plots P@1 and PSP@5 against both.
 
-Results are kept as JSON in ``--results-dir``; ``--write`` rebuilds the ``tradeoff`` section of
-BENCHMARKS.md and its figure (``docs/tradeoff.png``) from all of them.
+Results are kept as JSON in ``--results-dir`` (``benchmarks/results/tradeoff``, committed); ``--write``
+rebuilds the ``tradeoff`` section of BENCHMARKS.md and its figure (``docs/tradeoff.png``) from all of
+them (a data set without a file keeps its table as written).
 """
 
 from __future__ import annotations
@@ -296,7 +297,8 @@ def main(argv=None) -> None:
     ap.add_argument("--check-pruning", action="store_true", help="also train PECOS at 0.1 and compare weights")
     ap.add_argument("--timeout", type=float, default=7200.0)
     ap.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), "xmc_peer_cache"))
-    ap.add_argument("--results-dir", default=os.path.join(tempfile.gettempdir(), "xmc_bench_tradeoff"))
+    ap.add_argument("--results-dir", default=os.path.join(_HERE, "results", "tradeoff"),
+                    help="where each data set's JSON is kept (committed: --write plots every data set from them)")
     ap.add_argument("--write", action="store_true", help="rebuild the BENCHMARKS.md section from --results-dir")
     ap.add_argument("--notes", default="")
     args = ap.parse_args(argv)
@@ -307,8 +309,10 @@ def main(argv=None) -> None:
             json.dump(result, f)
         print("\n".join(dataset_table(result)), flush=True)
     if args.write:
-        markdown_section.write_section("tradeoff", render(args.results_dir, args.notes),
-                                       "XR-Linear: accuracy against prediction time and model size")
+        # A data set without a JSON file keeps its table as written (the figure shows the files only).
+        body = markdown_section.keep_missing_subsections(render(args.results_dir, args.notes),
+                                                         markdown_section.read_section("tradeoff"))
+        markdown_section.write_section("tradeoff", body, "XR-Linear: accuracy against prediction time and model size")
 
 
 if __name__ == "__main__":

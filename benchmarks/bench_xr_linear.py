@@ -15,9 +15,10 @@ beam 10, all threads), single-document latency p50/p90 (one thread, 200 document
 of the process (inputs included), model size on disk, and ratios to PECOS. With
 ``--repeats N`` every number is the median over N runs.
 
-Results are kept as JSON in ``--results-dir`` (one file per dataset and one for scaling);
-``--write`` rebuilds the ``bench_xr_linear`` section of BENCHMARKS.md from all of them, so
-datasets may be run by separate commands (each table names its own command and date).
+Results are kept as JSON in ``--results-dir`` (``benchmarks/results/xr_linear``, committed; one file
+per dataset and one for scaling); ``--write`` rebuilds the ``bench_xr_linear`` section of BENCHMARKS.md
+from all of them, keeping as written the tables that have no file there, so datasets may be run by
+separate commands (each table names its own command and date).
 """
 
 from __future__ import annotations
@@ -439,7 +440,8 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--timeout", type=float, default=3600.0, help="per run, seconds")
     ap.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), "xmc_peer_cache"))
-    ap.add_argument("--results-dir", default=os.path.join(tempfile.gettempdir(), "xmc_bench_xr_linear"))
+    ap.add_argument("--results-dir", default=os.path.join(_HERE, "results", "xr_linear"),
+                    help="where each run's JSON is kept (committed, so that --write can rebuild every table)")
     ap.add_argument("--write", action="store_true", help="rebuild the BENCHMARKS.md section from --results-dir")
     ap.add_argument("--update-tables", action="store_true",
                     help="replace only this run's tables in BENCHMARKS.md's section, keeping the rest of it "
@@ -484,7 +486,10 @@ def main(argv=None) -> None:
                 print("\n".join(new_tables[-1]), flush=True)
     md_path = os.path.join(_ROOT, "BENCHMARKS.md")
     if args.write:
-        write_benchmarks_md(render_section(args.results_dir, args.notes), md_path)
+        # Tables whose JSON is not in --results-dir (lost, or run elsewhere) are kept as written.
+        section = markdown_section.keep_missing_subsections(render_section(args.results_dir, args.notes),
+                                                            markdown_section.read_section("xr_linear", md_path))
+        write_benchmarks_md(section, md_path)
         print("BENCHMARKS.md updated", flush=True)
     elif args.update_tables:
         section = markdown_section.read_section("xr_linear", md_path)

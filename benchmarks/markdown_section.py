@@ -45,3 +45,27 @@ def write_section(name: str, body: str, title: str, path: str | os.PathLike = BE
     with open(tmp, "w", encoding="utf-8") as fh:
         fh.write(text)
     os.replace(tmp, path)
+
+
+def subsections(body: str | None) -> dict[str, str]:
+    """The ``### heading`` subsections of a section body, in order: heading line -> its text (heading
+    included, up to the next ``### `` line). Text before the first heading is not a subsection."""
+    parts: dict[str, str] = {}
+    heading, lines = None, []
+    for line in (body or "").split("\n") + ["### "]:
+        if line.startswith("### "):
+            if heading is not None:
+                parts[heading] = "\n".join(lines).strip("\n")
+            heading, lines = line, []
+        lines.append(line)
+    return parts
+
+
+def keep_missing_subsections(body: str, previous: str | None) -> str:
+    """``body`` followed by each subsection of ``previous`` whose heading ``body`` lacks.
+
+    A script that rebuilds its block from the result files at hand uses this so that tables whose
+    files are not there (run on another machine, or lost) stay as they were written."""
+    have = subsections(body)
+    kept = [text for heading, text in subsections(previous).items() if heading not in have]
+    return "\n\n".join([body.rstrip("\n")] + kept) if kept else body

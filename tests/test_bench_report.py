@@ -1,5 +1,6 @@
-"""benchmarks/bench_scale.py's report: rewriting BENCHMARKS.md from the results at hand never drops the
-tables of sizes that were not rerun (their JSON may live on another machine or be lost)."""
+"""The benchmark scripts' reports: rewriting BENCHMARKS.md from the results at hand never drops the
+tables that were not rerun (their JSON may live on another machine or be lost): bench_scale.py's sizes,
+and the ``### `` tables of bench_xr_linear.py and bench_tradeoff.py (markdown_section.py)."""
 
 from __future__ import annotations
 
@@ -70,3 +71,38 @@ def test_new_notes_replace_the_old_and_no_previous_means_results_only(tmp_path):
     fresh = bench_scale.render_section(str(tmp_path), "", None)
     assert "### 10,000 labels" not in fresh and "Not measured yet" in fresh
     assert "Machine: new box," in fresh
+
+
+# The generic form used by bench_xr_linear.py and bench_tradeoff.py (benchmarks/markdown_section.py).
+import markdown_section  # noqa: E402
+
+
+def test_subsections_split_on_level_three_headings_only():
+    body = "preamble\n\n### a\n\nrow a\n#### not a split\n\n### b (tag)\nrow b\n"
+    assert markdown_section.subsections(body) == {"### a": "### a\n\nrow a\n#### not a split",
+                                                  "### b (tag)": "### b (tag)\nrow b"}
+    assert markdown_section.subsections(None) == {}
+
+
+def test_rebuilding_from_some_results_keeps_the_other_tables():
+    previous = "old preamble\n\n### bibtex\n\nold bibtex row\n\n### eurlex57k\n\neurlex row, no JSON any more"
+    rebuilt = "new preamble\n\n### bibtex\n\nnew bibtex row"
+    body = markdown_section.keep_missing_subsections(rebuilt, previous)
+    assert body == "new preamble\n\n### bibtex\n\nnew bibtex row\n\n### eurlex57k\n\neurlex row, no JSON any more"
+    assert markdown_section.keep_missing_subsections(rebuilt, rebuilt) == rebuilt
+    assert markdown_section.keep_missing_subsections(rebuilt, None) == rebuilt
+
+
+def test_rerunning_xmc_keeps_an_earlier_unfinished_peer(tmp_path):
+    earlier = _result(3_000_000)
+    earlier["rows"].append({"method": "pecos", "error": "not finished after 109 min"})
+    path = tmp_path / "labels_003000000.json"
+    with open(path, "w") as f:
+        json.dump(earlier, f)
+    rerun = {**_result(3_000_000), "date": "2026-12-04", "command": "cmd --methods xmc"}
+    kept = bench_scale._earlier_rows(str(path), rerun, ["xmc"])
+    assert kept == [{"method": "pecos", "error": "not finished after 109 min", "from_run": "2026-12-03, `cmd`"}]
+    table = "\n".join(bench_scale.size_table({**rerun, "rows": rerun["rows"] + kept}))
+    assert "| pecos (earlier run *) | error: not finished after 109 min |" in table
+    assert "\\* pecos's row is kept from an earlier run on the same matrices (2026-12-03, `cmd`)." in table
+    assert bench_scale._earlier_rows(str(path), {**rerun, "seed": 1}, ["xmc"]) == []  # other data: nothing kept
