@@ -1,9 +1,10 @@
 """Accuracy against prediction time and model size: XR-Linear's weight threshold and beam, xmc and PECOS.
 
-    OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_tradeoff.py --datasets bibtex,eurlex57k --write
+    OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_tradeoff.py --datasets bibtex,eurlex57k --seeds 0,1,2 --write
     OMP_WAIT_POLICY=PASSIVE .venv/bin/python benchmarks/bench_tradeoff.py --datasets synthetic-100k --write
 
-Each method trains once, in its own fresh process (``measure.run_in_subprocess``), at the lowest
+Each method trains once per label-tree seed (``--seeds``: xmc's indexer seed, PECOS's
+``Indexer.gen`` seed), in its own fresh process (``measure.run_in_subprocess``), at the lowest
 weight threshold of the sweep, with its defaults otherwise (xmc: ``XRLinearConfig()``; PECOS: its
 README pipeline, PIFA -> ``Indexer.gen`` -> ``XLinearModel.train``). ``--xmc-trees auto,2`` (the
 default) sweeps xmc's default model and a series with two trees (``trees_per_indexer`` 2: seeds 0
@@ -15,7 +16,9 @@ pruned model is the model trained at that threshold (tested for xmc in
 ``tests/test_xr_linear.py``; ``--check-pruning`` checks PECOS against a model trained at 0.1).
 Each pruned model is saved, its size on disk measured, reloaded (PECOS: its predict-only C++
 path) and timed over the whole test set, one batch call per beam size (median of ``--repeats``
-calls after a warm-up), top-10, ``--threads`` threads.
+calls after a warm-up), top-10, ``--threads`` threads. A point's accuracy is the mean over the seeds
+(one tree is one draw of the clustering, which moves P@1 by a few tenths on EURLEX57K), its
+prediction time the median; each seed's figures stay in the JSON.
 
 A PECOS point is *dominated* when an xmc point (of any series) has at least its P@1, P@5 and
 PSP@5 at no more prediction time (or no larger model); the table says for every PECOS point whether it is, and
@@ -64,11 +67,13 @@ def _median_call(fn, repeats: int) -> float:
     return float(np.median(times))
 
 
-def sweep_xmc(X_train, Y_train, X_test, *, thresholds, beams, threads=2, repeats=3, config=None, topk=10) -> dict:
-    """Train xmc once at min(thresholds); per threshold: prune, save, size, reload, time each beam."""
+def sweep_xmc(X_train, Y_train, X_test, *, thresholds, beams, threads=2, repeats=3, config=None, topk=10,
+              seed=0) -> dict:
+    """Train xmc once at min(thresholds) with label-tree seed ``seed``; per threshold: prune, save,
+    size, reload, time each beam."""
     from xmc.models.xr_linear import XRLinear, XRLinearConfig
 
-    cfg = XRLinearConfig.from_dict(dict(config or {}))
+    cfg = XRLinearConfig.from_dict({**(config or {}), "indexers": [{"seed": seed}]})
     cfg.n_threads = threads
     cfg.train.weight_threshold = min(thresholds)
     t0 = time.perf_counter()
@@ -105,12 +110,13 @@ def _pecos_prune(model, threshold: float) -> None:
 
 
 def sweep_pecos(X_train, Y_train, X_test, *, thresholds, beams, threads=2, repeats=3, topk=10,
-                check_pruning=False) -> dict:
-    """PECOS trained once at min(thresholds) and pruned, as :func:`sweep_xmc`."""
+                check_pruning=False, seed=0) -> dict:
+    """PECOS trained once at min(thresholds) (``Indexer.gen`` seed ``seed``) and pruned, as :func:`sweep_xmc`."""
     from pecos.xmc.xlinear.model import XLinearModel
 
     X_test = peers._csr32(X_test)
-    model, chain, times = peers.train_pecos(X_train, Y_train, threads=threads, train_kwargs={"threshold": min(thresholds)})
+    model, chain, times = peers.train_pecos(X_train, Y_train, threads=threads, indexer_kwargs={"seed": seed},
+                                            train_kwargs={"threshold": min(thresholds)})
     train_s = times[3] - times[0]
     points, check = [], None
     tmp = tempfile.mkdtemp(prefix="bench_tradeoff_pecos_")
@@ -169,22 +175,50 @@ def run_dataset(name: str, args) -> dict:
                 for t in args.xmc_trees if t == "auto" or t != default_trees or "auto" not in args.xmc_trees]
         runs.append(("pecos", "bench_tradeoff:sweep_pecos", {"check_pruning": args.check_pruning}))
         for method, fn, extra in runs:
-            print(f"=== {name}: {method}", flush=True)
-            out = measure.run_in_subprocess(fn, inputs, timeout=args.timeout, **kw, **extra)
-            if "error" in out:
-                raise SystemExit(f"{name} {method}: {out['error']}\n{out.get('traceback', '')}")
-            for p in out["points"]:
-                rep = ranking_report(Yt, p.pop("scores"), ks=(1, 3, 5), propensities=prop)
-                p.update({k: rep[k] for k in ("P@1", "P@3", "P@5", "PSP@5")})
-                p["ms_per_1k"] = 1000.0 * p["predict_s"] / Xt.shape[0] * 1000.0
-            out = {k: v for k, v in out.items() if k == "points" or isinstance(v, (int, float, bool, str, type(None)))}
-            result["methods"][method] = out
-            print(json.dumps({k: v for k, v in out.items() if k != "points"}), flush=True)
+            per_seed = []
+            for seed in args.seeds:
+                print(f"=== {name}: {method}, label-tree seed {seed}", flush=True)
+                out = measure.run_in_subprocess(fn, inputs, timeout=args.timeout, seed=seed, **kw, **extra)
+                if "error" in out:
+                    raise SystemExit(f"{name} {method} seed {seed}: {out['error']}\n{out.get('traceback', '')}")
+                for p in out["points"]:
+                    rep = ranking_report(Yt, p.pop("scores"), ks=(1, 3, 5), propensities=prop)
+                    p.update({k: rep[k] for k in _METRICS})
+                    p["ms_per_1k"] = 1000.0 * p["predict_s"] / Xt.shape[0] * 1000.0
+                out = {k: v for k, v in out.items() if k == "points" or isinstance(v, (int, float, bool, str, type(None)))}
+                print(json.dumps({k: v for k, v in out.items() if k != "points"}), flush=True)
+                per_seed.append(out)
+            result["methods"][method] = over_seeds(per_seed, args.seeds)
+    result["seeds"] = list(args.seeds)
     result["load_after"] = os.getloadavg()[0]
     return result
 
 
 _KEYS = ("P@1", "P@5", "PSP@5")
+_METRICS = ("P@1", "P@3", "P@5", "PSP@5")
+
+
+def over_seeds(runs: list[dict], seeds: list[int]) -> dict:
+    """One method's sweeps with different label-tree seeds as one curve: per (threshold, beam) the
+    mean of each metric (one tree is one draw: its seed moves P@1 by a few tenths), the median
+    prediction time and the mean model size; every seed's figures are kept under ``per_seed``."""
+    points = []
+    for i, first in enumerate(runs[0]["points"]):
+        same = [r["points"][i] for r in runs]
+        assert all((p["threshold"], p["beam"]) == (first["threshold"], first["beam"]) for p in same)
+        point = {"threshold": first["threshold"], "beam": first["beam"],
+                 **{k: float(np.mean([p[k] for p in same])) for k in _METRICS},
+                 "ms_per_1k": float(np.median([p["ms_per_1k"] for p in same])),
+                 "predict_s": float(np.median([p["predict_s"] for p in same])),
+                 "model_bytes": float(np.mean([p["model_bytes"] for p in same]))}
+        if len(runs) > 1:
+            point["per_seed"] = {str(s): {k: p[k] for k in (*_METRICS, "ms_per_1k", "model_bytes")}
+                                 for s, p in zip(seeds, same)}
+        points.append(point)
+    out = {k: v for k, v in runs[0].items() if k != "points"}
+    out["train_s"] = float(np.median([r["train_s"] for r in runs]))
+    out["points"] = points
+    return out
 
 
 def series_name(trees: int | str) -> str:
@@ -204,6 +238,19 @@ def dominated_by(point: dict, others: list[dict], cost: str) -> dict | None:
     return min(ok, key=lambda o: o[cost]) if ok else None
 
 
+def _seeds_note(result: dict) -> str:
+    """How many label trees each point averages, and how far apart their P@1 lay."""
+    seeds = result.get("seeds", [0])
+    if len(seeds) == 1:
+        return f" One label tree per method (seed {seeds[0]})."
+    spread = ", ".join(
+        f"{m} {np.mean([max(v['P@1'] for v in p['per_seed'].values()) - min(v['P@1'] for v in p['per_seed'].values()) for p in data['points']]) * 100:.2f}"
+        for m, data in result["methods"].items())
+    return (f" Each method trained once per label-tree seed ({', '.join(map(str, seeds))}; xmc's two-tree series"
+            f" uses trees s and s + 1); accuracy is the mean over the seeds, prediction time the median, train"
+            f" time the median. P@1 spread between seeds (max - min, mean over a series' points): {spread}.")
+
+
 def dataset_table(result: dict) -> list[str]:
     pecos = result["methods"]["pecos"]
     xmc_all = xmc_points(result)
@@ -215,6 +262,7 @@ def dataset_table(result: dict) -> list[str]:
              f"{trained}, PECOS {pecos['train_s']:.1f} s."
              + ("" if pecos.get("pruning_equals_training") is None else
                 f" PECOS pruned to 0.1 equals PECOS trained at 0.1: {pecos['pruning_equals_training']}.")
+             + _seeds_note(result)
              + f" Command: `{result['command']}`", "",
              "| method | threshold | beam | P@1 | P@3 | P@5 | PSP@5 | predict (ms / 1k docs) | model (MB) | "
              "PECOS point dominated by xmc (time) | (size) |",
@@ -294,6 +342,9 @@ def main(argv=None) -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--xmc-trees", type=lambda s: [x if x == "auto" else int(x) for x in s.split(",")],
                     default=["auto", 2], help="one xmc series per tree count (trees_per_indexer); auto: the default")
+    ap.add_argument("--seeds", type=lambda s: [int(x) for x in s.split(",")], default=[0],
+                    help="label-tree seeds (xmc's indexer seed, PECOS's Indexer.gen seed): each method is trained "
+                         "once per seed and its accuracy averaged over them")
     ap.add_argument("--check-pruning", action="store_true", help="also train PECOS at 0.1 and compare weights")
     ap.add_argument("--timeout", type=float, default=7200.0)
     ap.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), "xmc_peer_cache"))

@@ -106,3 +106,27 @@ def test_rerunning_xmc_keeps_an_earlier_unfinished_peer(tmp_path):
     assert "| pecos (earlier run *) | error: not finished after 109 min |" in table
     assert "\\* pecos's row is kept from an earlier run on the same matrices (2026-12-03, `cmd`)." in table
     assert bench_scale._earlier_rows(str(path), {**rerun, "seed": 1}, ["xmc"]) == []  # other data: nothing kept
+
+
+import bench_tradeoff  # noqa: E402
+
+
+def _sweep(p1: float, ms: float, size: int) -> dict:
+    point = {"threshold": 0.1, "beam": 10, "P@1": p1, "P@3": 0.5, "P@5": 0.3, "PSP@5": 0.4,
+             "ms_per_1k": ms, "predict_s": ms / 1000, "model_bytes": size}
+    return {"train_s": ms, "points": [point]}
+
+
+def test_tradeoff_points_average_accuracy_over_label_tree_seeds():
+    curve = bench_tradeoff.over_seeds([_sweep(0.90, 10.0, 100), _sweep(0.92, 30.0, 300), _sweep(0.94, 20.0, 200)],
+                                      [0, 1, 2])
+    (point,) = curve["points"]
+    assert abs(point["P@1"] - 0.92) < 1e-12  # the mean over the three trees
+    assert point["ms_per_1k"] == 20.0 and point["model_bytes"] == 200.0 and curve["train_s"] == 20.0
+    assert point["per_seed"]["1"]["P@1"] == 0.92  # each tree's own figures are kept
+    result = {"dataset": "d", "train_docs": 1, "test_docs": 1, "labels": 1, "date": "x", "load_before": 0.0,
+              "load_after": 0.0, "command": "c", "seeds": [0, 1, 2],
+              "methods": {"xmc": curve, "pecos": bench_tradeoff.over_seeds([_sweep(0.91, 25.0, 150)] * 3, [0, 1, 2])}}
+    text = "\n".join(bench_tradeoff.dataset_table(result))
+    assert "P@1 spread between seeds (max - min, mean over a series' points): xmc 4.00, pecos 0.00." in text
+    assert "| pecos | 0.1 | 10 | 91.00 | 50.00 | 30.00 | 40.00 | 25 | 0.0 | yes: xmc 0.1 / beam 10 | **no** |" in text
