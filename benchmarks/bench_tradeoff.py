@@ -251,6 +251,23 @@ def _seeds_note(result: dict) -> str:
             f" time the median. P@1 spread between seeds (max - min, mean over a series' points): {spread}.")
 
 
+def _defaults_line(result: dict) -> list[str]:
+    """Part 1 of issue 23 in one line: xmc's default point against PECOS's (threshold 0.1, beam 10)."""
+    from xmc.ranker.hierarchy import auto_weight_threshold
+
+    def at(method: str, threshold: float) -> dict | None:
+        pts = result["methods"].get(method, {}).get("points", [])
+        return next((p for p in pts if p["beam"] == 10 and abs(p["threshold"] - threshold) < 1e-12), None)
+
+    mine, theirs = at("xmc", auto_weight_threshold(result["labels"])), at("pecos", 0.1)
+    if mine is None or theirs is None:
+        return []
+    diffs = ", ".join(f"{k} {100 * (mine[k] - theirs[k]):+.2f}" for k in _METRICS)
+    return ["", f"Defaults (xmc: threshold {mine['threshold']:g}, beam 10; PECOS: 0.1, beam 10), xmc minus PECOS: "
+                f"{diffs}; prediction time {mine['ms_per_1k'] / theirs['ms_per_1k']:.2f}x, model "
+                f"{mine['model_bytes'] / theirs['model_bytes']:.2f}x."]
+
+
 def dataset_table(result: dict) -> list[str]:
     pecos = result["methods"]["pecos"]
     xmc_all = xmc_points(result)
@@ -278,6 +295,7 @@ def dataset_table(result: dict) -> list[str]:
             lines.append(f"| {method} | {p['threshold']:g} | {p['beam']} | {100 * p['P@1']:.2f} | {100 * p['P@3']:.2f} | "
                          f"{100 * p['P@5']:.2f} | {100 * p['PSP@5']:.2f} | {p['ms_per_1k']:.0f} | "
                          f"{p['model_bytes'] / 2**20:.1f} | {dom_t} | {dom_s} |")
+    lines += _defaults_line(result)
     n = len(pecos["points"])
     n_t = sum(dominated_by(p, xmc_all, "ms_per_1k") is not None for p in pecos["points"])
     n_s = sum(dominated_by(p, xmc_all, "model_bytes") is not None for p in pecos["points"])

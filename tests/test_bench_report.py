@@ -130,3 +130,10 @@ def test_tradeoff_points_average_accuracy_over_label_tree_seeds():
     text = "\n".join(bench_tradeoff.dataset_table(result))
     assert "P@1 spread between seeds (max - min, mean over a series' points): xmc 4.00, pecos 0.00." in text
     assert "| pecos | 0.1 | 10 | 91.00 | 50.00 | 30.00 | 40.00 | 25 | 0.0 | yes: xmc 0.1 / beam 10 | **no** |" in text
+    # 1 label: xmc's default threshold is 0.05, absent from this sweep, so no defaults line
+    assert "Defaults" not in text
+    for run in curve, result["methods"]["pecos"]:
+        run["points"].append({**run["points"][0], "threshold": 0.05})
+    text = "\n".join(bench_tradeoff.dataset_table(result))
+    assert ("Defaults (xmc: threshold 0.05, beam 10; PECOS: 0.1, beam 10), xmc minus PECOS: P@1 +1.00, P@3 +0.00, "
+            "P@5 +0.00, PSP@5 +0.00; prediction time 0.80x, model 1.33x.") in text
