@@ -58,15 +58,6 @@ BEAMS = (5, 10, 20)
 FIGURE = os.path.join(_ROOT, "docs", "tradeoff.png")
 
 
-def _median_call(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
-
-
 def sweep_xmc(X_train, Y_train, X_test, *, thresholds, beams, threads=2, repeats=3, config=None, topk=10,
               seed=0) -> dict:
     """Train xmc once at min(thresholds) with label-tree seed ``seed``; per threshold: prune, save,
@@ -91,7 +82,7 @@ def sweep_xmc(X_train, Y_train, X_test, *, thresholds, beams, threads=2, repeats
             loaded.predict(X_test[:2], topk=topk)  # warm-up: numba's cached code, kernel arrays
             for b in beams:
                 scores = loaded.predict(X_test, topk=topk, beam_size=b)
-                predict_s = _median_call(lambda: loaded.predict(X_test, topk=topk, beam_size=b), repeats)
+                predict_s = peers.median_call_seconds(lambda: loaded.predict(X_test, topk=topk, beam_size=b), repeats)
                 points.append({"threshold": t, "beam": b, "predict_s": predict_s, "model_bytes": size,
                                "scores": scores})
             del loaded
@@ -142,7 +133,7 @@ def sweep_pecos(X_train, Y_train, X_test, *, thresholds, beams, threads=2, repea
             for b in beams:
                 kw = dict(beam_size=b, only_topk=topk, threads=threads)
                 scores = fast.predict(X_test, **kw).tocsr()
-                predict_s = _median_call(lambda: fast.predict(X_test, **kw), repeats)
+                predict_s = peers.median_call_seconds(lambda: fast.predict(X_test, **kw), repeats)
                 points.append({"threshold": t, "beam": b, "predict_s": predict_s, "model_bytes": size,
                                "scores": peers._keep_topk(scores, topk)})
             del fast

@@ -137,3 +137,24 @@ def test_tradeoff_points_average_accuracy_over_label_tree_seeds():
     text = "\n".join(bench_tradeoff.dataset_table(result))
     assert ("Defaults (xmc: threshold 0.05, beam 10; PECOS: 0.1, beam 10), xmc minus PECOS: P@1 +1.00, P@3 +0.00, "
             "P@5 +0.00, PSP@5 +0.00; prediction time 0.80x, model 1.33x.") in text
+
+
+import bench_xr_linear  # noqa: E402
+import peers  # noqa: E402
+
+
+def test_batch_predict_time_is_the_median_of_the_timed_calls(monkeypatch):
+    clock = iter([0.0, 5.0, 10.0, 11.0, 20.0, 23.0])  # three calls of 5, 1 and 3 seconds
+    monkeypatch.setattr(peers.time, "perf_counter", lambda: next(clock))
+    calls = []
+    assert peers.median_call_seconds(lambda: calls.append(1), 3) == 3.0
+    assert len(calls) == 3
+    row = {"method": "pecos", "P@1": 0.9, "P@3": 0.8, "P@5": 0.7, "PSP@5": 0.6, "train_s": 1.0,
+           "predict_ms_per_1k": 2.0, "latency_ms_p50": 1.0, "latency_ms_p90": 2.0, "peak_rss_mb": 3.0,
+           "model_bytes": 2**20}
+    result = {"dataset": "d", "shape": {"train": 1, "test": 1, "labels": 1}, "date": "x", "repeats": 1,
+              "command": "c", "rows": [{**row, "predict_calls": 5}]}
+    assert "Batch predict: median of 5 calls per run, after an untimed one." in "\n".join(
+        bench_xr_linear.dataset_table(result))
+    result["rows"] = [row]  # a result from before the calls were counted: one call, no claim
+    assert "Batch predict" not in "\n".join(bench_xr_linear.dataset_table(result))
