@@ -158,3 +158,19 @@ def test_batch_predict_time_is_the_median_of_the_timed_calls(monkeypatch):
         bench_xr_linear.dataset_table(result))
     result["rows"] = [row]  # a result from before the calls were counted: one call, no claim
     assert "Batch predict" not in "\n".join(bench_xr_linear.dataset_table(result))
+
+
+import bench_predict  # noqa: E402
+
+
+def test_predict_table_gives_medians_rounds_and_ratios_to_pecos():
+    def row(method, ms, rss):
+        return {"method": method, "P@1": 0.9, "P@5": 0.7, "PSP@5": 0.6, "ms_per_1k": ms, "first_call_ms_per_1k": 2 * ms,
+                "load_s": 0.5, "peak_rss_mb": rss, "model_bytes": 2**20, "train_s": 3.0,
+                "rounds": [{"ms_per_1k": ms - 10}, {"ms_per_1k": ms}, {"ms_per_1k": ms + 5}]}
+    result = {"dataset": "d", "train_docs": 1000, "test_docs": 10, "labels": 5, "date": "x", "started_utc": "00:00",
+              "machine": "m", "load_before": 0.0, "load_after": 0.0, "rounds": 3, "calls": 5, "threads": 2,
+              "command": "c", "rows": [row("xmc", 90.0, 110.0), row("pecos", 100.0, 100.0)]}
+    text = "\n".join(bench_predict.dataset_table(result))
+    assert "| xmc | 90.00 | 70.00 | 60.00 | 90 | 80 / 90 / 95 | 0.90x | 180 | 0.50 | 110 | 1.10x | 1.0 | 3.0 |" in text
+    assert "| pecos | 90.00 | 70.00 | 60.00 | 100 | 90 / 100 / 105 | 1.00x |" in text
