@@ -50,14 +50,9 @@ METHODS = ("xmc", "pecos")  # xmc: configs/xr-linear.json (the default); PECOS: 
 
 
 def train_and_save_xmc(X_train, Y_train, X_test, *, out: str, threads: int = 2) -> dict:
-    from xmc.models.xr_linear import XRLinear, XRLinearConfig
-
-    with open(os.path.join(_ROOT, "configs", "xr-linear.json")) as f:
-        config = XRLinearConfig.from_dict(json.load(f))
-    config.n_threads = threads
-    t = time.perf_counter()
-    model = XRLinear(config).fit_matrix(peers._csr32(X_train), peers._binary_csr(Y_train), progress=False)
-    train_s = time.perf_counter() - t
+    with open(os.path.join(_ROOT, bench_xr_linear.DEFAULT_XMC_CONFIGS[0])) as f:  # configs/xr-linear.json
+        config = json.load(f)
+    model, train_s = bench_xr_linear.train_xmc(X_train, Y_train, config=config, threads=threads)
     model.save(out)
     return {"train_s": train_s, "model_bytes": peers._path_bytes(out)}
 

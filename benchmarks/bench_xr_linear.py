@@ -53,6 +53,19 @@ DEFAULT_XMC_CONFIGS = ("configs/xr-linear.json",)
 # --------------------------------------------------------------------------- xmc in a child
 
 
+def train_xmc(X_train, Y_train, *, config: dict | None = None, threads: int = 2):
+    """xmc XR-Linear trained with ``config`` (a dict for ``XRLinearConfig.from_dict``; None: every default)
+    on ``threads`` threads -> (model, seconds of ``XRLinear.fit_matrix``), as ``peers.train_pecos`` for PECOS."""
+    from xmc.models.xr_linear import XRLinear, XRLinearConfig
+
+    cfg = XRLinearConfig.from_dict(dict(config or {}))
+    cfg.n_threads = threads
+    X_train, Y = peers._csr32(X_train), peers._binary_csr(Y_train)
+    t = time.perf_counter()
+    model = XRLinear(cfg).fit_matrix(X_train, Y, progress=False)
+    return model, time.perf_counter() - t
+
+
 def fit_predict_xmc(X_train, Y_train, X_test, *, topk=10, beam=10, threads=2, **options) -> dict:
     """xmc XR-Linear with the same signature and result dict as the peers in peers.py.
 
@@ -65,10 +78,8 @@ def fit_predict_xmc(X_train, Y_train, X_test, *, topk=10, beam=10, threads=2, **
     second_fit (train once more at the end, in the same process: ``train_warm_s`` is that fit's
     time, without numba's one-time setup that the first jitted call of a process pays).
     """
-    from xmc.models.xr_linear import XRLinear, XRLinearConfig
+    from xmc.models.xr_linear import XRLinear
 
-    config = XRLinearConfig.from_dict(dict(options.get("config") or {}))
-    config.n_threads = threads
     n_lat = min(int(options.get("n_latency", peers.N_LATENCY_ROWS)), X_test.shape[0])
     lat_threads = int(options.get("latency_threads", 1))
     n_calls = int(options.get("predict_calls", peers.N_PREDICT_CALLS))
@@ -76,9 +87,7 @@ def fit_predict_xmc(X_train, Y_train, X_test, *, topk=10, beam=10, threads=2, **
     X_test = peers._csr32(X_test)
     Y = peers._binary_csr(Y_train)
 
-    t0 = time.perf_counter()
-    model = XRLinear(config).fit_matrix(X_train, Y, progress=False)
-    train_s = time.perf_counter() - t0
+    model, train_s = train_xmc(X_train, Y, config=options.get("config"), threads=threads)
     parts = {key: sum(t[key] for t in model.fit_seconds_) for key in model.fit_seconds_[0]}
 
     tmp = tempfile.mkdtemp(prefix="bench_xmc_")
@@ -99,10 +108,7 @@ def fit_predict_xmc(X_train, Y_train, X_test, *, topk=10, beam=10, threads=2, **
     warm = {}
     if options.get("second_fit"):
         del model
-        config.n_threads = threads
-        t2 = time.perf_counter()
-        XRLinear(config).fit_matrix(X_train, Y, progress=False)
-        warm["train_warm_s"] = time.perf_counter() - t2
+        warm["train_warm_s"] = train_xmc(X_train, Y, config=options.get("config"), threads=threads)[1]
     return {
         "scores": scores,
         "train_s": train_s,
