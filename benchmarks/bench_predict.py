@@ -206,6 +206,8 @@ def main(argv=None) -> None:
                     help="where each data set's JSON is kept (committed, so that --write can rebuild every table)")
     ap.add_argument("--write", action="store_true", help="rebuild the BENCHMARKS.md section from --results-dir")
     args = ap.parse_args(argv)
+    if args.rounds < 1 or args.calls < 1:
+        ap.error("--rounds and --calls must be at least 1")
     args.command = "OMP_WAIT_POLICY=PASSIVE .venv/bin/python " + " ".join(
         shlex.quote(a) for a in [os.path.relpath(os.path.abspath(sys.argv[0]), _ROOT)] + sys.argv[1:])
     os.makedirs(args.results_dir, exist_ok=True)

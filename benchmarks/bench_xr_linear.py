@@ -464,6 +464,8 @@ def main(argv=None) -> None:
                     help="keep this run's results beside (not instead of) earlier ones: DATASET-TAG.json, its own "
                          "table headed 'DATASET (TAG)' (e.g. a few configs against PECOS without rerunning every peer)")
     args = ap.parse_args(argv)
+    if args.predict_calls < 1:
+        ap.error("--predict-calls must be at least 1")
     args.peers = [p for p in args.peers.split(",") if p]
     for p in args.peers:
         if p not in peers.PEERS:
