@@ -39,7 +39,6 @@ import shlex
 import shutil
 import sys
 import tempfile
-import time
 
 import numpy as np
 import scipy.sparse as sp
@@ -62,14 +61,13 @@ def sweep_xmc(X_train, Y_train, X_test, *, thresholds, beams, threads=2, repeats
               seed=0) -> dict:
     """Train xmc once at min(thresholds) with label-tree seed ``seed``; per threshold: prune, save,
     size, reload, time each beam."""
-    from xmc.models.xr_linear import XRLinear, XRLinearConfig
+    from xmc.models.xr_linear import XRLinear
 
-    cfg = XRLinearConfig.from_dict({**(config or {}), "indexers": [{"seed": seed}]})
-    cfg.n_threads = threads
-    cfg.train.weight_threshold = min(thresholds)
-    t0 = time.perf_counter()
-    model = XRLinear(cfg).fit_matrix(peers._csr32(X_train), peers._binary_csr(Y_train), progress=False)
-    train_s = time.perf_counter() - t0
+    import bench_xr_linear
+
+    config = {**(config or {}), "indexers": [{"seed": seed}]}
+    config["train"] = {**config.get("train", {}), "weight_threshold": min(thresholds)}
+    model, train_s = bench_xr_linear.train_xmc(X_train, Y_train, config=config, threads=threads)
     X_test = peers._csr32(X_test)
     points = []
     tmp = tempfile.mkdtemp(prefix="bench_tradeoff_xmc_")
