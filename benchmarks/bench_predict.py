@@ -4,10 +4,11 @@
 
 bench_xr_linear.py times prediction inside the process that has just trained the model. A user's
 ``xmc predict`` / ``xmc serve`` process (or PECOS's ``XLinearModel.load(..., is_predict_only=True)``)
-instead loads the model fresh, and that changes the figures: on EURLEX57K PECOS's predict-only
-model predicts in ~240 ms per 1,000 documents after training in the same process but ~285 ms in a
-fresh one (a process that has trained has a grown heap: glibc's allocator then serves the large
-per-call buffers without new page faults).
+instead loads the model fresh, and that can change the figures: on one VM (2026-12-03) PECOS's
+predict-only model predicted EURLEX57K in ~240 ms per 1,000 documents after training in the same
+process but ~313 ms in a fresh one (a process that has trained has a grown heap, so glibc's
+allocator serves the large per-call buffers without new page faults); on another (2026-12-04) the
+two were 227 and 231 ms. Both protocols are kept.
 
 Here each method is trained once in its own spawned process and saved; then every round starts
 one fresh process per method (the order alternates between rounds, so neither always runs first
