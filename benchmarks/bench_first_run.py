@@ -7,7 +7,15 @@ own empty ``NUMBA_CACHE_DIR`` (the checkout's own cache is never touched):
 * ``uncompiled``: the first train + predict with an empty cache (what a plain pip install gave);
 * ``after precompile``: ``python -m xmc.precompile`` first (``make setup`` runs it), then the
   first train + predict;
-* ``cached``: train + predict again with that cache (median of ``--repeats``).
+* ``cached``: train + predict again with that cache (median of ``--repeats``);
+* ``PECOS CLI``: the peer's own commands on the same data, alternating with the cached runs
+  (``python -m pecos.xmc.xlinear.train`` / ``.predict``, defaults, top-10 like xmc's default). PECOS
+  reads CSR ``.npz`` files, not XC text: the features are written once, L2-normalised as xmc's
+  reader normalises them (``normalize_data_features``), before anything is timed. Skipped when
+  ``pecos`` is not installed.
+
+Whole commands, not ``fit`` calls: what a user waits for, imports and file parsing included (the
+in-process comparison is ``bench_xr_linear.py``).
 
 Usage (from the repository root)::
 
@@ -17,6 +25,7 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import statistics
@@ -24,6 +33,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from markdown_section import write_section  # noqa: E402
@@ -47,6 +58,33 @@ def _train_predict(work: str, env: dict[str, str], tag: str) -> tuple[float, flo
     return train, predict
 
 
+def _pecos_inputs(work: str) -> dict[str, str]:
+    """The bibtex files as PECOS's CLI reads them: CSR ``.npz``, rows L2-normalised as xmc's reader does."""
+    import scipy.sparse as sp
+    from sklearn.preprocessing import normalize
+
+    from xmc.data import read_xc_sparse
+
+    paths = {}
+    for split in ("train", "test"):
+        data = read_xc_sparse(os.path.join(DATA, f"{split}_xc.txt"))
+        paths[f"X_{split}"] = os.path.join(work, f"pecos-X-{split}.npz")
+        sp.save_npz(paths[f"X_{split}"], normalize(data.X).astype(np.float32).tocsr())
+        if split == "train":
+            paths["Y_train"] = os.path.join(work, "pecos-Y-train.npz")
+            sp.save_npz(paths["Y_train"], data.Y.astype(np.float32).tocsr())
+    return paths
+
+
+def _pecos_train_predict(work: str, env: dict[str, str], inputs: dict[str, str], tag: str) -> tuple[float, float]:
+    model, pred = os.path.join(work, f"pecos-model-{tag}"), os.path.join(work, f"pecos-pred-{tag}.npz")
+    train = _timed([sys.executable, "-m", "pecos.xmc.xlinear.train", "-x", inputs["X_train"], "-y", inputs["Y_train"],
+                    "-m", model], env)
+    predict = _timed([sys.executable, "-m", "pecos.xmc.xlinear.predict", "-x", inputs["X_test"], "-m", model,
+                      "-o", pred, "-k", "10"], env)
+    return train, predict
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=3)
@@ -64,22 +102,33 @@ def main(argv=None) -> int:
         precompile_s = _timed([sys.executable, "-m", "xmc.precompile"], warm)
         rows.append(("first run after `python -m xmc.precompile`", *_train_predict(work, warm, "first"),
                      precompile_s))
-        again = [_train_predict(work, warm, f"again{i}") for i in range(args.repeats)]
+        pecos = importlib.util.find_spec("pecos") is not None
+        inputs = _pecos_inputs(work) if pecos else {}
+        again, peer, comparison = [], [], []
+        for i in range(args.repeats):  # alternating, so both see the same machine
+            again.append(_train_predict(work, warm, f"again{i}"))
+            if pecos:
+                peer.append(_pecos_train_predict(work, warm, inputs, f"{i}"))
         rows.append((f"cached (median of {args.repeats})", statistics.median(t for t, _ in again),
                      statistics.median(p for _, p in again), None))
+        if pecos:
+            peer_train, peer_predict = statistics.median(t for t, _ in peer), statistics.median(p for _, p in peer)
+            rows.append((f"PECOS CLI, npz inputs (median of {args.repeats})", peer_train, peer_predict, None))
+            comparison = ["", f"Cached xmc against PECOS's CLI: train {rows[-2][1] / peer_train:.2f}x, predict "
+                              f"{rows[-2][2] / peer_predict:.2f}x (whole commands)."]
     lines = [
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}; load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after. "
         f"Date: {time.strftime('%Y-%m-%d')}. Command: `python benchmarks/bench_first_run.py --repeats "
-        f"{args.repeats} --write`. Each step is a fresh `xmc` process on bibtex (XC sparse), its own "
-        "`NUMBA_CACHE_DIR`.",
+        f"{args.repeats} --write`. Each step is a fresh process on bibtex (xmc: XC sparse, its own "
+        "`NUMBA_CACHE_DIR`; PECOS: its CLI on the same features as npz).",
         "",
-        "| case | xmc train (s) | xmc predict (s) | precompile (s) |",
+        "| case | train (s) | predict (s) | precompile (s) |",
         "|---|---:|---:|---:|",
     ]
     for name, train, predict, pre in rows:
         lines.append(f"| {name} | {train:.2f} | {predict:.2f} | {'' if pre is None else f'{pre:.1f}'} |")
-    body = "\n".join(lines)
+    body = "\n".join(lines + comparison)
     print(body)
     if args.write:
         write_section("first_run", body, "First run: numba compilation at set-up")
