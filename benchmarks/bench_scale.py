@@ -21,7 +21,8 @@ default config; ``bench_xr_linear.fit_predict_xmc``), PECOS is its README pipeli
 (``peers.fit_predict_pecos``: PIFA -> ``Indexer.gen`` -> ``XLinearModel.train``). Reported: train
 wall time, one batch prediction over the test set (top-10, beam 10, ``--threads`` threads, on the
 saved and reloaded model: PECOS' predict-only fast path), per-document ms, peak RSS of the process
-(Linux VmHWM, inputs included), model size on disk, P@1/P@5 (xmc.metrics), ratios to PECOS.
+(Linux VmHWM, inputs included), model size on disk, P@1/P@3/P@5 and PSP@5 (xmc.metrics; propensities of the
+training label counts), ratios to PECOS.
 
 Results are kept as JSON in ``--results-dir`` (one file per size; by default
 ``benchmarks/results/scale``, committed with the tables they make); ``--write`` rebuilds the
@@ -122,15 +123,17 @@ def fit_predict_xmc_dask(X_train, Y_train, X_test, *, topk=10, beam=10, threads=
             "worker_train_peak_rss_mb": train_peaks, "worker_peak_rss_mb": all_peaks}
 
 
-def _metrics(scores, Y_test) -> dict:
-    from xmc.metrics import precision_at_k
+def _metrics(scores, Y_test, propensities) -> dict:
+    from xmc.metrics import precision_at_k, psprecision_at_k
 
     p = precision_at_k(Y_test, scores, k=(1, 3, 5))
-    return {"P@1": p[1], "P@3": p[3], "P@5": p[5]}
+    return {"P@1": p[1], "P@3": p[3], "P@5": p[5],
+            "PSP@5": psprecision_at_k(Y_test, scores, k=5, propensities=propensities)[5]}
 
 
 def run_size(n_labels: int, args, tmpdir: str) -> dict:
     from xmc.datasets.sparse import make_sparse_problem
+    from xmc.metrics import train_propensities
 
     n_train, n_features = preset_sizes(n_labels)
     n_train = args.train_docs or n_train
@@ -152,6 +155,7 @@ def run_size(n_labels: int, args, tmpdir: str) -> dict:
     inputs = measure.save_inputs(os.path.join(tmpdir, f"scale_{n_labels}.npz"),
                                  prob.X_train, prob.Y_train, prob.X_test)
     Y_test = prob.Y_test
+    propensities = train_propensities(counts, n_train, n_labels)  # xmc.metrics' one PSP definition
     del prob  # the children load their own copy; keep the shared box's memory free
     rows = []
     xmc_scores = None
@@ -171,7 +175,7 @@ def run_size(n_labels: int, args, tmpdir: str) -> dict:
             xmc_scores = scores
         elif name == "xmc-dask" and xmc_scores is not None:
             res["scores_equal_xmc"] = bool(xmc_scores.shape == scores.shape and (xmc_scores != scores).nnz == 0)
-        res.update(_metrics(scores, Y_test))
+        res.update(_metrics(scores, Y_test, propensities))
         res["predict_ms_per_doc"] = 1000.0 * res["predict_s"] / Y_test.shape[0]
         row = {k: v for k, v in res.items() if isinstance(v, (int, float, str, bool))
                or (isinstance(v, list) and all(isinstance(x, (int, float)) for x in v))}
@@ -221,6 +225,11 @@ def _trees(row: dict) -> str:
     return f" ({row['n_trees']} trees)" if row["method"] == "xmc" and row.get("n_trees", 1) > 1 else ""
 
 
+def _pct(row: dict, metric: str) -> str:
+    """A metric in percent; "-" for results written before the metric was recorded (PSP@5: 2026-12-04)."""
+    return f"{100 * row[metric]:.2f}" if metric in row else "-"
+
+
 def size_table(result: dict) -> list[str]:
     rows = result["rows"]
     ref = next((r for r in rows if r["method"] == "pecos" and "error" not in r), None)
@@ -236,19 +245,20 @@ def size_table(result: dict) -> list[str]:
         + (" Load average {:.1f} before, {:.1f} after.".format(*result["loadavg"]) if "loadavg" in result else "")
         + _data_note(result),
         "",
-        "| method | P@1 | P@5 | train (s) | batch predict (s) | predict (ms / doc) | peak RSS (MB) | model (MB) "
-        "| train / PECOS | predict / PECOS | RSS / PECOS | model / PECOS |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| method | P@1 | P@3 | P@5 | PSP@5 | train (s) | batch predict (s) | predict (ms / doc) | peak RSS (MB) "
+        "| model (MB) | train / PECOS | predict / PECOS | RSS / PECOS | model / PECOS |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         if r["method"] == "xmc-dask":
             continue  # its own table below
         if "error" in r:
             out.append(f"| {r['method']}{' (earlier run *)' if r.get('from_run') else ''} | error: {r['error']} |"
-                       + " |" * 11)
+                       + " |" * 13)
             continue
         out.append(
-            f"| {r['method']}{_trees(r)}{' (earlier run *)' if r.get('from_run') else ''} | {100 * r['P@1']:.2f} | {100 * r['P@5']:.2f} | {r['train_s']:.1f} "
+            f"| {r['method']}{_trees(r)}{' (earlier run *)' if r.get('from_run') else ''} | {_pct(r, 'P@1')} "
+            f"| {_pct(r, 'P@3')} | {_pct(r, 'P@5')} | {_pct(r, 'PSP@5')} | {r['train_s']:.1f} "
             f"| {r['predict_s']:.2f} | {r['predict_ms_per_doc']:.3f} | {r['peak_rss_mb']:.0f} "
             f"| {r['model_bytes'] / 2**20:.1f} | {_fmt_ratio(r['train_s'], g('train_s'))} "
             f"| {_fmt_ratio(r['predict_s'], g('predict_s'))} | {_fmt_ratio(r['peak_rss_mb'], g('peak_rss_mb'))} "

@@ -37,7 +37,7 @@ an old reading"""
 
 
 def _result(labels: int) -> dict:
-    row = {"method": "xmc", "P@1": 0.875, "P@5": 0.25, "train_s": 10.0, "predict_s": 1.0, "predict_ms_per_doc": 0.1,
+    row = {"method": "xmc", "P@1": 0.875, "P@3": 0.4, "P@5": 0.25, "PSP@5": 0.3, "train_s": 10.0, "predict_s": 1.0, "predict_ms_per_doc": 0.1,
            "peak_rss_mb": 100.0, "model_bytes": 2**20}
     return {"labels": labels, "train_docs": 5, "test_docs": 2, "features": 7, "seed": 0, "idf": True,
             "generate_s": 1.0, "train_nnz_per_doc": 3.0, "labels_per_doc": 1.5, "labels_seen_in_train": 4,
@@ -57,10 +57,19 @@ def test_rerunning_one_size_keeps_the_others(tmp_path):
     body = bench_scale.render_section(str(tmp_path), "", PREVIOUS)
     assert "ten thousand: kept verbatim | 1 | 2 |" in body  # a size without a result stays
     assert "three million: the old row" not in body  # the rerun size is replaced ...
-    assert "| xmc | 87.50 | 25.00 | 10.0 |" in body  # ... by its new table
+    assert "| xmc | 87.50 | 40.00 | 25.00 | 30.00 | 10.0 |" in body  # ... by its new table
     assert body.index("### 10,000 labels") < body.index("### 3,000,000 labels") < body.index("### Distributed")
     assert "distributed: kept verbatim" in body and body.endswith("### Notes\n\nan old reading")
     assert "Machine: new box / old box," in body  # the kept tables' machine is still named
+
+
+def test_a_result_from_before_psp_shows_a_dash_not_a_number():
+    result = _result(1_000_000)
+    del result["rows"][0]["PSP@5"], result["rows"][0]["P@3"]
+    lines = bench_scale.size_table(result)
+    row = next(line for line in lines if line.startswith("| xmc "))
+    assert row.startswith("| xmc | 87.50 | - | 25.00 | - | 10.0 |")
+    assert row.count("|") == next(line for line in lines if line.startswith("| method ")).count("|")
 
 
 def test_new_notes_replace_the_old_and_no_previous_means_results_only(tmp_path):
