@@ -59,20 +59,15 @@ def _train_predict(work: str, env: dict[str, str], tag: str) -> tuple[float, flo
 
 
 def _pecos_inputs(work: str) -> dict[str, str]:
-    """The bibtex files as PECOS's CLI reads them: CSR ``.npz``, rows L2-normalised as xmc's reader does."""
+    """bibtex as PECOS's CLI reads it: CSR float32 ``.npz`` files, rows L2-normalised as xmc's reader
+    normalises them (``try_peers.load_bibtex``, the same matrices every in-process peer run gets)."""
     import scipy.sparse as sp
-    from sklearn.preprocessing import normalize
+    from try_peers import load_bibtex
 
-    from xmc.data import read_xc_sparse
-
-    paths = {}
-    for split in ("train", "test"):
-        data = read_xc_sparse(os.path.join(DATA, f"{split}_xc.txt"))
-        paths[f"X_{split}"] = os.path.join(work, f"pecos-X-{split}.npz")
-        sp.save_npz(paths[f"X_{split}"], normalize(data.X).astype(np.float32).tocsr())
-        if split == "train":
-            paths["Y_train"] = os.path.join(work, "pecos-Y-train.npz")
-            sp.save_npz(paths["Y_train"], data.Y.astype(np.float32).tocsr())
+    X_train, Y_train, X_test, _ = load_bibtex(normalize=True)
+    paths = {name: os.path.join(work, f"pecos-{name}.npz") for name in ("X_train", "Y_train", "X_test")}
+    for name, matrix in zip(paths, (X_train, Y_train, X_test)):
+        sp.save_npz(paths[name], sp.csr_matrix(matrix, dtype=np.float32))
     return paths
 
 
@@ -109,13 +104,13 @@ def main(argv=None) -> int:
             again.append(_train_predict(work, warm, f"again{i}"))
             if pecos:
                 peer.append(_pecos_train_predict(work, warm, inputs, f"{i}"))
-        rows.append((f"cached (median of {args.repeats})", statistics.median(t for t, _ in again),
-                     statistics.median(p for _, p in again), None))
+        cached_train, cached_predict = statistics.median(t for t, _ in again), statistics.median(p for _, p in again)
+        rows.append((f"cached (median of {args.repeats})", cached_train, cached_predict, None))
         if pecos:
             peer_train, peer_predict = statistics.median(t for t, _ in peer), statistics.median(p for _, p in peer)
             rows.append((f"PECOS CLI, npz inputs (median of {args.repeats})", peer_train, peer_predict, None))
-            comparison = ["", f"Cached xmc against PECOS's CLI: train {rows[-2][1] / peer_train:.2f}x, predict "
-                              f"{rows[-2][2] / peer_predict:.2f}x (whole commands)."]
+            comparison = ["", f"Cached xmc against PECOS's CLI: train {cached_train / peer_train:.2f}x, predict "
+                              f"{cached_predict / peer_predict:.2f}x (whole commands)."]
     lines = [
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}; load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after. "

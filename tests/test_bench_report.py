@@ -37,8 +37,8 @@ an old reading"""
 
 
 def _result(labels: int) -> dict:
-    row = {"method": "xmc", "P@1": 0.875, "P@3": 0.4, "P@5": 0.25, "PSP@5": 0.3, "train_s": 10.0, "predict_s": 1.0, "predict_ms_per_doc": 0.1,
-           "peak_rss_mb": 100.0, "model_bytes": 2**20}
+    row = {"method": "xmc", "P@1": 0.875, "P@3": 0.4, "P@5": 0.25, "PSP@5": 0.3, "train_s": 10.0, "predict_s": 1.0,
+           "predict_ms_per_doc": 0.1, "peak_rss_mb": 100.0, "model_bytes": 2**20}
     return {"labels": labels, "train_docs": 5, "test_docs": 2, "features": 7, "seed": 0, "idf": True,
             "generate_s": 1.0, "train_nnz_per_doc": 3.0, "labels_per_doc": 1.5, "labels_seen_in_train": 4,
             "labels_le5_docs": 0.5, "date": "2026-12-03", "machine": "new box", "command": "cmd", "rows": [row]}
