@@ -104,9 +104,11 @@ def zero_shot_recall(model, test, label_texts, k: int = 10) -> float | None:
         E_t = torch.from_numpy(enc.encode(test.subset(docs).input_texts(model.config.text_fields), progress=False))
         tokens = enc.tokenizer(list(label_texts), truncation=True, max_length=32, return_attention_mask=False,
                                return_token_type_ids=False)["input_ids"]
+        device = next(net.parameters()).device  # the batches go where the network is (CUDA on a GPU run)
         E_l = []
         for s in range(0, len(tokens), 256):
-            E_l.append(net.label_features(**enc.collate(tokens[s:s + 256])))
+            batch = {name: t.to(device) for name, t in enc.collate(tokens[s:s + 256]).items()}
+            E_l.append(net.label_features(**batch).float().cpu())
         E_l = torch.cat(E_l)
         sims = torch.nn.functional.normalize(E_t, dim=1) @ torch.nn.functional.normalize(E_l, dim=1).T
         top = torch.topk(sims, k, dim=1).indices.numpy()
