@@ -267,7 +267,10 @@ def test_load_rejects_another_kind_of_model(tmp_path):
 @pytest.mark.parametrize("post,size", [
     *((post, size) for size in [(23, 5, 3), (600, 200, 2)] for post in ["l3-hinge", "sigmoid", "noop"]),
     ("l3-hinge", (70_010, 70_000, 3)),  # 32-bit parent ids: one more compiled signature, so one case
-], ids=[f"{g}-{p}" for g in ["few-groups", "many-groups"] for p in ["l3-hinge", "sigmoid", "noop"]] + ["32-bit-parents"])
+    ("noop", (900, 300, 2)),  # 300 parents: 16-bit parent ids (8-bit up to 256 parents)
+    ("l3-hinge", (600, 2, 2)),  # parents of ~300 children: 16-bit child positions (8-bit elsewhere)
+], ids=[f"{g}-{p}" for g in ["few-groups", "many-groups"] for p in ["l3-hinge", "sigmoid", "noop"]]
+    + ["32-bit-parents", "16-bit-parents", "16-bit-children"])
 def test_beam_step_matches_dense_scoring(post, size, per_entry):
     """One beam step equals dense scoring of the beam's children, with uneven, non-contiguous
     children per parent, -1 padded beams and a mask, with the weights stored by (feature, parent)
@@ -303,7 +306,8 @@ def test_beam_step_matches_dense_scoring(post, size, per_entry):
     auto = LayerWeights.build(W, C)  # per entry where groups average under 1.5 weights
     n_groups = len((LayerWeights.build(W, C, per_entry=False) if per_entry else layer).group_parent)
     assert (len(auto.group_start) == 0) == (2 * W.nnz < 3 * n_groups)
-    assert layer.group_parent.dtype == (np.uint32 if n_parents > 1 << 16 else np.uint16)
+    assert layer.group_parent.dtype == (np.uint8 if n_parents <= 256 else np.uint16 if n_parents <= 1 << 16 else np.uint32)
+    assert layer.entry_child.dtype == (np.uint8 if np.bincount(parent_of).max() <= 256 else np.uint16)
     back = layer.csc(W.shape)
     W.sort_indices()
     assert back.has_sorted_indices and np.array_equal(back.indptr, W.indptr)

@@ -22,8 +22,8 @@ POST_PROCESSORS = {"l3-hinge": 0, "sigmoid": 1, "noop": 2}
 # What the beam kernel reads: a loaded layer with other dtypes is refused (LayerWeights.check).
 _DTYPES = {
     "feat_groups": (np.dtype(np.uint32), np.dtype(np.int64)), "group_start": (np.dtype(np.uint32), np.dtype(np.uint64)),
-    "group_parent": (np.dtype(np.uint16), np.dtype(np.uint32)),
-    "entry_child": (np.dtype(np.uint16), np.dtype(np.uint32)), "entry_value": (np.dtype(np.float32),),
+    "group_parent": (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.uint32)),
+    "entry_child": (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.uint32)), "entry_value": (np.dtype(np.float32),),
     "child_indptr": (np.dtype(np.int64),), "child_ids": (np.dtype(np.int64),),
 }
 
@@ -50,8 +50,8 @@ class LayerWeights:
 
     feat_groups: np.ndarray  # (d + 2,) uint32 / int64: feature f's groups are feat_groups[f]:feat_groups[f + 1]
     group_start: np.ndarray  # (G + 1,) unsigned: group g's entries are group_start[g]:group_start[g + 1]; or (0,): per entry
-    group_parent: np.ndarray  # (G,) uint16 / uint32: group g's parent cluster (G = nnz per entry)
-    entry_child: np.ndarray  # (nnz,) uint16 / uint32: the child's position among its parent's children
+    group_parent: np.ndarray  # (G,) uint8 / uint16 / uint32: group g's parent cluster (G = nnz per entry)
+    entry_child: np.ndarray  # (nnz,) uint8 / uint16 / uint32: the child's position among its parent's children
     entry_value: np.ndarray  # (nnz,) float32
     child_indptr: np.ndarray  # (P + 1,) int64: parent p's children are child_ids[child_indptr[p]:...]
     child_ids: np.ndarray  # (K,) int64
@@ -65,8 +65,12 @@ class LayerWeights:
         C = sp.csc_matrix(C)
         widest = int(np.diff(C.indptr).max(initial=0))
         w_indptr, c_indptr, c_ids = W.indptr.astype(np.int64), C.indptr.astype(np.int64), C.indices.astype(np.int64)
-        child_type = np.uint16 if widest <= 1 << 16 else np.uint32
-        parent_type = np.uint16 if C.shape[1] <= 1 << 16 else np.uint32
+        # One byte per child position wherever a parent has at most 256 children (every layer of
+        # the default trees: branching 16, leaves of at most 100 labels), and per parent id up to 256
+        # parents (up to ~25k labels): PECOS's CSC spends 4 bytes on a row index per weight, and
+        # these narrow ids are what put xmc's bytes per weight under PECOS's.
+        child_type = np.uint8 if widest <= 1 << 8 else np.uint16 if widest <= 1 << 16 else np.uint32
+        parent_type = np.uint8 if C.shape[1] <= 1 << 8 else np.uint16 if C.shape[1] <= 1 << 16 else np.uint32
         index_type = np.uint32 if W.nnz < 1 << 32 else np.uint64
         mode = -1 if per_entry is None else int(bool(per_entry))
         feat_groups, group_start, group_parent, entry_child, entry_value = _group_by_feature(
