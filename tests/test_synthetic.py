@@ -96,3 +96,10 @@ def test_titles_and_label_texts_carry_the_label_words(tail_corpus):
     for i in range(len(ds)):
         first = ds.labels.names[ds.Y.indices[ds.Y.indptr[i]:ds.Y.indptr[i + 1]].min()]
         assert ds.titles[i].startswith(first + " ")
+
+
+def test_too_many_labels_for_the_vocabulary_is_one_clear_error():
+    """700 labels x 6 words need more distinct words than three syllables make: a ValueError that
+    says so, not an IndexError from deep inside the generator."""
+    with pytest.raises(ValueError, match="700 labels x 6 words per label need 4,200 distinct words"):
+        make_corpus(n_train=10, n_test=5, n_labels=700)

@@ -57,6 +57,12 @@ def make_corpus(
     """
     rng = np.random.default_rng(seed)
     vocab = sorted({_word(rng, 3) for _ in range(noise_words + n_labels * words_per_label * 2)})
+    if len(vocab) <= n_labels * words_per_label:
+        # Three of 16 syllables make 4,096 distinct words: enough for the demo's few hundred labels.
+        raise ValueError(f"make_corpus: {n_labels} labels x {words_per_label} words per label need "
+                         f"{n_labels * words_per_label:,} distinct words and a background, but only {len(vocab):,} "
+                         "were drawn (at most 4,096 exist); lower n_labels or words_per_label "
+                         "(xmc.datasets.sparse generates large label spaces)")
     vocab = list(rng.permutation(vocab))
     label_words = [vocab[i * words_per_label:(i + 1) * words_per_label] for i in range(n_labels)]
     background = vocab[n_labels * words_per_label:]
