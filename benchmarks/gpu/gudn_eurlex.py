@@ -81,6 +81,9 @@ def parse(argv):
     p.add_argument("--b", type=int, default=10)
     p.add_argument("--label-source", choices=("names", "eurovoc"), default="eurovoc")
     p.add_argument("--deadline-s", type=float, default=540.0, help="device: start no row that would end later")
+    p.add_argument("--rows", type=lambda v: [r for r in v.split(",") if r], default=None,
+                   help=f"device: run only these rows (comma-separated, of {', '.join(ROWS)}); report: the records of "
+                        "several device runs can be appended into one gudn.jsonl, the latest record of a row counts")
     p.add_argument("--model-path", help="encoder directory (default: packaged all-MiniLM-L6-v2)")
     p.add_argument("--best-xr-config", default=os.path.join(REPO, "configs", "xr-linear-accurate.json"))
     p.add_argument("--device", default="auto")
@@ -88,6 +91,8 @@ def parse(argv):
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--write", action="store_true")
     args = p.parse_args(argv)
+    if args.rows is not None and (not args.rows or set(args.rows) - set(ROWS)):
+        p.error(f"--rows: expected a comma-separated subset of {', '.join(ROWS)}, got {','.join(args.rows) or 'none'}")
     if args.smoke or args.step == "smoke":
         args.smoke = True
         args.train_docs, args.dev_docs, args.test_docs = 120, 30, 60
@@ -189,7 +194,7 @@ def device(args) -> int:
     gpu = common.gpu_name()
     common.append_jsonl(log, {"pretrained_E_t_cos": bg.pretrained_cosine(ns, test), "gpu": gpu})
     per_unit = None  # seconds of the last row per (document x epoch x guide factor)
-    for row in plan["rows"]:
+    for row in [r for r in plan["rows"] if args.rows is None or r in args.rows]:
         factor = 1 if row == "lightxml" else 2
         need = (per_unit or 0) * len(train) * plan["epochs"] * factor
         left = args.deadline_s - (time.perf_counter() - started)
@@ -217,8 +222,9 @@ def report(args) -> str:
     counts, n_full, train, dev, test, texts = load_bundle(args.bundle, plan)
     propensities = train_propensities(counts, n_full)
     results = {r["row"]: {k: v for k, v in r.items() if k != "row"} for r in recs if "report" in r}
-    skipped = [f"{r['row']} ({r['skipped']})" for r in recs if "skipped" in r]
-    done = next((r for r in recs if r.get("done")), None)
+    skipped = [f"{r['row']} ({r['skipped']})" for r in recs if "skipped" in r and r["row"] not in results]
+    runs = [r for r in recs if r.get("done")]
+    done = {"seconds": sum(r["seconds"] for r in runs)} if runs else None
     pre = next((r for r in recs if "pretrained_E_t_cos" in r), {})
     gpu = pre.get("gpu", "?")
     cfg = XRLinearConfig.from_json(args.best_xr_config) if not args.smoke else XRLinearConfig()
@@ -229,7 +235,8 @@ def report(args) -> str:
     xr_report = evaluate(test.Y[:, :L], xr.predict(test, topk=5), ks=(1, 3, 5), propensities=propensities)
     xr_name = os.path.basename(args.best_xr_config) if not args.smoke else "default config"
     ns = bench_args(args, args.bundle, None)
-    wall = f"{done['seconds']:.0f} s" if done else "did not finish (cut short; the rows below are those it wrote)"
+    wall = ((f"{done['seconds']:.0f} s" + (f" in {len(runs)} device runs" if len(runs) > 1 else "")) if done
+            else "did not finish (cut short; the rows below are those it wrote)")
     parts = [("**Smoke scale (CPU, random tiny BERT): not a result.** " if args.smoke else "")
              + f"{environment_line()} (report). The device command ran on **{gpu}**: {wall}.",
              f"Budget: {plan['train']:,} training documents (seeded subset of {n_full:,}), {plan['dev']:,} dev "
