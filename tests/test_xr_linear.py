@@ -306,7 +306,8 @@ def test_beam_step_matches_dense_scoring(post, size, per_entry):
     auto = LayerWeights.build(W, C)  # per entry where groups average under 1.5 weights
     n_groups = len((LayerWeights.build(W, C, per_entry=False) if per_entry else layer).group_parent)
     assert (len(auto.group_start) == 0) == (2 * W.nnz < 3 * n_groups)
-    assert layer.group_parent.dtype == (np.uint8 if n_parents <= 256 else np.uint16 if n_parents <= 1 << 16 else np.uint32)
+    assert layer.group_parent.dtype == (np.uint8 if n_parents <= 256 else
+                                        np.uint16 if n_parents <= 1 << 16 else np.uint32)
     assert layer.entry_child.dtype == (np.uint8 if np.bincount(parent_of).max() <= 256 else np.uint16)
     back = layer.csc(W.shape)
     W.sort_indices()

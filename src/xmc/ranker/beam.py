@@ -23,7 +23,8 @@ POST_PROCESSORS = {"l3-hinge": 0, "sigmoid": 1, "noop": 2}
 _DTYPES = {
     "feat_groups": (np.dtype(np.uint32), np.dtype(np.int64)), "group_start": (np.dtype(np.uint32), np.dtype(np.uint64)),
     "group_parent": (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.uint32)),
-    "entry_child": (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.uint32)), "entry_value": (np.dtype(np.float32),),
+    "entry_child": (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.uint32)),
+    "entry_value": (np.dtype(np.float32),),
     "child_indptr": (np.dtype(np.int64),), "child_ids": (np.dtype(np.int64),),
 }
 
