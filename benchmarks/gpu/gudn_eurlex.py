@@ -224,7 +224,6 @@ def report(args) -> str:
     results = {r["row"]: {k: v for k, v in r.items() if k != "row"} for r in recs if "report" in r}
     skipped = [f"{r['row']} ({r['skipped']})" for r in recs if "skipped" in r and r["row"] not in results]
     runs = [r for r in recs if r.get("done")]
-    done = {"seconds": sum(r["seconds"] for r in runs)} if runs else None
     pre = next((r for r in recs if "pretrained_E_t_cos" in r), {})
     gpu = pre.get("gpu", "?")
     cfg = XRLinearConfig.from_json(args.best_xr_config) if not args.smoke else XRLinearConfig()
@@ -235,8 +234,8 @@ def report(args) -> str:
     xr_report = evaluate(test.Y[:, :L], xr.predict(test, topk=5), ks=(1, 3, 5), propensities=propensities)
     xr_name = os.path.basename(args.best_xr_config) if not args.smoke else "default config"
     ns = bench_args(args, args.bundle, None)
-    wall = ((f"{done['seconds']:.0f} s" + (f" in {len(runs)} device runs" if len(runs) > 1 else "")) if done
-            else "did not finish (cut short; the rows below are those it wrote)")
+    wall = (f"{sum(r['seconds'] for r in runs):.0f} s" + (f" in {len(runs)} device runs" if len(runs) > 1 else "")
+            if runs else "did not finish (cut short; the rows below are those it wrote)")
     parts = [("**Smoke scale (CPU, random tiny BERT): not a result.** " if args.smoke else "")
              + f"{environment_line()} (report). The device command ran on **{gpu}**: {wall}.",
              f"Budget: {plan['train']:,} training documents (seeded subset of {n_full:,}), {plan['dev']:,} dev "

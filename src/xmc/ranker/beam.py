@@ -66,12 +66,11 @@ class LayerWeights:
         C = sp.csc_matrix(C)
         widest = int(np.diff(C.indptr).max(initial=0))
         w_indptr, c_indptr, c_ids = W.indptr.astype(np.int64), C.indptr.astype(np.int64), C.indices.astype(np.int64)
-        # One byte per child position wherever a parent has at most 256 children (every layer of
-        # the default trees: branching 16, leaves of at most 100 labels), and per parent id up to 256
-        # parents (up to ~25k labels): PECOS's CSC spends 4 bytes on a row index per weight, and
-        # these narrow ids are what put xmc's bytes per weight under PECOS's.
-        child_type = np.uint8 if widest <= 1 << 8 else np.uint16 if widest <= 1 << 16 else np.uint32
-        parent_type = np.uint8 if C.shape[1] <= 1 << 8 else np.uint16 if C.shape[1] <= 1 << 16 else np.uint32
+        # The narrowest unsigned type for ids 0..n-1: one byte per child position wherever a parent
+        # has at most 256 children (every layer of the default trees: branching 16, leaves of at most
+        # 100 labels), and per parent id up to 256 parents (up to ~25k labels). PECOS's CSC spends 4
+        # bytes on a row index per weight; these narrow ids put xmc's bytes per weight under PECOS's.
+        child_type, parent_type = (np.min_scalar_type(max(n - 1, 0)) for n in (widest, C.shape[1]))
         index_type = np.uint32 if W.nnz < 1 << 32 else np.uint64
         mode = -1 if per_entry is None else int(bool(per_entry))
         feat_groups, group_start, group_parent, entry_child, entry_value = _group_by_feature(
