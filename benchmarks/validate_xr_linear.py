@@ -137,9 +137,13 @@ def _pecos_fit_predict(Xtr, Ytr, threads: int):
 
 
 def run_variant(name: str, X, Y, valid_fraction: float, seed: int, threads: int, folds: int = 0,
-                dataset: str = "eurlex57k") -> list[dict]:
+                dataset: str = "eurlex57k", weight_dtypes: tuple[str, ...] = ("float32",)) -> list[dict]:
+    """Rows per (prediction variant, weight dtype): each trained xmc model is also scored with its
+    weights stored as each of ``weight_dtypes`` (``XRLinear.pruned(weight_dtype=...)``, equal to
+    training with that ``train.weight_dtype`` under tfn negatives; PECOS rows: float32 only)."""
     from xmc.metrics import evaluate, train_propensities
     from xmc.models.xr_linear import XRLinear, XRLinearConfig
+    from xmc.ranker.beam import VALUE_TYPES
 
     if name == PECOS_VARIANT:
         description = "PECOS defaults (libpecos: PIFA, Indexer.gen, XLinearModel.train)"
@@ -149,8 +153,11 @@ def run_variant(name: str, X, Y, valid_fraction: float, seed: int, threads: int,
         description, overrides = VARIANTS[name]
         config = XRLinearConfig.from_dict(apply_overrides(apply_overrides(base, _ONE_TREE_EACH), overrides))
         config.n_threads = threads
+        config.train.weight_dtype = min(weight_dtypes, key=list(VALUE_TYPES).index)  # trained widest, then narrowed
     keys = ("P@1", "P@3", "P@5", "PSP@5")
-    sums = {pname: dict.fromkeys(keys, 0.0) for pname in PREDICT_VARIANTS}
+    if name == PECOS_VARIANT:
+        weight_dtypes = ("float32",)
+    sums = {(pname, dt): dict.fromkeys(keys, 0.0) for pname in PREDICT_VARIANTS for dt in weight_dtypes}
     train_s = 0.0
     parts = splits(X.shape[0], valid_fraction, folds, seed)
     for train_rows, valid_rows in parts:
@@ -158,19 +165,21 @@ def run_variant(name: str, X, Y, valid_fraction: float, seed: int, threads: int,
         t0 = time.perf_counter()
         if name == PECOS_VARIANT:
             predict, levels = _pecos_fit_predict(Xtr, Ytr, threads)
+            predicts = {"float32": predict}
         else:
             model = XRLinear(config).fit_matrix(Xtr, Ytr, progress=False)
-            predict, levels = model.predict, model.trees_[0].chain.level_sizes
+            levels = model.trees_[0].chain.level_sizes
+            predicts = {dt: model.pruned(weight_dtype=dt).predict for dt in weight_dtypes}
         train_s += (time.perf_counter() - t0) / len(parts)
         propensities = train_propensities(np.asarray(Ytr.sum(axis=0)).ravel(), n_docs=Ytr.shape[0])
-        for pname, kwargs in PREDICT_VARIANTS.items():
-            report = evaluate(Yva, predict(Xva, topk=10, **kwargs), propensities=propensities)
+        for (pname, dt), sum_ in sums.items():
+            report = evaluate(Yva, predicts[dt](Xva, topk=10, **PREDICT_VARIANTS[pname]), propensities=propensities)
             for k in keys:
-                sums[pname][k] += report[k] / len(parts)
+                sum_[k] += report[k] / len(parts)
     return [{
-        "variant": name, "description": description, "predict": pname, "dataset": dataset,
-        "folds": max(folds, 1), "levels": levels, "train_s": train_s, "threads": threads, **sums[pname],
-    } for pname in PREDICT_VARIANTS]
+        "variant": name, "description": description, "predict": pname, "weight_dtype": dt, "dataset": dataset,
+        "folds": max(folds, 1), "levels": levels, "train_s": train_s, "threads": threads, **sum_,
+    } for (pname, dt), sum_ in sums.items()]
 
 
 def table(rows: list[dict]) -> str:
@@ -178,7 +187,8 @@ def table(rows: list[dict]) -> str:
              "|---|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         data = f"{r.get('dataset', 'eurlex57k')} ({r.get('folds', 1)})"
-        lines.append(f"| {data} | {r['variant']}: {r['description']} | {r['predict']} | {r['P@1']:.4f} | {r['P@3']:.4f} | "
+        predict = r["predict"] + (f", {r['weight_dtype']}" if r.get("weight_dtype", "float32") != "float32" else "")
+        lines.append(f"| {data} | {r['variant']}: {r['description']} | {predict} | {r['P@1']:.4f} | {r['P@3']:.4f} | "
                      f"{r['P@5']:.4f} | {r['PSP@5']:.4f} | {r['train_s']:.0f} ({r['threads']} thr.) |")
     return "\n".join(lines)
 
@@ -194,6 +204,8 @@ def main(argv=None) -> None:
     ap.add_argument("--max-train-docs", type=int, default=0,
                     help="use only the first N training documents (how a setting depends on the data size)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--weight-dtypes", default="float32",
+                    help="score each trained xmc model with its weights stored as each of these (e.g. float32,int16,int8)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), "xmc_peer_cache"))
     ap.add_argument("--json", default=None, help="append result rows here (JSON lines)")
@@ -212,7 +224,8 @@ def main(argv=None) -> None:
         if name not in VARIANTS and name != PECOS_VARIANT:
             raise SystemExit(f"unknown variant {name!r}; choose from {sorted(VARIANTS)}")
         rows = run_variant(name, sp.csr_matrix(X, dtype=np.float32), sp.csr_matrix(Y), args.valid_fraction, args.seed,
-                           args.threads, folds=args.folds, dataset=dataset)
+                           args.threads, folds=args.folds, dataset=dataset,
+                           weight_dtypes=tuple(args.weight_dtypes.split(",")))
         print(table(rows), flush=True)
         if args.json:
             with open(args.json, "a") as f:

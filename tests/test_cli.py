@@ -511,22 +511,27 @@ def test_subprocess_closed_stdout_gives_no_traceback():
 
 
 def test_prune_writes_a_smaller_model_equal_to_training_at_that_threshold(trained, capsys):
+    """A float32 model pruned to a threshold and rounded to int8 is the default (int8) model trained
+    at that threshold."""
     root = trained
-    rc, out, _ = run_cli(capsys, "prune", "--model", root / "model", "--weight-threshold", "0.3",
-                         "--out", root / "pruned")
-    assert rc == 0 and "weights kept (|w| > 0.3)" in out
-    cfg = dict(CONFIG, train={"weight_threshold": 0.3})
-    (root / "cfg03.json").write_text(json.dumps(cfg))
-    run_quiet("train", "--model", "xr-linear", "--train", root / "train.jsonl", "--out", root / "model03",
-              "--config", root / "cfg03.json")
+    for name, train in (("model32", {"weight_dtype": "float32"}), ("model03", {"weight_threshold": 0.3})):
+        (root / f"cfg-{name}.json").write_text(json.dumps(dict(CONFIG, train=train)))
+        run_quiet("train", "--model", "xr-linear", "--train", root / "train.jsonl", "--out", root / name,
+                  "--config", root / f"cfg-{name}.json")
+    rc, out, _ = run_cli(capsys, "prune", "--model", root / "model32", "--weight-threshold", "0.3",
+                         "--weight-dtype", "int8", "--out", root / "pruned")
+    assert rc == 0 and "weights kept (|w| > 0.3), stored as int8" in out
     pruned, direct = load_model(root / "pruned"), load_model(root / "model03")
     assert pruned.config == direct.config
     texts = read_dataset(root / "test.jsonl")
     assert (pruned.predict(texts) != direct.predict(texts)).nnz == 0
     assert sum(W.nnz for W in pruned.trees_[0].weights) < sum(W.nnz for W in load_model(root / "model").trees_[0].weights)
-    # Below the trained threshold, onto an existing model, or on another kind: one line each.
+    # Below the trained threshold, to wider weights, with nothing to do, onto an existing model: one line each.
     assert_error_line(capsys, ["prune", "--model", root / "pruned", "--weight-threshold", "0.05", "--out",
                                root / "p2"], "below the 0.3")
+    assert_error_line(capsys, ["prune", "--model", root / "pruned", "--weight-dtype", "float32", "--out",
+                               root / "p2"], "wider than the model's int8")
+    assert_error_line(capsys, ["prune", "--model", root / "pruned", "--out", root / "p2"], "--weight-dtype")
     assert_error_line(capsys, ["prune", "--model", root / "model", "--weight-threshold", "0.3", "--out",
                                root / "pruned"], "pruned")
     assert not (root / "p2").exists()

@@ -334,6 +334,87 @@ def test_beam_step_matches_dense_scoring(post, size, per_entry):
         assert np.all(scores[r][len(kept):] == -np.inf)
 
 
+def test_integer_weights_by_hand():
+    """Each child's weights become integers in units of max |w| / 127 (int8) or / 32767 (int16);
+    weights that round to 0 are dropped; an empty column keeps scale 1."""
+    from xmc.ranker.beam import LayerWeights
+
+    W = sp.csc_matrix(np.array([[0.5, 0.0, 0.0], [-1.0, 2.0, 0.0], [0.26, 0.0, 0.0], [0.003, 0.0, 0.0]],
+                               dtype=np.float32))
+    C = sp.csc_matrix(np.ones((3, 1)))
+    layer = LayerWeights.build(W, C, value_type="int8")
+    assert layer.entry_value.dtype == np.int8
+    np.testing.assert_array_equal(layer.child_scale, np.float32([1 / 127, 2 / 127, 1]))
+    # 0.5 * 127 = 63.5 rounds to even 64; 0.26 * 127 = 33.02; 0.003 * 127 = 0.38 rounds to 0
+    expected = np.float32([[64 / 127, 0, 0], [-1, 2, 0], [33 / 127, 0, 0], [0, 0, 0]])
+    np.testing.assert_allclose(layer.csc(W.shape).toarray(), expected, rtol=1e-6)
+    assert layer.csc(W.shape).nnz == 4
+    wide = LayerWeights.build(W, C, value_type="int16")
+    assert np.abs(wide.csc(W.shape).toarray() - W.toarray()).max() <= 2 / 32767 / 2 + 1e-9
+
+
+@pytest.mark.parametrize("value_type", ["int16", "int8"])
+def test_beam_step_with_integer_weights_scores_the_rounded_weights(value_type):
+    """With integer weights the kernel's scores are the dense scores of the rounded weights (what
+    :meth:`LayerWeights.csc` returns), and each rounded weight is within half a step of the trained one."""
+    from xmc.ranker.beam import POST_PROCESSORS, LayerWeights, beam_step
+
+    rng = np.random.default_rng(0)
+    n, d, n_children, n_parents, b = 20, 40, 120, 30, 3
+    X = sp.random(n, d, density=0.3, format="csr", dtype=np.float32, random_state=1)
+    X.sort_indices()
+    W = sp.random(d + 1, n_children, density=0.4, format="csc", dtype=np.float32, random_state=2)
+    W.data -= 0.5
+    parent_of = rng.permutation(np.r_[np.arange(n_parents), rng.integers(0, n_parents, n_children - n_parents)])
+    C = sp.csc_matrix((np.ones(n_children), (np.arange(n_children), parent_of)), shape=(n_children, n_parents))
+    layer = LayerWeights.build(W, C, value_type=value_type)
+    rounded = layer.csc(W.shape)
+    step = np.abs(W).max(axis=0).toarray().ravel() / np.iinfo(value_type).max
+    assert (np.abs((rounded - W).toarray()) <= step / 2 + 1e-7).all()  # + float32 rounding of q * scale
+    parent_ids = np.stack([rng.choice(n_parents, b, replace=False) for _ in range(n)])
+    ids, scores = beam_step(X.indptr.astype(np.int64), X.indices.astype(np.uint32), X.data, d, 1.0,
+                            *layer.arrays(), parent_ids, np.ones((n, b), dtype=np.float32),
+                            np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), False,
+                            5, POST_PROCESSORS["noop"], 2)
+    raw = (sp.hstack([X, np.ones((n, 1), dtype=np.float32)]) @ rounded).toarray()
+    for r in range(n):
+        candidates = np.flatnonzero(np.isin(parent_of, parent_ids[r]))
+        best = candidates[np.argsort(-raw[r, candidates], kind="stable")][:5]
+        np.testing.assert_allclose(scores[r], raw[r, best], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(raw[r, ids[r]], raw[r, best], rtol=1e-5, atol=1e-6)
+
+
+def test_integer_weights_save_load_and_narrowing_a_trained_model(tmp_path, corpus):
+    """Training with int8 weights equals rounding the float32 model afterwards (tfn negatives); the
+    int8 model saves and loads with its dtype and predictions; widening is refused; a directory
+    written before the scales existed loads as float32."""
+    def model_with(**train):
+        return XRLinear(XRLinearConfig.from_dict({
+            "features": {"min_df": 1}, "indexers": [{"branching": 2, "max_leaf_size": 10}],
+            "train": {"weight_threshold": 0.05, **train}})).fit(corpus.train, progress=False)
+
+    full, small = model_with(weight_dtype="float32"), model_with(weight_dtype="int8")
+    narrowed = full.pruned(weight_dtype="int8")
+    assert narrowed.config.train.weight_dtype == "int8" and full.trees_[0].weight_dtype == "float32"
+    for Wn, Ws in zip(narrowed.trees_[0].weights, small.trees_[0].weights):
+        assert (Wn != Ws).nnz == 0
+    expected = small.predict(corpus.test)
+    assert (narrowed.predict(corpus.test) != expected).nnz == 0
+    small.save(tmp_path / "int8")
+    loaded = XRLinear.load(tmp_path / "int8")
+    assert loaded.trees_[0].weight_dtype == "int8" and loaded.config.train.weight_dtype == "int8"
+    assert (loaded.predict(corpus.test) != expected).nnz == 0
+    assert np.load(tmp_path / "int8" / "tree-0" / "layer-1" / "entry_value.npy").dtype == np.int8
+    with pytest.raises(ConfigError, match="wider than the model's int8"):
+        loaded.pruned(weight_dtype="float32")
+    full.save(tmp_path / "old")
+    for layer in (tmp_path / "old" / "tree-0").glob("layer-*"):
+        (layer / "child_scale.npy").unlink()
+    old = XRLinear.load(tmp_path / "old")
+    assert old.config.train.weight_dtype == "float32"
+    assert (old.predict(corpus.test) != full.predict(corpus.test)).nnz == 0
+
+
 def test_shipped_xr_linear_configs_load():
     """Every configs/xr-linear*.json is a valid config (a renamed key would fail here, not in a benchmark)."""
     from pathlib import Path
@@ -343,6 +424,8 @@ def test_shipped_xr_linear_configs_load():
     for path in paths:
         config = XRLinearConfig.from_json(path)
         assert config.indexers, path
+    # The benchmarks train configs/xr-linear.json as "the default": it must be what XRLinearConfig() is.
+    assert XRLinearConfig.from_json(paths[0].with_name("xr-linear.json")) == XRLinearConfig()
 
 
 @pytest.mark.parametrize("normalize", [True, False])
@@ -422,7 +505,7 @@ def test_saved_layers_hold_each_weight_once(tmp_path, tfidf_problem):
     for i, W in enumerate(trained):
         files = sorted(p.name for p in (tmp_path / "m" / f"layer-{i}").iterdir())
         assert files == sorted(f"{name}.npy" for name in ("feat_groups", "group_start", "group_parent", "entry_child",
-                                                         "entry_value", "child_indptr", "child_ids"))
+                                                         "entry_value", "child_indptr", "child_ids", "child_scale"))
         assert len(np.load(tmp_path / "m" / f"layer-{i}" / "entry_value.npy")) == W.nnz
     for W, V in zip(trained, HierarchicalLinear.load(tmp_path / "m").weights):
         assert (W != V).nnz == 0 and np.array_equal(W.indices, V.indices) and np.array_equal(W.data, V.data)
@@ -457,19 +540,23 @@ def test_concurrent_predictions_from_python_threads_equal_sequential_ones(corpus
     assert all((r != expected).nnz == 0 for r in results)
 
 
-def test_pruning_a_model_equals_training_it_at_that_threshold(corpus):
-    def model_at(threshold):
+@pytest.mark.parametrize("weight_dtype", ["float32", "int8"])
+def test_pruning_a_float32_model_equals_training_it_at_that_threshold(corpus, weight_dtype):
+    """Pruning a float32 model (and rounding it to ``weight_dtype``) gives the model trained with
+    those settings, bit for bit: the solvers threshold the float weights, and a classifier's scale
+    is its largest weight, which no threshold below it removes."""
+    def model_at(threshold, dtype):
         return XRLinear(XRLinearConfig.from_dict({
             "features": {"min_df": 1}, "indexers": [{"branching": 2, "max_leaf_size": 10}],
-            "train": {"weight_threshold": threshold}})).fit(corpus.train, progress=False)
+            "train": {"weight_threshold": threshold, "weight_dtype": dtype}})).fit(corpus.train, progress=False)
 
-    low, high = model_at(0.01), model_at(0.2)
-    pruned = low.pruned(0.2)
+    low, high = model_at(0.01, "float32"), model_at(0.2, weight_dtype)
+    pruned = low.pruned(0.2, weight_dtype=weight_dtype)
     for tree_p, tree_h, tree_l in zip(pruned.trees_, high.trees_, low.trees_):
         for Wp, Wh, Wl in zip(tree_p.weights, tree_h.weights, tree_l.weights):
             assert Wp.nnz == Wh.nnz < Wl.nnz
             assert (Wp != Wh).nnz == 0
-    assert pruned.config.train.weight_threshold == 0.2 and low.config.train.weight_threshold == 0.01
+    assert pruned.config == high.config and low.config.train.weight_threshold == 0.01
     assert (pruned.predict(corpus.test) != high.predict(corpus.test)).nnz == 0
     with pytest.raises(ConfigError, match="below the 0.2"):
         pruned.pruned(0.1)

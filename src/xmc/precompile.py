@@ -20,10 +20,13 @@ def precompile() -> float:
     start = time.perf_counter()
     # The kernels compile once per width of the stored parent ids: 8-bit up to 256 clusters in a
     # level (up to ~25k labels with the default tree), 16-bit above. A tree of 4-label leaves over
-    # 40 labels has the first, 1-label leaves over 600 labels (512 leaf clusters) the second.
+    # 40 labels has the first, 1-label leaves over 600 labels (512 leaf clusters) the second. Each
+    # is built with the default int8 weights and with float32 ones (X-Transformer's rankers, and
+    # XR-Linear directories written before int8 existed).
     for n_labels, leaf in ((40, 4), (600, 1)):
         corpus = make_corpus(n_train=200, n_test=20, n_labels=n_labels, words_per_label=2, noise_words=200, seed=0)
-        for train in ({"loss": "squared-hinge", "negatives": "tfn"}, {"loss": "logistic", "negatives": "tfn+man"}):
+        for train in ({"loss": "squared-hinge", "negatives": "tfn"},
+                      {"loss": "logistic", "negatives": "tfn+man", "weight_dtype": "float32"}):
             config = XRLinearConfig.from_dict({"features": {"min_df": 1},
                                                "indexers": [{"branching": 2, "max_leaf_size": leaf}], "train": train})
             model = XRLinear(config).fit(corpus.train, progress=False)

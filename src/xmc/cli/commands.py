@@ -352,11 +352,14 @@ def prune(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     if not isinstance(model, XRLinear):
         raise ConfigError(f"{args.model}: a {model.name} model; only xr-linear models can be pruned")
+    if args.weight_threshold is None and args.weight_dtype is None:
+        raise ConfigError("give --weight-threshold, --weight-dtype or both")
     before = sum(W.nnz for tree in model.trees_ for W in tree.weights)
-    small = model.pruned(args.weight_threshold)
+    small = model.pruned(args.weight_threshold, weight_dtype=args.weight_dtype)
     after = sum(W.nnz for tree in small.trees_ for W in tree.weights)
     small.save(args.out, overwrite=args.overwrite)
-    print(f"saved {args.out}: {after:,} of {before:,} weights kept (|w| > {args.weight_threshold:g})")
+    print(f"saved {args.out}: {after:,} of {before:,} weights kept (|w| > {small.config.train.weight_threshold:g}), "
+          f"stored as {small.config.train.weight_dtype}")
     return 0
 
 

@@ -137,10 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
     predict.set_defaults(func=commands.predict)
 
     prune = sub.add_parser("prune", help="a smaller, faster copy of an xr-linear model: drop its weights of "
-                                         "magnitude <= --weight-threshold (equal to training at that threshold)")
+                                         "magnitude <= --weight-threshold and/or store them as --weight-dtype "
+                                         "(from a float32 model: equal to training with those settings)")
     prune.add_argument("--model", required=True, help="xr-linear model directory")
-    prune.add_argument("--weight-threshold", required=True, type=_finite_float,
+    prune.add_argument("--weight-threshold", type=_finite_float, default=None,
                        help="drop weights |w| <= this; not below the threshold the model was trained with")
+    prune.add_argument("--weight-dtype", choices=["float32", "int16", "int8"], default=None,
+                       help="store each classifier's weights as integers times one scale (int8: 2 bytes a weight "
+                            "instead of 5); not wider than the model's")
     prune.add_argument("--out", required=True, help="model directory to write")
     _add_overwrite_arg(prune, "xmc model directory")
     prune.set_defaults(func=commands.prune)

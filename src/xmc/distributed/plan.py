@@ -287,4 +287,4 @@ def assemble(chain: ClusterChain, n_features: int, config: LinearTrainConfig,
         W = W[:, np.argsort(children, kind="stable")]
         W = sp.csc_matrix((W.data, W.indices, W.indptr), shape=(n_features + 1, chain.level_sizes[j]))
         weights.append(W)
-    return HierarchicalLinear(chain, weights, config.bias)
+    return HierarchicalLinear(chain, weights, config.bias, config.weight_dtype)

@@ -26,7 +26,7 @@ from ..errors import ModelFormatError
 from ..indexing.tree import ClusterChain
 from ..metrics.topk import topk_to_csr
 from ..sparse_rows import unsigned_indices
-from .beam import POST_PROCESSORS, LayerWeights, beam_step
+from .beam import POST_PROCESSORS, VALUE_TYPES, LayerWeights, beam_step
 from .negatives import SCHEMES, binarize, negative_indicator
 from .solvers import LOSS_LOGISTIC, LOSS_SQUARED_HINGE, train_children
 
@@ -55,6 +55,10 @@ class LinearTrainConfig(Config):
             stand-alone XR-Linear model ``man`` uses the model's own upper layers as matcher.
         man_beam: the matcher's top-b clusters that ``man`` trains on.
         seed: seed of the solvers' instance order.
+        weight_dtype: how the kept weights are stored and used for prediction: ``float32`` as
+            trained, or ``int16`` / ``int8``: each classifier's weights rounded to a grid of
+            ``max |w| / 32767`` or ``/ 127`` (one float32 scale per classifier; see
+            :class:`xmc.ranker.beam.LayerWeights`); int8 stores a weight in 2 bytes instead of 5.
     """
 
     loss: Literal["squared-hinge", "logistic"] = "squared-hinge"
@@ -66,8 +70,10 @@ class LinearTrainConfig(Config):
     negatives: Literal["tfn", "man", "tfn+man"] = "tfn"
     man_beam: int = 10
     seed: int = 0
+    weight_dtype: Literal["float32", "int16", "int8"] = "float32"
 
     def validate(self) -> None:
+        check(self.weight_dtype in VALUE_TYPES, f"weight_dtype must be one of {list(VALUE_TYPES)}")
         check(self.C > 0, f"C must be positive, got {self.C}")
         check(self.weight_threshold == AUTO or self.weight_threshold >= 0, "weight_threshold must be >= 0")
         check(self.max_iter >= 1, "max_iter must be >= 1")
@@ -209,29 +215,37 @@ class HierarchicalLinear:
         chain: the label tree.
         weights: one CSC matrix (d + 1, K_children) per layer.
         bias: the bias feature value used in training.
+        weight_dtype: how the weights are kept (:attr:`LinearTrainConfig.weight_dtype`).
     """
 
-    def __init__(self, chain: ClusterChain, weights: list[sp.csc_matrix], bias: float = 1.0):
+    def __init__(self, chain: ClusterChain, weights: list[sp.csc_matrix], bias: float = 1.0,
+                 weight_dtype: str = "float32"):
         if len(weights) != len(chain):
             raise ValueError(f"{len(weights)} weight matrices for a chain of {len(chain)} layers")
         for i, (W, C) in enumerate(zip(weights, chain.matrices)):
             if W.shape[1] != C.shape[0]:
                 raise ValueError(f"layer {i}: weights have {W.shape[1]} columns, the tree level has {C.shape[0]} nodes")
+        if weight_dtype not in VALUE_TYPES:
+            raise ValueError(f"weight_dtype {weight_dtype!r} is not one of {list(VALUE_TYPES)}")
         self.chain = chain
         self.bias = float(bias)
+        self.weight_dtype = weight_dtype
         self._shapes = [tuple(W.shape) for W in weights]
         # Each layer is kept as CSC (from training), as the beam kernel's layout, or both: one is
         # derived from the other on first use, and building the kernel's drops the CSC (the
         # model's memory is then one copy of its weights, as on disk).
-        self._csc: list[sp.csc_matrix | None] = [sp.csc_matrix(W, dtype=np.float32) for W in weights]
+        self._csc: list[sp.csc_matrix | None] = [None] * len(weights)
         self._kernel: list[tuple | None] = [None] * len(weights)
         self._build_lock = threading.Lock()  # concurrent first predictions build each layer once
+        for i, W in enumerate(weights):
+            self._set_layer(i, W)
 
     @classmethod
     def _from_layers(cls, chain: ClusterChain, layers: list[LayerWeights], shapes, bias: float) -> "HierarchicalLinear":
         model = cls.__new__(cls)
         model.chain, model.bias = chain, float(bias)
         model._shapes = [tuple(int(x) for x in shape) for shape in shapes]
+        model.weight_dtype = layers[-1].value_type if layers else "float32"
         model._csc = [None] * len(layers)
         model._kernel = [layer.arrays() for layer in layers]
         model._build_lock = threading.Lock()
@@ -239,8 +253,9 @@ class HierarchicalLinear:
 
     @property
     def weights(self) -> list[sp.csc_matrix]:
-        """One CSC matrix (d + 1, K_children) per layer, bias row last (derived from the kernel's
-        layout when the model was loaded; kept from then on)."""
+        """One CSC matrix (d + 1, K_children) per layer, bias row last: the weights the model predicts
+        with (derived from the kernel's layout when the model was loaded or its weights are
+        integers; kept from then on)."""
         for i, W in enumerate(self._csc):
             if W is None:
                 self._csc[i] = LayerWeights(*self._kernel[i]).csc(self._shapes[i])
@@ -249,6 +264,8 @@ class HierarchicalLinear:
     def _set_layer(self, i: int, W: sp.csc_matrix) -> None:
         self._csc[i] = sp.csc_matrix(W, dtype=np.float32)
         self._kernel[i] = None
+        if self.weight_dtype != "float32":  # rounded now: every later use sees the weights that predict
+            self._layer_arrays(i)
 
     def _layer_arrays(self, i: int) -> tuple:
         """Layer ``i`` as the beam kernel reads it (:class:`LayerWeights`), built once per layer,
@@ -256,7 +273,8 @@ class HierarchicalLinear:
         if self._kernel[i] is None:
             with self._build_lock:
                 if self._kernel[i] is None:
-                    self._kernel[i] = LayerWeights.build(self._csc[i], self.chain[i]).arrays()
+                    self._kernel[i] = LayerWeights.build(self._csc[i], self.chain[i],
+                                                         value_type=self.weight_dtype).arrays()
                     self._csc[i] = None
         return self._kernel[i]
 
@@ -304,7 +322,8 @@ class HierarchicalLinear:
             raise ValueError(f"Y has shape {Y.shape}, expected ({X.shape[0]}, {chain.n_labels})")
         threads = _threads(n_threads)
         rows = SolverRows.from_csr(X)
-        model = cls(chain, [sp.csc_matrix((X.shape[1] + 1, k), dtype=np.float32) for k in chain.level_sizes], config.bias)
+        model = cls(chain, [sp.csc_matrix((X.shape[1] + 1, k), dtype=np.float32) for k in chain.level_sizes],
+                    config.bias, config.weight_dtype)
         todo = range(len(chain)) if layers is None else sorted({i % len(chain) for i in layers})
         for i in progress_bar(todo, desc="layers", disable=not progress):
             C = chain[i]
@@ -325,13 +344,17 @@ class HierarchicalLinear:
                         time.perf_counter() - t0, iters.mean(), int((iters >= config.max_iter).sum()), len(iters))
         return model
 
-    def pruned(self, weight_threshold: float) -> "HierarchicalLinear":
-        """A copy without the weights of magnitude ``<= weight_threshold`` (bias weights included).
+    def pruned(self, weight_threshold: float = 0.0, weight_dtype: str | None = None) -> "HierarchicalLinear":
+        """A copy without the weights of magnitude ``<= weight_threshold`` (bias weights included),
+        stored as ``weight_dtype`` (default: this model's).
 
         The solvers apply the same rule as they write each classifier out, and each classifier's
-        solution does not depend on the threshold (with ``tfn`` negatives), so pruning a model
-        trained at a lower threshold gives the model trained at this one, without retraining:
-        a size / speed / accuracy trade-off can be chosen after training.
+        solution does not depend on the threshold nor on how the other layers are stored (with
+        ``tfn`` negatives), so pruning a model trained at a lower threshold, or rounding a float32
+        model to integers, gives the model trained with those settings, without retraining: a
+        size / speed / accuracy trade-off can be chosen after training. From integer weights the
+        threshold is applied to the rounded values, so a weight within half a step of it may fall
+        on the other side than in training: prune a float32 model where that matters.
         """
         weights = []
         for W in self.weights:
@@ -339,7 +362,7 @@ class HierarchicalLinear:
             W.data[np.abs(W.data) <= weight_threshold] = 0.0
             W.eliminate_zeros()
             weights.append(W)
-        return type(self)(self.chain, weights, self.bias)
+        return type(self)(self.chain, weights, self.bias, weight_dtype or self.weight_dtype)
 
     # ---- prediction ------------------------------------------------------------
     def _beam(self, X, *, upto, beam_size, post, threads, topk=None, selected=None, start=None):
@@ -516,12 +539,15 @@ class HierarchicalLinear:
 
 
 def _load_layer(directory: str, mmap: bool) -> LayerWeights:
-    # np.asarray drops the memmap subclass (numba reads plain arrays) but keeps the mapped buffer.
-    return LayerWeights(**{
-        field.name: np.asarray(np.load(os.path.join(directory, f"{field.name}.npy"), allow_pickle=False,
-                                       mmap_mode="r" if mmap else None))
-        for field in dataclasses.fields(LayerWeights)
-    })
+    arrays = {}
+    for field in dataclasses.fields(LayerWeights):
+        path = os.path.join(directory, f"{field.name}.npy")
+        if field.name == "child_scale" and not os.path.exists(path):  # written before 2026-12-04: float32
+            arrays[field.name] = np.ones(len(arrays["child_ids"]), dtype=np.float32)
+            continue
+        # np.asarray drops the memmap subclass (numba reads plain arrays) but keeps the mapped buffer.
+        arrays[field.name] = np.asarray(np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None))
+    return LayerWeights(**arrays)
 
 
 def _load_columns(directory: str, shape) -> sp.csc_matrix:
