@@ -14,6 +14,8 @@ that model pruned (``XRLinear.pruned``; for PECOS the same rule, ``|w| <= t`` dr
 every layer's W): both libraries apply the threshold to each classifier after solving it, so the
 pruned model is the model trained at that threshold (tested for xmc in
 ``tests/test_xr_linear.py``; ``--check-pruning`` checks PECOS against a model trained at 0.1).
+xmc's model is trained with float32 weights and each point rounded to the default's int8 as it is
+pruned, which equals training int8 at that threshold.
 Each pruned model is saved, its size on disk measured, reloaded (PECOS: its predict-only C++
 path) and timed over the whole test set, one batch call per beam size (median of ``--repeats``
 calls after a warm-up), top-10, ``--threads`` threads. A point's accuracy is the mean over the seeds
@@ -65,8 +67,14 @@ def sweep_xmc(X_train, Y_train, X_test, *, thresholds, beams, threads=2, repeats
 
     import bench_xr_linear
 
+    from xmc.models.xr_linear import XRLinearConfig
+
     config = {**(config or {}), "indexers": [{"seed": seed}]}
-    config["train"] = {**config.get("train", {}), "weight_threshold": min(thresholds)}
+    # Trained with float32 weights and rounded per point to the config's weight_dtype: pruning then
+    # rounding a float32 model is the model trained with both settings (tests/test_xr_linear.py);
+    # pruning already-rounded weights is not (a weight within half a step of t may fall either way).
+    weight_dtype = XRLinearConfig.from_dict(config).train.weight_dtype
+    config["train"] = {**config.get("train", {}), "weight_threshold": min(thresholds), "weight_dtype": "float32"}
     model, train_s = bench_xr_linear.train_xmc(X_train, Y_train, config=config, threads=threads)
     X_test = peers._csr32(X_test)
     points = []
@@ -74,7 +82,7 @@ def sweep_xmc(X_train, Y_train, X_test, *, thresholds, beams, threads=2, repeats
     try:
         for t in sorted(thresholds):
             path = os.path.join(tmp, f"t{t:g}")
-            model.pruned(t).save(path)
+            model.pruned(t, weight_dtype=weight_dtype).save(path)
             size = peers._path_bytes(path)
             loaded = XRLinear.load(path)
             loaded.predict(X_test[:2], topk=topk)  # warm-up: numba's cached code, kernel arrays

@@ -183,3 +183,20 @@ def test_predict_table_gives_medians_rounds_and_ratios_to_pecos():
     text = "\n".join(bench_predict.dataset_table(result))
     assert "| xmc | 90.00 | 70.00 | 60.00 | 90 | 80 / 90 / 95 | 0.90x | 180 | 0.50 | 110 | 1.10x | 1.0 | 3.0 |" in text
     assert "| pecos | 90.00 | 70.00 | 60.00 | 100 | 90 / 100 / 105 | 1.00x |" in text
+
+
+import argparse  # noqa: E402
+
+import bench_weight_dtype  # noqa: E402
+
+
+def test_weight_dtype_table_gives_ratios_to_the_float32_copy():
+    def row(weights, mb, seconds):
+        return {"weights": weights, "model_bytes": mb * 1e6, "predict_s": seconds,
+                "P@1": 0.9, "P@3": 0.8, "P@5": 0.7, "PSP@5": 0.6}
+    result = {"dataset": "d", "n_test": 2000, "train_s": 1.0,
+              "rows": [row("float32", 10.0, 2.0), row("int16", 7.0, 1.9), row("int8", 5.5, 1.8)]}
+    args = argparse.Namespace(rounds=3, threads=2, date="x", command="c")
+    text = bench_weight_dtype.markdown([result], args)
+    assert "| d | float32 | 10.0 | 1.00 | 1000 | 1.00 | 90.00 | 80.00 | 70.00 | 60.00 |" in text
+    assert "| d | int8 | 5.5 | 0.55 | 900 | 0.90 |" in text
