@@ -385,6 +385,9 @@ CASES: list[tuple[str, Callable[[Path, Path], list], int, tuple[str, ...]]] = [
         copy_model(w, d), "feat_groups", bump(-1, 5)), d), 2, ("cannot read linear layers", "feat_groups")),
     ("layer-child-position-out-of-range", lambda w, d: predict_args(w, layer_array(
         copy_model(w, d), "entry_child", bump(0, 250)), d), 2, ("cannot read linear layers", "entry_child")),
+    ("layer-scale-not-finite", lambda w, d: predict_args(w, layer_array(
+        copy_model(w, d), "child_scale", lambda a: np.full_like(a, np.nan)), d), 2,
+     ("cannot read linear layers", "child_scale")),
     ("layer-wrong-dtype", lambda w, d: predict_args(w, layer_array(
         copy_model(w, d), "entry_value", lambda a: a.astype(np.float64)), d), 2,
      ("cannot read linear layers", "dtype float64")),
