@@ -137,7 +137,8 @@ def _pecos_fit_predict(Xtr, Ytr, threads: int):
 
 
 def run_variant(name: str, X, Y, valid_fraction: float, seed: int, threads: int, folds: int = 0,
-                dataset: str = "eurlex57k", weight_dtypes: tuple[str, ...] = ("float32",)) -> list[dict]:
+                dataset: str = "eurlex57k", weight_dtypes: tuple[str, ...] = ("float32",),
+                predict_variants: tuple[str, ...] = tuple(PREDICT_VARIANTS)) -> list[dict]:
     """Rows per (prediction variant, weight dtype): each trained xmc model is also scored with its
     weights stored as each of ``weight_dtypes`` (``XRLinear.pruned(weight_dtype=...)``, equal to
     training with that ``train.weight_dtype`` under tfn negatives; PECOS rows: float32 only)."""
@@ -157,7 +158,7 @@ def run_variant(name: str, X, Y, valid_fraction: float, seed: int, threads: int,
     keys = ("P@1", "P@3", "P@5", "PSP@5")
     if name == PECOS_VARIANT:
         weight_dtypes = ("float32",)
-    sums = {(pname, dt): dict.fromkeys(keys, 0.0) for pname in PREDICT_VARIANTS for dt in weight_dtypes}
+    sums = {(pname, dt): dict.fromkeys(keys, 0.0) for pname in predict_variants for dt in weight_dtypes}
     train_s = 0.0
     parts = splits(X.shape[0], valid_fraction, folds, seed)
     for train_rows, valid_rows in parts:
@@ -204,6 +205,8 @@ def main(argv=None) -> None:
     ap.add_argument("--max-train-docs", type=int, default=0,
                     help="use only the first N training documents (how a setting depends on the data size)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--predict", default=",".join(PREDICT_VARIANTS),
+                    help=f"prediction variants to score each model with (of {', '.join(PREDICT_VARIANTS)})")
     ap.add_argument("--weight-dtypes", default="float32",
                     help="score each trained xmc model with its weights stored as each of these (e.g. float32,int16,int8)")
     ap.add_argument("--threads", type=int, default=2)
@@ -220,12 +223,16 @@ def main(argv=None) -> None:
     if args.max_train_docs:
         X, Y = X[:args.max_train_docs], Y[:args.max_train_docs]
         dataset = f"{dataset}[:{args.max_train_docs}]"
+    for name in args.predict.split(","):
+        if name not in PREDICT_VARIANTS:
+            raise SystemExit(f"unknown prediction variant {name!r}; choose from {sorted(PREDICT_VARIANTS)}")
     for name in args.variants.split(","):
         if name not in VARIANTS and name != PECOS_VARIANT:
             raise SystemExit(f"unknown variant {name!r}; choose from {sorted(VARIANTS)}")
         rows = run_variant(name, sp.csr_matrix(X, dtype=np.float32), sp.csr_matrix(Y), args.valid_fraction, args.seed,
                            args.threads, folds=args.folds, dataset=dataset,
-                           weight_dtypes=tuple(args.weight_dtypes.split(",")))
+                           weight_dtypes=tuple(args.weight_dtypes.split(",")),
+                           predict_variants=tuple(args.predict.split(",")))
         print(table(rows), flush=True)
         if args.json:
             with open(args.json, "a") as f:
