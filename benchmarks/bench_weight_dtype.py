@@ -83,7 +83,7 @@ def markdown(results: list[dict], args) -> str:
         base = res["rows"][0]
         for row in res["rows"]:
             lines.append(
-                f"| {res['dataset']} | {row['weights']} | {row['model_bytes'] / 1e6:.1f} | "
+                f"| {res['dataset']} | {row['weights']} | {row['model_bytes'] / 2**20:.1f} | "
                 f"{row['model_bytes'] / base['model_bytes']:.2f} | {1000 * row['predict_s'] / res['n_test'] * 1000:.0f} | "
                 f"{row['predict_s'] / base['predict_s']:.2f} | {100 * row['P@1']:.2f} | {100 * row['P@3']:.2f} | "
                 f"{100 * row['P@5']:.2f} | {100 * row['PSP@5']:.2f} |")
@@ -96,6 +96,8 @@ def main(argv=None) -> None:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), "xmc_peer_cache"))
+    ap.add_argument("--results-dir", default=os.path.join(_HERE, "results", "weight_dtype"),
+                    help="where each data set's JSON is kept (committed)")
     ap.add_argument("--write", action="store_true", help="replace the bench_weight_dtype block of BENCHMARKS.md")
     args = ap.parse_args(argv)
     if args.rounds < 1:
@@ -104,8 +106,11 @@ def main(argv=None) -> None:
         sys.argv[1:] if argv is None else argv)
     args.date = datetime.date.today().isoformat()
     results = []
+    os.makedirs(args.results_dir, exist_ok=True)
     for name in args.datasets.split(","):
         results.append(run_dataset(name, args))
+        with open(os.path.join(args.results_dir, f"{name}.json"), "w") as f:
+            json.dump({**results[-1], "date": args.date, "command": args.command}, f, indent=1)
         print(markdown(results, args), flush=True)
     if args.write:
         markdown_section.write_section("weight_dtype", markdown(results, args), "XR-Linear: int8 and int16 weights")

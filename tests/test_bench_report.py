@@ -192,7 +192,7 @@ import bench_weight_dtype  # noqa: E402
 
 def test_weight_dtype_table_gives_ratios_to_the_float32_copy():
     def row(weights, mb, seconds):
-        return {"weights": weights, "model_bytes": mb * 1e6, "predict_s": seconds,
+        return {"weights": weights, "model_bytes": mb * 2**20, "predict_s": seconds,
                 "P@1": 0.9, "P@3": 0.8, "P@5": 0.7, "PSP@5": 0.6}
     result = {"dataset": "d", "n_test": 2000, "train_s": 1.0,
               "rows": [row("float32", 10.0, 2.0), row("int16", 7.0, 1.9), row("int8", 5.5, 1.8)]}

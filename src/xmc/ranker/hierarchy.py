@@ -44,10 +44,11 @@ class LinearTrainConfig(Config):
         weight_threshold: weights with ``|w| <= weight_threshold`` are dropped (model size).
             0.1 as in PECOS; 0.02 (``configs/xr-linear-accurate.json``) gave +0.6 P@1 and
             +1.8 PSP@5 on a validation split of EURLEX57K train (tail labels keep their
-            small weights) at the same training time, but a 7x larger model and ~2x slower
+            small weights) at the same training time, but a 7x larger model (float32; 2.6x PECOS's
+            with int8 weights) and ~2x slower
             prediction (``benchmarks/validate_xr_linear.py``, BENCHMARKS.md); 0.05
             (``configs/xr-linear-balanced.json``) keeps most of that gain at PECOS's
-            prediction time with a 3x larger model. ``"auto"`` (XR-Linear's default) picks
+            prediction time with a 3x larger model (1.3x with int8). ``"auto"`` (XR-Linear's default) picks
             by the label count when training starts (:func:`auto_weight_threshold`).
         max_iter: passes of dual coordinate descent per classifier.
         eps: stopping tolerance of the dual solver.
