@@ -97,7 +97,8 @@ class LayerWeights:
         return self.entry_value.dtype.name
 
     def csc(self, shape: tuple[int, int]) -> sp.csc_matrix:
-        """The weights (d + 1, K) as CSC with sorted row indices: the matrix :meth:`build` was given."""
+        """The weights (d + 1, K) as CSC with sorted row indices: the matrix :meth:`build` was given,
+        rounded to the stored grid where the values are integers (the weights the kernel scores with)."""
         indptr, rows, values = _columns_from_groups(
             self.feat_groups, self.group_start, self.group_parent, self.entry_child, self.entry_value,
             self.child_indptr, self.child_ids, self.child_scale, int(shape[1]),
@@ -151,7 +152,8 @@ class LayerWeights:
 
 def _quantized(W: sp.csc_matrix, value_type) -> tuple[sp.csc_matrix, np.ndarray]:
     """``W`` with each column's values as integers of ``value_type`` in units of the column's scale
-    ``max |w| / (largest integer)``, and the (K,) float32 scales (1 for float32, which is kept)."""
+    ``max |w| / (largest integer)``, and the (K,) float32 scales (1 for float32, which is kept).
+    By hand because PyTorch's ``quantize_per_channel`` takes dense tensors and these are sparse columns."""
     scale = np.ones(W.shape[1], dtype=np.float32)
     if value_type == np.float32:
         return W, scale
