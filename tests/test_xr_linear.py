@@ -263,6 +263,18 @@ def test_load_rejects_another_kind_of_model(tmp_path):
         XRLinear.load(tmp_path)
 
 
+def _random_layer(rng, n, d, n_children, n_parents):
+    """Random rows X (n, d), weights W (d + 1, n_children) of both signs, and an uneven tree level:
+    each child's parent (every parent has one or more) and the (n_children, n_parents) indicator."""
+    X = sp.random(n, d, density=0.3, format="csr", dtype=np.float32, random_state=1)
+    X.sort_indices()
+    W = sp.random(d + 1, n_children, density=0.4, format="csc", dtype=np.float32, random_state=2)
+    W.data -= 0.5
+    parent_of = rng.permutation(np.r_[np.arange(n_parents), rng.integers(0, n_parents, n_children - n_parents)])
+    C = sp.csc_matrix((np.ones(n_children), (np.arange(n_children), parent_of)), shape=(n_children, n_parents))
+    return X, W, parent_of, C
+
+
 @pytest.mark.parametrize("per_entry", [False, True], ids=["grouped", "per-entry"])
 @pytest.mark.parametrize("post,size", [
     *((post, size) for size in [(23, 5, 3), (600, 200, 2)] for post in ["l3-hinge", "sigmoid", "noop"]),
@@ -282,12 +294,7 @@ def test_beam_step_matches_dense_scoring(post, size, per_entry):
     rng = np.random.default_rng(0)
     n_children, n_parents, b = size
     n, d, out_k = 30, 40, 4
-    X = sp.random(n, d, density=0.3, format="csr", dtype=np.float32, random_state=1)
-    X.sort_indices()
-    W = sp.random(d + 1, n_children, density=0.4, format="csc", dtype=np.float32, random_state=2)
-    W.data -= 0.5
-    parent_of = rng.permutation(np.r_[np.arange(n_parents), rng.integers(0, n_parents, n_children - n_parents)])
-    C = sp.csc_matrix((np.ones(n_children), (np.arange(n_children), parent_of)), shape=(n_children, n_parents))
+    X, W, parent_of, C = _random_layer(rng, n, d, n_children, n_parents)
     parent_ids = np.stack([rng.choice(n_parents, b, replace=False) for _ in range(n)])
     parent_ids[::4, -1] = -1
     parent_scores = rng.random((n, b)).astype(np.float32)
@@ -361,12 +368,7 @@ def test_beam_step_with_integer_weights_scores_the_rounded_weights(value_type):
 
     rng = np.random.default_rng(0)
     n, d, n_children, n_parents, b = 20, 40, 120, 30, 3
-    X = sp.random(n, d, density=0.3, format="csr", dtype=np.float32, random_state=1)
-    X.sort_indices()
-    W = sp.random(d + 1, n_children, density=0.4, format="csc", dtype=np.float32, random_state=2)
-    W.data -= 0.5
-    parent_of = rng.permutation(np.r_[np.arange(n_parents), rng.integers(0, n_parents, n_children - n_parents)])
-    C = sp.csc_matrix((np.ones(n_children), (np.arange(n_children), parent_of)), shape=(n_children, n_parents))
+    X, W, parent_of, C = _random_layer(rng, n, d, n_children, n_parents)
     layer = LayerWeights.build(W, C, value_type=value_type)
     rounded = layer.csc(W.shape)
     step = np.abs(W).max(axis=0).toarray().ravel() / np.iinfo(value_type).max
