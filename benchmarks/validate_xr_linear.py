@@ -148,16 +148,16 @@ def run_variant(name: str, X, Y, valid_fraction: float, seed: int, threads: int,
 
     if name == PECOS_VARIANT:
         description = "PECOS defaults (libpecos: PIFA, Indexer.gen, XLinearModel.train)"
+        weight_dtypes = ("float32",)
     else:
         with open(os.path.join(_HERE, "..", "configs", "xr-linear.json")) as f:
             base = json.load(f)
         description, overrides = VARIANTS[name]
         config = XRLinearConfig.from_dict(apply_overrides(apply_overrides(base, _ONE_TREE_EACH), overrides))
         config.n_threads = threads
-        config.train.weight_dtype = min(weight_dtypes, key=list(VALUE_TYPES).index)  # trained widest, then narrowed
+        # trained with the widest, then narrowed
+        config.train.weight_dtype = max(weight_dtypes, key=lambda dt: np.dtype(VALUE_TYPES[dt]).itemsize)
     keys = ("P@1", "P@3", "P@5", "PSP@5")
-    if name == PECOS_VARIANT:
-        weight_dtypes = ("float32",)
     sums = {(pname, dt): dict.fromkeys(keys, 0.0) for pname in predict_variants for dt in weight_dtypes}
     train_s = 0.0
     parts = splits(X.shape[0], valid_fraction, folds, seed)

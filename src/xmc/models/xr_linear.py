@@ -428,7 +428,7 @@ class XRLinear(XMCModel):
         weight_dtype = weight_dtype or stored
         if weight_dtype not in VALUE_TYPES:
             raise ConfigError(f"weight_dtype {weight_dtype!r} is not one of {list(VALUE_TYPES)}")
-        if list(VALUE_TYPES).index(weight_dtype) < list(VALUE_TYPES).index(stored):
+        if np.dtype(VALUE_TYPES[weight_dtype]).itemsize > np.dtype(VALUE_TYPES[stored]).itemsize:
             raise ConfigError(f"weight_dtype {weight_dtype} is wider than the model's {stored} weights: "
                               "the rounding cannot be undone")
         model = copy.copy(self)
