@@ -70,6 +70,27 @@ def finish_log(path: str, started: float, gpu: str) -> None:
     append_jsonl(path, {"done": True, "seconds": round(time.perf_counter() - started, 1), "gpu": gpu})
 
 
+def add_rows_option(p, rows: Sequence[str], log_name: str) -> None:
+    """``--rows``: the device step runs only these rows; the records of several runs append into one log."""
+    p.add_argument("--rows", type=lambda v: [r for r in v.split(",") if r], default=None,
+                   help=f"device: run only these rows (comma-separated, of {', '.join(rows)}); report: the records of "
+                        f"several device runs can be appended into one {log_name}, the latest record of a row counts")
+
+
+def check_rows(p, args, rows: Sequence[str]) -> None:
+    """Refuse a ``--rows`` that names no row or one the script does not have, in one line."""
+    if args.rows is not None and (not args.rows or set(args.rows) - set(rows)):
+        p.error(f"--rows: expected a comma-separated subset of {', '.join(rows)}, got {','.join(args.rows) or 'none'}")
+
+
+def device_wall(recs: Sequence[dict]) -> str:
+    """The device seconds of every run whose records are in ``recs`` (each run ends with a ``done`` record)."""
+    runs = [r for r in recs if r.get("done")]
+    if not runs:
+        return "did not finish (cut short; the rows below are those it wrote)"
+    return f"{sum(r['seconds'] for r in runs):.0f} s" + (f" in {len(runs)} device runs" if len(runs) > 1 else "")
+
+
 def check_back(out: str) -> str:
     """One line with what ``out`` brings back; exits with it when it exceeds the limits."""
     sizes = [os.path.getsize(os.path.join(root, f)) for root, _, fs in os.walk(out) for f in fs]

@@ -81,9 +81,7 @@ def parse(argv):
     p.add_argument("--b", type=int, default=10)
     p.add_argument("--label-source", choices=("names", "eurovoc"), default="eurovoc")
     p.add_argument("--deadline-s", type=float, default=540.0, help="device: start no row that would end later")
-    p.add_argument("--rows", type=lambda v: [r for r in v.split(",") if r], default=None,
-                   help=f"device: run only these rows (comma-separated, of {', '.join(ROWS)}); report: the records of "
-                        "several device runs can be appended into one gudn.jsonl, the latest record of a row counts")
+    common.add_rows_option(p, ROWS, "gudn.jsonl")
     p.add_argument("--model-path", help="encoder directory (default: packaged all-MiniLM-L6-v2)")
     p.add_argument("--best-xr-config", default=os.path.join(REPO, "configs", "xr-linear-accurate.json"))
     p.add_argument("--device", default="auto")
@@ -91,8 +89,7 @@ def parse(argv):
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--write", action="store_true")
     args = p.parse_args(argv)
-    if args.rows is not None and (not args.rows or set(args.rows) - set(ROWS)):
-        p.error(f"--rows: expected a comma-separated subset of {', '.join(ROWS)}, got {','.join(args.rows) or 'none'}")
+    common.check_rows(p, args, ROWS)
     if args.smoke or args.step == "smoke":
         args.smoke = True
         args.train_docs, args.dev_docs, args.test_docs = 120, 30, 60
@@ -223,7 +220,6 @@ def report(args) -> str:
     propensities = train_propensities(counts, n_full)
     results = {r["row"]: {k: v for k, v in r.items() if k != "row"} for r in recs if "report" in r}
     skipped = [f"{r['row']} ({r['skipped']})" for r in recs if "skipped" in r and r["row"] not in results]
-    runs = [r for r in recs if r.get("done")]
     pre = next((r for r in recs if "pretrained_E_t_cos" in r), {})
     gpu = pre.get("gpu", "?")
     cfg = XRLinearConfig.from_json(args.best_xr_config) if not args.smoke else XRLinearConfig()
@@ -234,8 +230,7 @@ def report(args) -> str:
     xr_report = evaluate(test.Y[:, :L], xr.predict(test, topk=5), ks=(1, 3, 5), propensities=propensities)
     xr_name = os.path.basename(args.best_xr_config) if not args.smoke else "default config"
     ns = bench_args(args, args.bundle, None)
-    wall = (f"{sum(r['seconds'] for r in runs):.0f} s" + (f" in {len(runs)} device runs" if len(runs) > 1 else "")
-            if runs else "did not finish (cut short; the rows below are those it wrote)")
+    wall = common.device_wall(recs)
     parts = [("**Smoke scale (CPU, random tiny BERT): not a result.** " if args.smoke else "")
              + f"{environment_line()} (report). The device command ran on **{gpu}**: {wall}.",
              f"Budget: {plan['train']:,} training documents (seeded subset of {n_full:,}), {plan['dev']:,} dev "

@@ -30,6 +30,12 @@ estimated from the 90th percentile of the token lengths and never counted faster
     + encoding: 3 rows x (validation each epoch + test) / 3,063 docs/s,  + ~30 s loading
     => about 6 minutes of the 10-minute command; ``prepare`` prints the figures for the real lengths.
 
+Measured (one H200, 2026-12-04): a row took 176-184 s on ave-implicitave (3 epochs of 61,744 products,
+validation and test included): about 1,050 samples/s end to end, 3.4x slower than this estimate
+(3,568/s), so the whole plan is about 18 minutes of device time, not 6. The device step times each row
+and skips the next one that would pass ``--deadline-s``; ``--rows`` and ``--datasets`` run a part of
+the plan, and ``report`` reads the appended records of several runs (the latest record of a row counts).
+
 Transfer: MiniLM fp16 45.4 MB + the two datasets gzipped (~4 MB) ~ 50 MiB sent (+ the repository);
 back: one JSON lines file of a few KB.
 
@@ -74,6 +80,7 @@ def parse(argv):
     p.add_argument("--max-epochs", type=float, default=10.0)
     p.add_argument("--train-budget-s", type=float, default=330.0, help="estimated training seconds for all rows")
     p.add_argument("--deadline-s", type=float, default=540.0, help="device: start no row that would end later")
+    common.add_rows_option(p, ROWS, "masking.jsonl")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--model-path", help="encoder directory (default: packaged all-MiniLM-L6-v2)")
@@ -84,6 +91,7 @@ def parse(argv):
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--write", action="store_true")
     args = p.parse_args(argv)
+    common.check_rows(p, args, ROWS)
     if args.smoke or args.step == "smoke":
         args.smoke = True
         args.train_docs, args.test_docs, args.max_length, args.max_epochs = 200, 100, 32, 1.0
@@ -167,13 +175,15 @@ def device(args) -> int:
     gpu = common.gpu_name()
     last_rate = None  # measured seconds per (training sample x epoch) of the previous row
     for name, ds_plan in plan["datasets"].items():
+        if name not in args.datasets.split(","):
+            continue
         epochs = ds_plan["epochs"]
         args.max_length, args.batch_size, args.lr = plan["max_length"], plan["batch_size"], plan["lr"]
         ns = bench_args(args, os.path.join(args.bundle, name), encoder, epochs)
         ns.train_docs = ns.test_docs = 0  # the bundle holds exactly the products to use
         directory, train, test, taxonomy = bm.load(ns, None)
         counts = train.label_counts()
-        for row in plan["rows"]:
+        for row in [r for r in plan["rows"] if args.rows is None or r in args.rows]:
             need = (last_rate or 0) * len(train) * epochs
             left = args.deadline_s - (time.perf_counter() - started)
             if need > left:
@@ -196,9 +206,8 @@ def device(args) -> int:
 
 def report(args) -> str:
     recs = [json.loads(line) for line in open(os.path.join(args.out, "masking.jsonl"), encoding="utf-8")]
-    done = next((r for r in recs if r.get("done")), None)
     plan = read_json(os.path.join(args.bundle, MARKER))
-    wall = f"{done['seconds']:.0f} s" if done else "did not finish (cut short; the rows below are those it wrote)"
+    wall = common.device_wall(recs)
     gpu = next((r["gpu"] for r in recs if "gpu" in r), "?")
     parts = [("**Smoke scale (CPU, random tiny BERT): not a result.** " if args.smoke else "")
              + f"{environment_line()} (report). The device command ran on **{gpu}**: {wall}. Budget: all "
@@ -221,7 +230,8 @@ def report(args) -> str:
         for r in recs:
             if r.get("dataset") == name and "report" in r:
                 results[r["row"]] = r
-        skipped = [f"{r['row']} ({r['skipped']})" for r in recs if r.get("dataset") == name and "skipped" in r]
+        skipped = [f"{r['row']} ({r['skipped']})" for r in recs
+                   if r.get("dataset") == name and "skipped" in r and r["row"] not in results]
         table = bm.markdown(ns, results, train, test, taxonomy, directory, stats)
         lines = [table]
         if skipped:
