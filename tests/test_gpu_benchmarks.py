@@ -34,3 +34,33 @@ def test_gpu_benchmark_smoke(script, data):
     assert "smoke finished" in proc.stdout and "Smoke scale" in proc.stdout
     assert "held" in proc.stdout  # the claims are stated
     assert seconds < 90, f"{script} smoke took {seconds:.0f} s"
+
+
+def _common(monkeypatch):
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks", "gpu"))
+    import common
+    return common
+
+
+def test_device_wall_sums_the_runs_appended_into_one_log(monkeypatch):
+    common = _common(monkeypatch)
+    recs = [{"row": "a", "report": {}}, {"done": True, "seconds": 199.0}, {"row": "b", "skipped": "needs ~97 s"},
+            {"done": True, "seconds": 170.9}, {"row": "b", "report": {}}, {"done": True, "seconds": 149.2}]
+    assert common.device_wall(recs) == "519 s in 3 device runs"
+    assert common.device_wall(recs[:2]) == "199 s"
+    assert common.device_wall(recs[:1]).startswith("did not finish")
+
+
+@pytest.mark.parametrize("value,ok", [("link,gudn", True), ("gudn", True), ("link,nope", False), (",", False)])
+def test_rows_option_accepts_only_the_scripts_rows(value, ok, monkeypatch):
+    import argparse
+    common = _common(monkeypatch)
+    p = argparse.ArgumentParser()
+    common.add_rows_option(p, ("lightxml", "feature", "link", "gudn"), "gudn.jsonl")
+    args = p.parse_args(["--rows", value])
+    if ok:
+        common.check_rows(p, args, ("lightxml", "feature", "link", "gudn"))
+        assert args.rows == value.split(",")
+    else:
+        with pytest.raises(SystemExit):
+            common.check_rows(p, args, ("lightxml", "feature", "link", "gudn"))
