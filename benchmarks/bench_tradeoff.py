@@ -56,7 +56,7 @@ import peers  # noqa: E402
 
 THRESHOLDS = (0.01, 0.02, 0.05, 0.1, 0.2)
 BEAMS = (5, 10, 20)
-FIGURE = os.path.join(_ROOT, "docs", "tradeoff.png")
+SECTION, TITLE = "tradeoff", "XR-Linear: accuracy against prediction time and model size"
 
 
 def sweep_xmc(X_train, Y_train, X_test, *, thresholds, beams, threads=2, repeats=3, config=None, topk=10,
@@ -335,12 +335,13 @@ def plot(results: list[dict], path: str) -> None:
     os.replace(tmp, path)
 
 
-def render(results_dir: str, notes: str) -> str:
+def render(results_dir: str, notes: str, section: str = SECTION) -> str:
+    """The section's text from every JSON in ``results_dir``; its figure is ``docs/<section>.png``."""
     files = sorted(f for f in os.listdir(results_dir) if f.endswith(".json"))
     results = [json.load(open(os.path.join(results_dir, f))) for f in files]
-    plot(results, FIGURE)
+    plot(results, os.path.join(_ROOT, "docs", f"{section}.png"))
     lines = [__doc__.split("\n\n", 2)[2].strip().replace("\n", " "), "",
-             f"![accuracy against prediction time and model size](docs/{os.path.basename(FIGURE)})", ""]
+             f"![accuracy against prediction time and model size](docs/{section}.png)", ""]
     if notes:
         lines += [notes, ""]
     for result in results:
@@ -366,6 +367,10 @@ def main(argv=None) -> None:
     ap.add_argument("--results-dir", default=os.path.join(_HERE, "results", "tradeoff"),
                     help="where each data set's JSON is kept (committed: --write plots every data set from them)")
     ap.add_argument("--write", action="store_true", help="rebuild the BENCHMARKS.md section from --results-dir")
+    ap.add_argument("--section", default=SECTION,
+                    help="the BENCHMARKS.md section (and docs/<section>.png) that --write rebuilds: a sweep kept in "
+                         "its own --results-dir (a denser grid, say) gets its own section beside the main one")
+    ap.add_argument("--title", default="", help="the heading of a --section other than the main one")
     ap.add_argument("--notes", default="")
     args = ap.parse_args(argv)
     os.makedirs(args.results_dir, exist_ok=True)
@@ -376,9 +381,10 @@ def main(argv=None) -> None:
         print("\n".join(dataset_table(result)), flush=True)
     if args.write:
         # A data set without a JSON file keeps its table as written (the figure shows the files only).
-        body = markdown_section.keep_missing_subsections(render(args.results_dir, args.notes),
-                                                         markdown_section.read_section("tradeoff"))
-        markdown_section.write_section("tradeoff", body, "XR-Linear: accuracy against prediction time and model size")
+        body = markdown_section.keep_missing_subsections(render(args.results_dir, args.notes, args.section),
+                                                         markdown_section.read_section(args.section))
+        title = TITLE if args.section == SECTION else f"{TITLE}: {args.title or args.section}"
+        markdown_section.write_section(args.section, body, title)
 
 
 if __name__ == "__main__":
