@@ -382,7 +382,10 @@ CASES: list[tuple[str, Callable[[Path, Path], list], int, tuple[str, ...]]] = [
     ("layer-parent-missing", lambda w, d: predict_args(w, layer_array(
         copy_model(w, d), "group_parent", lambda a: a[:-1]), d), 2, ("cannot read linear layers",)),
     ("layer-group-pointer-out-of-range", lambda w, d: predict_args(w, layer_array(
-        copy_model(w, d), "feat_groups", bump(-1, 5)), d), 2, ("cannot read linear layers", "feat_groups")),
+        copy_model(w, d), "feat_group_counts", bump(-1, 5)), d), 2, ("cannot read linear layers", "feat_groups")),
+    ("layer-group-counts-signed", lambda w, d: predict_args(w, layer_array(
+        copy_model(w, d), "group_entry_counts", lambda a: a.astype(np.int16)), d), 2,
+     ("cannot read linear layers", "group_entry_counts", "unsigned counts")),
     ("layer-child-position-out-of-range", lambda w, d: predict_args(w, layer_array(
         copy_model(w, d), "entry_child", bump(0, 250)), d), 2, ("cannot read linear layers", "entry_child")),
     ("layer-scale-not-finite", lambda w, d: predict_args(w, layer_array(

@@ -472,13 +472,25 @@ def test_prediction_in_chunks_equals_one_pass(corpus, monkeypatch):
 
 
 def test_older_layer_directories_still_load(tmp_path, tfidf_problem):
-    """Formats 1 (one layer-i.npz per layer) and 2 (layer-i/ with the column arrays beside the
-    feature-major ones) load and predict like the model that wrote them."""
+    """Formats 1 (one layer-i.npz per layer), 2 (layer-i/ with the column arrays beside the
+    feature-major ones) and 3 (the kernel's pointer and children arrays as they are in memory) load
+    and predict like the model that wrote them."""
+    from xmc.ranker.beam import LayerWeights
+
     X, Y, Xt = tfidf_problem
     chain = hierarchical_kmeans(pifa(X, Y), branching=2, max_leaf_size=4)
     model = HierarchicalLinear.fit(X, Y, chain)
     expected = model.predict(Xt, topk=3)
-    v1, v2 = tmp_path / "v1", tmp_path / "v2"
+    v1, v2, v3 = tmp_path / "v1", tmp_path / "v2", tmp_path / "v3"
+    model.save(v3)
+    for i in range(len(model.weights)):
+        layer = LayerWeights(*model._layer_arrays(i))
+        for name in ("feat_group_counts", "group_entry_counts"):
+            (v3 / f"layer-{i}" / f"{name}.npy").unlink()
+        for name in ("feat_groups", "group_start", "child_indptr", "child_ids"):
+            np.save(v3 / f"layer-{i}" / f"{name}.npy", getattr(layer, name))
+    for mmap in (False, True):
+        assert (HierarchicalLinear.load(v3, mmap=mmap).predict(Xt, topk=3) != expected).nnz == 0
     for old in (v1, v2):
         chain.save(old / "tree")
     for i, W in enumerate(model.weights):
@@ -496,6 +508,31 @@ def test_older_layer_directories_still_load(tmp_path, tfidf_problem):
             assert (HierarchicalLinear.load(old, mmap=mmap).predict(Xt, topk=3) != expected).nnz == 0
 
 
+@pytest.mark.parametrize("per_entry", [False, True])
+def test_saved_pointers_are_narrow_counts_and_load_back_equal(tmp_path, tfidf_problem, per_entry):
+    """A layer's two pointer arrays are written as counts in the narrowest unsigned type (one byte
+    here) and rebuilt on loading to the very arrays the kernel had, for grouped and per-entry layers."""
+    from xmc.ranker.beam import LayerWeights
+
+    X, Y, Xt = tfidf_problem
+    chain = hierarchical_kmeans(pifa(X, Y), branching=2, max_leaf_size=4)
+    model = HierarchicalLinear.fit(X, Y, chain)
+    for i, W in enumerate(model.weights):  # the layout the test asks for, built from the same weights
+        model._kernel[i] = LayerWeights.build(W, chain[i], per_entry=per_entry).arrays()
+    model.save(tmp_path / "m")
+    for mmap in (False, True):
+        loaded = HierarchicalLinear.load(tmp_path / "m", mmap=mmap)
+        for i in range(len(model.weights)):
+            for a, b in zip(model._layer_arrays(i), loaded._layer_arrays(i)):
+                assert a.dtype == b.dtype and np.array_equal(a, b)
+    counts = np.load(tmp_path / "m" / "layer-1" / "feat_group_counts.npy")
+    group_counts = np.load(tmp_path / "m" / "layer-1" / "group_entry_counts.npy")
+    assert counts.dtype == np.uint8 and len(counts) == model.n_features + 1
+    assert len(group_counts) == (0 if per_entry else len(model._layer_arrays(1)[2]))
+    assert group_counts.dtype == np.uint8
+    assert (loaded.predict(Xt, topk=3) != model.predict(Xt, topk=3)).nnz == 0
+
+
 def test_saved_layers_hold_each_weight_once(tmp_path, tfidf_problem):
     """A saved layer is the beam kernel's layout only; the CSC weights derived from it after
     loading equal the trained ones bit for bit."""
@@ -506,8 +543,8 @@ def test_saved_layers_hold_each_weight_once(tmp_path, tfidf_problem):
     model.save(tmp_path / "m")
     for i, W in enumerate(trained):
         files = sorted(p.name for p in (tmp_path / "m" / f"layer-{i}").iterdir())
-        assert files == sorted(f"{name}.npy" for name in ("feat_groups", "group_start", "group_parent", "entry_child",
-                                                         "entry_value", "child_indptr", "child_ids", "child_scale"))
+        assert files == sorted(f"{name}.npy" for name in ("feat_group_counts", "group_entry_counts", "group_parent",
+                                                         "entry_child", "entry_value", "child_scale"))
         assert len(np.load(tmp_path / "m" / f"layer-{i}" / "entry_value.npy")) == W.nnz
     for W, V in zip(trained, HierarchicalLinear.load(tmp_path / "m").weights):
         assert (W != V).nnz == 0 and np.array_equal(W.indices, V.indices) and np.array_equal(W.data, V.data)

@@ -40,8 +40,9 @@ def library_versions(*packages: str) -> dict[str, str]:
 # The layout version of model directories this xmc writes (it reads every earlier one); a directory
 # from a later version may hold parts this one would ignore, so it is refused rather than half-read.
 # 1: XR-Linear layers as layer-i.npz; 2: as layer-i/ (one .npy per beam-kernel array, mmap-able),
-# both a column-major and a feature-major copy; 3: the feature-major copy only.
-FORMAT_VERSION = 3
+# both a column-major and a feature-major copy; 3: the feature-major copy only; 4: its two pointer
+# arrays stored as counts in the narrowest unsigned type, its children arrays taken from the tree.
+FORMAT_VERSION = 4
 
 
 def write_manifest(directory: str, model: str, config: dict[str, Any], extra: dict[str, Any] | None = None,

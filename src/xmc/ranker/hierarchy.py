@@ -494,9 +494,8 @@ class HierarchicalLinear:
         for i in range(len(self._shapes)):
             layer_dir = os.path.join(directory, f"layer-{i}")
             os.makedirs(layer_dir, exist_ok=True)
-            layer = LayerWeights(*self._layer_arrays(i))
-            for field in dataclasses.fields(LayerWeights):
-                np.save(os.path.join(layer_dir, f"{field.name}.npy"), getattr(layer, field.name), allow_pickle=False)
+            for name, array in _stored_arrays(LayerWeights(*self._layer_arrays(i))).items():
+                np.save(os.path.join(layer_dir, f"{name}.npy"), array, allow_pickle=False)
         with open(os.path.join(directory, "layers.json"), "w", encoding="utf-8") as fh:
             json.dump({"layers": len(self._shapes), "bias": self.bias, "n_features": self.n_features,
                        "layout": "feature", "shapes": [list(shape) for shape in self._shapes]}, fh)
@@ -516,7 +515,7 @@ class HierarchicalLinear:
                 raise ValueError(f"layers.json names {n_layers!r} layers, the tree has {len(chain)}")
             if meta.get("layout") == "feature":
                 shapes = [tuple(int(x) for x in shape) for shape in meta["shapes"]]
-                layers = [_load_layer(os.path.join(directory, f"layer-{i}"), mmap) for i in range(n_layers)]
+                layers = [_load_layer(os.path.join(directory, f"layer-{i}"), mmap, C) for i, C in enumerate(chain.matrices)]
                 # The numba kernels index without bounds checks: out-of-range indices must not get there.
                 for layer, shape, C in zip(layers, shapes, chain.matrices):
                     if shape[1] != C.shape[0]:
@@ -539,15 +538,63 @@ class HierarchicalLinear:
         return model
 
 
-def _load_layer(directory: str, mmap: bool) -> LayerWeights:
+# On disk a layer's two pointer arrays are kept as counts (feature f's groups, group g's entries) in
+# the narrowest unsigned type: a group rarely holds more than 255 entries or a feature more than 255
+# groups, so 4 bytes per group and per feature become 1 (on EURLEX57K's default model the group
+# pointers alone were a third of the directory). Loading rebuilds the pointers with one cumulative
+# sum, so they are read whole, not mapped; the weights themselves stay mappable. The children arrays
+# are the tree's own and are not written twice.
+_POINTER_COUNTS = {"feat_groups": "feat_group_counts", "group_start": "group_entry_counts"}
+
+
+def _stored_arrays(layer: LayerWeights) -> dict[str, np.ndarray]:
+    """What :meth:`HierarchicalLinear.save` writes for a layer: file name (no ``.npy``) -> array."""
+    stored = {}
+    for field in dataclasses.fields(LayerWeights):
+        array = getattr(layer, field.name)
+        if field.name in _POINTER_COUNTS:
+            counts = np.diff(array.astype(np.int64)) if len(array) else np.zeros(0, dtype=np.int64)
+            stored[_POINTER_COUNTS[field.name]] = counts.astype(np.min_scalar_type(int(counts.max(initial=0))))
+        elif field.name not in ("child_indptr", "child_ids"):
+            stored[field.name] = array
+    return stored
+
+
+def _pointers(counts: np.ndarray, name: str, signed: bool) -> np.ndarray:
+    """Pointers 0, c0, c0 + c1, ... from stored counts, as uint32 where they fit, else 64-bit
+    (int64 for ``feat_groups``, which the kernel reads signed; uint64 for ``group_start``)."""
+    if counts.ndim != 1 or counts.dtype.kind != "u":
+        raise ValueError(f"{name}: expected a 1-D array of unsigned counts, got {counts.dtype} of shape {counts.shape}")
+    pointers = np.zeros(len(counts) + 1, dtype=np.uint64)
+    np.cumsum(counts, dtype=np.uint64, out=pointers[1:])
+    fits = pointers[-1] < (1 << 31 if signed else 1 << 32)
+    return pointers.astype(np.uint32 if fits else np.int64 if signed else np.uint64)
+
+
+def _load_layer(directory: str, mmap: bool, C: sp.spmatrix) -> LayerWeights:
+    def read(name: str, mapped: bool = mmap) -> np.ndarray:
+        # np.asarray drops the memmap subclass (numba reads plain arrays) but keeps the mapped buffer.
+        path = os.path.join(directory, f"{name}.npy")
+        return np.asarray(np.load(path, allow_pickle=False, mmap_mode="r" if mapped else None))
+
+    def exists(name: str) -> bool:
+        return os.path.exists(os.path.join(directory, f"{name}.npy"))
+
+    C = sp.csc_matrix(C)
     arrays = {}
     for field in dataclasses.fields(LayerWeights):
-        path = os.path.join(directory, f"{field.name}.npy")
-        if field.name == "child_scale" and not os.path.exists(path):  # written before 2026-12-04: float32
-            arrays[field.name] = np.ones(len(arrays["child_ids"]), dtype=np.float32)
-            continue
-        # np.asarray drops the memmap subclass (numba reads plain arrays) but keeps the mapped buffer.
-        arrays[field.name] = np.asarray(np.load(path, allow_pickle=False, mmap_mode="r" if mmap else None))
+        name = field.name
+        if name in _POINTER_COUNTS and exists(_POINTER_COUNTS[name]):  # format 4
+            counts = read(_POINTER_COUNTS[name], mapped=False)
+            pointers = _pointers(counts, _POINTER_COUNTS[name], signed=name == "feat_groups")
+            # no group counts: stored per entry (group_start empty), as a layer without weights may be too
+            arrays[name] = pointers if name == "feat_groups" or len(counts) else pointers[:0]
+        elif name in ("child_indptr", "child_ids") and not exists(name):  # format 4: the tree's
+            arrays[name] = (C.indptr if name == "child_indptr" else C.indices).astype(np.int64)
+        elif name == "child_scale" and not exists(name):  # written before 2026-12-04: float32
+            arrays[name] = np.ones(C.shape[0], dtype=np.float32)
+        else:
+            arrays[name] = read(name)
     return LayerWeights(**arrays)
 
 
