@@ -515,7 +515,8 @@ class HierarchicalLinear:
                 raise ValueError(f"layers.json names {n_layers!r} layers, the tree has {len(chain)}")
             if meta.get("layout") == "feature":
                 shapes = [tuple(int(x) for x in shape) for shape in meta["shapes"]]
-                layers = [_load_layer(os.path.join(directory, f"layer-{i}"), mmap, C) for i, C in enumerate(chain.matrices)]
+                layers = [_load_layer(os.path.join(directory, f"layer-{i}"), mmap, C)
+                          for i, C in enumerate(chain.matrices)]
                 # The numba kernels index without bounds checks: out-of-range indices must not get there.
                 for layer, shape, C in zip(layers, shapes, chain.matrices):
                     if shape[1] != C.shape[0]:
