@@ -82,12 +82,11 @@ class LayerWeights:
         # 100 labels), and per parent id up to 256 parents (up to ~25k labels). PECOS's CSC spends 4
         # bytes on a row index per weight; these narrow ids put xmc's bytes per weight under PECOS's.
         child_type, parent_type = (np.min_scalar_type(max(n - 1, 0)) for n in (widest, C.shape[1]))
-        index_type = np.uint32 if W.nnz < 1 << 32 else np.uint64
+        index_type = pointer_type(W.nnz, signed=False)
         mode = -1 if per_entry is None else int(bool(per_entry))
         feat_groups, group_start, group_parent, entry_child, entry_value = _group_by_feature(
             w_indptr, W.indices, W.data, W.shape[0], c_indptr, c_ids, child_type, parent_type, index_type, mode)
-        if feat_groups[-1] < 1 << 31:  # half the size; the kernel reads it as int64 either way
-            feat_groups = feat_groups.astype(np.uint32)
+        feat_groups = feat_groups.astype(pointer_type(int(feat_groups[-1]), signed=True))
         return cls(feat_groups=feat_groups, group_start=group_start, group_parent=group_parent,
                    entry_child=entry_child, entry_value=entry_value,
                    child_indptr=c_indptr, child_ids=c_ids, child_scale=scale[c_ids])
@@ -148,6 +147,15 @@ class LayerWeights:
     def arrays(self) -> tuple:
         return (self.feat_groups, self.group_start, self.group_parent, self.entry_child, self.entry_value,
                 self.child_indptr, self.child_ids, self.child_scale)
+
+
+def pointer_type(last: int, *, signed: bool) -> type:
+    """The dtype of a pointer array ending at ``last``: uint32 where it fits (half the size of 64-bit),
+    else int64 for ``feat_groups`` (the kernel reads it as int64 either way) or uint64 for ``group_start``.
+    Layers built here and layers rebuilt from a saved directory's counts both take it from this rule."""
+    if last < (1 << 31 if signed else 1 << 32):
+        return np.uint32
+    return np.int64 if signed else np.uint64
 
 
 def _quantized(W: sp.csc_matrix, value_type) -> tuple[sp.csc_matrix, np.ndarray]:

@@ -26,7 +26,7 @@ from ..errors import ModelFormatError
 from ..indexing.tree import ClusterChain
 from ..metrics.topk import topk_to_csr
 from ..sparse_rows import unsigned_indices
-from .beam import POST_PROCESSORS, VALUE_TYPES, LayerWeights, beam_step
+from .beam import POST_PROCESSORS, VALUE_TYPES, LayerWeights, beam_step, pointer_type
 from .negatives import SCHEMES, binarize, negative_indicator
 from .solvers import LOSS_LOGISTIC, LOSS_SQUARED_HINGE, train_children
 
@@ -44,11 +44,11 @@ class LinearTrainConfig(Config):
         weight_threshold: weights with ``|w| <= weight_threshold`` are dropped (model size).
             0.1 as in PECOS; 0.02 (``configs/xr-linear-accurate.json``) gave +0.6 P@1 and
             +1.8 PSP@5 on a validation split of EURLEX57K train (tail labels keep their
-            small weights) at the same training time, but a 7x larger model (float32; 2.6x PECOS's
-            with int8 weights) and ~2x slower
-            prediction (``benchmarks/validate_xr_linear.py``, BENCHMARKS.md); 0.05
-            (``configs/xr-linear-balanced.json``) keeps most of that gain at PECOS's
-            prediction time with a 3x larger model (1.3x with int8). ``"auto"`` (XR-Linear's default) picks
+            small weights) at the same training time, but a 7x larger model (float32; 2.1x PECOS's
+            directory with int8 weights) and ~2x slower prediction (``benchmarks/validate_xr_linear.py``,
+            BENCHMARKS.md); 0.05 (``configs/xr-linear-balanced.json``) keeps most of that gain at
+            PECOS's prediction time with a 3x larger model (0.95x PECOS's directory with int8). ``"auto"``
+            (XR-Linear's default) picks
             by the label count when training starts (:func:`auto_weight_threshold`).
         max_iter: passes of dual coordinate descent per classifier.
         eps: stopping tolerance of the dual solver.
@@ -562,14 +562,13 @@ def _stored_arrays(layer: LayerWeights) -> dict[str, np.ndarray]:
 
 
 def _pointers(counts: np.ndarray, name: str, signed: bool) -> np.ndarray:
-    """Pointers 0, c0, c0 + c1, ... from stored counts, as uint32 where they fit, else 64-bit
-    (int64 for ``feat_groups``, which the kernel reads signed; uint64 for ``group_start``)."""
+    """Pointers 0, c0, c0 + c1, ... from stored counts, in the dtype :meth:`LayerWeights.build` gives
+    (:func:`~xmc.ranker.beam.pointer_type`)."""
     if counts.ndim != 1 or counts.dtype.kind != "u":
         raise ValueError(f"{name}: expected a 1-D array of unsigned counts, got {counts.dtype} of shape {counts.shape}")
     pointers = np.zeros(len(counts) + 1, dtype=np.uint64)
     np.cumsum(counts, dtype=np.uint64, out=pointers[1:])
-    fits = pointers[-1] < (1 << 31 if signed else 1 << 32)
-    return pointers.astype(np.uint32 if fits else np.int64 if signed else np.uint64)
+    return pointers.astype(pointer_type(int(pointers[-1]), signed=signed))
 
 
 def _load_layer(directory: str, mmap: bool, C: sp.spmatrix) -> LayerWeights:
