@@ -138,8 +138,9 @@ def synthetic_problem(name: str):
 
 
 def load_dataset(name: str, cache_dir: str):
-    """(X_train, Y_train, X_test, Y_test) of eurlex57k, bibtex, or ``synthetic-10k`` / ``-100k`` / ``-1m``:
-    bench_scale's generated problem of that many labels (its preset sizes, 10,000 test documents, seed 0)."""
+    """(X_train, Y_train, X_test, Y_test) of eurlex57k, bibtex, an ``ave-*`` product set (as plain
+    XMC: ``try_peers.load_ave``), or ``synthetic-10k`` / ``-100k`` / ``-1m``: bench_scale's generated
+    problem of that many labels (its preset sizes, 10,000 test documents, seed 0)."""
     if name.startswith("synthetic-"):
         prob = synthetic_problem(name)
         return prob.X_train, prob.Y_train, prob.X_test, prob.Y_test
@@ -147,7 +148,9 @@ def load_dataset(name: str, cache_dir: str):
         return try_peers.load_bibtex(True)
     if name == "eurlex57k":
         return try_peers.load_eurlex(cache_dir)
-    raise SystemExit(f"unknown dataset {name!r} (eurlex57k, bibtex, synthetic-N)")
+    if name.startswith("ave-"):
+        return try_peers.load_ave(name)
+    raise SystemExit(f"unknown dataset {name!r} (eurlex57k, bibtex, synthetic-N, ave-*)")
 
 
 def _metrics(scores, Y_test, Y_train) -> dict:

@@ -135,6 +135,27 @@ def load_eurlex(cache_dir: str):
     return Xtr, Ytr, Xte, Yte
 
 
+def load_ave(name: str):
+    """An ``ave-*`` product dataset as a plain XMC problem (no taxonomy): TF-IDF of title +
+    description with EURLEX57K's settings (word 1-2 grams, sublinear tf, min_df 2), label columns
+    of the training file (test labels unseen in train are dropped: this loader serves validation
+    splits of train, and test rows only as a count)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from xmc.data.readers import read_jsonl
+
+    root = os.path.join(DATA, name)
+    train = read_jsonl(os.path.join(root, "train.jsonl"))
+    test = read_jsonl(os.path.join(root, "test.jsonl"), labels=train.labels)
+    vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2, max_features=200000, dtype=np.float32)
+    fields = ("title", "description")
+    Xtr = vec.fit_transform(train.input_texts(fields)).tocsr()
+    Xte = vec.transform(test.input_texts(fields)).tocsr()
+    Xtr.sort_indices()  # PECOS refuses unsorted query rows
+    Xte.sort_indices()
+    n_labels = len(train.labels)
+    return Xtr, sp.csr_matrix(train.Y), Xte, sp.csr_matrix(test.Y)[:, :n_labels]
+
+
 # ------------------------------------------------------------------ metrics
 
 

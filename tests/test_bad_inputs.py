@@ -314,8 +314,10 @@ CASES: list[tuple[str, Callable[[Path, Path], list], int, tuple[str, ...]]] = [
      ("bad.json: train.C must be positive",)),
     ("config-unknown-nested-key", lambda w, d: train_args(w, d, "--config", config_file(d, {"train": {"CC": 1}})), 2,
      ("bad.json: train: unknown key(s) 'CC'",)),
-    ("config-wrong-type", lambda w, d: train_args(w, d, "--config", config_file(d, {"train": {"C": "big"}})), 2,
-     ("bad.json: train.C: expected a number",)),
+    ("config-wrong-type", lambda w, d: train_args(w, d, "--config", config_file(d, {"train": {"eps": "big"}})), 2,
+     ("bad.json: train.eps: expected a number",)),
+    ("config-wrong-type-or-auto", lambda w, d: train_args(w, d, "--config", config_file(d, {"train": {"C": "big"}})),
+     2, ("bad.json: train.C: 'big' matches none of float, 'auto'",)),
     ("config-invalid-token-pattern", lambda w, d: train_args(w, d, "--config", config_file(
         d, {"features": {"token_pattern": "["}})), 2, ("features.token_pattern", "invalid regular expression")),
     ("config-redos-token-pattern", lambda w, d: train_args(w, d, "--config", config_file(

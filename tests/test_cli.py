@@ -325,8 +325,10 @@ def test_printed_config_is_accepted_by_train(corpus_dir, tmp_path, capsys):
     # The model saves the config it trained with: the printed one with its "auto" values resolved.
     assert model.config == XRLinearConfig.from_dict(full).resolved(len(model.labels_))[0]
     assert model.config.train.weight_threshold == 0.05 and model.config.trees_per_indexer == 1
+    assert model.config.train.C == 0.5
     # Before training, train states what the label count made "auto" choose.
-    assert (f"{len(model.labels_)} labels: train.weight_threshold=0.05 (auto), indexers.pifa_normalize_labels=false "
+    assert (f"{len(model.labels_)} labels: train.weight_threshold=0.05 (auto), train.C=0.5 (auto), "
+            "indexers.pifa_normalize_labels=false "
             "(auto), trees_per_indexer=1 (auto)") in out
 
 

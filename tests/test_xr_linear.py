@@ -615,9 +615,10 @@ def test_pifa_with_normalised_label_rows_by_hand():
 # ---- size-aware defaults ("auto") ---------------------------------------------------
 def test_auto_rules_at_their_boundaries():
     from xmc.models.xr_linear import auto_pifa_normalize_labels, auto_trees_per_indexer
-    from xmc.ranker.hierarchy import auto_weight_threshold
+    from xmc.ranker.hierarchy import auto_C, auto_weight_threshold
 
     assert [auto_weight_threshold(n) for n in (1, 8191, 8192, 10**6)] == [0.05, 0.05, 0.1, 0.1]
+    assert [auto_C(n) for n in (1, 159, 511, 512, 4271, 10**6)] == [0.5, 0.5, 0.5, 1.0, 1.0, 1.0]
     assert [auto_pifa_normalize_labels(n) for n in (1, 49_999, 50_000, 10**7)] == [False] * 4
     assert [auto_trees_per_indexer(n, 1) for n in (1, 49_999, 50_000, 499_999, 500_000, 10**6)] == [1, 1, 2, 2, 1, 1]
     assert auto_trees_per_indexer(100_000, 2) == 1  # a configured ensemble is left as it is
@@ -626,16 +627,18 @@ def test_auto_rules_at_their_boundaries():
 def test_resolved_config_expands_seeds_and_keeps_explicit_values():
     auto = XRLinearConfig()
     config, chosen = auto.resolved(100_000)
-    assert chosen == {"train.weight_threshold": 0.1, "indexers.pifa_normalize_labels": False, "trees_per_indexer": 2}
+    assert chosen == {"train.weight_threshold": 0.1, "train.C": 1.0, "indexers.pifa_normalize_labels": False,
+                      "trees_per_indexer": 2}
+    assert auto.resolved(159)[1]["train.C"] == 0.5 and auto.resolved(159)[0].train.C == 0.5
     assert [(ix.seed, ix.pifa_normalize_labels) for ix in config.indexers] == [(0, False), (1, False)]
     assert config.trees_per_indexer == 1
     assert auto.trees_per_indexer == "auto" and len(auto.indexers) == 1  # the requested config is untouched
     assert config.resolved(100_000) == (config, {})  # resolving twice changes nothing
-    explicit = XRLinearConfig.from_dict({"trees_per_indexer": 3, "train": {"weight_threshold": 0.2},
+    explicit = XRLinearConfig.from_dict({"trees_per_indexer": 3, "train": {"weight_threshold": 0.2, "C": 2.0},
                                          "indexers": [{"seed": 5, "pifa_normalize_labels": False},
                                                       {"seed": 9, "branching": 4, "pifa_normalize_labels": True}]})
     config, chosen = explicit.resolved(10)
-    assert chosen == {} and config.train.weight_threshold == 0.2
+    assert chosen == {} and config.train.weight_threshold == 0.2 and config.train.C == 2.0
     assert [(ix.seed, ix.branching) for ix in config.indexers] == [(5, 16), (6, 16), (7, 16), (9, 4), (10, 4), (11, 4)]
     assert [ix.pifa_normalize_labels for ix in config.indexers] == [False] * 3 + [True] * 3
     with pytest.raises(ConfigError, match="trees_per_indexer"):
@@ -671,9 +674,14 @@ def test_hierarchical_linear_resolves_auto_and_the_layer_trainer_refuses_it(tfid
 
     X, Y, _ = tfidf_problem
     chain = ClusterChain.flat(Y.shape[1])
-    auto = HierarchicalLinear.fit(X, Y, chain, LinearTrainConfig(weight_threshold="auto"))
-    fixed = HierarchicalLinear.fit(X, Y, chain, LinearTrainConfig(weight_threshold=0.05))  # 60 labels: 0.05
+    auto = HierarchicalLinear.fit(X, Y, chain, LinearTrainConfig(weight_threshold="auto", C="auto"))
+    fixed = HierarchicalLinear.fit(X, Y, chain, LinearTrainConfig(weight_threshold=0.05, C=0.5))  # 60 labels
     assert (auto.weights[0] != fixed.weights[0]).nnz == 0
+    c_one = HierarchicalLinear.fit(X, Y, chain, LinearTrainConfig(weight_threshold=0.05, C=1.0))
+    assert (c_one.weights[0] != fixed.weights[0]).nnz > 0  # C does reach the solver
     with pytest.raises(ValueError, match="resolved first"):
         train_layer(SolverRows.from_csr(X), Y, np.ones((X.shape[0], 1)), np.arange(1), np.zeros(1, dtype=np.int64),
                     LinearTrainConfig(weight_threshold="auto"), 1)
+    with pytest.raises(ValueError, match="resolved first"):
+        train_layer(SolverRows.from_csr(X), Y, np.ones((X.shape[0], 1)), np.arange(1), np.zeros(1, dtype=np.int64),
+                    LinearTrainConfig(C="auto"), 1)

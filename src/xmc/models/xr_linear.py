@@ -26,8 +26,8 @@ from ..indexing.kmeans import hierarchical_kmeans
 from ..indexing.label_repr import combine, pifa
 from ..indexing.tree import ClusterChain
 from ..ranker.beam import VALUE_TYPES
-from ..ranker.hierarchy import (AUTO, SMALL_LABEL_SPACE, HierarchicalLinear, LinearTrainConfig, PredictConfig,
-                               auto_weight_threshold)
+from ..ranker.hierarchy import (AUTO, FEW_LABELS, SMALL_LABEL_SPACE, HierarchicalLinear, LinearTrainConfig,
+                               PredictConfig, auto_C, auto_weight_threshold)
 from ..progress import progress_bar
 from ..sparse_rows import l2_normalize_rows
 from .base import Capabilities, XMCModel
@@ -88,8 +88,9 @@ class XRLinearConfig(Config):
             ``seed + 1``, ...; ``"auto"``: 2 from 50,000 to under 500,000 labels (for a single
             entry), else 1 (see :func:`auto_trees_per_indexer`).
         train: how the per-level linear classifiers are trained (``weight_threshold``
-            ``"auto"``: 0.05 below 8,192 labels, else 0.1; see
-            :func:`xmc.ranker.hierarchy.auto_weight_threshold`). Weights are stored as int8
+            ``"auto"``: 0.05 below 8,192 labels, else 0.1; ``C`` ``"auto"``: 0.5 below 512 labels,
+            else 1; see :func:`xmc.ranker.hierarchy.auto_weight_threshold` and
+            :func:`xmc.ranker.hierarchy.auto_C`). Weights are stored as int8
             (``weight_dtype``; one float scale per classifier): on validation splits of train
             within 0.05 P@1 of float32 on bibtex, EURLEX57K and the generated 10k / 100k / 1M-label
             problems, for a 0.55x model on EURLEX57K (0.47x on disk) that predicts in about the same
@@ -103,7 +104,7 @@ class XRLinearConfig(Config):
     indexers: list[IndexerConfig] = dataclasses.field(default_factory=lambda: [IndexerConfig()])
     trees_per_indexer: int | Literal["auto"] = AUTO
     train: LinearTrainConfig = dataclasses.field(
-        default_factory=lambda: LinearTrainConfig(weight_threshold=AUTO, weight_dtype="int8"))
+        default_factory=lambda: LinearTrainConfig(C=AUTO, weight_threshold=AUTO, weight_dtype="int8"))
     predict: PredictConfig = dataclasses.field(default_factory=PredictConfig)
     n_threads: int = 0
 
@@ -118,8 +119,9 @@ class XRLinearConfig(Config):
         the same model. Returns it and ``{field: chosen value}`` for the fields that were ``"auto"``."""
         chosen: dict[str, object] = {}
         train = self.train.resolved(n_labels)
-        if train is not self.train:
-            chosen["train.weight_threshold"] = train.weight_threshold
+        for key in ("weight_threshold", "C"):
+            if getattr(self.train, key) == AUTO:
+                chosen[f"train.{key}"] = getattr(train, key)
         indexers = []
         for ix in self.indexers:
             if ix.pifa_normalize_labels == AUTO:
@@ -138,6 +140,8 @@ class XRLinearConfig(Config):
         if self.train.weight_threshold == AUTO:
             small, large = auto_weight_threshold(SMALL_LABEL_SPACE - 1), auto_weight_threshold(SMALL_LABEL_SPACE)
             lines.append(f"  train.weight_threshold: {small:g} below {SMALL_LABEL_SPACE:,} labels, else {large:g}")
+        if self.train.C == AUTO:
+            lines.append(f"  train.C: {auto_C(FEW_LABELS - 1):g} below {FEW_LABELS:,} labels, else {auto_C(FEW_LABELS):g}")
         if any(ix.pifa_normalize_labels == AUTO for ix in self.indexers):
             lines.append("  indexers.pifa_normalize_labels: false at every size")
         if self.trees_per_indexer == AUTO:

@@ -39,7 +39,8 @@ class LinearTrainConfig(Config):
 
     Attributes:
         loss: ``squared-hinge`` (L2-loss SVM, default) or ``logistic``.
-        C: inverse regularisation strength (same for positives and negatives).
+        C: inverse regularisation strength (same for positives and negatives); ``"auto"``
+            (XR-Linear's default) picks by the label count when training starts (:func:`auto_C`).
         bias: value of the constant feature appended to every instance (0 disables it).
         weight_threshold: weights with ``|w| <= weight_threshold`` are dropped (model size).
             0.1 as in PECOS; 0.02 (``configs/xr-linear-accurate.json``) gave +0.6 P@1 and
@@ -63,7 +64,7 @@ class LinearTrainConfig(Config):
     """
 
     loss: Literal["squared-hinge", "logistic"] = "squared-hinge"
-    C: float = 1.0
+    C: float | Literal["auto"] = 1.0
     bias: float = 1.0
     weight_threshold: float | Literal["auto"] = 0.1
     max_iter: int = 100
@@ -75,7 +76,7 @@ class LinearTrainConfig(Config):
 
     def validate(self) -> None:
         check(self.weight_dtype in VALUE_TYPES, f"weight_dtype must be one of {list(VALUE_TYPES)}")
-        check(self.C > 0, f"C must be positive, got {self.C}")
+        check(self.C == AUTO or self.C > 0, f"C must be positive or \"auto\", got {self.C}")
         check(self.weight_threshold == AUTO or self.weight_threshold >= 0, "weight_threshold must be >= 0")
         check(self.max_iter >= 1, "max_iter must be >= 1")
         check(self.eps > 0, "eps must be positive")
@@ -83,15 +84,37 @@ class LinearTrainConfig(Config):
         check(self.negatives in SCHEMES, f"negatives must be one of {SCHEMES}")
 
     def resolved(self, n_labels: int) -> "LinearTrainConfig":
-        """This config with ``weight_threshold="auto"`` replaced for ``n_labels`` labels (itself if none is)."""
-        if self.weight_threshold != AUTO:
-            return self
-        return dataclasses.replace(self, weight_threshold=auto_weight_threshold(n_labels))
+        """This config with ``weight_threshold`` and ``C`` ``"auto"`` replaced for ``n_labels`` labels
+        (itself if neither is)."""
+        changes = {}
+        if self.weight_threshold == AUTO:
+            changes["weight_threshold"] = auto_weight_threshold(n_labels)
+        if self.C == AUTO:
+            changes["C"] = auto_C(n_labels)
+        return dataclasses.replace(self, **changes) if changes else self
 
 
 AUTO = "auto"
 # Below this many labels the model is small enough to keep more of its small (tail) weights.
 SMALL_LABEL_SPACE = 8192
+# Below this many labels "auto" regularises more (C 0.5; see auto_C).
+FEW_LABELS = 512
+
+
+def auto_C(n_labels: int) -> float:
+    """The ``C`` ``"auto"`` stands for: 0.5 below 512 labels, else PECOS's 1.
+
+    Chosen on validation splits of train (``benchmarks/validate_xr_linear.py --variants
+    auto,auto-C0.7,auto-C0.5,auto-C0.35``, BENCHMARKS.md; int8 weights, 5 folds on the small sets).
+    C 0.5 against 1 scored higher on the three sets with few labels: bibtex (159 labels: +0.6 P@1,
+    +1.1 PSP@5), ave-implicitave (151: +0.0 P@1, +0.9 PSP@5) and ave-myntra_fashion (62: +0.1 P@1).
+    It scored lower on the three with more: ave-ae110k_subset (1,111 labels: -1.0 P@1),
+    ave-wdc_pave (3,409: -1.8 P@1) and EURLEX57K's first 5,000 documents (4,271: -1.8 P@1), and on all
+    of EURLEX57K (-0.2 P@1, -1.4 PSP@5 at threshold 0.02). What separates the two groups is the
+    number of training documents per label (about 70-1,400 against 2-53 on average), for which the label
+    count is the proxy every other "auto" rule uses; 512 sits between the two groups.
+    """
+    return 0.5 if n_labels < FEW_LABELS else 1.0
 
 
 def auto_weight_threshold(n_labels: int) -> float:
@@ -192,8 +215,8 @@ def train_layer(
     Returns:
         The weights, CSC (d + 1, m) (row d holds the bias weight), and each problem's solver passes.
     """
-    if config.weight_threshold == AUTO:
-        raise ValueError("weight_threshold 'auto' must be resolved first (LinearTrainConfig.resolved)")
+    if AUTO in (config.weight_threshold, config.C):
+        raise ValueError("weight_threshold and C 'auto' must be resolved first (LinearTrainConfig.resolved)")
     neg = sp.csc_matrix(neg)
     neg.sort_indices()
     pos = sp.csc_matrix(pos)
