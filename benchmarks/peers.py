@@ -149,6 +149,17 @@ def _keep_topk(S: sp.csr_matrix, k: int) -> sp.csr_matrix:
     return _pairs_to_csr(rows, S.shape[0], S.shape[1])
 
 
+def import_seconds(*modules: str) -> float:
+    """Seconds to import ``modules`` in this process (0 when they are loaded already): a library's
+    load cost, which PECOS pays here (its C++ library) and xmc partly at its first jitted call."""
+    import importlib
+
+    t = time.perf_counter()
+    for name in modules:
+        importlib.import_module(name)
+    return time.perf_counter() - t
+
+
 def median_call_seconds(call, n_calls: int) -> float:
     """Median wall time of ``n_calls`` calls of ``call()``; the caller makes an untimed call first
     (it warms caches and the thread pool, and gives the scores)."""
@@ -258,6 +269,7 @@ def fit_predict_pecos(
         second_fit: train once more at the end, in the same process (``train_warm_s``), as
             bench_xr_linear does for xmc
     """
+    import_s = import_seconds("pecos.xmc", "pecos.xmc.xlinear.model")
     from pecos.xmc.xlinear.model import XLinearModel
 
     X_train = _csr32(X_train)
@@ -308,6 +320,7 @@ def fit_predict_pecos(
         "embed_s": t1 - t0,
         "index_s": t2 - t1,
         "fit_s": t3 - t2,
+        "import_s": import_s,
         "predict_s": predict_s_fast,
         "predict_calls": n_calls,
         "predict_s_inmem": predict_s,
