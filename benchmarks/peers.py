@@ -151,7 +151,8 @@ def _keep_topk(S: sp.csr_matrix, k: int) -> sp.csr_matrix:
 
 def import_seconds(*modules: str) -> float:
     """Seconds to import ``modules`` in this process (0 when they are loaded already): a library's
-    load cost, which PECOS pays here (its C++ library) and xmc partly at its first jitted call."""
+    load cost. ``measure._child`` times a peer's library this way before calling it (PECOS loads its
+    C++ library there); xmc's benchmark function times its own (its kernels load at their first call)."""
     import importlib
 
     t = time.perf_counter()
@@ -269,7 +270,6 @@ def fit_predict_pecos(
         second_fit: train once more at the end, in the same process (``train_warm_s``), as
             bench_xr_linear does for xmc
     """
-    import_s = import_seconds("pecos.xmc", "pecos.xmc.xlinear.model")
     from pecos.xmc.xlinear.model import XLinearModel
 
     X_train = _csr32(X_train)
@@ -320,7 +320,6 @@ def fit_predict_pecos(
         "embed_s": t1 - t0,
         "index_s": t2 - t1,
         "fit_s": t3 - t2,
-        "import_s": import_s,
         "predict_s": predict_s_fast,
         "predict_calls": n_calls,
         "predict_s_inmem": predict_s,
