@@ -96,12 +96,23 @@ def _read_jsonl_gz(path):
                 yield json.loads(line)
 
 
+def _tfidf(train_texts: list[str], test_texts: list[str]):
+    """(X_train, X_test): TF-IDF fitted on the training texts (word 1-2 grams, sublinear tf,
+    min_df 2, at most 200,000 features), rows with sorted indices (PECOS refuses unsorted ones)."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2, max_features=200000, dtype=np.float32)
+    Xtr = vec.fit_transform(train_texts).tocsr()
+    Xte = vec.transform(test_texts).tocsr()
+    Xtr.sort_indices()
+    Xte.sort_indices()
+    return Xtr, Xte
+
+
 def load_eurlex(cache_dir: str):
     cache = os.path.join(cache_dir, "eurlex57k_tfidf_1-2gram_200k.npz")
     if os.path.exists(cache):
         return measure.load_inputs(cache, names=("X_train", "Y_train", "X_test", "Y_test"))
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
     root = os.path.join(DATA, "eurlex57k")
     with open(os.path.join(root, "labels.txt"), encoding="utf-8") as f:
         L = sum(1 for _ in f)
@@ -121,13 +132,7 @@ def load_eurlex(cache_dir: str):
     t = time.perf_counter()
     tr_texts, Ytr = split("train")
     te_texts, Yte = split("test")
-    vec = TfidfVectorizer(
-        ngram_range=(1, 2), sublinear_tf=True, min_df=2, max_features=200000, dtype=np.float32
-    )
-    Xtr = vec.fit_transform(tr_texts).tocsr()
-    Xte = vec.transform(te_texts).tocsr()
-    Xtr.sort_indices()
-    Xte.sort_indices()
+    Xtr, Xte = _tfidf(tr_texts, te_texts)
     print(f"[eurlex57k] tf-idf built in {time.perf_counter() - t:.1f}s: "
           f"X_train {Xtr.shape} nnz={Xtr.nnz}, X_test {Xte.shape} nnz={Xte.nnz}", flush=True)
     os.makedirs(cache_dir, exist_ok=True)
@@ -140,18 +145,13 @@ def load_ave(name: str):
     description with EURLEX57K's settings (word 1-2 grams, sublinear tf, min_df 2), label columns
     of the training file (test labels unseen in train are dropped: this loader serves validation
     splits of train, and test rows only as a count)."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
     from xmc.data.readers import read_jsonl
 
     root = os.path.join(DATA, name)
     train = read_jsonl(os.path.join(root, "train.jsonl"))
     test = read_jsonl(os.path.join(root, "test.jsonl"), labels=train.labels)
-    vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2, max_features=200000, dtype=np.float32)
     fields = ("title", "description")
-    Xtr = vec.fit_transform(train.input_texts(fields)).tocsr()
-    Xte = vec.transform(test.input_texts(fields)).tocsr()
-    Xtr.sort_indices()  # PECOS refuses unsorted query rows
-    Xte.sort_indices()
+    Xtr, Xte = _tfidf(train.input_texts(fields), test.input_texts(fields))
     n_labels = len(train.labels)
     return Xtr, sp.csr_matrix(train.Y), Xte, sp.csr_matrix(test.Y)[:, :n_labels]
 
