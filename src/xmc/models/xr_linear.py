@@ -119,8 +119,9 @@ class XRLinearConfig(Config):
         the same model. Returns it and ``{field: chosen value}`` for the fields that were ``"auto"``."""
         chosen: dict[str, object] = {}
         train = self.train.resolved(n_labels)
-        chosen.update({f"train.{f.name}": getattr(train, f.name) for f in dataclasses.fields(train)
-                       if getattr(train, f.name) != getattr(self.train, f.name)})
+        for key in ("weight_threshold", "C"):
+            if getattr(self.train, key) == AUTO:
+                chosen[f"train.{key}"] = getattr(train, key)
         indexers = []
         for ix in self.indexers:
             if ix.pifa_normalize_labels == AUTO:
