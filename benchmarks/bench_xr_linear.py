@@ -143,8 +143,10 @@ def synthetic_problem(name: str):
 
 def load_dataset(name: str, cache_dir: str):
     """(X_train, Y_train, X_test, Y_test) of eurlex57k, bibtex, an ``ave-*`` product set (as plain
-    XMC: ``try_peers.load_ave``), or ``synthetic-10k`` / ``-100k`` / ``-1m``: bench_scale's generated
-    problem of that many labels (its preset sizes, 10,000 test documents, seed 0)."""
+    XMC: ``try_peers.load_ave``), ``synthetic-10k`` / ``-100k`` / ``-1m``: bench_scale's generated
+    problem of that many labels (its preset sizes, 10,000 test documents, seed 0), or ``demo`` /
+    ``demo-N``: ``xmc demo``'s synthetic text corpus (200 labels) with its 2,000 or N training documents,
+    or ``eurlex57k-topN``: EURLEX57K with only its N most frequent training labels."""
     if name.startswith("synthetic-"):
         prob = synthetic_problem(name)
         return prob.X_train, prob.Y_train, prob.X_test, prob.Y_test
@@ -152,9 +154,36 @@ def load_dataset(name: str, cache_dir: str):
         return try_peers.load_bibtex(True)
     if name == "eurlex57k":
         return try_peers.load_eurlex(cache_dir)
+    if name.startswith("eurlex57k-top"):
+        return frequent_labels(try_peers.load_eurlex(cache_dir), int(name[len("eurlex57k-top"):]))
     if name.startswith("ave-"):
         return try_peers.load_ave(name)
-    raise SystemExit(f"unknown dataset {name!r} (eurlex57k, bibtex, synthetic-N, ave-*)")
+    if name == "demo" or name.startswith("demo-"):
+        return demo_corpus(int(name[len("demo-"):]) if name != "demo" else 2000)
+    raise SystemExit(f"unknown dataset {name!r} (eurlex57k, eurlex57k-topN, bibtex, synthetic-N, ave-*, demo, demo-N)")
+
+
+def frequent_labels(data, n_labels: int):
+    """``data`` (X_train, Y_train, X_test, Y_test) with only the ``n_labels`` most frequent training
+    labels (every document kept): a real label space with more documents per label."""
+    X_train, Y_train, X_test, Y_test = data
+    counts = np.asarray(sp.csr_matrix(Y_train).astype(bool).sum(axis=0)).ravel()
+    keep = np.sort(np.argsort(-counts, kind="stable")[:n_labels])
+    return X_train, sp.csr_matrix(Y_train)[:, keep], X_test, sp.csr_matrix(Y_test)[:, keep]
+
+
+def demo_corpus(n_train: int):
+    """``xmc demo``'s corpus (seed 0) with ``n_train`` training documents, featurised as the demo
+    does (xmc's TF-IDF, min_df 1): how a setting depends on documents per label at a fixed label space."""
+    from xmc.datasets.synthetic import make_corpus
+    from xmc.features.tfidf import TfidfConfig, TfidfFeaturizer
+
+    corpus = make_corpus(n_train=n_train, seed=0)
+    config = TfidfConfig(min_df=1)
+    featurizer = TfidfFeaturizer(config)
+    X_train = featurizer.fit_transform(corpus.train.input_texts(config.fields))
+    X_test = featurizer.transform(corpus.test.input_texts(config.fields))
+    return X_train, sp.csr_matrix(corpus.train.Y), X_test, sp.csr_matrix(corpus.test.Y)
 
 
 def _metrics(scores, Y_test, Y_train) -> dict:

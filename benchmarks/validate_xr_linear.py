@@ -40,6 +40,7 @@ _ONE_TREE_EACH = {"trees_per_indexer": 1}
 VARIANTS: dict[str, tuple[str, dict]] = {
     "auto": ("the shipped default (weight threshold and tree count chosen by the label count)",
              {"trees_per_indexer": "auto"}),
+    "auto-C1": ("the shipped default with C=1 (PECOS's)", {"trees_per_indexer": "auto", "train": {"C": 1.0}}),
     "auto-C0.5": ("the shipped default with C=0.5", {"trees_per_indexer": "auto", "train": {"C": 0.5}}),
     "auto-C0.7": ("the shipped default with C=0.7", {"trees_per_indexer": "auto", "train": {"C": 0.7}}),
     "auto-C0.35": ("the shipped default with C=0.35", {"trees_per_indexer": "auto", "train": {"C": 0.35}}),
@@ -201,7 +202,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", default="base,man,wide64")
     ap.add_argument("--dataset", default="eurlex57k",
-                    help="eurlex57k, bibtex, ave-* (plain XMC on title + description), or synthetic-10k / synthetic-100k / synthetic-1m (bench_scale's "
+                    help="eurlex57k, bibtex, ave-* (plain XMC on title + description), demo / demo-N (xmc demo's corpus with N training documents), or synthetic-10k / synthetic-100k / synthetic-1m (bench_scale's "
                          "generated problems, training part only)")
     ap.add_argument("--valid-fraction", type=float, default=0.1)
     ap.add_argument("--folds", type=int, default=0, help="K >= 2: K-fold cross-validation instead of one split")

@@ -21,6 +21,7 @@ from xmc.datasets.synthetic import make_corpus
 from xmc.metrics import top_k
 from xmc.models.registry import load_model
 from xmc.models.xr_linear import XRLinear, XRLinearConfig
+from xmc.ranker.hierarchy import LabelSpace
 
 CONFIG = {"features": {"min_df": 1}, "indexers": [{"branching": 2, "max_leaf_size": 10}]}
 
@@ -323,11 +324,12 @@ def test_printed_config_is_accepted_by_train(corpus_dir, tmp_path, capsys):
     assert rc == 0
     model = XRLinear.load(tmp_path / "m")
     # The model saves the config it trained with: the printed one with its "auto" values resolved.
-    assert model.config == XRLinearConfig.from_dict(full).resolved(len(model.labels_))[0]
+    assert model.config == XRLinearConfig.from_dict(full).resolved(LabelSpace(40, 15))[0]
     assert model.config.train.weight_threshold == 0.05 and model.config.trees_per_indexer == 1
-    assert model.config.train.C == 0.5
-    # Before training, train states what the label count made "auto" choose.
-    assert (f"{len(model.labels_)} labels: train.weight_threshold=0.05 (auto), train.C=0.5 (auto), "
+    assert model.config.train.C == 1.0  # the median label has 15 training documents
+    # Before training, train states what the training labels made "auto" choose.
+    assert ("40 labels, median 15 training documents per label: train.weight_threshold=0.05 (auto), "
+            "train.C=1.0 (auto), "
             "indexers.pifa_normalize_labels=false "
             "(auto), trees_per_indexer=1 (auto)") in out
 

@@ -615,29 +615,49 @@ def test_pifa_with_normalised_label_rows_by_hand():
 # ---- size-aware defaults ("auto") ---------------------------------------------------
 def test_auto_rules_at_their_boundaries():
     from xmc.models.xr_linear import auto_pifa_normalize_labels, auto_trees_per_indexer
-    from xmc.ranker.hierarchy import auto_C, auto_weight_threshold
+    from xmc.ranker.hierarchy import LabelSpace, auto_C, auto_weight_threshold
 
     assert [auto_weight_threshold(n) for n in (1, 8191, 8192, 10**6)] == [0.05, 0.05, 0.1, 0.1]
-    assert [auto_C(n) for n in (1, 159, 511, 512, 4271, 10**6)] == [0.5, 0.5, 0.5, 1.0, 1.0, 1.0]
+    # few labels with many training documents each: bibtex (159, median 54), not the demo corpus (200,
+    # median 9) nor EURLEX57K's 1,000 most frequent labels (median 83)
+    assert [auto_C(LabelSpace(n, m)) for n, m in ((159, 54), (1, 20), (511, 20), (511, 10**6))] == [0.5] * 4
+    assert [auto_C(LabelSpace(n, m)) for n, m in ((200, 9), (511, 19.5), (512, 20), (1000, 83), (4271, 7),
+                                                  (10**6, 10**6))] == [1.0] * 6
     assert [auto_pifa_normalize_labels(n) for n in (1, 49_999, 50_000, 10**7)] == [False] * 4
     assert [auto_trees_per_indexer(n, 1) for n in (1, 49_999, 50_000, 499_999, 500_000, 10**6)] == [1, 1, 2, 2, 1, 1]
     assert auto_trees_per_indexer(100_000, 2) == 1  # a configured ensemble is left as it is
 
 
+def test_label_space_counts_documents_per_label_by_hand():
+    from xmc.ranker.hierarchy import LabelSpace
+
+    # label 0: documents 0, 1, 2 (listed twice in document 0); label 1: document 1 (an explicit zero
+    # in document 2 does not count); labels 2 and 3: none -> counts 3, 1, 0, 0, median 0.5
+    Y = sp.csr_matrix((np.array([1, 1, 1, 1, 1, 0], dtype=np.float32), np.array([0, 0, 0, 1, 0, 1]),
+                       np.array([0, 2, 4, 6])), shape=(3, 4))
+    space = LabelSpace.of(Y)
+    assert space == LabelSpace(4, 0.5) and str(space) == "4 labels, median 0.5 training documents per label"
+    assert Y.nnz == 6 and Y.data[-1] == 0  # the caller's matrix is left as it was
+    assert LabelSpace.of(sp.csr_matrix((5, 0))) == LabelSpace(0, 0.0)
+
+
 def test_resolved_config_expands_seeds_and_keeps_explicit_values():
+    from xmc.ranker.hierarchy import LabelSpace
+
     auto = XRLinearConfig()
-    config, chosen = auto.resolved(100_000)
+    config, chosen = auto.resolved(LabelSpace(100_000, 3))
     assert chosen == {"train.weight_threshold": 0.1, "train.C": 1.0, "indexers.pifa_normalize_labels": False,
                       "trees_per_indexer": 2}
-    assert auto.resolved(159)[1]["train.C"] == 0.5 and auto.resolved(159)[0].train.C == 0.5
+    assert auto.resolved(LabelSpace(159, 54))[1]["train.C"] == 0.5 and auto.resolved(LabelSpace(159, 54))[0].train.C == 0.5
+    assert auto.resolved(LabelSpace(200, 9))[0].train.C == 1.0  # few labels, each with few documents
     assert [(ix.seed, ix.pifa_normalize_labels) for ix in config.indexers] == [(0, False), (1, False)]
     assert config.trees_per_indexer == 1
     assert auto.trees_per_indexer == "auto" and len(auto.indexers) == 1  # the requested config is untouched
-    assert config.resolved(100_000) == (config, {})  # resolving twice changes nothing
+    assert config.resolved(LabelSpace(100_000, 3)) == (config, {})  # resolving twice changes nothing
     explicit = XRLinearConfig.from_dict({"trees_per_indexer": 3, "train": {"weight_threshold": 0.2, "C": 2.0},
                                          "indexers": [{"seed": 5, "pifa_normalize_labels": False},
                                                       {"seed": 9, "branching": 4, "pifa_normalize_labels": True}]})
-    config, chosen = explicit.resolved(10)
+    config, chosen = explicit.resolved(LabelSpace(10, 100))
     assert chosen == {} and config.train.weight_threshold == 0.2 and config.train.C == 2.0
     assert [(ix.seed, ix.branching) for ix in config.indexers] == [(5, 16), (6, 16), (7, 16), (9, 4), (10, 4), (11, 4)]
     assert [ix.pifa_normalize_labels for ix in config.indexers] == [False] * 3 + [True] * 3
@@ -672,13 +692,20 @@ def test_trees_per_indexer_equals_the_expanded_ensemble_and_its_saved_config_ret
 def test_hierarchical_linear_resolves_auto_and_the_layer_trainer_refuses_it(tfidf_problem):
     from xmc.ranker.hierarchy import SolverRows, train_layer
 
+    from xmc.ranker.hierarchy import LabelSpace
+
     X, Y, _ = tfidf_problem
-    chain = ClusterChain.flat(Y.shape[1])
-    auto = HierarchicalLinear.fit(X, Y, chain, LinearTrainConfig(weight_threshold="auto", C="auto"))
-    fixed = HierarchicalLinear.fit(X, Y, chain, LinearTrainConfig(weight_threshold=0.05, C=0.5))  # 60 labels
-    assert (auto.weights[0] != fixed.weights[0]).nnz == 0
-    c_one = HierarchicalLinear.fit(X, Y, chain, LinearTrainConfig(weight_threshold=0.05, C=1.0))
-    assert (c_one.weights[0] != fixed.weights[0]).nnz > 0  # C does reach the solver
+    # 60 labels, median 13 documents each: "auto" is threshold 0.05 and C 1; the 13 labels with 32 or
+    # more documents alone: C 0.5
+    head = Y[:, np.flatnonzero(np.asarray((Y > 0).sum(axis=0)).ravel() >= 32)]
+    assert LabelSpace.of(Y) == LabelSpace(60, 13.0) and LabelSpace.of(head) == LabelSpace(13, 64.0)
+    for labels, C in ((Y, 1.0), (head, 0.5)):
+        chain = ClusterChain.flat(labels.shape[1])
+        auto = HierarchicalLinear.fit(X, labels, chain, LinearTrainConfig(weight_threshold="auto", C="auto"))
+        fixed = HierarchicalLinear.fit(X, labels, chain, LinearTrainConfig(weight_threshold=0.05, C=C))
+        assert (auto.weights[0] != fixed.weights[0]).nnz == 0
+        other = HierarchicalLinear.fit(X, labels, chain, LinearTrainConfig(weight_threshold=0.05, C=1.5 - C))
+        assert (other.weights[0] != fixed.weights[0]).nnz > 0  # C does reach the solver
     with pytest.raises(ValueError, match="resolved first"):
         train_layer(SolverRows.from_csr(X), Y, np.ones((X.shape[0], 1)), np.arange(1), np.zeros(1, dtype=np.int64),
                     LinearTrainConfig(weight_threshold="auto"), 1)

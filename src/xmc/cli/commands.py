@@ -293,13 +293,16 @@ def train(args: argparse.Namespace) -> int:
 
 
 def _size_summary(config, data) -> str | None:
-    """What the label-count rules of ``"auto"`` chose (XR-Linear), stated before training starts."""
+    """What the rules of ``"auto"`` chose from the training labels (XR-Linear), stated before training starts."""
     if not hasattr(config, "resolved"):
         return None
-    _, chosen = config.resolved(len(data.labels))
+    from ..ranker.hierarchy import LabelSpace
+
+    space = LabelSpace.of(data.Y)
+    _, chosen = config.resolved(space)
     if not chosen:
         return None
-    return f"{len(data.labels):,} labels: " + ", ".join(f"{key}={json.dumps(value)} (auto)" for key, value in chosen.items())
+    return f"{space}: " + ", ".join(f"{key}={json.dumps(value)} (auto)" for key, value in chosen.items())
 
 
 def predict(args: argparse.Namespace) -> int:
@@ -401,7 +404,7 @@ def print_config(args: argparse.Namespace) -> int:
     config_class = pipeline[args.model] if args.model in pipeline else model_class(args.model).config_class
     config = config_class()
     print(config.to_json())
-    # Neural models' "auto" depends on the device; XR-Linear's on the label count (its own rules).
+    # Neural models' "auto" depends on the device; XR-Linear's on the training labels (its own rules).
     auto = config.describe_auto() if hasattr(config, "describe_auto") else describe_auto(config)
     if auto:  # on stderr, so that `xmc config NAME > file.json` still writes plain JSON
         print(auto, file=sys.stderr)

@@ -26,8 +26,8 @@ from ..indexing.kmeans import hierarchical_kmeans
 from ..indexing.label_repr import combine, pifa
 from ..indexing.tree import ClusterChain
 from ..ranker.beam import VALUE_TYPES
-from ..ranker.hierarchy import (AUTO, FEW_LABELS, SMALL_LABEL_SPACE, HierarchicalLinear, LinearTrainConfig,
-                               PredictConfig, auto_C, auto_weight_threshold)
+from ..ranker.hierarchy import (AUTO, FEW_LABELS, SMALL_LABEL_SPACE, WELL_SUPPORTED, HierarchicalLinear, LabelSpace,
+                               LinearTrainConfig, PredictConfig, auto_C, auto_weight_threshold)
 from ..progress import progress_bar
 from ..sparse_rows import l2_normalize_rows
 from .base import Capabilities, XMCModel
@@ -88,8 +88,8 @@ class XRLinearConfig(Config):
             ``seed + 1``, ...; ``"auto"``: 2 from 50,000 to under 500,000 labels (for a single
             entry), else 1 (see :func:`auto_trees_per_indexer`).
         train: how the per-level linear classifiers are trained (``weight_threshold``
-            ``"auto"``: 0.05 below 8,192 labels, else 0.1; ``C`` ``"auto"``: 0.5 below 512 labels,
-            else 1; see :func:`xmc.ranker.hierarchy.auto_weight_threshold` and
+            ``"auto"``: 0.05 below 8,192 labels, else 0.1; ``C`` ``"auto"``: 0.5 below 512 labels when the
+            median label has 20 or more training documents, else 1; see :func:`xmc.ranker.hierarchy.auto_weight_threshold` and
             :func:`xmc.ranker.hierarchy.auto_C`). Weights are stored as int8
             (``weight_dtype``; one float scale per classifier): on validation splits of train
             within 0.05 P@1 of float32 on bibtex, EURLEX57K and the generated 10k / 100k / 1M-label
@@ -113,12 +113,14 @@ class XRLinearConfig(Config):
         check(self.trees_per_indexer == AUTO or self.trees_per_indexer >= 1, "trees_per_indexer must be >= 1")
         check(self.n_threads >= 0, "n_threads must be >= 0")
 
-    def resolved(self, n_labels: int) -> tuple["XRLinearConfig", dict[str, object]]:
-        """The config to train ``n_labels`` labels with: every ``"auto"`` replaced and the indexers
-        expanded to one entry per tree (``trees_per_indexer`` 1), so that the saved config retrains
-        the same model. Returns it and ``{field: chosen value}`` for the fields that were ``"auto"``."""
+    def resolved(self, space: LabelSpace) -> tuple["XRLinearConfig", dict[str, object]]:
+        """The config to train the labels ``space`` describes with: every ``"auto"`` replaced and the
+        indexers expanded to one entry per tree (``trees_per_indexer`` 1), so that the saved config
+        retrains the same model. Returns it and ``{field: chosen value}`` for the fields that were
+        ``"auto"``."""
+        n_labels = space.n_labels
         chosen: dict[str, object] = {}
-        train = self.train.resolved(n_labels)
+        train = self.train.resolved(space)
         for key in ("weight_threshold", "C"):
             if getattr(self.train, key) == AUTO:
                 chosen[f"train.{key}"] = getattr(train, key)
@@ -141,13 +143,16 @@ class XRLinearConfig(Config):
             small, large = auto_weight_threshold(SMALL_LABEL_SPACE - 1), auto_weight_threshold(SMALL_LABEL_SPACE)
             lines.append(f"  train.weight_threshold: {small:g} below {SMALL_LABEL_SPACE:,} labels, else {large:g}")
         if self.train.C == AUTO:
-            lines.append(f"  train.C: {auto_C(FEW_LABELS - 1):g} below {FEW_LABELS:,} labels, else {auto_C(FEW_LABELS):g}")
+            lines.append(f"  train.C: {auto_C(LabelSpace(FEW_LABELS - 1, WELL_SUPPORTED)):g} below {FEW_LABELS:,} "
+                         f"labels when the median label has {WELL_SUPPORTED} or more training documents, else "
+                         f"{auto_C(LabelSpace(FEW_LABELS, WELL_SUPPORTED)):g}")
         if any(ix.pifa_normalize_labels == AUTO for ix in self.indexers):
             lines.append("  indexers.pifa_normalize_labels: false at every size")
         if self.trees_per_indexer == AUTO:
             lines.append(f"  trees_per_indexer: 2 from {LARGE_LABEL_SPACE:,} to under {ENSEMBLE_LIMIT:,} labels "
                          "(one indexer entry), else 1")
-        return '"auto" is chosen by the label count when training starts:\n' + "\n".join(lines) if lines else None
+        return ('"auto" is chosen by the training labels when training starts:\n' + "\n".join(lines)
+                if lines else None)
 
 
 # From this many labels on, "auto" trains two trees, up to (not including) ENSEMBLE_LIMIT labels
@@ -276,9 +281,10 @@ class XRLinear(XMCModel):
             self.labels_ = LabelVocabulary(str(j) for j in range(Y.shape[1]))
         X = sp.csr_matrix(X, dtype=np.float32)
         X.sort_indices()
-        self.config, chosen = self.config.resolved(Y.shape[1])
+        space = LabelSpace.of(Y)
+        self.config, chosen = self.config.resolved(space)
         if chosen:
-            logger.info("for %s labels, \"auto\" chose %s", f"{Y.shape[1]:,}",
+            logger.info("for %s, \"auto\" chose %s", space,
                         ", ".join(f"{key}={value}" for key, value in chosen.items()))
         threads = self.config.n_threads or None
         n_trees = len(self.config.indexers)

@@ -40,7 +40,8 @@ class LinearTrainConfig(Config):
     Attributes:
         loss: ``squared-hinge`` (L2-loss SVM, default) or ``logistic``.
         C: inverse regularisation strength (same for positives and negatives); ``"auto"``
-            (XR-Linear's default) picks by the label count when training starts (:func:`auto_C`).
+            (XR-Linear's default) picks by the label count and the training documents per label when
+            training starts (:func:`auto_C`).
         bias: value of the constant feature appended to every instance (0 disables it).
         weight_threshold: weights with ``|w| <= weight_threshold`` are dropped (model size).
             0.1 as in PECOS; 0.02 (``configs/xr-linear-accurate.json``) gave +0.6 P@1 and
@@ -83,38 +84,62 @@ class LinearTrainConfig(Config):
         check(self.man_beam >= 1, "man_beam must be >= 1")
         check(self.negatives in SCHEMES, f"negatives must be one of {SCHEMES}")
 
-    def resolved(self, n_labels: int) -> "LinearTrainConfig":
-        """This config with ``weight_threshold`` and ``C`` ``"auto"`` replaced for ``n_labels`` labels
-        (itself if neither is)."""
+    def resolved(self, space: "LabelSpace") -> "LinearTrainConfig":
+        """This config with ``weight_threshold`` and ``C`` ``"auto"`` replaced for the training labels
+        ``space`` (itself if neither is)."""
         changes = {}
         if self.weight_threshold == AUTO:
-            changes["weight_threshold"] = auto_weight_threshold(n_labels)
+            changes["weight_threshold"] = auto_weight_threshold(space.n_labels)
         if self.C == AUTO:
-            changes["C"] = auto_C(n_labels)
+            changes["C"] = auto_C(space)
         return dataclasses.replace(self, **changes) if changes else self
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelSpace:
+    """What the ``"auto"`` rules read from the training labels: how many there are, and how many
+    training documents the median label has."""
+
+    n_labels: int
+    median_docs_per_label: float
+
+    @classmethod
+    def of(cls, Y: sp.spmatrix) -> "LabelSpace":
+        """From the (n, L) label matrix; labels without a training document count as 0."""
+        Y = sp.csr_matrix(Y, copy=True)
+        Y.sum_duplicates()  # a label listed twice in one document counts once
+        Y.eliminate_zeros()
+        counts = np.bincount(Y.indices, minlength=Y.shape[1])
+        return cls(Y.shape[1], float(np.median(counts)) if Y.shape[1] else 0.0)
+
+    def __str__(self) -> str:
+        return f"{self.n_labels:,} labels, median {self.median_docs_per_label:g} training documents per label"
 
 
 AUTO = "auto"
 # Below this many labels the model is small enough to keep more of its small (tail) weights.
 SMALL_LABEL_SPACE = 8192
-# Below this many labels "auto" regularises more (C 0.5; see auto_C).
+# "auto" regularises more (C 0.5; see auto_C) below this many labels, when the median label has at
+# least WELL_SUPPORTED training documents.
 FEW_LABELS = 512
+WELL_SUPPORTED = 20
 
 
-def auto_C(n_labels: int) -> float:
-    """The ``C`` ``"auto"`` stands for: 0.5 below 512 labels, else PECOS's 1.
+def auto_C(space: LabelSpace) -> float:
+    """The ``C`` ``"auto"`` stands for: 0.5 below 512 labels when the median label has 20 or more
+    training documents, else PECOS's 1.
 
     Chosen on validation splits of train (``benchmarks/validate_xr_linear.py --variants
-    auto,auto-C0.7,auto-C0.5,auto-C0.35``, BENCHMARKS.md; int8 weights, 5 folds on the small sets).
-    C 0.5 against 1 scored higher on the three sets with few labels: bibtex (159 labels: +0.6 P@1,
-    +1.1 PSP@5), ave-implicitave (151: +0.0 P@1, +0.9 PSP@5) and ave-myntra_fashion (62: +0.1 P@1).
-    It scored lower on the three with more: ave-ae110k_subset (900 labels in its training file: -1.0
-    P@1), ave-wdc_pave (2,728: -1.8 P@1) and EURLEX57K's first 5,000 documents (4,271: -1.8 P@1), and
-    on all of EURLEX57K (-0.2 P@1, -1.4 PSP@5 at threshold 0.02). What separates the two groups is the
-    number of training documents per label (median 54-326 against 0-7), for which the label count is
-    the proxy every other "auto" rule uses; 512 sits between the two groups (159 and 900 labels).
+    auto-C1,auto-C0.5``, int8 weights; BENCHMARKS.md, "C by label count and documents per label").
+    Medians below are those of the training folds, what the rule sees there. C 0.5 scored higher on
+    bibtex (159 labels, median 43: +0.6 P@1, +1.1 PSP@5) and its first 2,400 documents (median 22:
+    +0.1 P@1, +0.6 PSP@5), ave-implicitave (151 labels) and ave-myntra_fashion (62), and tied on
+    bibtex's first 1,200 (median 11). It scored lower with more labels, whatever their documents:
+    EURLEX57K's 1,000 most frequent labels (median 75: -0.2 P@1, -1.0 PSP@5), all of EURLEX57K,
+    ave-ae110k_subset (900) and ave-wdc_pave (2,728); and lower on few thin labels: ``xmc demo``'s
+    corpus, 200 labels (median 7: -3.3 P@1; 14 at twice its documents: -1.6 P@1).
     """
-    return 0.5 if n_labels < FEW_LABELS else 1.0
+    return 0.5 if space.n_labels < FEW_LABELS and space.median_docs_per_label >= WELL_SUPPORTED else 1.0
 
 
 def auto_weight_threshold(n_labels: int) -> float:
@@ -341,7 +366,7 @@ class HierarchicalLinear:
         """
         X = _csr32(X)
         Y = binarize(Y)
-        config = (config or LinearTrainConfig()).resolved(Y.shape[1])
+        config = (config or LinearTrainConfig()).resolved(LabelSpace.of(Y))
         if Y.shape != (X.shape[0], chain.n_labels):
             raise ValueError(f"Y has shape {Y.shape}, expected ({X.shape[0]}, {chain.n_labels})")
         threads = _threads(n_threads)
