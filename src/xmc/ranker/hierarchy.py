@@ -106,10 +106,11 @@ class LabelSpace:
     @classmethod
     def of(cls, Y: sp.spmatrix) -> "LabelSpace":
         """From the (n, L) label matrix; labels without a training document count as 0."""
-        Y = sp.csr_matrix(Y, copy=True)
-        Y.sum_duplicates()  # a label listed twice in one document counts once
-        Y.eliminate_zeros()
-        counts = np.bincount(Y.indices, minlength=Y.shape[1])
+        Y = sp.csr_matrix(Y)
+        if not Y.has_canonical_format:  # a label listed twice in one document counts once
+            Y = Y.copy()
+            Y.sum_duplicates()
+        counts = np.bincount(Y.indices[Y.data != 0], minlength=Y.shape[1])
         return cls(Y.shape[1], float(np.median(counts)) if Y.shape[1] else 0.0)
 
     def __str__(self) -> str:
