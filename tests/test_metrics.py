@@ -115,6 +115,26 @@ def test_topk_to_csr_roundtrip():
         topk_to_csr(idx, val, 2)
 
 
+def test_topk_to_csr_equals_the_coo_construction():
+    # padding anywhere in a row, unsorted ids, a duplicate (summed, as COO input sums it), explicit 0 scores
+    rng = np.random.default_rng(0)
+    idx = rng.integers(-1, 30, size=(50, 7))
+    idx[3] = [5, -1, 5, 2, -1, -1, 0]
+    idx[4] = -1
+    val = rng.random((50, 7)).astype(np.float32)
+    val[7, :3] = 0.0
+    M = topk_to_csr(idx, val, 30)
+    valid = idx >= 0
+    ref = sp.csr_matrix((val[valid], (np.nonzero(valid)[0], idx[valid])), shape=(50, 30))
+    ref.sort_indices()
+    assert M.has_sorted_indices and M.dtype == np.float32 and M.shape == (50, 30)
+    np.testing.assert_array_equal(M.indptr, ref.indptr)
+    np.testing.assert_array_equal(M.indices, ref.indices)
+    np.testing.assert_allclose(M.data, ref.data)
+    np.testing.assert_allclose(M[3].toarray()[0, [0, 2, 5]], [val[3, 6], val[3, 3], val[3, 0] + val[3, 2]])
+    assert M[4].nnz == 0 and topk_to_csr(np.zeros((0, 3), int), np.zeros((0, 3)), 5).shape == (0, 5)
+
+
 def test_top_k_rejects_bad_k():
     with pytest.raises(ValueError):
         top_k(_scores(), 0)

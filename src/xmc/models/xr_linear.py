@@ -395,23 +395,25 @@ class XRLinear(XMCModel):
             selected = sp.csr_matrix(selected_outputs)
             if selected.shape[0] != n:  # checked before chunking, which would hide extra rows
                 raise ValueError(f"selected_outputs has {selected.shape[0]} rows for {n} documents")
-        parts = []
-        # Rows are independent: predicting in chunks gives the same scores and lets a bar count documents.
-        with progress_bar(total=n, desc="predicting", unit="doc", disable=not progress) as bar:
-            for start in range(0, max(n, 1), _PREDICT_CHUNK):
-                rows = slice(start, start + _PREDICT_CHUNK)
-                members = [
-                    tree.predict(
-                        X[rows], beam_size=beam_size, topk=topk,
-                        post_processor=post_processor or p.post_processor,
-                        selected_outputs=None if selected is None else selected[rows],
-                        n_threads=self.config.n_threads or None,
-                    )
-                    for tree in self.trees_
-                ]
-                parts.append(members[0] if len(members) == 1 else average_scores(members, topk))
-                bar.update(parts[-1].shape[0])
-        scores = parts[0] if len(parts) == 1 else sp.vstack(parts, format="csr")
+        def predict_rows(X_rows, selected_rows):
+            members = [
+                tree.predict(X_rows, beam_size=beam_size, topk=topk, post_processor=post_processor or p.post_processor,
+                             selected_outputs=selected_rows, n_threads=self.config.n_threads or None)
+                for tree in self.trees_
+            ]
+            return members[0] if len(members) == 1 else average_scores(members, topk)
+
+        if n <= _PREDICT_CHUNK:  # one chunk: no slicing, no bar (a served document pays neither)
+            scores = predict_rows(X, selected)
+        else:
+            parts = []
+            # Rows are independent: predicting in chunks gives the same scores and lets a bar count documents.
+            with progress_bar(total=n, desc="predicting", unit="doc", disable=not progress) as bar:
+                for start in range(0, n, _PREDICT_CHUNK):
+                    rows = slice(start, start + _PREDICT_CHUNK)
+                    parts.append(predict_rows(X[rows], None if selected is None else selected[rows]))
+                    bar.update(parts[-1].shape[0])
+            scores = sp.vstack(parts, format="csr")
         if threshold is not None:
             scores = scores.multiply(scores >= threshold).tocsr()
             scores.eliminate_zeros()
