@@ -88,9 +88,9 @@ class XRLinearConfig(Config):
             ``seed + 1``, ...; ``"auto"``: 2 from 50,000 to under 500,000 labels (for a single
             entry), else 1 (see :func:`auto_trees_per_indexer`).
         train: how the per-level linear classifiers are trained (``weight_threshold``
-            ``"auto"``: 0.05 below 8,192 labels, else 0.1; ``C`` ``"auto"``: 0.5 below 512 labels when the
-            median label has 20 or more training documents, else 1; see :func:`xmc.ranker.hierarchy.auto_weight_threshold` and
-            :func:`xmc.ranker.hierarchy.auto_C`). Weights are stored as int8
+            ``"auto"``: 0.05 below 8,192 labels, else 0.1; ``C`` ``"auto"``: 0.5 below 512 labels when
+            the median label has 20 or more training documents, else 1; see
+            :func:`xmc.ranker.hierarchy.auto_weight_threshold` and :func:`xmc.ranker.hierarchy.auto_C`). Weights are stored as int8
             (``weight_dtype``; one float scale per classifier): on validation splits of train
             within 0.05 P@1 of float32 on bibtex, EURLEX57K and the generated 10k / 100k / 1M-label
             problems, for a 0.55x model on EURLEX57K (0.47x on disk) that predicts in about the same
