@@ -8,7 +8,8 @@ with that ``train.weight_dtype`` (tfn negatives; ``tests/test_xr_linear.py``). E
 (its size on disk), reloaded, and timed over the whole test set: rounds alternate the copies, one
 batch call each (top-10, beam 10) after an untimed warm-up call, and the median over the rounds is
 reported. The accuracy columns measure the stored format on test; the default (int8) was chosen on
-validation splits of train (``validate_xr_linear.py --weight-dtypes``), not here.
+validation splits of train (``validate_xr_linear.py --weight-dtypes``), not here. ``--write`` builds
+the section from every data set's JSON in ``--results-dir``, so a run of one data set keeps the others.
 """
 
 from __future__ import annotations
@@ -69,12 +70,13 @@ def run_dataset(name: str, args) -> dict:
     return {"dataset": name, "n_test": X_test.shape[0], "train_s": train_s, "rows": [rows[d] for d in DTYPES]}
 
 
-def markdown(results: list[dict], args) -> str:
+def markdown(results: list[dict]) -> str:
+    """The section: one table over ``results`` (one per data set, each with its own date and command)."""
     lines = [
-        f"One default model per data set, trained with float32 weights and rounded (`XRLinear.pruned(weight_dtype=...)`, "
-        f"equal to training with that `train.weight_dtype`); each copy saved, reloaded and timed in {args.rounds} "
-        f"alternating rounds of one batch call over the test set (top-10, beam 10, {args.threads} threads; median). "
-        f"Date: {args.date}. Machine: {bench_xr_linear.machine()}. Command: `{args.command}`",
+        "One default model per data set, trained with float32 weights and rounded (`XRLinear.pruned(weight_dtype=...)`, "
+        "equal to training with that `train.weight_dtype`); each copy saved, reloaded and timed in alternating "
+        "rounds of one batch call over the test set (top-10, beam 10; median). "
+        f"Machine: {bench_xr_linear.machine()}.",
         "",
         "| data | weights | model (MB) | model / float32 | predict (ms / 1k docs) | predict / float32 | P@1 | P@3 | P@5 | PSP@5 |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
@@ -87,7 +89,19 @@ def markdown(results: list[dict], args) -> str:
                 f"{row['model_bytes'] / base['model_bytes']:.2f} | {1000 * row['predict_s'] / res['n_test'] * 1000:.0f} | "
                 f"{row['predict_s'] / base['predict_s']:.2f} | {100 * row['P@1']:.2f} | {100 * row['P@3']:.2f} | "
                 f"{100 * row['P@5']:.2f} | {100 * row['PSP@5']:.2f} |")
+    lines.append("")
+    lines += [f"- {res['dataset']}: {res['date']}, `{res['command']}`" for res in results]
     return "\n".join(lines)
+
+
+def saved_results(results_dir: str) -> list[dict]:
+    """Every data set's saved JSON in ``results_dir`` (by name): a run of some data sets keeps the others' rows."""
+    out = []
+    for name in sorted(os.listdir(results_dir)):
+        if name.endswith(".json"):
+            with open(os.path.join(results_dir, name)) as f:
+                out.append(json.load(f))
+    return out
 
 
 def main(argv=None) -> None:
@@ -108,12 +122,13 @@ def main(argv=None) -> None:
     results = []
     os.makedirs(args.results_dir, exist_ok=True)
     for name in args.datasets.split(","):
-        results.append(run_dataset(name, args))
+        results.append({**run_dataset(name, args), "date": args.date, "command": args.command})
         with open(os.path.join(args.results_dir, f"{name}.json"), "w") as f:
-            json.dump({**results[-1], "date": args.date, "command": args.command}, f, indent=1)
-        print(markdown(results, args), flush=True)
+            json.dump(results[-1], f, indent=1)
+        print(markdown(results), flush=True)
     if args.write:
-        markdown_section.write_section("weight_dtype", markdown(results, args), "XR-Linear: int8 and int16 weights")
+        markdown_section.write_section("weight_dtype", markdown(saved_results(args.results_dir)),
+                                       "XR-Linear: int8 and int16 weights")
 
 
 if __name__ == "__main__":

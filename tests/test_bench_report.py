@@ -203,7 +203,6 @@ def test_predict_table_gives_medians_rounds_and_ratios_to_pecos():
     assert "| pecos | 90.00 | 70.00 | 60.00 | 100 | 90 / 100 / 105 | 1.00x |" in text
 
 
-import argparse  # noqa: E402
 
 import bench_weight_dtype  # noqa: E402
 
@@ -212,9 +211,18 @@ def test_weight_dtype_table_gives_ratios_to_the_float32_copy():
     def row(weights, mb, seconds):
         return {"weights": weights, "model_bytes": mb * 2**20, "predict_s": seconds,
                 "P@1": 0.9, "P@3": 0.8, "P@5": 0.7, "PSP@5": 0.6}
-    result = {"dataset": "d", "n_test": 2000, "train_s": 1.0,
+    result = {"dataset": "d", "n_test": 2000, "train_s": 1.0, "date": "x", "command": "c",
               "rows": [row("float32", 10.0, 2.0), row("int16", 7.0, 1.9), row("int8", 5.5, 1.8)]}
-    args = argparse.Namespace(rounds=3, threads=2, date="x", command="c")
-    text = bench_weight_dtype.markdown([result], args)
+    text = bench_weight_dtype.markdown([result])
     assert "| d | float32 | 10.0 | 1.00 | 1000 | 1.00 | 90.00 | 80.00 | 70.00 | 60.00 |" in text
     assert "| d | int8 | 5.5 | 0.55 | 900 | 0.90 |" in text
+    assert "- d: x, `c`" in text
+
+
+def test_weight_dtype_write_keeps_the_data_sets_not_run(tmp_path):
+    """--write builds the section from every saved data set, not only the ones of this run."""
+    for name, date in (("bibtex", "new"), ("eurlex57k", "old")):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"dataset": name, "date": date, "command": "c"}))
+    (tmp_path / "notes.txt").write_text("not a result")
+    assert [(r["dataset"], r["date"]) for r in bench_weight_dtype.saved_results(str(tmp_path))] == [
+        ("bibtex", "new"), ("eurlex57k", "old")]
