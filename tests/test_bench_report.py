@@ -203,7 +203,6 @@ def test_predict_table_gives_medians_rounds_and_ratios_to_pecos():
     assert "| pecos | 90.00 | 70.00 | 60.00 | 100 | 90 / 100 / 105 | 1.00x |" in text
 
 
-
 import bench_weight_dtype  # noqa: E402
 
 
