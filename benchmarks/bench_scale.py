@@ -220,6 +220,16 @@ def _earlier_rows(path: str, result: dict, methods: list[str]) -> list[dict]:
     return kept
 
 
+def _keep_finished(path: str, result: dict) -> None:
+    """Replace this run's failed rows by the earlier result's finished ones for the same data (marked
+    as kept, with the failure noted): a rerun that times out never erases a measurement."""
+    finished = {r["method"]: r for r in _earlier_rows(path, result, []) if "error" not in r}
+    for i, row in enumerate(result["rows"]):
+        if "error" in row and row["method"] in finished:
+            result["rows"][i] = {**finished[row["method"]],
+                                 "rerun_error": f"{row['error']} ({result['date']}, `{result['command']}`)"}
+
+
 def _trees(row: dict) -> str:
     """xmc's tree count where its default chose more than one (``"auto"``, from 50,000 labels)."""
     return f" ({row['n_trees']} trees)" if row["method"] == "xmc" and row.get("n_trees", 1) > 1 else ""
@@ -267,7 +277,8 @@ def size_table(result: dict) -> list[str]:
     for r in rows:
         if r.get("from_run"):
             out += ["", f"\\* {r['method']}'s row is kept from an earlier run on the same matrices ({r['from_run']})"
-                        + ("." if "error" in r else ": its accuracy is comparable as is; its timings carry that run's load.")]
+                        + ("." if "error" in r else ": its accuracy is comparable as is; its timings carry that run's load.")
+                        + (f" A rerun failed: {r['rerun_error']}." if r.get("rerun_error") else "")]
     xmc = next((r for r in rows if r["method"] == "xmc" and "rank_s" in r), None)
     if xmc:
         out += ["", f"xmc train time split: label representation {xmc['label_repr_s']:.1f} s, indexing "
@@ -440,6 +451,7 @@ def main(argv=None) -> None:
         suffix = "_distributed" if "xmc-dask" in args.methods else ""
         path = os.path.join(args.results_dir, f"labels_{n:09d}{suffix}.json")
         if not suffix:
+            _keep_finished(path, result)
             result["rows"] += _earlier_rows(path, result, args.methods)
         with open(path, "w") as f:
             json.dump(result, f, indent=1)

@@ -117,6 +117,24 @@ def test_rerunning_xmc_keeps_an_earlier_unfinished_peer(tmp_path):
     assert bench_scale._earlier_rows(str(path), {**rerun, "seed": 1}, ["xmc"]) == []  # other data: nothing kept
 
 
+def test_a_failed_rerun_keeps_the_earlier_finished_row(tmp_path):
+    earlier = _result(10_000_000)
+    path = tmp_path / "labels_010000000.json"
+    with open(path, "w") as f:
+        json.dump(earlier, f)
+    finished = next(r for r in earlier["rows"] if r["method"] == "xmc")
+    rerun = {**_result(10_000_000), "date": "2026-12-04", "command": "cmd --methods xmc",
+             "rows": [{"method": "xmc", "error": "timeout after 7200.0 s"}]}
+    bench_scale._keep_finished(str(path), rerun)
+    assert rerun["rows"] == [{**finished, "from_run": "2026-12-03, `cmd`",
+                              "rerun_error": "timeout after 7200.0 s (2026-12-04, `cmd --methods xmc`)"}]
+    table = "\n".join(bench_scale.size_table(rerun))
+    assert "| xmc (earlier run *) |" in table and "A rerun failed: timeout after 7200.0 s (2026-12-04" in table
+    other = {**_result(10_000_000), "seed": 1, "rows": [{"method": "xmc", "error": "timeout"}]}
+    bench_scale._keep_finished(str(path), other)  # other data: the failure stands
+    assert other["rows"] == [{"method": "xmc", "error": "timeout"}]
+
+
 import bench_tradeoff  # noqa: E402
 
 
