@@ -639,6 +639,9 @@ def test_label_space_counts_documents_per_label_by_hand():
     assert space == LabelSpace(4, 0.5) and str(space) == "4 labels, median 0.5 training documents per label"
     assert Y.nnz == 6 and Y.data[-1] == 0  # the caller's matrix is left as it was
     assert LabelSpace.of(sp.csr_matrix((5, 0))) == LabelSpace(0, 0.0)
+    explicit = LinearTrainConfig(C=1.0, weight_threshold=0.1)
+    assert explicit.resolved_for(None) is explicit  # nothing "auto": the labels are not read
+    assert LinearTrainConfig(C="auto", weight_threshold=0.1).resolved_for(Y).C == 1.0  # median 0.5
 
 
 def test_resolved_config_expands_seeds_and_keeps_explicit_values():

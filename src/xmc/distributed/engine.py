@@ -29,7 +29,7 @@ import scipy.sparse as sp
 from ..errors import ConfigError, EngineError
 from ..indexing.tree import ClusterChain
 from ..progress import progress_bar
-from ..ranker.hierarchy import HierarchicalLinear, LabelSpace, LinearTrainConfig
+from ..ranker.hierarchy import HierarchicalLinear, LinearTrainConfig
 from .plan import assemble, materialise, plan
 
 logger = logging.getLogger(__name__)
@@ -165,7 +165,7 @@ class DaskEngine:
         Args:
             X: features, CSR (n, d); Y: labels, CSR (n, L); chain: the tree; config: training settings.
         """
-        config = (config or LinearTrainConfig()).resolved(LabelSpace.of(Y))
+        config = (config or LinearTrainConfig()).resolved_for(Y)
         X = sp.csr_matrix(X, dtype=np.float32)
         X.sort_indices()
         if Y.shape != (X.shape[0], chain.n_labels):

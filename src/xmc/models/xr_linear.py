@@ -90,11 +90,11 @@ class XRLinearConfig(Config):
         train: how the per-level linear classifiers are trained (``weight_threshold``
             ``"auto"``: 0.05 below 8,192 labels, else 0.1; ``C`` ``"auto"``: 0.5 below 512 labels when
             the median label has 20 or more training documents, else 1; see
-            :func:`xmc.ranker.hierarchy.auto_weight_threshold` and :func:`xmc.ranker.hierarchy.auto_C`). Weights are stored as int8
-            (``weight_dtype``; one float scale per classifier): on validation splits of train
-            within 0.05 P@1 of float32 on bibtex, EURLEX57K and the generated 10k / 100k / 1M-label
-            problems, for a 0.55x model on EURLEX57K (0.47x on disk) that predicts in about the same
-            time (0.87x - 0.99x; BENCHMARKS.md, "int8 and int16 weights").
+            :func:`xmc.ranker.hierarchy.auto_weight_threshold` and :func:`xmc.ranker.hierarchy.auto_C`).
+            Weights are stored as int8 (``weight_dtype``; one float scale per classifier): on
+            validation splits of train within 0.05 P@1 of float32 on bibtex, EURLEX57K and the
+            generated 10k / 100k / 1M-label problems, for a 0.55x model on EURLEX57K (0.47x on disk)
+            that predicts in about the same time (0.87x - 0.99x; BENCHMARKS.md, "int8 and int16 weights").
         predict: default prediction settings (overridable per call).
         n_threads: threads for training and prediction (0 = all cores).
     """

@@ -94,6 +94,10 @@ class LinearTrainConfig(Config):
             changes["C"] = auto_C(space)
         return dataclasses.replace(self, **changes) if changes else self
 
+    def resolved_for(self, Y: sp.spmatrix) -> "LinearTrainConfig":
+        """:meth:`resolved` for the label matrix ``Y``, which is read only when a field is ``"auto"``."""
+        return self.resolved(LabelSpace.of(Y)) if AUTO in (self.C, self.weight_threshold) else self
+
 
 @dataclasses.dataclass(frozen=True)
 class LabelSpace:
@@ -367,7 +371,7 @@ class HierarchicalLinear:
         """
         X = _csr32(X)
         Y = binarize(Y)
-        config = (config or LinearTrainConfig()).resolved(LabelSpace.of(Y))
+        config = (config or LinearTrainConfig()).resolved_for(Y)
         if Y.shape != (X.shape[0], chain.n_labels):
             raise ValueError(f"Y has shape {Y.shape}, expected ({X.shape[0]}, {chain.n_labels})")
         threads = _threads(n_threads)
