@@ -23,7 +23,7 @@ from ..data import (
     write_predictions,
 )
 from ..errors import ConfigError, DataFormatError, XMCError
-from ..io import check_file_output, check_not_an_input, check_replaceable, jsonl_output
+from ..io import atomic_file, check_file_output, check_not_an_input, check_replaceable, jsonl_output
 from ..metrics import evaluate as evaluate_scores
 from ..metrics import format_report, group_report, top_k, train_propensities
 from ..models.base import refuse_unsupported
@@ -290,6 +290,46 @@ def train(args: argparse.Namespace) -> int:
     model.save(args.out, overwrite=args.overwrite)
     print(f"saved {args.model} model to {args.out}")
     return 0
+
+
+def tune(args: argparse.Namespace) -> int:
+    from ..models.xr_linear import XRLinearConfig
+    from ..tuning import DEFAULT_GRID, auto_folds, candidate_configs, metric_key, parse_grid
+    from ..tuning import tune as tune_config
+
+    check_not_an_input(args.out, {"--train": args.train, "--config": args.config})
+    check_file_output(args.out, overwrite=args.overwrite, is_ours=_is_xr_linear_config, what="xr-linear config file")
+    base = XRLinearConfig.from_json(args.config) if args.config else XRLinearConfig()
+    grid = parse_grid(args.grid) if args.grid else DEFAULT_GRID
+    candidate_configs(base, grid)  # refuse a bad grid or metric before reading data
+    metric = metric_key(args.metric)
+    data = _read(args.train, args)
+    folds = args.folds or auto_folds(len(data))
+    n_candidates = int(np.prod([len(values) for values in grid.values()]))
+    held_out = (f"{folds} folds of {len(data):,} documents" if folds > 1
+                else f"one split holding out {args.valid_fraction:g} of {len(data):,} documents")
+    print(f"tuning xr-linear: {n_candidates} candidate(s) x {held_out} = {n_candidates * folds} fits; "
+          f"best by validation {metric}", flush=True)
+    result = tune_config(data, grid, config=base, metric=metric, folds=folds,
+                         valid_fraction=args.valid_fraction, seed=args.seed)
+    print(result.table())
+    with atomic_file(args.out) as fh:
+        fh.write(result.config.to_json() + "\n")
+    chosen = ", ".join(f"{key}={json.dumps(value)}" for key, value in result.candidates[result.best].overrides.items())
+    print(f"wrote the best config ({chosen}) to {args.out}; train with: xmc train --model xr-linear "
+          f"--train {args.train} --config {args.out} --out MODEL_DIR")
+    return 0
+
+
+def _is_xr_linear_config(path: str) -> bool:
+    """Whether ``path`` holds an xr-linear config (what ``xmc tune`` writes), so --overwrite may replace it."""
+    from ..models.xr_linear import XRLinearConfig
+
+    try:
+        XRLinearConfig.from_json(path)
+    except ConfigError:
+        return False
+    return True
 
 
 def _size_summary(config, data) -> str | None:

@@ -18,6 +18,7 @@ DESCRIPTION = """Extreme multi-label text classification.
 
 Typical use:
   xmc train --model xr-linear --train train.jsonl.gz --out model/
+  xmc tune --train train.jsonl.gz --out tuned.json       (then: xmc train ... --config tuned.json)
   xmc predict --model model/ --input test.jsonl.gz --out pred.jsonl
   xmc evaluate --truth test.jsonl.gz --pred pred.jsonl --train train.jsonl.gz
   xmc report --truth test.jsonl.gz --pred pred.jsonl --train train.jsonl.gz --out report.html
@@ -121,6 +122,27 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_args(train)
     _add_engine_args(train, "train the linear layers (label sub-trees as tasks)")
     train.set_defaults(func=commands.train)
+
+    tune = sub.add_parser("tune", help="choose xr-linear settings on validation folds of the training data "
+                                       "and write the best config (for 'xmc train --config')")
+    tune.add_argument("--train", required=True, help="training data (JSONL or XC sparse); the folds are carved "
+                                                     "from it (never tune on test data)")
+    tune.add_argument("--out", required=True, help="config JSON to write (a new path, or an xr-linear config "
+                                                   "with --overwrite)")
+    _add_overwrite_arg(tune, "xr-linear config file")
+    tune.add_argument("--config", help="base JSON config the grid changes (default: xr-linear's default)")
+    tune.add_argument("--grid", action="append", metavar="KEY=V1,V2,...",
+                      help="a config key and its candidate values, repeatable; every combination is tried "
+                           "(default: train.C=0.5,1,2,4)")
+    tune.add_argument("--metric", default="nDCG@5", help="validation metric that picks the best: P, R, nDCG, PSP "
+                                                         "or PSnDCG at 1, 3 or 5 (default: nDCG@5)")
+    tune.add_argument("--folds", type=_positive_int, help="K >= 2: average K folds; 1: one --valid-fraction "
+                                                          "split (default: 5 below 10,000 documents, else 1)")
+    tune.add_argument("--valid-fraction", type=_finite_float, default=0.1,
+                      help="held-out share of the single split (default: 0.1)")
+    tune.add_argument("--seed", type=int, default=0, help="seed of the folds (default: 0)")
+    _add_data_args(tune)
+    tune.set_defaults(func=commands.tune)
 
     predict = sub.add_parser("predict", help="predict labels with a saved model")
     predict.add_argument("--model", required=True, help="model directory")
@@ -248,6 +270,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("xmc: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `xmc config xr-linear | head`: stop quietly, like other Unix tools
+        # (before OSError, its base class)
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        except (OSError, ValueError):
+            pass
+        return 141
     except OSError as exc:  # the system refused (disk full, I/O error): not the user's input, same one line
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"xmc: error: {where}{exc.strerror or exc}", file=sys.stderr)
@@ -255,12 +284,6 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError:
         print("xmc: error: out of memory (the input is larger than this machine can hold)", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # e.g. `xmc config xr-linear | head`: stop quietly, like other Unix tools
-        try:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
-        except (OSError, ValueError):
-            pass
-        return 141
     except Exception as exc:  # a bug, not bad input: one line for the user, the traceback with --verbose
         if args.verbose:
             traceback.print_exc()

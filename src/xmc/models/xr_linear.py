@@ -244,15 +244,19 @@ class XRLinear(XMCModel):
         if data.unseen_labels:
             raise ValueError("training data must be read without a fixed vocabulary (it has unseen labels)")
         self.labels_ = data.labels
-        if data.X is not None:
-            self.featurizer_ = None
-            X = self._data_features(data)
-        else:
-            self.featurizer_ = TfidfFeaturizer(self.config.features)
-            X = self.featurizer_.fit_transform(data.input_texts(self.config.features.fields))
+        X = self.fit_features(data)
         label_texts = data.label_texts if data.label_texts is not None else data.labels.names
         return self.fit_matrix(X, data.Y, label_texts=label_texts, label_features=label_features, progress=progress,
                                engine=engine)
+
+    def fit_features(self, data: XMCDataset) -> sp.csr_matrix:
+        """The training features of ``data``: its own (``data.X``, normalised as configured), or TF-IDF
+        fitted on its texts and kept as ``featurizer_`` (the first step of :meth:`fit`)."""
+        if data.X is not None:
+            self.featurizer_ = None
+            return self._data_features(data)
+        self.featurizer_ = TfidfFeaturizer(self.config.features)
+        return self.featurizer_.fit_transform(data.input_texts(self.config.features.fields))
 
     def fit_matrix(
         self,
