@@ -85,15 +85,17 @@ def test_metric_names_match_case_insensitively():
         metric_key("F1@5")
 
 
-def test_a_candidate_scores_what_training_it_alone_scores(corpus, base_config):
-    """Features shared across candidates give the metrics of a plain fit on the fold."""
-    result = tune(corpus, {"train.C": [0.5, 2.0]}, config=base_config, folds=1, valid_fraction=0.25, seed=1,
-                  progress=False)
+@pytest.mark.parametrize("key, values", [("train.C", [0.5, 2.0]),  # features shared by the candidates
+                                         ("features.min_df", [1, 3])])  # features computed per candidate
+def test_a_candidate_scores_what_training_it_alone_scores(corpus, base_config, key, values):
+    """Each candidate's validation metrics are those of a plain fit of its config on the fold."""
+    result = tune(corpus, {key: values}, config=base_config, folds=1, valid_fraction=0.25, seed=1, progress=False)
     train_rows, valid_rows = train_valid_rows(len(corpus), 0.25, 1)
     train, valid = corpus.subset(train_rows), corpus.subset(valid_rows)
     propensities = train_propensities(train.label_counts(), len(train), corpus.Y.shape[1])
-    for candidate, C in zip(result.candidates, (0.5, 2.0)):
-        model = XRLinear(base_config.replace(train={**base_config.train.to_dict(), "C": C})).fit(train, progress=False)
+    assert result.candidates[0].scores != result.candidates[1].scores  # the grid changed the model
+    for candidate, (_, config) in zip(result.candidates, candidate_configs(base_config, {key: values})):
+        model = XRLinear(config).fit(train, progress=False)
         expected = ranking_report(valid.Y, model.predict(valid, topk=5), propensities=propensities)
         for key, value in expected.items():
             assert candidate.scores[key] == pytest.approx(value, abs=1e-12), key

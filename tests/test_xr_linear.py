@@ -715,3 +715,20 @@ def test_hierarchical_linear_resolves_auto_and_the_layer_trainer_refuses_it(tfid
     with pytest.raises(ValueError, match="resolved first"):
         train_layer(SolverRows.from_csr(X), Y, np.ones((X.shape[0], 1)), np.arange(1), np.zeros(1, dtype=np.int64),
                     LinearTrainConfig(C="auto"), 1)
+
+
+def test_fit_progress_false_silences_the_tfidf_bar_too(corpus, monkeypatch):
+    import xmc.features.tfidf as tfidf
+    from xmc.progress import is_quiet
+
+    seen = []
+
+    def recording_bar(iterable, **kwargs):
+        seen.append(is_quiet())
+        return iterable
+
+    monkeypatch.setattr(tfidf, "progress_bar", recording_bar)
+    config = XRLinearConfig.from_dict({"features": {"min_df": 1}, "indexers": [{"branching": 2, "max_leaf_size": 10}]})
+    XRLinear(config).fit(corpus.train, progress=False)
+    XRLinear(config).fit(corpus.train, progress=True)
+    assert seen[0] is True and seen[-1] is False  # the TF-IDF fit bar of each call

@@ -26,7 +26,7 @@ from .data.split import train_valid_rows
 from .errors import ConfigError
 from .metrics import ranking_report, train_propensities
 from .models.xr_linear import XRLinear, XRLinearConfig
-from .progress import progress_bar
+from .progress import progress_bar, quiet
 
 # Below this many documents a single 10% split is too small to tell settings apart (bibtex's 488
 # validation documents moved P@1 by more than the differences between C values), so "auto" folds
@@ -192,8 +192,9 @@ def tune(data: XMCDataset, grid: dict[str, list] | None = None, *, config: XRLin
                 model = XRLinear(cfg)
                 model.labels_ = train.labels
                 if features is None or not shared_features:
-                    X_train = model.fit_features(train)
-                    features = X_train, model.featurizer_, model.transform(valid)
+                    X_train = model.fit_features(train, progress=False)
+                    with quiet():  # the tuning bar is the progress; TF-IDF bars would interleave with it
+                        features = X_train, model.featurizer_, model.transform(valid)
                 X_train, model.featurizer_, X_valid = features
                 t0 = time.perf_counter()
                 model.fit_matrix(X_train, train.Y, label_texts=label_texts, progress=False)

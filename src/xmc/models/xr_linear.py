@@ -7,6 +7,7 @@ ensemble whose scores are averaged.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import logging
@@ -28,7 +29,7 @@ from ..indexing.tree import ClusterChain
 from ..ranker.beam import VALUE_TYPES
 from ..ranker.hierarchy import (AUTO, FEW_LABELS, SMALL_LABEL_SPACE, WELL_SUPPORTED, HierarchicalLinear, LabelSpace,
                                LinearTrainConfig, PredictConfig, auto_C, auto_weight_threshold)
-from ..progress import progress_bar
+from ..progress import progress_bar, quiet
 from ..sparse_rows import l2_normalize_rows
 from .base import Capabilities, XMCModel
 
@@ -244,19 +245,20 @@ class XRLinear(XMCModel):
         if data.unseen_labels:
             raise ValueError("training data must be read without a fixed vocabulary (it has unseen labels)")
         self.labels_ = data.labels
-        X = self.fit_features(data)
+        X = self.fit_features(data, progress=progress)
         label_texts = data.label_texts if data.label_texts is not None else data.labels.names
         return self.fit_matrix(X, data.Y, label_texts=label_texts, label_features=label_features, progress=progress,
                                engine=engine)
 
-    def fit_features(self, data: XMCDataset) -> sp.csr_matrix:
+    def fit_features(self, data: XMCDataset, *, progress: bool = True) -> sp.csr_matrix:
         """The training features of ``data``: its own (``data.X``, normalised as configured), or TF-IDF
         fitted on its texts and kept as ``featurizer_`` (the first step of :meth:`fit`)."""
         if data.X is not None:
             self.featurizer_ = None
             return self._data_features(data)
         self.featurizer_ = TfidfFeaturizer(self.config.features)
-        return self.featurizer_.fit_transform(data.input_texts(self.config.features.fields))
+        with contextlib.nullcontext() if progress else quiet():
+            return self.featurizer_.fit_transform(data.input_texts(self.config.features.fields))
 
     def fit_matrix(
         self,
