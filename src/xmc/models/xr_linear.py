@@ -146,7 +146,7 @@ class XRLinearConfig(Config):
         if self.train.C == AUTO:
             lines.append(f"  train.C: {auto_C(LabelSpace(FEW_LABELS - 1, WELL_SUPPORTED)):g} below {FEW_LABELS:,} "
                          f"labels when the median label has {WELL_SUPPORTED} or more training documents, else "
-                         f"{auto_C(LabelSpace(FEW_LABELS, WELL_SUPPORTED)):g}")
+                         f"{auto_C(LabelSpace(FEW_LABELS, WELL_SUPPORTED)):g} ('xmc tune' chooses it on your data)")
         if any(ix.pifa_normalize_labels == AUTO for ix in self.indexers):
             lines.append("  indexers.pifa_normalize_labels: false at every size")
         if self.trees_per_indexer == AUTO:
