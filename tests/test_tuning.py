@@ -101,6 +101,16 @@ def test_a_candidate_scores_what_training_it_alone_scores(corpus, base_config, k
             assert candidate.scores[key] == pytest.approx(value, abs=1e-12), key
 
 
+def test_a_given_validation_set_scores_like_the_same_split(corpus, base_config):
+    train_rows, valid_rows = train_valid_rows(len(corpus), 0.25, 2)
+    grid = {"train.C": [0.5, 2.0]}
+    split = tune(corpus, grid, config=base_config, folds=1, valid_fraction=0.25, seed=2, progress=False)
+    given = tune(corpus.subset(train_rows), grid, config=base_config, valid=corpus.subset(valid_rows), progress=False)
+    assert [c.scores for c in given.candidates] == [c.scores for c in split.candidates]
+    with pytest.raises(ConfigError, match="not both"):
+        tune(corpus, grid, valid=corpus, folds=2, progress=False)
+
+
 def test_the_best_is_the_highest_metric_and_a_tie_goes_to_the_first(corpus, base_config):
     # C 1e-4 leaves every classifier close to zero: far worse than C 1 on a learnable corpus.
     result = tune(corpus, {"train.C": [1e-4, 1.0, 1.0]}, config=base_config, metric="P@1", folds=3,
@@ -148,6 +158,16 @@ def test_cli_tune_never_replaces_a_file_it_did_not_write(corpus_files, capsys, t
     assert notes.read_text() == '{"mine": 1}'
     assert_error_line(capsys, ["tune", "--train", corpus_files / "train.jsonl", "--out",
                                corpus_files / "train.jsonl", "--overwrite"], "input --train")
+
+
+def test_cli_tune_on_a_given_validation_file(corpus_files, capsys, tmp_path, corpus):
+    write_jsonl(tmp_path / "valid.jsonl", corpus.subset(np.arange(40)))
+    rc, stdout, _ = run_cli(capsys, "tune", "--train", corpus_files / "train.jsonl", "--config",
+                            corpus_files / "base.json", "--grid", "train.C=1", "--valid", tmp_path / "valid.jsonl",
+                            "--out", tmp_path / "t.json", "-q")
+    assert rc == 0 and "1 candidate(s) x 240 documents, scored on the 40 of" in stdout and "= 1 fits" in stdout
+    assert_error_line(capsys, ["tune", "--train", corpus_files / "train.jsonl", "--valid", tmp_path / "valid.jsonl",
+                               "--folds", "3", "--out", tmp_path / "u.json"], "--valid and --folds")
 
 
 @pytest.mark.parametrize("extra, fragment", [(["--metric", "F1"], "metric 'F1'"),

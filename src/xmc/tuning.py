@@ -154,7 +154,7 @@ def metric_key(metric: str) -> str:
 
 def tune(data: XMCDataset, grid: dict[str, list] | None = None, *, config: XRLinearConfig | None = None,
          metric: str = DEFAULT_METRIC, folds: int | None = None, valid_fraction: float = 0.1, seed: int = 0,
-         progress: bool = True) -> TuneResult:
+         valid: XMCDataset | None = None, progress: bool = True) -> TuneResult:
     """Train XR-Linear with each candidate of ``grid`` on every fold of ``data`` and pick the best.
 
     Args:
@@ -168,6 +168,8 @@ def tune(data: XMCDataset, grid: dict[str, list] | None = None, *, config: XRLin
         folds: ``K`` >= 2 averages K folds, 1 holds out one ``valid_fraction`` split; None: 5 below
             10,000 documents, else 1.
         seed: seed of the split (the models keep the seeds of their config).
+        valid: a validation set of the user's own (read with ``data``'s labels): the candidates train
+            on all of ``data`` and are scored on it, instead of on folds.
         progress: a bar over all fits, with its ETA.
     """
     metric = metric_key(metric)
@@ -176,31 +178,34 @@ def tune(data: XMCDataset, grid: dict[str, list] | None = None, *, config: XRLin
         raise ConfigError("the grid needs at least one key with at least one value")
     base = config or XRLinearConfig()
     candidates = candidate_configs(base, grid)
-    folds = auto_folds(len(data)) if folds is None else folds
-    splits = fold_rows(len(data), folds, valid_fraction, seed)
+    if valid is not None and folds is not None:
+        raise ConfigError("give either a validation set or folds, not both")
+    splits = [None] if valid is not None else fold_rows(
+        len(data), auto_folds(len(data)) if folds is None else folds, valid_fraction, seed)
+    # One fold's copies at a time: K folds held at once would hold the data K - 1 times over.
+    pairs = ((data, valid) if split is None else (data.subset(split[0]), data.subset(split[1])) for split in splits)
     shared_features = not any(key.split(".")[0] in _FEATURE_FIELDS for key in grid)
     sums = [dict.fromkeys(_report_keys(), 0.0) for _ in candidates]
     seconds = [0.0] * len(candidates)
     with progress_bar(total=len(splits) * len(candidates), desc="tuning", unit="fit", disable=not progress) as bar:
-        for train_rows, valid_rows in splits:
-            train, valid = data.subset(train_rows), data.subset(valid_rows)
-            counts = train.label_counts()
-            propensities = train_propensities(counts, len(train), data.Y.shape[1])
-            label_texts = train.label_texts if train.label_texts is not None else train.labels.names
+        for fold_train, fold_valid in pairs:
+            # valid may have more columns than train: labels it alone has, appended by its reader
+            propensities = train_propensities(fold_train.label_counts(), len(fold_train), fold_valid.Y.shape[1])
+            label_texts = fold_train.label_texts if fold_train.label_texts is not None else fold_train.labels.names
             features = None
             for i, (_, cfg) in enumerate(candidates):
                 model = XRLinear(cfg)
-                model.labels_ = train.labels
+                model.labels_ = fold_train.labels
                 if features is None or not shared_features:
-                    X_train = model.fit_features(train, progress=False)
+                    X_train = model.fit_features(fold_train, progress=False)
                     with quiet():  # the tuning bar is the progress; TF-IDF bars would interleave with it
-                        features = X_train, model.featurizer_, model.transform(valid)
+                        features = X_train, model.featurizer_, model.transform(fold_valid)
                 X_train, model.featurizer_, X_valid = features
                 t0 = time.perf_counter()
-                model.fit_matrix(X_train, train.Y, label_texts=label_texts, progress=False)
+                model.fit_matrix(X_train, fold_train.Y, label_texts=label_texts, progress=False)
                 seconds[i] += time.perf_counter() - t0
                 scores = model.predict(X_valid, topk=max(_KS))
-                report = ranking_report(valid.Y, scores, ks=_KS, propensities=propensities)
+                report = ranking_report(fold_valid.Y, scores, ks=_KS, propensities=propensities)
                 for key in sums[i]:
                     sums[i][key] += report[key]
                 bar.update(1)

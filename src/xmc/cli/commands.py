@@ -297,21 +297,28 @@ def tune(args: argparse.Namespace) -> int:
     from ..tuning import DEFAULT_GRID, auto_folds, candidate_configs, metric_key, parse_grid
     from ..tuning import tune as tune_config
 
-    check_not_an_input(args.out, {"--train": args.train, "--config": args.config})
+    check_not_an_input(args.out, {"--train": args.train, "--valid": args.valid, "--config": args.config})
+    if args.valid and args.folds:
+        raise ConfigError("--valid and --folds both say what to score on; give one")
     check_file_output(args.out, overwrite=args.overwrite, is_ours=_is_xr_linear_config, what="xr-linear config file")
     base = XRLinearConfig.from_json(args.config) if args.config else XRLinearConfig()
     grid = parse_grid(args.grid) if args.grid else DEFAULT_GRID
     candidate_configs(base, grid)  # refuse a bad grid or metric before reading data
     metric = metric_key(args.metric)
     data = _read(args.train, args)
-    folds = args.folds or auto_folds(len(data))
+    valid = _read(args.valid, args, labels=data.labels) if args.valid else None
+    folds = 1 if valid is not None else args.folds or auto_folds(len(data))
     n_candidates = int(np.prod([len(values) for values in grid.values()]))
-    held_out = (f"{folds} folds of {len(data):,} documents" if folds > 1
-                else f"one split holding out {args.valid_fraction:g} of {len(data):,} documents")
+    if valid is not None:
+        held_out = f"{len(data):,} documents, scored on the {len(valid):,} of {args.valid}"
+    elif folds > 1:
+        held_out = f"{folds} folds of {len(data):,} documents"
+    else:
+        held_out = f"one split holding out {args.valid_fraction:g} of {len(data):,} documents"
     print(f"tuning xr-linear: {n_candidates} candidate(s) x {held_out} = {n_candidates * folds} fits; "
           f"best by validation {metric}", flush=True)
-    result = tune_config(data, grid, config=base, metric=metric, folds=folds,
-                         valid_fraction=args.valid_fraction, seed=args.seed)
+    result = tune_config(data, grid, config=base, metric=metric, folds=None if valid is not None else folds,
+                         valid_fraction=args.valid_fraction, seed=args.seed, valid=valid)
     print(result.table())
     with atomic_file(args.out) as fh:
         fh.write(result.config.to_json() + "\n")

@@ -138,6 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "or PSnDCG at 1, 3 or 5 (default: nDCG@5)")
     tune.add_argument("--folds", type=_positive_int, help="K >= 2: average K folds; 1: one --valid-fraction "
                                                           "split (default: 5 below 10,000 documents, else 1)")
+    tune.add_argument("--valid", help="a validation file of your own: the candidates train on all of --train and "
+                                      "are scored on it (instead of folds)")
     tune.add_argument("--valid-fraction", type=_finite_float, default=0.1,
                       help="held-out share of the single split (default: 0.1)")
     tune.add_argument("--seed", type=int, default=0, help="seed of the folds (default: 0)")
