@@ -1,7 +1,7 @@
 """Choose XR-Linear settings on validation folds carved from the training data, never on test data.
 
 XR-Linear's ``"auto"`` rules are heuristics read from the label counts. On validation splits of
-eight data sets the best ``C`` ranged from 0.5 (bibtex) to 4 (the demo corpus) with no statistic of
+seven data sets the best ``C`` ranged from 0.5 (bibtex) to 4 (the demo corpus) with no statistic of
 the labels that tells them apart (BENCHMARKS.md, "C above 1"), so a user who can afford a few more
 fits chooses on their own data: :func:`tune` trains every candidate of a grid on each fold, scores
 it on the held-out part with :mod:`xmc.metrics`, and returns the config of the best, which
@@ -28,9 +28,9 @@ from .metrics import ranking_report, train_propensities
 from .models.xr_linear import XRLinear, XRLinearConfig
 from .progress import progress_bar, quiet
 
-# Below this many documents a single 10% split is too small to tell settings apart (bibtex's 488
-# validation documents moved P@1 by more than the differences between C values), so "auto" folds
-# average five; from here on one split, since every fold is another full training.
+# Below this many documents a single 10% split is too small to tell settings apart (bibtex's 10% is
+# 488 documents; benchmarks/validate_xr_linear.py uses 5 folds there), so "auto" averages five
+# folds; from here on one split, since every fold is another full training.
 SMALL_DATA = 10_000
 DEFAULT_GRID = {"train.C": [0.5, 1.0, 2.0, 4.0]}
 DEFAULT_METRIC = "nDCG@5"
