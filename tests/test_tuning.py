@@ -172,7 +172,9 @@ def test_cli_tune_on_a_given_validation_file(corpus_files, capsys, tmp_path, cor
 
 @pytest.mark.parametrize("extra, fragment", [(["--metric", "F1"], "metric 'F1'"),
                                              (["--grid", "train.nope=1"], "no config field 'nope'"),
-                                             (["--grid", "train.C"], "KEY=VALUE")])
+                                             (["--grid", "train.C"], "KEY=VALUE"),
+                                             (["--folds", "1", "--valid-fraction", "1.5"], "--valid-fraction"),
+                                             (["--folds", "1000"], "folds must be")])
 def test_cli_tune_refuses_a_bad_grid_or_metric_in_one_line(corpus_files, capsys, tmp_path, extra, fragment):
     assert_error_line(capsys, ["tune", "--train", corpus_files / "train.jsonl", "--out", tmp_path / "t.json", *extra],
                       fragment)

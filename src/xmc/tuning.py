@@ -132,7 +132,10 @@ def fold_rows(n: int, folds: int, valid_fraction: float = 0.1, seed: int = 0) ->
     """``(train_rows, valid_rows)`` per fold: one seeded split of ``valid_fraction`` when ``folds`` is 1
     (:func:`xmc.data.split.train_valid_rows`), else scikit-learn's shuffled ``KFold``."""
     if folds == 1:
-        return [train_valid_rows(n, valid_fraction, seed)]
+        try:
+            return [train_valid_rows(n, valid_fraction, seed)]
+        except ValueError as exc:  # a fraction outside (0, 1), or one that leaves a side empty
+            raise ConfigError(str(exc)) from None
     if not 2 <= folds <= n:
         raise ConfigError(f"folds must be 1 (one split) or between 2 and the {n} documents, got {folds}")
     return list(KFold(n_splits=folds, shuffle=True, random_state=seed).split(np.arange(n)))

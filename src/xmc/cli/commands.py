@@ -300,6 +300,8 @@ def tune(args: argparse.Namespace) -> int:
     check_not_an_input(args.out, {"--train": args.train, "--valid": args.valid, "--config": args.config})
     if args.valid and args.folds:
         raise ConfigError("--valid and --folds both say what to score on; give one")
+    if not 0 < args.valid_fraction < 1:
+        raise ConfigError(f"--valid-fraction must be between 0 and 1, got {args.valid_fraction:g}")
     check_file_output(args.out, overwrite=args.overwrite, is_ours=_is_xr_linear_config, what="xr-linear config file")
     base = XRLinearConfig.from_json(args.config) if args.config else XRLinearConfig()
     grid = parse_grid(args.grid) if args.grid else DEFAULT_GRID
