@@ -26,7 +26,6 @@ import argparse
 import datetime
 import json
 import os
-import shlex
 import sys
 import tempfile
 import time
@@ -209,8 +208,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     if args.rounds < 1 or args.calls < 1:
         ap.error("--rounds and --calls must be at least 1")
-    args.command = "OMP_WAIT_POLICY=PASSIVE .venv/bin/python " + " ".join(
-        shlex.quote(a) for a in [os.path.relpath(os.path.abspath(sys.argv[0]), _ROOT)] + sys.argv[1:])
+    args.command = markdown_section.invocation()
     os.makedirs(args.results_dir, exist_ok=True)
     for name in [d for d in args.datasets.split(",") if d]:
         result = run_dataset(name, args)

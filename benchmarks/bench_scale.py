@@ -38,7 +38,6 @@ import datetime
 import json
 import os
 import re
-import shlex
 import sys
 import tempfile
 import time
@@ -440,8 +439,7 @@ def main(argv=None) -> None:
         args.methods = ["xmc", "xmc-dask"]
     sizes = [int(n) for n in args.labels.split(",") if n]
     os.makedirs(args.results_dir, exist_ok=True)
-    command = "OMP_WAIT_POLICY=PASSIVE .venv/bin/python " + " ".join(
-        shlex.quote(a) for a in [os.path.relpath(os.path.abspath(sys.argv[0]), _ROOT)] + sys.argv[1:])
+    command = markdown_section.invocation()
     common = {"date": datetime.date.today().isoformat(), "machine": machine(), "command": command}
     for n in sizes:
         load_start = os.getloadavg()[0]

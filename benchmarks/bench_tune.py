@@ -17,7 +17,6 @@ import argparse
 import datetime
 import json
 import os
-import shlex
 import sys
 import time
 
@@ -95,8 +94,7 @@ def main(argv=None) -> None:
     ap.add_argument("--write", action="store_true", help="rebuild the BENCHMARKS.md section from --results-dir")
     args = ap.parse_args(argv)
     os.makedirs(args.results_dir, exist_ok=True)
-    command = "OMP_WAIT_POLICY=PASSIVE .venv/bin/python " + " ".join(
-        shlex.quote(a) for a in [os.path.relpath(os.path.abspath(sys.argv[0]), _ROOT)] + sys.argv[1:])
+    command = markdown_section.invocation()
     for name in [d for d in args.datasets.split(",") if d]:
         load = os.getloadavg()[0]
         result = run(name)

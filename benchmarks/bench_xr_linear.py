@@ -28,7 +28,6 @@ import datetime
 import json
 import os
 import platform
-import shlex
 import shutil
 import sys
 import tempfile
@@ -516,8 +515,7 @@ def main(argv=None) -> None:
     args.xmc_configs = [c for c in args.xmc_configs.split(",") if c]
     args.scaling_sizes = [int(n) for n in args.scaling_sizes.split(",")]
     os.makedirs(args.results_dir, exist_ok=True)
-    command = "OMP_WAIT_POLICY=PASSIVE .venv/bin/python " + " ".join(
-        shlex.quote(a) for a in [os.path.relpath(os.path.abspath(sys.argv[0]), _ROOT)] + sys.argv[1:])
+    command = markdown_section.invocation()
     common = {"date": datetime.date.today().isoformat(), "machine": machine(), "command": command,
               "repeats": args.repeats}
     new_tables = []

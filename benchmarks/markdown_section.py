@@ -7,8 +7,18 @@ Every benchmark script owns the block between ``<!-- bench_NAME:start -->`` and
 from __future__ import annotations
 
 import os
+import shlex
+import sys
 
 BENCHMARKS_MD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "BENCHMARKS.md")
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def invocation() -> str:
+    """This script's command line as a reader reruns it from the repository root: the line a
+    benchmark records beside its figures."""
+    script = os.path.relpath(os.path.abspath(sys.argv[0]), _ROOT)
+    return "OMP_WAIT_POLICY=PASSIVE .venv/bin/python " + " ".join(shlex.quote(a) for a in [script] + sys.argv[1:])
 
 
 def markers(name: str) -> tuple[str, str]:
