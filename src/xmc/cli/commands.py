@@ -305,12 +305,11 @@ def tune(args: argparse.Namespace) -> int:
     check_file_output(args.out, overwrite=args.overwrite, is_ours=_is_xr_linear_config, what="xr-linear config file")
     base = XRLinearConfig.from_json(args.config) if args.config else XRLinearConfig()
     grid = parse_grid(args.grid) if args.grid else DEFAULT_GRID
-    candidate_configs(base, grid)  # refuse a bad grid or metric before reading data
+    n_candidates = len(candidate_configs(base, grid))  # a bad grid or metric is refused before data is read
     metric = metric_key(args.metric)
     data = _read(args.train, args)
     valid = _read(args.valid, args, labels=data.labels) if args.valid else None
     folds = 1 if valid is not None else args.folds or auto_folds(len(data))
-    n_candidates = int(np.prod([len(values) for values in grid.values()]))
     if valid is not None:
         held_out = f"{len(data):,} documents, scored on the {len(valid):,} of {args.valid}"
     elif folds > 1:
