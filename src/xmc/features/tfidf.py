@@ -53,12 +53,13 @@ class TfidfConfig(Config):
         check(not bad, f"unknown text field(s) {bad}; choose from title, description, text")
 
 
-def _with_progress(texts: Sequence[str], desc: str):
-    """``texts`` behind a progress bar: scikit-learn tokenises them in one pass over the iterable.
+def _with_progress(texts: Sequence[str], desc: str, progress: bool = True):
+    """``texts`` behind a progress bar (none when ``progress`` is false): scikit-learn tokenises them
+    in one pass over the iterable.
 
     A single string passes through unwrapped, so scikit-learn still rejects it (a wrapped string
     would be read as one document per character)."""
-    return texts if isinstance(texts, str) else progress_bar(texts, desc=desc, unit="doc")
+    return texts if isinstance(texts, str) else progress_bar(texts, desc=desc, unit="doc", disable=not progress)
 
 
 class TfidfFeaturizer:
@@ -89,11 +90,11 @@ class TfidfFeaturizer:
         self._check_fitted()
         return len(self.vectorizer_.vocabulary_)
 
-    def fit_transform(self, texts: Sequence[str]) -> sp.csr_matrix:
-        """Fit the vocabulary and IDF on ``texts``; returns CSR (n, d)."""
+    def fit_transform(self, texts: Sequence[str], *, progress: bool = True) -> sp.csr_matrix:
+        """Fit the vocabulary and IDF on ``texts``; returns CSR (n, d). ``progress``: show a bar."""
         self.vectorizer_ = self._make_vectorizer()
         try:
-            X = self.vectorizer_.fit_transform(_with_progress(texts, "TF-IDF fit"))
+            X = self.vectorizer_.fit_transform(_with_progress(texts, "TF-IDF fit", progress))
         except ValueError as exc:  # e.g. min_df above what the corpus allows, or no term left
             raise ConfigError(f"features: TF-IDF cannot be fitted on these {len(texts)} documents ({exc})") from None
         return sp.csr_matrix(X, dtype=np.float32)

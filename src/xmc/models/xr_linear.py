@@ -7,7 +7,6 @@ ensemble whose scores are averaged.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 import logging
@@ -29,7 +28,7 @@ from ..indexing.tree import ClusterChain
 from ..ranker.beam import VALUE_TYPES
 from ..ranker.hierarchy import (AUTO, FEW_LABELS, SMALL_LABEL_SPACE, WELL_SUPPORTED, HierarchicalLinear, LabelSpace,
                                LinearTrainConfig, PredictConfig, auto_C, auto_weight_threshold)
-from ..progress import progress_bar, quiet
+from ..progress import progress_bar
 from ..sparse_rows import l2_normalize_rows
 from .base import Capabilities, XMCModel
 
@@ -257,8 +256,7 @@ class XRLinear(XMCModel):
             self.featurizer_ = None
             return self._data_features(data)
         self.featurizer_ = TfidfFeaturizer(self.config.features)
-        with contextlib.nullcontext() if progress else quiet():
-            return self.featurizer_.fit_transform(data.input_texts(self.config.features.fields))
+        return self.featurizer_.fit_transform(data.input_texts(self.config.features.fields), progress=progress)
 
     def fit_matrix(
         self,

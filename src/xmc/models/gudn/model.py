@@ -116,7 +116,7 @@ class GUDN(XMCModel):
         Y = sp.csr_matrix(fit_data.Y, dtype=np.float32)
 
         texts = fit_data.input_texts(cfg.text_fields)
-        X = TfidfFeaturizer(cfg.tfidf).fit_transform(texts)
+        X = TfidfFeaturizer(cfg.tfidf).fit_transform(texts, progress=progress)
         self.chain_ = hierarchical_kmeans(pifa(X, Y), max_leaf_size=cfg.max_leaf_size, seed=cfg.kmeans_seed,
                                           n_threads=1)
         self.timings_["index"] = time.perf_counter() - started

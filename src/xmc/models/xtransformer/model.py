@@ -151,7 +151,7 @@ class XTransformer(XMCModel):
         distributed.init_from_env()  # under torchrun / accelerate: one process per GPU, DDP fine-tuning
         self.config = resolve_budget(self.config, len(data))
         self.timings_, self.histories_, self.members_ = {}, [], []
-        prep = self._prepare(data, valid, tfidf)
+        prep = self._prepare(data, valid, tfidf, progress)
         pretrained, E_pre = None, None
         if self._needs_encoder():
             t = time.perf_counter()
@@ -173,7 +173,7 @@ class XTransformer(XMCModel):
         return f"member{k}." if len(self.config.members) > 1 else ""
 
     def _prepare(self, data: XMCDataset, valid: XMCDataset | None,
-                 tfidf: tuple[TfidfFeaturizer, sp.csr_matrix] | None) -> "_Prepared":
+                 tfidf: tuple[TfidfFeaturizer, sp.csr_matrix] | None, progress: bool = True) -> "_Prepared":
         """Labels, TF-IDF and the matcher's fit / validation rows (the config is already resolved)."""
         if data.unseen_labels:
             raise ValueError("training data must be read without a fixed vocabulary (it has unseen labels)")
@@ -188,7 +188,7 @@ class XTransformer(XMCModel):
                 raise ValueError(f"the given TF-IDF matrix has {X.shape[0]} rows for {len(data)} documents")
         else:
             self.featurizer_ = TfidfFeaturizer(cfg.features)
-            X = self.featurizer_.fit_transform(data.input_texts(cfg.features.fields))
+            X = self.featurizer_.fit_transform(data.input_texts(cfg.features.fields), progress=progress)
         self._timed("tfidf", t)
         # Matcher validation: given documents, else a seeded share of train kept out of fine-tuning.
         rng = np.random.default_rng(cfg.matcher.seed)
