@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import multiprocessing as mp
 import os
 import pickle
@@ -144,6 +145,10 @@ def _child(
         os.dup2(fd, 1)
         os.dup2(fd, 2)
         os.close(fd)
+        # xmc's per-tree / per-layer timings with wall-clock stamps: a run that times out still
+        # shows how far it got, and at what pace (the failure report prints the log's tail)
+        logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+        logging.getLogger("xmc").setLevel(logging.INFO)
     result: dict
     try:
         t = time.perf_counter()
