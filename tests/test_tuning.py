@@ -119,7 +119,12 @@ def test_the_best_is_the_highest_metric_and_a_tie_goes_to_the_first(corpus, base
     assert p1[1] > p1[0] + 0.1
     assert p1[1] == p1[2] and result.best == 1  # identical candidates: the first wins
     assert result.config.train.C == 1.0 and result.folds == 3
-    assert "* train.C=1.0" in result.table()
+    lines = result.table().splitlines()
+    assert lines[0].split()[:2] == ["candidate", "P@1"] and len(lines) == 4
+    assert lines[2].startswith("* train.C=1.0") and not lines[3].startswith("*")
+    assert len({len(line) for line in lines}) == 1  # aligned columns
+    for line, c in zip(lines[1:], result.candidates):
+        assert line.split()[-6] == f"{100 * c.scores['P@1']:.2f}"
 
 
 # ---- the CLI ----------------------------------------------------------------------

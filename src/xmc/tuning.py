@@ -24,7 +24,7 @@ from sklearn.model_selection import KFold
 from .data.dataset import XMCDataset
 from .data.split import train_valid_rows
 from .errors import ConfigError
-from .metrics import ranking_report, train_propensities
+from .metrics import aligned_rows, ranking_report, train_propensities
 from .models.xr_linear import XRLinear, XRLinearConfig
 from .progress import progress_bar, quiet
 
@@ -70,9 +70,7 @@ class TuneResult:
         for i, (name, c) in enumerate(zip(names, self.candidates)):
             rows.append([("* " if i == self.best else "  ") + name]
                         + [f"{100 * c.scores[k]:.2f}" for k in keys] + [f"{c.fit_seconds:.1f}"])
-        widths = [max(len(r[j]) for r in rows) for j in range(len(rows[0]))]
-        return "\n".join("  ".join([r[0].ljust(widths[0])] + [v.rjust(w) for v, w in zip(r[1:], widths[1:])])
-                         for r in rows)
+        return "\n".join(aligned_rows(rows))
 
 
 def parse_grid(specs: Sequence[str]) -> dict[str, list]:

@@ -93,15 +93,15 @@ def _pct(v) -> str:
     return str(v)
 
 
+def aligned_rows(table: list[list[str]]) -> list[str]:
+    """Text rows of equal length: the first column left-aligned (names), the others right-aligned (numbers)."""
+    widths = [max(len(t[j]) for t in table) for j in range(len(table[0]))]
+    return ["  ".join([t[0].ljust(widths[0])] + [v.rjust(w) for v, w in zip(t[1:], widths[1:])]).rstrip()
+            for t in table]
+
+
 def _grid(rows: list[str], cols: list[str], cell: dict[tuple[str, str], str], corner: str = "") -> list[str]:
-    table = [[corner] + cols] + [[r] + [cell.get((r, c), "") for c in cols] for r in rows]
-    widths = [max(len(t[j]) for t in table) for j in range(len(cols) + 1)]
-    lines = []
-    for t in table:
-        first = t[0].ljust(widths[0])
-        rest = [t[j].rjust(widths[j]) for j in range(1, len(t))]
-        lines.append("  ".join([first] + rest).rstrip())
-    return lines
+    return aligned_rows([[corner] + cols] + [[r] + [cell.get((r, c), "") for c in cols] for r in rows])
 
 
 def format_report(report: dict) -> str:
