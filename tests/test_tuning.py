@@ -118,7 +118,7 @@ def test_the_best_is_the_highest_metric_and_a_tie_goes_to_the_first(corpus, base
     p1 = [c.scores["P@1"] for c in result.candidates]
     assert p1[1] > p1[0] + 0.1
     assert p1[1] == p1[2] and result.best == 1  # identical candidates: the first wins
-    assert result.config.train.C == 1.0 and result.folds == 3
+    assert result.config.train.C == 1.0 and result.folds == 3 and not result.tied
     lines = result.table().splitlines()
     assert lines[0].split()[:2] == ["candidate", "P@1"] and len(lines) == 4
     assert lines[2].startswith("* train.C=1.0") and not lines[3].startswith("*")
@@ -185,3 +185,21 @@ def test_cli_tune_refuses_a_bad_grid_or_metric_in_one_line(corpus_files, capsys,
                       fragment)
     assert not (tmp_path / "t.json").exists()
 
+
+
+def test_cli_tune_refuses_too_many_folds_before_it_states_a_plan(corpus_files, capsys, tmp_path):
+    rc, stdout, err = run_cli(capsys, "tune", "--train", corpus_files / "train.jsonl", "--folds", "241",
+                              "--out", tmp_path / "t.json")
+    assert rc == 2 and stdout == "" and "between 2 and the number of documents (240), got 241" in err
+
+
+def test_cli_tune_says_when_validation_cannot_separate_the_candidates(corpus_files, capsys, tmp_path):
+    # two identical candidates always tie: the choice is the grid's order, and the user is told so
+    rc, stdout, _ = run_cli(capsys, "tune", "--train", corpus_files / "train.jsonl", "--config",
+                            corpus_files / "base.json", "--grid", "train.C=1,1", "--folds", "2",
+                            "--out", tmp_path / "t.json", "-q")
+    assert rc == 0 and "note: every candidate scored" in stdout and "first in grid order is kept" in stdout
+    rc, stdout, _ = run_cli(capsys, "tune", "--train", corpus_files / "train.jsonl", "--config",
+                            corpus_files / "base.json", "--grid", "train.C=0.0001,1", "--folds", "2",
+                            "--out", tmp_path / "u.json", "-q")
+    assert rc == 0 and "note:" not in stdout

@@ -59,6 +59,13 @@ class TuneResult:
     best: int
     config: XRLinearConfig
 
+    @property
+    def tied(self) -> bool:
+        """Whether every candidate scored the best's ``metric``: the validation data could not tell them
+        apart, so the first in grid order was kept by rule, not by measurement."""
+        top = self.candidates[self.best].scores[self.metric]
+        return all(c.scores[self.metric] == top for c in self.candidates)
+
     def table(self) -> str:
         """The candidates as an aligned text table, metrics in percent, the best marked with ``*``."""
         keys = [f"P@{k}" for k in _KS] + ["nDCG@5", "PSP@5"]
@@ -134,9 +141,15 @@ def fold_rows(n: int, folds: int, valid_fraction: float = 0.1, seed: int = 0) ->
             return [train_valid_rows(n, valid_fraction, seed)]
         except ValueError as exc:  # a fraction outside (0, 1), or one that leaves a side empty
             raise ConfigError(str(exc)) from None
-    if not 2 <= folds <= n:
-        raise ConfigError(f"folds must be 1 (one split) or between 2 and the {n} documents, got {folds}")
+    check_folds(n, folds)
     return list(KFold(n_splits=folds, shuffle=True, random_state=seed).split(np.arange(n)))
+
+
+def check_folds(n: int, folds: int) -> None:
+    """ConfigError unless ``folds`` is 1 (one split) or K folds of ``n`` documents (2 <= K <= n)."""
+    if folds != 1 and not 2 <= folds <= n:
+        raise ConfigError(f"folds must be 1 (one split) or between 2 and the number of documents ({n:,}), "
+                          f"got {folds}")
 
 
 def auto_folds(n_docs: int) -> int:

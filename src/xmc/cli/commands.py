@@ -294,7 +294,7 @@ def train(args: argparse.Namespace) -> int:
 
 def tune(args: argparse.Namespace) -> int:
     from ..models.xr_linear import XRLinearConfig
-    from ..tuning import DEFAULT_GRID, auto_folds, candidate_configs, metric_key, parse_grid
+    from ..tuning import DEFAULT_GRID, auto_folds, candidate_configs, check_folds, metric_key, parse_grid
     from ..tuning import tune as tune_config
 
     check_not_an_input(args.out, {"--train": args.train, "--valid": args.valid, "--config": args.config})
@@ -310,6 +310,7 @@ def tune(args: argparse.Namespace) -> int:
     data = _read(args.train, args)
     valid = _read(args.valid, args, labels=data.labels) if args.valid else None
     folds = 1 if valid is not None else args.folds or auto_folds(len(data))
+    check_folds(len(data), folds)  # before the announcement: a refused run states no plan
     if valid is not None:
         held_out = f"{len(data):,} documents, scored on the {len(valid):,} of {args.valid}"
     elif folds > 1:
@@ -321,6 +322,10 @@ def tune(args: argparse.Namespace) -> int:
     result = tune_config(data, grid, config=base, metric=metric, folds=None if valid is not None else folds,
                          valid_fraction=args.valid_fraction, seed=args.seed, valid=valid)
     print(result.table())
+    if result.tied:
+        print(f"note: every candidate scored {100 * result.candidates[0].scores[metric]:.2f} validation {metric}: "
+              f"the validation data cannot tell them apart, so the first in grid order is kept, not a measured "
+              f"best (more documents, --folds, or another --metric may separate them)")
     with atomic_file(args.out) as fh:
         fh.write(result.config.to_json() + "\n")
     chosen = ", ".join(f"{key}={json.dumps(value)}" for key, value in result.candidates[result.best].overrides.items())
