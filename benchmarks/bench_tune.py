@@ -32,10 +32,12 @@ METRICS = ("P@1", "P@5", "PSP@5")
 
 
 def files(name: str) -> tuple[str, str]:
-    """(train, test) paths of a data set under ../shared/data: JSONL text sets, or bibtex's XC files."""
+    """(train, test) paths of a data set under ../shared/data: JSONL text sets (gzipped or not, as
+    EURLEX57K's), or bibtex's XC files."""
     root = os.path.join(DATA, name)
-    if os.path.exists(os.path.join(root, "train.jsonl")):
-        return os.path.join(root, "train.jsonl"), os.path.join(root, "test.jsonl")
+    for ext in (".jsonl", ".jsonl.gz"):
+        if os.path.exists(os.path.join(root, "train" + ext)):
+            return os.path.join(root, "train" + ext), os.path.join(root, "test" + ext)
     return os.path.join(root, "train_xc.txt"), os.path.join(root, "test_xc.txt")
 
 
@@ -62,7 +64,10 @@ def run(name: str) -> dict:
     result = tune(train, progress=False)
     tune_s = time.perf_counter() - t
     default, auto_C = test_scores(XRLinearConfig(), train, test)
-    tuned, tuned_C = test_scores(result.config, train, test)
+    if set(result.candidates[result.best].overrides) == {"train.C"} and result.config.train.C == auto_C:
+        tuned, tuned_C = default, auto_C  # the tuned config is the default's model: no second training
+    else:
+        tuned, tuned_C = test_scores(result.config, train, test)
     return {"data": name, "train_docs": len(train), "labels": len(train.labels), "folds": result.folds,
             "metric": result.metric, "tune_s": tune_s, "auto_C": auto_C, "tuned_C": tuned_C,
             "validation": [{"overrides": c.overrides, "scores": c.scores} for c in result.candidates],
