@@ -171,6 +171,7 @@ def test_cli_tune_on_a_given_validation_file(corpus_files, capsys, tmp_path, cor
                             corpus_files / "base.json", "--grid", "train.C=1", "--valid", tmp_path / "valid.jsonl",
                             "--out", tmp_path / "t.json", "-q")
     assert rc == 0 and "1 candidate(s) x 240 documents, scored on the 40 of" in stdout and "= 1 fits" in stdout
+    assert "note:" not in stdout  # one candidate has nothing to be told apart from
     assert_error_line(capsys, ["tune", "--train", corpus_files / "train.jsonl", "--valid", tmp_path / "valid.jsonl",
                                "--folds", "3", "--out", tmp_path / "u.json"], "--valid and --folds")
 
@@ -184,7 +185,6 @@ def test_cli_tune_refuses_a_bad_grid_or_metric_in_one_line(corpus_files, capsys,
     assert_error_line(capsys, ["tune", "--train", corpus_files / "train.jsonl", "--out", tmp_path / "t.json", *extra],
                       fragment)
     assert not (tmp_path / "t.json").exists()
-
 
 
 def test_cli_tune_refuses_too_many_folds_before_it_states_a_plan(corpus_files, capsys, tmp_path):

@@ -61,10 +61,10 @@ class TuneResult:
 
     @property
     def tied(self) -> bool:
-        """Whether every candidate scored the best's ``metric``: the validation data could not tell them
-        apart, so the first in grid order was kept by rule, not by measurement."""
+        """Whether two or more candidates all scored the best's ``metric``: the validation data could not
+        tell them apart, so the first in grid order was kept by rule, not by measurement."""
         top = self.candidates[self.best].scores[self.metric]
-        return all(c.scores[self.metric] == top for c in self.candidates)
+        return len(self.candidates) > 1 and all(c.scores[self.metric] == top for c in self.candidates)
 
     def table(self) -> str:
         """The candidates as an aligned text table, metrics in percent, the best marked with ``*``."""

@@ -383,7 +383,7 @@ class HierarchicalLinear:
             C = chain[i]
             Y_children = binarize(Y @ chain.label_to_level(i)) if i < len(chain) - 1 else Y
             man_ids = None
-            t_beam = time.perf_counter()
+            t_negatives = time.perf_counter()
             if config.negatives != "tfn" and C.shape[1] > 1:
                 if matcher_ids is not None and i == len(chain) - 1:
                     man_ids = matcher_ids
@@ -391,13 +391,13 @@ class HierarchicalLinear:
                     man_ids, _ = model._beam(X, upto=i, beam_size=config.man_beam, post="l3-hinge", threads=threads)
             neg = negative_indicator(config.negatives, Y_children, C, man_ids)
             t0 = time.perf_counter()
-            beam_s = t0 - t_beam
+            negatives_s = t0 - t_negatives  # the matcher's beam, for MAN negatives
             W, iters = train_layer(rows, Y_children, neg, np.arange(C.shape[0], dtype=np.int64),
                                    chain.parents(i), config, threads)
             model._set_layer(i, W)
             logger.info("layer %d: %d classifiers, %d non-zero weights, %.1f s (negatives %.1f s); solver passes: "
                         "mean %.1f, %d of %d problems stopped at max_iter", i, C.shape[0], W.nnz,
-                        time.perf_counter() - t0, beam_s, iters.mean(), int((iters >= config.max_iter).sum()),
+                        time.perf_counter() - t0, negatives_s, iters.mean(), int((iters >= config.max_iter).sum()),
                         len(iters))
         return model
 
