@@ -191,6 +191,9 @@ def test_cli_tune_refuses_too_many_folds_before_it_states_a_plan(corpus_files, c
     rc, stdout, err = run_cli(capsys, "tune", "--train", corpus_files / "train.jsonl", "--folds", "241",
                               "--out", tmp_path / "t.json")
     assert rc == 2 and stdout == "" and "between 2 and the number of documents (240), got 241" in err
+    rc, stdout, err = run_cli(capsys, "tune", "--train", corpus_files / "train.jsonl", "--folds", "1",
+                              "--valid-fraction", "0.001", "--out", tmp_path / "t.json")
+    assert rc == 2 and stdout == "" and "leaves the validation side empty" in err
 
 
 def test_cli_tune_says_when_validation_cannot_separate_the_candidates(corpus_files, capsys, tmp_path):

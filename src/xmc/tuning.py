@@ -22,7 +22,7 @@ import numpy as np
 from sklearn.model_selection import KFold
 
 from .data.dataset import XMCDataset
-from .data.split import train_valid_rows
+from .data.split import train_valid_rows, valid_size
 from .errors import ConfigError
 from .metrics import aligned_rows, ranking_report, train_propensities
 from .models.xr_linear import XRLinear, XRLinearConfig
@@ -136,18 +136,21 @@ def candidate_configs(base: XRLinearConfig, grid: dict[str, list]) -> list[tuple
 def fold_rows(n: int, folds: int, valid_fraction: float = 0.1, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """``(train_rows, valid_rows)`` per fold: one seeded split of ``valid_fraction`` when ``folds`` is 1
     (:func:`xmc.data.split.train_valid_rows`), else scikit-learn's shuffled ``KFold``."""
+    check_folds(n, folds, valid_fraction)
     if folds == 1:
-        try:
-            return [train_valid_rows(n, valid_fraction, seed)]
-        except ValueError as exc:  # a fraction outside (0, 1), or one that leaves a side empty
-            raise ConfigError(str(exc)) from None
-    check_folds(n, folds)
+        return [train_valid_rows(n, valid_fraction, seed)]
     return list(KFold(n_splits=folds, shuffle=True, random_state=seed).split(np.arange(n)))
 
 
-def check_folds(n: int, folds: int) -> None:
-    """ConfigError unless ``folds`` is 1 (one split) or K folds of ``n`` documents (2 <= K <= n)."""
-    if folds != 1 and not 2 <= folds <= n:
+def check_folds(n: int, folds: int, valid_fraction: float = 0.1) -> None:
+    """ConfigError unless :func:`fold_rows` can split ``n`` documents so: one ``valid_fraction`` split
+    that leaves neither side empty (``folds`` 1), or K folds with 2 <= K <= n."""
+    if folds == 1:
+        try:
+            valid_size(n, valid_fraction)
+        except ValueError as exc:  # a fraction outside (0, 1), or one that leaves a side empty
+            raise ConfigError(str(exc)) from None
+    elif not 2 <= folds <= n:
         raise ConfigError(f"folds must be 1 (one split) or between 2 and the number of documents ({n:,}), "
                           f"got {folds}")
 

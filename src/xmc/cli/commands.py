@@ -310,7 +310,8 @@ def tune(args: argparse.Namespace) -> int:
     data = _read(args.train, args)
     valid = _read(args.valid, args, labels=data.labels) if args.valid else None
     folds = 1 if valid is not None else args.folds or auto_folds(len(data))
-    check_folds(len(data), folds)  # before the announcement: a refused run states no plan
+    if valid is None:  # before the announcement: a refused run states no plan
+        check_folds(len(data), folds, args.valid_fraction)
     if valid is not None:
         held_out = f"{len(data):,} documents, scored on the {len(valid):,} of {args.valid}"
     elif folds > 1:

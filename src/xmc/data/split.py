@@ -7,13 +7,9 @@ import numpy as np
 from xmc.data.dataset import XMCDataset
 
 
-def train_valid_rows(n: int, valid_fraction: float = 0.1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted ``(train_rows, valid_rows)`` of ``n`` documents (the rule of :func:`train_valid_split`).
-
-    Raises:
-        ValueError: ``valid_fraction`` not in (0, 1), or a split that would leave
-            either side empty.
-    """
+def valid_size(n: int, valid_fraction: float) -> int:
+    """How many of ``n`` documents a ``valid_fraction`` split holds out; ValueError when the fraction is
+    not in (0, 1) or the split would leave either side empty (checkable before any rows are drawn)."""
     if not 0.0 < valid_fraction < 1.0:
         raise ValueError(f"valid_fraction must be in (0, 1), got {valid_fraction}")
     n_valid = int(round(valid_fraction * n))
@@ -22,6 +18,17 @@ def train_valid_rows(n: int, valid_fraction: float = 0.1, seed: int = 0) -> tupl
             f"valid_fraction={valid_fraction} of {n} documents leaves "
             f"{'the validation' if n_valid == 0 else 'the training'} side empty"
         )
+    return n_valid
+
+
+def train_valid_rows(n: int, valid_fraction: float = 0.1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted ``(train_rows, valid_rows)`` of ``n`` documents (the rule of :func:`train_valid_split`).
+
+    Raises:
+        ValueError: ``valid_fraction`` not in (0, 1), or a split that would leave
+            either side empty.
+    """
+    n_valid = valid_size(n, valid_fraction)
     permutation = np.random.default_rng(seed).permutation(n)
     return np.sort(permutation[n_valid:]), np.sort(permutation[:n_valid])
 

@@ -391,7 +391,7 @@ class HierarchicalLinear:
                     man_ids, _ = model._beam(X, upto=i, beam_size=config.man_beam, post="l3-hinge", threads=threads)
             neg = negative_indicator(config.negatives, Y_children, C, man_ids)
             t0 = time.perf_counter()
-            negatives_s = t0 - t_negatives  # the matcher's beam, for MAN negatives
+            negatives_s = t0 - t_negatives  # the matcher's beam (MAN negatives) and the indicator
             W, iters = train_layer(rows, Y_children, neg, np.arange(C.shape[0], dtype=np.int64),
                                    chain.parents(i), config, threads)
             model._set_layer(i, W)
