@@ -320,12 +320,18 @@ def test_beam_step_matches_dense_scoring(post, size, per_entry):
     W.sort_indices()
     assert back.has_sorted_indices and np.array_equal(back.indptr, W.indptr)
     assert np.array_equal(back.indices, W.indices) and np.array_equal(back.data, W.data)
-    ids, scores = beam_step(
-        X.indptr.astype(np.int64), X.indices.astype(np.uint32), X.data, d, bias,
-        *layer.arrays(), parent_ids, parent_scores,
-        mask.indptr.astype(np.int64), mask.indices.astype(np.int64), True,
-        out_k, POST_PROCESSORS[post], 2,
-    )
+    def step(row_order):
+        return beam_step(
+            X.indptr.astype(np.int64), X.indices.astype(np.uint32), X.data, d, bias,
+            *layer.arrays(), parent_ids, parent_scores,
+            mask.indptr.astype(np.int64), mask.indices.astype(np.int64), True,
+            out_k, POST_PROCESSORS[post], 2, row_order,
+        )
+
+    ids, scores = step(rng.permutation(n))
+    in_order = step(np.arange(n))  # the order rows are scored in changes nothing, to the bit
+    np.testing.assert_array_equal(in_order[0], ids)
+    np.testing.assert_array_equal(in_order[1], scores)
     for r in range(n):
         expected = {}
         for t, p in enumerate(parent_ids[r]):
@@ -377,7 +383,7 @@ def test_beam_step_with_integer_weights_scores_the_rounded_weights(value_type):
     ids, scores = beam_step(X.indptr.astype(np.int64), X.indices.astype(np.uint32), X.data, d, 1.0,
                             *layer.arrays(), parent_ids, np.ones((n, b), dtype=np.float32),
                             np.zeros(1, dtype=np.int64), np.zeros(1, dtype=np.int64), False,
-                            5, POST_PROCESSORS["noop"], 2)
+                            5, POST_PROCESSORS["noop"], 2, np.arange(n))
     raw = (sp.hstack([X, np.ones((n, 1), dtype=np.float32)]) @ rounded).toarray()
     for r in range(n):
         candidates = np.flatnonzero(np.isin(parent_of, parent_ids[r]))

@@ -17,6 +17,8 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
+from .prefetch import prefetch
+
 POST_PROCESSORS = {"l3-hinge": 0, "sigmoid": 1, "noop": 2}
 
 # What the beam kernel reads: a loaded layer with other dtypes is refused (LayerWeights.check).
@@ -294,24 +296,25 @@ def _search_cost(n_groups, n_beam):
 
 
 @numba.njit(cache=True, inline="always")
-def _add_feature(f, xv, acc, beam_pos, widest, feat_groups, group_start, group_parent, entry_child, entry_value,
-                 beam_parents, n_beam):
-    """Add feature ``f``'s weights (times ``xv``) to the children of the beam's parents.
+def _collect_groups(f, xv, beam_pos, widest, feat_groups, group_parent, beam_parents, n_beam,
+                    hit_group, hit_value, hit_base, n_hits):
+    """Append feature ``f``'s groups under the beam's parents to the row's hits (group, ``xv``,
+    offset of the parent's children in the accumulator); returns the new hit count.
 
     A feature's groups are sorted by parent. When it has few groups they are all scanned (one
     lookup each); when it has many (large label spaces: a common feature has weights under
     thousands of clusters) each beam parent is binary-searched instead, as PECOS's chunked
-    layers do. Each (feature, parent) pair adds to its own children once either way, so the
-    scores are bit-identical.
+    layers do. Each (feature, parent) pair is collected once either way, so the scores are
+    bit-identical.
     """
     lo, hi = np.int64(feat_groups[f]), np.int64(feat_groups[f + 1])
-    grouped = group_start.shape[0] > 0
     if hi - lo <= _search_cost(hi - lo, n_beam):
         for g in range(lo, hi):
             t = beam_pos[group_parent[g]]
             if t >= 0:
-                _add_group(g, grouped, xv, acc, np.uint64(t * widest), group_start, entry_child, entry_value)
-        return
+                hit_group[n_hits], hit_value[n_hits], hit_base[n_hits] = g, xv, t * widest
+                n_hits += 1
+        return n_hits
     for i in range(n_beam):
         p = beam_parents[i]
         a, z = lo, hi
@@ -321,19 +324,17 @@ def _add_feature(f, xv, acc, beam_pos, widest, feat_groups, group_start, group_p
                 a = mid + 1
             else:
                 z = mid
-        base = np.uint64(beam_pos[p] * widest)
+        base = beam_pos[p] * widest
         while a < hi and group_parent[a] == p:  # one group, or a parent's entries when stored per entry
-            _add_group(a, grouped, xv, acc, base, group_start, entry_child, entry_value)
+            hit_group[n_hits], hit_value[n_hits], hit_base[n_hits] = a, xv, base
+            n_hits += 1
             a += 1
+    return n_hits
 
 
-@numba.njit(cache=True, inline="always")
-def _add_group(g, grouped, xv, acc, base, group_start, entry_child, entry_value):
-    if grouped:
-        for e in range(group_start[g], group_start[g + 1]):
-            acc[base + entry_child[e]] += xv * entry_value[e]
-    else:
-        acc[base + entry_child[g]] += xv * entry_value[g]
+# How far ahead the kernel prefetches (see xmc.ranker.prefetch): features of the row, and hits.
+# 8 measured best on EURLEX57K's layers against 4 and 16 (within 3% of each other).
+_AHEAD = 8
 
 
 @numba.njit(cache=True, parallel=True)
@@ -343,7 +344,7 @@ def beam_step(
     child_indptr, child_ids, child_scale,
     parent_ids, parent_scores,
     mask_indptr, mask_indices, use_mask,
-    out_k, post, n_threads,
+    out_k, post, n_threads, row_order,
 ):
     """Score the children of each row's beam and keep the best ``out_k``.
 
@@ -356,6 +357,9 @@ def beam_step(
         out_k: beam width to keep.
         post: post-processor code (see ``POST_PROCESSORS``); l3-hinge and
             sigmoid multiply the parent's path score, noop keeps raw child scores.
+        row_order: (n,) int64, a permutation of the rows: the order they are scored in (rows
+            with the same parents back to back read the same weights while they are cached).
+            Any order gives the same results.
 
     Returns:
         (ids, scores), each (n, out_k), best first, ties by smaller id, -1 / -inf padded.
@@ -368,6 +372,8 @@ def beam_step(
         widest = max(widest, child_indptr[p + 1] - child_indptr[p])
     out_ids = np.full((n, out_k), -1, dtype=np.int64)
     out_scores = np.full((n, out_k), -np.inf, dtype=np.float32)
+    grouped = group_start.shape[0] > 0
+    most_per_parent = 1 if grouped else widest  # hits one feature can add per beam parent
     for thread in numba.prange(n_threads):
         acc = np.zeros(widest * b, dtype=np.float64)  # beam slot t's children at t * widest + position
         beam_pos = np.full(n_parents, -1, dtype=np.int64)
@@ -375,7 +381,11 @@ def beam_step(
         allowed = np.zeros(n_children if use_mask else 1, dtype=np.bool_)
         top_ids = np.empty(out_k, dtype=np.int64)
         top_scores = np.empty(out_k, dtype=np.float32)
-        for r in range(thread, n, n_threads):
+        hit_group = np.empty(1024, dtype=np.int64)
+        hit_value = np.empty(1024, dtype=np.float32)
+        hit_base = np.empty(1024, dtype=np.int64)
+        for i_row in range(thread, n, n_threads):
+            r = row_order[i_row]
             if use_mask:
                 for k in range(mask_indptr[r], mask_indptr[r + 1]):
                     allowed[mask_indices[k]] = True
@@ -389,11 +399,41 @@ def beam_step(
                 n_beam += 1
                 for j in range(child_indptr[p + 1] - child_indptr[p]):
                     acc[t * widest + j] = 0.0
-            for k in range(x_indptr[r], x_indptr[r + 1]):
-                _add_feature(x_indices[k], x_data[k], acc, beam_pos, widest,
-                             feat_groups, group_start, group_parent, entry_child, entry_value, beam_parents, n_beam)
-            _add_feature(n_features, bias, acc, beam_pos, widest,
-                         feat_groups, group_start, group_parent, entry_child, entry_value, beam_parents, n_beam)
+            # Two passes, so that the memory reads of many groups overlap: first collect the
+            # groups under the beam (prefetching the groups of features ahead), then add their
+            # entries (prefetching the entries of hits ahead).
+            most = min((x_indptr[r + 1] - x_indptr[r] + 1) * n_beam * most_per_parent, group_parent.shape[0])
+            if most > hit_group.shape[0]:
+                hit_group, hit_value, hit_base = (np.empty(most, dtype=np.int64), np.empty(most, dtype=np.float32),
+                                                  np.empty(most, dtype=np.int64))
+            n_hits = 0
+            first, end = x_indptr[r], x_indptr[r + 1]
+            for k in range(first, end):
+                if k + 2 * _AHEAD < end:
+                    prefetch(feat_groups, x_indices[k + 2 * _AHEAD])
+                if k + _AHEAD < end:
+                    prefetch(group_parent, feat_groups[x_indices[k + _AHEAD]])
+                n_hits = _collect_groups(x_indices[k], x_data[k], beam_pos, widest, feat_groups, group_parent,
+                                         beam_parents, n_beam, hit_group, hit_value, hit_base, n_hits)
+            n_hits = _collect_groups(n_features, bias, beam_pos, widest, feat_groups, group_parent,
+                                     beam_parents, n_beam, hit_group, hit_value, hit_base, n_hits)
+            for h in range(n_hits):
+                if grouped:
+                    if h + 2 * _AHEAD < n_hits:
+                        prefetch(group_start, hit_group[h + 2 * _AHEAD])
+                    if h + _AHEAD < n_hits:
+                        ahead = group_start[hit_group[h + _AHEAD]]
+                        prefetch(entry_child, ahead)
+                        prefetch(entry_value, ahead)
+                    g, xv, base = hit_group[h], hit_value[h], np.uint64(hit_base[h])
+                    for e in range(group_start[g], group_start[g + 1]):
+                        acc[base + entry_child[e]] += xv * entry_value[e]
+                else:
+                    if h + _AHEAD < n_hits:
+                        prefetch(entry_child, hit_group[h + _AHEAD])
+                        prefetch(entry_value, hit_group[h + _AHEAD])
+                    g = hit_group[h]
+                    acc[np.uint64(hit_base[h]) + entry_child[g]] += hit_value[h] * entry_value[g]
             # Keep the best out_k by insertion into a sorted list (score desc, id asc):
             # out_k is small, so this beats sorting all b * widest candidates.
             kept = 0

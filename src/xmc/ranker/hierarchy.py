@@ -446,6 +446,9 @@ class HierarchicalLinear:
             mask = None
             if selected is not None:
                 mask = selected if last else binarize(selected @ self.chain.label_to_level(i))
+            # Rows with the same best parent read the same weight groups: scored back to back, they
+            # find them still cached (EURLEX57K's label layer: about 10% faster, BENCHMARKS.md).
+            row_order = np.argsort(ids[:, 0], kind="stable")
             ids, scores = beam_step(
                 x_indptr, x_indices, X.data, self.n_features, self.bias,
                 *layer,
@@ -453,7 +456,7 @@ class HierarchicalLinear:
                 empty if mask is None else mask.indptr.astype(np.int64),
                 empty if mask is None else mask.indices.astype(np.int64),
                 mask is not None,
-                out_k, POST_PROCESSORS[post], threads,
+                out_k, POST_PROCESSORS[post], threads, row_order,
             )
         return ids, scores
 
