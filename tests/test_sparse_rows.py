@@ -5,7 +5,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.preprocessing import normalize
 
-from xmc.sparse_rows import l2_normalize_rows, unsigned_indices
+from xmc.sparse_rows import csr32, l2_normalize_rows, unsigned_indices
 
 
 def test_hand_computed_rows_and_zero_row():
@@ -65,3 +65,18 @@ def test_unsigned_indices_share_int32_memory_and_convert_wider_ids():
     wide.indices = wide.indices.astype(np.int64)
     ids = unsigned_indices(wide)
     assert ids.dtype == np.uint32 and not np.shares_memory(ids, wide.indices) and np.array_equal(ids, X.indices)
+
+
+def test_csr32_passes_a_kernel_ready_matrix_through_and_converts_the_rest():
+    ready = sp.csr_matrix(np.array([[0.0, 1.5, 0.0], [2.0, 0.0, 3.0]], dtype=np.float32))
+    assert csr32(ready) is ready  # no copy, no constructor: a served document's row
+    # float64, unsorted columns (row 0 stores column 2 before column 0), and CSC: same matrix, float32, sorted
+    unsorted = sp.csr_matrix((np.array([5.0, 7.0, 1.0]), np.array([2, 0, 1]), np.array([0, 2, 3])), shape=(2, 3))
+    unsorted.has_sorted_indices = False
+    before = unsorted.toarray()
+    for M in (unsorted, sp.csc_matrix(unsorted), sp.csr_matrix(unsorted, dtype=np.float32)):
+        got = csr32(M)
+        assert got.format == "csr" and got.dtype == np.float32 and got is not M
+        np.testing.assert_array_equal(got.indices, [0, 2, 1])
+        np.testing.assert_array_equal(got.toarray(), before)
+    np.testing.assert_array_equal(unsorted.indices, [2, 0, 1])  # the caller's matrix is left as it was

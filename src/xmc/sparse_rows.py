@@ -14,7 +14,19 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 
-__all__ = ["l2_normalize_rows", "unsigned_indices"]
+__all__ = ["csr32", "l2_normalize_rows", "unsigned_indices"]
+
+
+def csr32(M) -> sp.csr_matrix:
+    """``M`` as a float32 CSR matrix with sorted indices, the form the XR-Linear kernels read;
+    ``M`` itself when it already is one (a served document's row then skips scipy's constructor
+    checks), otherwise a new matrix that may share ``M``'s arrays."""
+    if isinstance(M, sp.csr_matrix) and M.dtype == np.float32 and M.has_sorted_indices:
+        return M
+    X = sp.csr_matrix(M, dtype=np.float32)
+    if not X.has_sorted_indices:
+        X = X.sorted_indices()
+    return X
 
 
 def unsigned_indices(M: sp.csr_matrix | sp.csc_matrix) -> np.ndarray:

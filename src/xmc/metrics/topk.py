@@ -144,13 +144,16 @@ def topk_to_csr(indices: np.ndarray, values: np.ndarray, n_labels: int) -> sp.cs
             f"indices and values must be 2-d of the same shape, got {indices.shape} and {values.shape}"
         )
     n = indices.shape[0]
+    if indices.size and indices.max() >= n_labels:
+        raise ValueError(f"label index {int(indices.max())} out of range for n_labels={n_labels}")
+    # The CSR arrays are built directly and scipy's compiled routine sorts and merges each row, not
+    # through scipy's COO -> CSR conversion: for the one-row result of a served document that
+    # conversion was half of XR-Linear's whole prediction (BENCHMARKS.md, latency).
     valid = indices >= 0
-    if valid.any() and indices[valid].max() >= n_labels:
-        raise ValueError(f"label index {int(indices[valid].max())} out of range for n_labels={n_labels}")
-    rows = np.nonzero(valid)[0]
-    mat = sp.csr_matrix(
-        (values[valid].astype(np.float32), (rows, indices[valid].astype(np.int64))),
-        shape=(n, int(n_labels)),
-    )
-    mat.sort_indices()
+    index_type = np.int32 if max(int(n_labels), indices.size) <= np.iinfo(np.int32).max else np.int64
+    indptr = np.zeros(n + 1, dtype=index_type)
+    np.cumsum(valid.sum(axis=1), out=indptr[1:])
+    mat = sp.csr_matrix((values[valid].astype(np.float32), indices[valid].astype(index_type), indptr),
+                        shape=(n, int(n_labels)))
+    mat.sum_duplicates()  # sorts each row's labels; a repeated label is summed, as COO input is
     return mat

@@ -29,7 +29,7 @@ from ..ranker.beam import VALUE_TYPES
 from ..ranker.hierarchy import (AUTO, FEW_LABELS, SMALL_LABEL_SPACE, WELL_SUPPORTED, HierarchicalLinear, LabelSpace,
                                LinearTrainConfig, PredictConfig, auto_C, auto_weight_threshold)
 from ..progress import progress_bar
-from ..sparse_rows import l2_normalize_rows
+from ..sparse_rows import csr32, l2_normalize_rows
 from .base import Capabilities, XMCModel
 
 logger = logging.getLogger(__name__)
@@ -353,7 +353,7 @@ class XRLinear(XMCModel):
     def transform(self, inputs: Inputs) -> sp.csr_matrix:
         """Features (n, d) of raw texts, a dataset, or a feature matrix passed through."""
         if sp.issparse(inputs):
-            return sp.csr_matrix(inputs, dtype=np.float32)
+            return csr32(inputs)
         if isinstance(inputs, XMCDataset):
             if self.featurizer_ is None:
                 if inputs.X is None:

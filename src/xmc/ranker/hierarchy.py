@@ -25,7 +25,7 @@ from ..config import Config, check
 from ..errors import ModelFormatError
 from ..indexing.tree import ClusterChain
 from ..metrics.topk import topk_to_csr
-from ..sparse_rows import unsigned_indices
+from ..sparse_rows import csr32, unsigned_indices
 from .beam import POST_PROCESSORS, VALUE_TYPES, LayerWeights, beam_step, pointer_type
 from .negatives import SCHEMES, binarize, negative_indicator
 from .solvers import LOSS_LOGISTIC, LOSS_SQUARED_HINGE, train_children
@@ -186,13 +186,6 @@ def _threads(n_threads: int | None) -> int:
     return numba.config.NUMBA_NUM_THREADS if not n_threads else min(n_threads, numba.config.NUMBA_NUM_THREADS)
 
 
-def _csr32(X: sp.spmatrix) -> sp.csr_matrix:
-    X = sp.csr_matrix(X, dtype=np.float32)
-    if not X.has_sorted_indices:
-        X = X.sorted_indices()
-    return X
-
-
 @dataclasses.dataclass
 class SolverRows:
     """Training rows as the solvers read them: CSR arrays of X (n, d) and each row's squared norm.
@@ -209,7 +202,7 @@ class SolverRows:
 
     @classmethod
     def from_csr(cls, X: sp.spmatrix) -> "SolverRows":
-        X = _csr32(X)
+        X = csr32(X)
         # Unsigned feature ids: about 25% faster training (see unsigned_indices).
         return cls(X.indptr.astype(np.int64), unsigned_indices(X), X.data, X.shape[1],
                    np.asarray(X.multiply(X).sum(axis=1), dtype=np.float64).ravel())
@@ -369,7 +362,7 @@ class HierarchicalLinear:
             n_threads: threads (default: all).
             progress: show a progress bar over layers.
         """
-        X = _csr32(X)
+        X = csr32(X)
         Y = binarize(Y)
         config = (config or LinearTrainConfig()).resolved_for(Y)
         if Y.shape != (X.shape[0], chain.n_labels):
@@ -486,7 +479,7 @@ class HierarchicalLinear:
         Returns:
             CSR (n, L) holding at most ``topk`` scores per row.
         """
-        X = _csr32(X)
+        X = csr32(X)
         if X.shape[1] != self.n_features:
             raise ValueError(f"X has {X.shape[1]} features, the model expects {self.n_features}")
         if post_processor not in POST_PROCESSORS:
@@ -523,7 +516,7 @@ class HierarchicalLinear:
         and their path scores; each label's score is its cluster's score combined with the
         label layer's post-processed score (a product for ``l3-hinge`` / ``sigmoid``).
         """
-        X = _csr32(X)
+        X = csr32(X)
         if X.shape[1] != self.n_features:
             raise ValueError(f"X has {X.shape[1]} features, the model expects {self.n_features}")
         selected = None
@@ -539,7 +532,7 @@ class HierarchicalLinear:
 
     def predict_clusters(self, X: sp.csr_matrix, level: int, beam_size: int = 10, n_threads: int | None = None):
         """Top-``beam_size`` clusters of tree level ``level`` (nodes of ``chain[level - 1]``), as (ids, scores)."""
-        return self._beam(_csr32(X), upto=level, beam_size=beam_size, post="l3-hinge", threads=_threads(n_threads))
+        return self._beam(csr32(X), upto=level, beam_size=beam_size, post="l3-hinge", threads=_threads(n_threads))
 
     # ---- persistence -----------------------------------------------------------
     def save(self, directory: str | os.PathLike) -> None:
