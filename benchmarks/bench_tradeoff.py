@@ -364,8 +364,9 @@ def main(argv=None) -> None:
     ap.add_argument("--check-pruning", action="store_true", help="also train PECOS at 0.1 and compare weights")
     ap.add_argument("--timeout", type=float, default=7200.0)
     ap.add_argument("--cache-dir", default=os.path.join(tempfile.gettempdir(), "xmc_peer_cache"))
-    ap.add_argument("--results-dir", default=os.path.join(_HERE, "results", "tradeoff"),
-                    help="where each data set's JSON is kept (committed: --write plots every data set from them)")
+    ap.add_argument("--results-dir", default=None,
+                    help="where each data set's JSON is kept (committed: --write plots every data set from them); "
+                         "default benchmarks/results/<--section>, so a section is never rebuilt from another's files")
     ap.add_argument("--write", action="store_true", help="rebuild the BENCHMARKS.md section from --results-dir")
     ap.add_argument("--section", default=SECTION,
                     help="the BENCHMARKS.md section (and docs/<section>.png) that --write rebuilds: a sweep kept in "
@@ -373,6 +374,7 @@ def main(argv=None) -> None:
     ap.add_argument("--title", default="", help="the heading of a --section other than the main one")
     ap.add_argument("--notes", default="")
     args = ap.parse_args(argv)
+    args.results_dir = args.results_dir or os.path.join(_HERE, "results", args.section)
     os.makedirs(args.results_dir, exist_ok=True)
     for name in [d for d in args.datasets.split(",") if d]:
         result = run_dataset(name, args)
