@@ -556,23 +556,6 @@ def test_saved_layers_hold_each_weight_once(tmp_path, tfidf_problem):
         assert (W != V).nnz == 0 and np.array_equal(W.indices, V.indices) and np.array_equal(W.data, V.data)
 
 
-@pytest.mark.parametrize("sublinear", [True, False])
-def test_tfidf_transform_is_scikit_learns_bit_for_bit(tmp_path, corpus, sublinear):
-    from xmc.features.tfidf import TfidfConfig, TfidfFeaturizer
-
-    texts = corpus.train.input_texts()[:200]
-    fitted = TfidfFeaturizer(TfidfConfig(min_df=1, sublinear_tf=sublinear)).fit(texts)
-    fitted.save(tmp_path / "f")
-    queries = corpus.test.input_texts()[:50] + ["", "zzzz-unseen words only", texts[0] + " " + texts[0]]
-    for featurizer in (fitted, TfidfFeaturizer.load(tmp_path / "f")):
-        ours = featurizer.transform(queries)
-        theirs = sp.csr_matrix(featurizer.vectorizer_.transform(queries), dtype=np.float32)
-        theirs.sort_indices()
-        assert ours.dtype == np.float32 and ours.shape == theirs.shape
-        for a, b in ((ours.indptr, theirs.indptr), (ours.indices, theirs.indices), (ours.data, theirs.data)):
-            assert np.array_equal(a, b)
-
-
 def test_concurrent_predictions_from_python_threads_equal_sequential_ones(corpus):
     """Each calling thread gets its own kernel row buffers: threads never corrupt each other's scores."""
     from concurrent.futures import ThreadPoolExecutor
