@@ -121,6 +121,21 @@ def test_errors_are_json_with_their_status(client, body, status, error):
     assert answer["error"] == error and answer["detail"] and set(answer) == {"error", "detail"}
 
 
+def test_a_model_predicts_once_before_it_takes_requests(xr_dir, monkeypatch):
+    """Its one-time work (numba's kernels, the TF-IDF n-gram lookup) is done before /readyz, not on a request."""
+    from xmc.serve import registry
+
+    calls = []
+    real = registry.predict_jobs
+    monkeypatch.setattr(registry, "predict_jobs", lambda model, jobs: calls.append(jobs) or real(model, jobs))
+    app = create_app({"xr": str(xr_dir)}, ServeSettings())
+    assert [job.documents[0]["id"] for jobs in calls for job in jobs] == ["warm-up"]
+    with TestClient(app) as c:
+        assert c.get("/readyz").status_code == 200
+        assert c.post("/v1/models/xr/predict", json={"documents": [{"id": "a", "text": "x"}]}).status_code == 200
+    assert len(calls) == 2
+
+
 def test_unknown_model_route_and_unexpected_errors(client, monkeypatch, caplog):
     for method, path in [("get", "/v1/models/nope"), ("post", "/v1/models/nope/predict"),
                          ("get", "/v1/models/nope/labels"), ("post", "/v1/models/nope/reload"), ("get", "/nowhere")]:
