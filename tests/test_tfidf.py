@@ -7,8 +7,10 @@ import pytest
 import scipy.sparse as sp
 
 from xmc.datasets.synthetic import make_corpus
+from xmc.errors import ConfigError
 from xmc.features.ngram_lookup import NgramLookup
 from xmc.features.tfidf import TfidfConfig, TfidfFeaturizer
+from xmc.features.vocabulary import count_vocabulary
 
 
 @pytest.fixture(scope="module")
@@ -42,12 +44,47 @@ def test_tfidf_transform_is_scikit_learns_bit_for_bit(tmp_path, texts, sublinear
         assert_scikit_learns(featurizer, queries)
 
 
+@pytest.mark.parametrize("settings", [
+    {"min_df": 1}, {"min_df": 2}, {"min_df": 2, "max_features": 300},
+    {"min_df": 1, "max_features": 1000, "max_ngram": 3}, {"min_df": 3, "max_df": 0.5, "max_ngram": 1},
+    {"min_df": 2, "max_features": 50, "sublinear_tf": False}])
+def test_fit_is_scikit_learns_bit_for_bit(texts, settings):
+    """Vocabulary, IDF and the training matrix, down to the order of each row's entries (scikit-learn
+    keeps them in order of first appearance, and the row norms are summed in that order)."""
+    train, _ = texts
+    featurizer = TfidfFeaturizer(TfidfConfig(**settings))
+    ours = featurizer.fit_transform(train, progress=False)
+    reference = featurizer._make_vectorizer()
+    theirs = sp.csr_matrix(reference.fit_transform(train), dtype=np.float32)
+    assert featurizer.vectorizer_.vocabulary_ == reference.vocabulary_
+    assert np.array_equal(featurizer.vectorizer_.idf_, reference.idf_)
+    assert ours.shape == theirs.shape and not theirs.has_sorted_indices
+    for a, b in ((ours.indptr, theirs.indptr), (ours.indices, theirs.indices), (ours.data, theirs.data)):
+        assert np.array_equal(a, b)
+    # Summarised in chunks of 7 documents (the last one shorter): the same vocabulary and counts.
+    vocabulary, counts = count_vocabulary(train, featurizer._make_vectorizer(), chunk_docs=7)
+    _, whole = count_vocabulary(train, featurizer._make_vectorizer())
+    assert vocabulary == reference.vocabulary_
+    for a, b in ((counts.indptr, whole.indptr), (counts.indices, whole.indices), (counts.data, whole.data)):
+        assert np.array_equal(a, b)
+
+
+def test_unfittable_settings_are_scikit_learns_errors():
+    docs = ["alpha beta", "gamma delta", "alpha gamma"]
+    for settings, docs_, message in [({"min_df": 3}, docs, "no terms remain"),
+                                     ({"min_df": 2, "max_df": 0.3}, docs, "max_df corresponds to < documents"),
+                                     ({"min_df": 1}, ["a", "."], "empty vocabulary")]:
+        with pytest.raises(ConfigError, match=message):
+            TfidfFeaturizer(TfidfConfig(**settings)).fit_transform(docs_, progress=False)
+
+
 def test_tokens_with_spaces_and_keys_beyond_int64_fall_back_to_scikit_learns_strings(texts):
     train, test = texts
     # Tokens with spaces in them: an n-gram's joined string no longer splits into its tokens.
     phrases = ["new york, big city. new york", "big city,new york", "old town,big city. new", "new,york"]
     spaced = TfidfFeaturizer(TfidfConfig(min_df=1, token_pattern=r"[^.,]+")).fit(phrases)
     assert "new york" in spaced.vectorizer_.vocabulary_ and "new york  big city" in spaced.vectorizer_.vocabulary_
+    assert spaced.vectorizer_.vocabulary_ == spaced._make_vectorizer().fit(phrases).vocabulary_
     assert_scikit_learns(spaced, phrases + ["new york,big city", "new,york,new york", "york"])
     # 64-grams: a key of 64 token ids does not fit in int64.
     long = TfidfFeaturizer(TfidfConfig(min_df=1, max_ngram=64)).fit(train[:50])

