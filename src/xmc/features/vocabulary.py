@@ -2,7 +2,7 @@
 
 scikit-learn's ``CountVectorizer.fit_transform`` builds every n-gram of every training document
 as a string and counts it in Python dicts. Here each token is looked up once in a dict of the
-corpus's words, an n-gram is one integer (its words' ids and its length, bit-packed), documents
+corpus's words, an n-gram is one integer (:class:`~xmc.features.ngram_lookup.NgramKeys`), documents
 are counted with ``np.unique``, and only the n-grams that survive ``min_df`` / ``max_df`` become
 strings, to be sorted and limited exactly as scikit-learn does: the ``max_features`` most
 frequent, ties broken by the same ``argsort`` over the same alphabetically ordered float32
@@ -31,42 +31,15 @@ from typing import Iterable
 import numpy as np
 import scipy.sparse as sp
 
+from .ngram_lookup import NgramKeys
+
 _EXACT_FLOAT32 = 1 << 24  # integers up to this are exact in float32 (scikit-learn sums counts in float32)
 
 
-class _Keys:
-    """Bit-packed n-gram keys: ``n`` in the top bits, then the words' ids, ``word_bits`` each."""
-
-    def __init__(self, max_n: int):
-        self.tag_shift = 63 - max_n.bit_length()
-        self.word_bits = self.tag_shift // max_n
-        self.mask = (1 << self.word_bits) - 1
-
-    def of(self, ids: np.ndarray, n: int) -> np.ndarray:
-        """Keys of every n-gram of the token ids ``ids``, in order."""
-        keys = ids[:len(ids) - n + 1].copy() if len(ids) >= n else ids[:0].copy()
-        for k in range(1, n):
-            keys <<= self.word_bits
-            keys |= ids[k:len(ids) - n + 1 + k]
-        keys |= n << self.tag_shift
-        return keys
-
-    def strings(self, keys: np.ndarray, words: list[str]) -> list[str]:
-        """The n-grams of ``keys`` as scikit-learn writes them (words joined by one space)."""
-        lengths = keys >> self.tag_shift
-        out = [""] * len(keys)
-        for n in np.unique(lengths).tolist():
-            at = np.flatnonzero(lengths == n)
-            parts = [((keys[at] >> (self.word_bits * (n - 1 - k))) & self.mask).tolist() for k in range(n)]
-            for i, term in zip(at.tolist(), map(" ".join, zip(*([words[w] for w in part] for part in parts)))):
-                out[i] = term
-        return out
-
-
-def _document(ids: np.ndarray, ns: range, keys: _Keys) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _document(ids: np.ndarray, ns: range, keys: NgramKeys) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """A document's distinct n-gram keys, their counts and first positions in the order scikit-learn's
     analyser emits n-grams (by length, then by position)."""
-    windows = np.concatenate([keys.of(ids, n) for n in ns])
+    windows = np.concatenate([keys.pack(keys.windows(ids, n), n) for n in ns])
     distinct, first, occurrences = np.unique(windows, return_index=True, return_counts=True)
     return distinct, occurrences, first
 
@@ -107,7 +80,7 @@ def count_vocabulary(texts: Iterable[str], vectorizer, chunk_docs: int = 4096
     min_n, max_n = v.ngram_range
     if not 1 <= min_n <= max_n:
         return None
-    keys = _Keys(max_n)
+    keys = NgramKeys(max_n)
     if keys.word_bits < 8:
         return None
     ns = range(min_n, max_n + 1)
@@ -130,7 +103,7 @@ def count_vocabulary(texts: Iterable[str], vectorizer, chunk_docs: int = 4096
     if pending or not chunks:
         chunks.append(_Chunk(pending, n_done))
     n_docs = sum(len(c.lengths) for c in chunks)
-    if len(word_id) > keys.mask or n_docs == 0:
+    if len(word_id) - 1 > keys.largest_id or n_docs == 0:
         return None
     max_df = v.max_df if isinstance(v.max_df, Integral) else v.max_df * n_docs
     min_df = v.min_df if isinstance(v.min_df, Integral) else v.min_df * n_docs
