@@ -103,7 +103,7 @@ class TfidfFeaturizer:
 
         vectorizer = self._make_vectorizer()
         self.vectorizer_, self._lookup = None, None
-        # scikit-learn's vocabulary and counts, from integer n-gram keys (3x faster on EURLEX57K);
+        # scikit-learn's vocabulary and counts, from integer n-gram keys (2x faster on EURLEX57K);
         # None where that is not certain to be exact, and scikit-learn fits them itself.
         fitted = count_vocabulary(_with_progress(texts, "TF-IDF fit", progress), vectorizer)
         try:
@@ -126,8 +126,8 @@ class TfidfFeaturizer:
 
     def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
         """CSR (n, d) float32 features of ``texts``, bit for bit the vectoriser's ``transform``
-        (``tests/test_tfidf.py`` checks it), in about 0.45x its time for one EURLEX57K document
-        (0.83 against 1.9 ms on a 2-core AMD EPYC VM)."""
+        (``tests/test_tfidf.py`` checks it), in 0.42x its time for one EURLEX57K document (p50 0.62
+        against 1.47 ms, ``benchmarks/bench_featurize.py``)."""
         self._check_fitted()
         if isinstance(texts, str):  # scikit-learn's own message; a string would be read char by char
             raise ValueError("Iterable over raw text documents expected, string object received.")
@@ -155,7 +155,7 @@ class TfidfFeaturizer:
         mapped to columns by :class:`NgramLookup` (integer keys instead of joined strings), and
         counted by ``np.unique``. The counts are integers, so the matrix is scikit-learn's and the
         TF-IDF weighting after it is scikit-learn's own. Tokenising (the regular expression) is
-        now the largest part: about 0.23 of the 0.83 ms of a EURLEX57K document.
+        now the largest part, about a third of a EURLEX57K document's time.
         """
         vectorizer = self.vectorizer_
         preprocess, tokenize, decode = vectorizer.build_preprocessor(), vectorizer.build_tokenizer(), vectorizer.decode
