@@ -105,7 +105,10 @@ class TfidfFeaturizer:
         self.vectorizer_, self._lookup = None, None
         # scikit-learn's vocabulary and counts, from integer n-gram keys (2x faster on EURLEX57K);
         # None where that is not certain to be exact, and scikit-learn fits them itself.
-        fitted = count_vocabulary(_with_progress(texts, "TF-IDF fit", progress), vectorizer)
+        bar = _with_progress(texts, "TF-IDF fit", progress)
+        fitted = count_vocabulary(bar, vectorizer)
+        if hasattr(bar, "close"):  # the bar of a pass that stopped early (a fallback) ends here, not later
+            bar.close()
         try:
             if fitted is None:
                 X = vectorizer.fit_transform(_with_progress(texts, "TF-IDF fit", progress))
