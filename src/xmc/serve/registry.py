@@ -101,9 +101,10 @@ class ModelRegistry:
         model, manifest, version, trained_at = load_directory(directory, mmap=self.settings.mmap)
         # A model's first call does one-time work: numba loads its compiled kernels, a TF-IDF
         # featurizer builds its n-gram lookup (together about 0.5 s for XR-Linear on EURLEX57K).
-        # Done here, it happens before /readyz answers and before a reload's swap, not on a request.
+        # Done here, it happens before /readyz answers and before a reload's swap, not on a request;
+        # on the prediction executor, like every model call (see .batcher), after those queued.
         t1 = time.perf_counter()
-        predict_jobs(model, [WARM_UP])
+        self.executor.submit(predict_jobs, model, [WARM_UP]).result()
         warm_up_s = time.perf_counter() - t1
         linear = manifest["model"] in LINEAR_KINDS
         batcher = MicroBatcher(lambda jobs: predict_jobs(model, jobs), self.executor,
