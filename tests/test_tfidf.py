@@ -8,7 +8,7 @@ import scipy.sparse as sp
 
 from xmc.datasets.synthetic import make_corpus
 from xmc.errors import ConfigError
-from xmc.features.ngram_lookup import NgramLookup
+from xmc.features.ngram_lookup import NgramKeys, NgramLookup
 from xmc.features.tfidf import TfidfConfig, TfidfFeaturizer
 from xmc.features.vocabulary import count_vocabulary
 
@@ -100,3 +100,19 @@ def test_ngram_lookup_counts_each_occurrence_by_hand():
     assert lookup.columns(["a b", "c"]) is None  # a token with a space: the caller joins strings
     bigrams_only = NgramLookup({"a b": 0, "b a": 1}, 2, 2)
     assert sorted(bigrams_only.columns(["a", "b", "a"])) == [0, 1]
+
+
+def test_ngram_keys_round_trip_and_never_collide_across_lengths():
+    keys = NgramKeys(3)
+    assert keys.word_bits == 20 and keys.largest_id == 2 ** 20 - 1
+    words = ["a", "b", "c"]
+    ids = np.array([0, 1, 2, 0], dtype=np.int64)
+    packed = {n: keys.pack(keys.windows(ids, n), n) for n in (1, 2, 3)}
+    assert [keys.strings(packed[n], words) for n in (1, 2, 3)] == [
+        ["a", "b", "c", "a"], ["a b", "b c", "c a"], ["a b c", "b c a"]]
+    # "a" (id 0) alone, "a a" and "a a a" pack the same ids; the length bits keep them apart
+    zeros = [keys.pack([np.zeros(1, np.int64)] * n, n)[0] for n in (1, 2, 3)]
+    assert len(set(zeros)) == 3 and min(zeros) >= 0
+    assert all(len(keys.windows(ids[:1], n)[0]) == (1 if n == 1 else 0) for n in (1, 2, 3))
+    largest = keys.pack([np.full(1, keys.largest_id, np.int64)] * 3, 3)[0]
+    assert 0 < largest < 2 ** 63 and keys.strings(np.array([largest]), {keys.largest_id: "z"}) == ["z z z"]
