@@ -73,7 +73,8 @@ def test_unfittable_settings_are_scikit_learns_errors():
     docs = ["alpha beta", "gamma delta", "alpha gamma"]
     for settings, docs_, message in [({"min_df": 3}, docs, "no terms remain"),
                                      ({"min_df": 2, "max_df": 0.3}, docs, "max_df corresponds to < documents"),
-                                     ({"min_df": 1}, ["a", "."], "empty vocabulary")]:
+                                     ({"min_df": 1}, ["a", "."], "empty vocabulary"),
+                                     ({"min_df": 1}, ["alpha beta", np.nan], "np.nan is an invalid document")]:
         with pytest.raises(ConfigError, match=message):
             TfidfFeaturizer(TfidfConfig(**settings)).fit_transform(docs_, progress=False)
 

@@ -105,11 +105,13 @@ class TfidfFeaturizer:
         self.vectorizer_, self._lookup = None, None
         # scikit-learn's vocabulary and counts, from integer n-gram keys (2x faster on EURLEX57K);
         # None where that is not certain to be exact, and scikit-learn fits them itself.
-        bar = _with_progress(texts, "TF-IDF fit", progress)
-        fitted = count_vocabulary(bar, vectorizer)
-        if hasattr(bar, "close"):  # the bar of a pass that stopped early (a fallback) ends here, not later
-            bar.close()
         try:
+            bar = _with_progress(texts, "TF-IDF fit", progress)
+            try:
+                fitted = count_vocabulary(bar, vectorizer)
+            finally:
+                if hasattr(bar, "close"):  # a pass that stopped early (a fallback) closes its bar here
+                    bar.close()
             if fitted is None:
                 X = vectorizer.fit_transform(_with_progress(texts, "TF-IDF fit", progress))
             else:  # TfidfVectorizer.fit_transform's last steps, on the same counts
@@ -118,7 +120,7 @@ class TfidfFeaturizer:
                                          smooth_idf=vectorizer.smooth_idf, sublinear_tf=vectorizer.sublinear_tf)
                 X = tfidf.fit(counts).transform(counts, copy=False)
                 vectorizer.idf_ = tfidf.idf_
-        except ValueError as exc:  # e.g. min_df above what the corpus allows, or no term left
+        except ValueError as exc:  # e.g. min_df above what the corpus allows, no term left, a NaN document
             raise ConfigError(f"features: TF-IDF cannot be fitted on these {len(texts)} documents ({exc})") from None
         self.vectorizer_ = vectorizer
         return sp.csr_matrix(X, dtype=np.float32)
