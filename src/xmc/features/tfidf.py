@@ -131,8 +131,8 @@ class TfidfFeaturizer:
 
     def transform(self, texts: Sequence[str]) -> sp.csr_matrix:
         """CSR (n, d) float32 features of ``texts``, bit for bit the vectoriser's ``transform``
-        (``tests/test_tfidf.py`` checks it), in 0.42x its time for one EURLEX57K document (p50 0.62
-        against 1.47 ms, ``benchmarks/bench_featurize.py``)."""
+        (``tests/test_tfidf.py`` checks it), in 0.41x its time for one EURLEX57K document (p50 0.60
+        against 1.43 ms, ``benchmarks/bench_featurize.py``)."""
         self._check_fitted()
         if isinstance(texts, str):  # scikit-learn's own message; a string would be read char by char
             raise ValueError("Iterable over raw text documents expected, string object received.")

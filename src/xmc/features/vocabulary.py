@@ -7,8 +7,8 @@ are counted with ``np.unique``, and only the n-grams that survive ``min_df`` / `
 strings, to be sorted and limited exactly as scikit-learn does: the ``max_features`` most
 frequent, ties broken by the same ``argsort`` over the same alphabetically ordered float32
 totals, and each row's entries in scikit-learn's order (first appearance in the corpus, which
-is the order its row norms are summed in). On EURLEX57K's 45,000 training documents: 33 against
-65 s, at 0.90x scikit-learn's peak RSS (``benchmarks/bench_featurize.py``). No maintained library
+is the order its row norms are summed in). On EURLEX57K's 45,000 training documents: 30 against
+56 s, at 0.90x scikit-learn's peak RSS (``benchmarks/bench_featurize.py``). No maintained library
 fits scikit-learn's vocabulary faster;
 ``tests/test_tfidf.py`` checks the vocabulary, the IDF and the matrix against scikit-learn's, bit
 for bit.
