@@ -117,3 +117,18 @@ def test_ngram_keys_round_trip_and_never_collide_across_lengths():
     assert all(len(keys.windows(ids[:1], n)[0]) == (1 if n == 1 else 0) for n in (1, 2, 3))
     largest = keys.pack([np.full(1, keys.largest_id, np.int64)] * 3, 3)[0]
     assert 0 < largest < 2 ** 63 and keys.strings(np.array([largest]), {keys.largest_id: "z"}) == ["z z z"]
+
+
+def test_max_df_is_a_fraction_and_min_df_a_count_whatever_their_python_type():
+    # "alpha" is in every document: max_df=1 (an int, which scikit-learn would read as "at most one
+    # document") keeps it, exactly as max_df=1.0 and a JSON config's "max_df": 1 do.
+    docs = ["alpha beta", "alpha gamma", "alpha beta gamma"]
+    vocabularies = [TfidfFeaturizer(config).fit(docs).vectorizer_.vocabulary_ for config in
+                    (TfidfConfig(min_df=1, max_df=1), TfidfConfig(min_df=1, max_df=1.0),
+                     TfidfConfig.from_dict({"min_df": 1, "max_df": 1}), TfidfConfig(min_df=1.0, max_df=1))]
+    assert all(v == vocabularies[0] for v in vocabularies) and "alpha" in vocabularies[0]
+    # min_df=2.0 is two documents (scikit-learn would reject a float above 1); 2.5 is no count.
+    kept = TfidfFeaturizer(TfidfConfig(min_df=2.0, max_ngram=1)).fit(docs).vectorizer_.vocabulary_
+    assert sorted(kept) == ["alpha", "beta", "gamma"]
+    with pytest.raises(ConfigError, match="min_df must be a whole number"):
+        TfidfConfig(min_df=2.5)

@@ -46,7 +46,7 @@ class TfidfConfig(Config):
 
     def validate(self) -> None:
         check(self.max_ngram >= 1, "max_ngram must be >= 1")
-        check(self.min_df >= 1, "min_df must be >= 1")
+        check(float(self.min_df).is_integer() and self.min_df >= 1, "min_df must be a whole number >= 1")
         check(0 < self.max_df <= 1, "max_df must be in (0, 1]")
         check(self.max_features is None or self.max_features >= 1, "max_features must be >= 1")
         problem = regex_problem(self.token_pattern)
@@ -87,7 +87,10 @@ class TfidfFeaturizer:
 
         c = self.config
         return TfidfVectorizer(
-            ngram_range=(1, c.max_ngram), min_df=c.min_df, max_df=c.max_df, max_features=c.max_features,
+            # scikit-learn reads an int as a document count and a float as a fraction: min_df is always
+            # a count and max_df always a fraction here, so that max_df=1 keeps every term, from
+            # Python as from a JSON config.
+            ngram_range=(1, c.max_ngram), min_df=int(c.min_df), max_df=float(c.max_df), max_features=c.max_features,
             sublinear_tf=c.sublinear_tf, lowercase=c.lowercase, token_pattern=c.token_pattern,
             dtype=np.float32, norm="l2",
         )
