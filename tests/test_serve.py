@@ -400,3 +400,25 @@ def test_threshold_and_allowed_labels_for_a_model_without_those_arguments():
     allowed = np.array([1, 2])  # "b", "c": the model scores all labels, then only these are kept
     out = predict_jobs(Model(), [Job(docs, Options(topk=1, constrained=True), allowed)])[0]
     assert [p["labels"] for p in out] == [["c"], ["b"]] and calls[-1] == 4
+
+
+@pytest.mark.parametrize("preset", [None, "ACTIVE"])
+def test_the_server_lets_idle_openmp_threads_sleep_unless_told_otherwise(xr_dir, monkeypatch, preset):
+    import os
+
+    import uvicorn
+
+    from xmc.serve import app, server
+
+    if preset is None:
+        monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    else:
+        monkeypatch.setenv("OMP_WAIT_POLICY", preset)
+    seen = []
+    create_app = app.create_app
+    monkeypatch.setattr(app, "create_app", lambda *a, **kw: seen.append(os.environ.get("OMP_WAIT_POLICY"))
+                        or create_app(*a, **kw))
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: seen.append(os.environ.get("OMP_WAIT_POLICY")))
+    server.serve({"xr": str(xr_dir)})
+    # Set before the models (and with them the OpenMP runtimes) load; a value the user set wins.
+    assert seen == [preset or "PASSIVE"] * 2

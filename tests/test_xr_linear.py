@@ -721,3 +721,29 @@ def test_fit_progress_false_silences_the_tfidf_bar_too(corpus, monkeypatch):
     XRLinear(config).fit(corpus.train, progress=False)
     XRLinear(config).fit(corpus.train, progress=True)
     assert seen[0] is True and seen[-1] is False  # the TF-IDF fit bar of each call
+
+
+def test_one_row_is_searched_by_a_team_of_one_and_scores_as_in_a_batch(tfidf_problem, monkeypatch):
+    """A parallel region wakes its whole team whatever its work: one row needs one thread. The team
+    is numba's thread-local setting, put back afterwards; the scores are those of the batch's row."""
+    import numba
+
+    import xmc.ranker.hierarchy as hierarchy
+
+    X, Y, Xt = tfidf_problem
+    model = HierarchicalLinear.fit(X, Y, hierarchical_kmeans(pifa(X, Y), branching=4, max_leaf_size=5, seed=0))
+    batch = model.predict(Xt, topk=5)
+    kernel, teams = hierarchy.beam_step, []
+
+    def recording(*args):
+        teams.append((numba.get_num_threads(), args[-2]))  # the team, and the row split it is given
+        return kernel(*args)
+
+    monkeypatch.setattr(hierarchy, "beam_step", recording)
+    before = numba.get_num_threads()
+    rows = [model.predict(Xt[i], topk=5) for i in range(Xt.shape[0])]
+    assert set(teams) == {(1, 1)} and numba.get_num_threads() == before
+    assert (sp.vstack(rows, format="csr") != batch).nnz == 0
+    teams.clear()
+    model.predict(Xt[:3], topk=5, n_threads=2)
+    assert set(teams) == {(min(2, numba.config.NUMBA_NUM_THREADS),) * 2} and numba.get_num_threads() == before

@@ -7,6 +7,7 @@ of shape (d + 1, K_children), the last row holding the bias weight.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -184,6 +185,23 @@ class PredictConfig(Config):
 
 def _threads(n_threads: int | None) -> int:
     return numba.config.NUMBA_NUM_THREADS if not n_threads else min(n_threads, numba.config.NUMBA_NUM_THREADS)
+
+
+@contextlib.contextmanager
+def _parallel_team(threads: int):
+    """numba's parallel regions opened by this thread use ``threads`` threads until the block ends.
+
+    A region wakes its whole team (all cores by default) whatever its work: with
+    ``OMP_WAIT_POLICY=PASSIVE`` that cost about 65 us per beam layer on a 2-core VM, a third of a
+    served EURLEX57K document's search. A team of one runs in the calling thread and wakes none. The
+    setting is numba's thread-local one, so other threads (a server's other workers) keep theirs.
+    """
+    previous = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
 
 
 @dataclasses.dataclass
@@ -432,25 +450,27 @@ class HierarchicalLinear:
         empty = np.zeros(1, dtype=np.int64)
         x_indptr = X.indptr.astype(np.int64)
         x_indices = unsigned_indices(X)
-        for i in range(first, upto):
-            last = i == len(self.chain) - 1
-            out_k = topk if (last and topk is not None) else beam_size
-            layer = self._layer_arrays(i)
-            mask = None
-            if selected is not None:
-                mask = selected if last else binarize(selected @ self.chain.label_to_level(i))
-            # Rows with the same best parent read the same weight groups: scored back to back, they
-            # find them still cached (EURLEX57K's label layer: about 10% faster, BENCHMARKS.md).
-            row_order = np.argsort(ids[:, 0], kind="stable")
-            ids, scores = beam_step(
-                x_indptr, x_indices, X.data, self.n_features, self.bias,
-                *layer,
-                ids, scores,
-                empty if mask is None else mask.indptr.astype(np.int64),
-                empty if mask is None else mask.indices.astype(np.int64),
-                mask is not None,
-                out_k, POST_PROCESSORS[post], threads, row_order,
-            )
+        team = max(1, min(threads, n))  # rows are what threads share
+        with _parallel_team(team):
+            for i in range(first, upto):
+                last = i == len(self.chain) - 1
+                out_k = topk if (last and topk is not None) else beam_size
+                layer = self._layer_arrays(i)
+                mask = None
+                if selected is not None:
+                    mask = selected if last else binarize(selected @ self.chain.label_to_level(i))
+                # Rows with the same best parent read the same weight groups: scored back to back, they
+                # find them still cached (EURLEX57K's label layer: about 10% faster, BENCHMARKS.md).
+                row_order = np.argsort(ids[:, 0], kind="stable")
+                ids, scores = beam_step(
+                    x_indptr, x_indices, X.data, self.n_features, self.bias,
+                    *layer,
+                    ids, scores,
+                    empty if mask is None else mask.indptr.astype(np.int64),
+                    empty if mask is None else mask.indices.astype(np.int64),
+                    mask is not None,
+                    out_k, POST_PROCESSORS[post], team, row_order,
+                )
         return ids, scores
 
     def predict(

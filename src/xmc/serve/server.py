@@ -48,6 +48,12 @@ def serve(models: dict[str, str], *, host: str = "127.0.0.1", port: int = 8000, 
     uvicorn's supervisor answers SIGHUP by restarting the workers one after another (each loads the
     directories anew) and ``POST .../reload`` reloads only the worker that receives it. ``access_log``
     logs every request (off by default: a log line per request costs latency)."""
+    # Idle OpenMP threads (numba's parallel regions, torch) spin by default, on the cores the event
+    # loop needs: at 8 clients on 2 cores that made the p99 2-4x worse (BENCHMARKS.md, Serving). A value
+    # the user set wins; it must be in the environment before the OpenMP runtimes load, i.e. here.
+    if "OMP_WAIT_POLICY" not in os.environ:
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+        logger.info("OMP_WAIT_POLICY=PASSIVE: idle OpenMP threads sleep (set OMP_WAIT_POLICY to choose otherwise)")
     import uvicorn
 
     settings = settings or ServeSettings()
