@@ -232,3 +232,19 @@ def test_from_json_errors_name_file_and_line(tmp_path):
     not_object = tmp_path / "list.json"
     not_object.write_text("[1]")
     assert "list.json: expected a JSON object" in _error(Outer.from_json, not_object)
+
+
+def test_non_finite_numbers_and_null_objects_are_refused_with_their_key():
+    from xmc.models.xr_linear import XRLinearConfig
+    from xmc.ranker.hierarchy import LinearTrainConfig
+
+    # NaN passes every range check (NaN < 0 is false): refused by name, from JSON and from Python.
+    for train, key in (({"bias": float("nan")}, "train.bias"), ({"C": float("inf")}, "train.C")):
+        with pytest.raises(ConfigError, match=rf"{key} must be a finite number"):
+            XRLinearConfig.from_dict({"train": train})
+    with pytest.raises(ConfigError, match="bias must be a finite number"):
+        LinearTrainConfig(bias=float("nan"))
+    # "train": null would have been the class's defaults (weight threshold 0.1, float32), not the model's.
+    with pytest.raises(ConfigError, match="train: expected an object, got null"):
+        XRLinearConfig.from_dict({"train": None})
+    assert XRLinearConfig.from_dict({}).train == XRLinearConfig().train

@@ -108,6 +108,8 @@ def test_information_endpoints(client, xr_dir, corpus):
     (b'{"documents": []}', 422, "invalid request"),
     (b'{"documents": [{"text": "x"}], "topk": 0}', 422, "invalid request"),
     (b'{"documents": [{"text": "x"}], "unknown_key": 1}', 422, "invalid request"),
+    (b'{"documents": [{"text": "x"}], "threshold": NaN}', 422, "invalid request"),  # would drop every label
+    (b'{"documents": [{"text": "x"}], "threshold": 1e400}', 422, "invalid request"),
     (b'{"documents": [{"text": 3}]}', 422, "invalid request"),
     (json.dumps({"documents": [{"text": "x"}] * 9}).encode(), 422, "too many documents"),
     (b'{"documents": [{"text": "x"}, {"title": "", "text": "  "}]}', 422, "empty document"),
@@ -377,7 +379,7 @@ def test_threshold_and_allowed_labels_for_a_model_without_those_arguments():
     from types import SimpleNamespace
 
     from xmc.data.dataset import LabelVocabulary
-    from xmc.models.base import Capabilities
+    from xmc.models.base import Capabilities, XMCModel
     from xmc.serve.predictor import predict_jobs
 
     scores = sp.csr_matrix(np.array([[0.9, 0.2, 0.6, 0.0], [0.1, 0.8, 0.0, 0.7]], dtype=np.float32))
@@ -388,6 +390,7 @@ def test_threshold_and_allowed_labels_for_a_model_without_those_arguments():
         capabilities = Capabilities(supports_threshold=False, supports_beam=True, supports_progress=False)
         labels_ = LabelVocabulary(["a", "b", "c", "d"])
         config = SimpleNamespace(predict=SimpleNamespace(topk=2))
+        resolve_predict, _default_threshold = XMCModel.resolve_predict, XMCModel._default_threshold
 
         def predict(self, inputs, *, topk=None, beam_size=None):
             calls.append(topk)
@@ -419,6 +422,48 @@ def test_the_server_lets_idle_openmp_threads_sleep_unless_told_otherwise(xr_dir,
     monkeypatch.setattr(app, "create_app", lambda *a, **kw: seen.append(os.environ.get("OMP_WAIT_POLICY"))
                         or create_app(*a, **kw))
     monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: seen.append(os.environ.get("OMP_WAIT_POLICY")))
-    server.serve({"xr": str(xr_dir)})
+    server.serve({"xr": str(xr_dir)}, port=_free_port())
     # Set before the models (and with them the OpenMP runtimes) load; a value the user set wins.
     assert seen == [preset or "PASSIVE"] * 2
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_huge_topk_and_beam_answer_every_label_at_once(client, corpus):
+    n_labels = client.get("/v1/models/xr").json()["n_labels"]
+    for extra in ({"topk": 10**20}, {"topk": 10**20, "beam_size": 10**11}):
+        response = client.post("/v1/models/xr/predict", json={"documents": [{"text": corpus.test.texts[0]}], **extra})
+        assert response.status_code == 200 and len(response.json()["predictions"][0]["labels"]) == n_labels
+
+
+def test_start_up_refuses_what_cannot_serve_before_loading(xr_dir, tmp_path, capsys):
+    import socket
+
+    from xmc.data.dataset import LabelVocabulary, XMCDataset
+    from xmc.serve import server
+
+    # A model trained on XC features cannot featurise the text requests carry: one line at start-up.
+    rng = np.random.default_rng(0)
+    X = sp.random(40, 20, density=0.3, format="csr", dtype=np.float32, random_state=rng)
+    Y = sp.csr_matrix((rng.random((40, 6)) < 0.3).astype(np.float32))
+    data = XMCDataset(ids=[str(i) for i in range(40)], texts=[""] * 40, Y=Y, X=X,
+                      labels=LabelVocabulary([f"l{j}" for j in range(6)]))
+    XRLinear(XRLinearConfig()).fit(data, progress=False).save(tmp_path / "xc")
+    with pytest.raises(ConfigError, match="trained on precomputed features"):
+        create_app({"xc": str(tmp_path / "xc")})
+    # A port out of range (the socket layer would take it modulo 65536) or in use: refused up front.
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["serve", str(xr_dir), "--port", "99999"])
+    assert exit_.value.code == 2
+    assert "from 1 to 65535" in capsys.readouterr().err
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        with pytest.raises(ConfigError, match=r"cannot listen on 127.0.0.1:\d+"):
+            server.serve({"xr": str(xr_dir)}, port=busy.getsockname()[1])

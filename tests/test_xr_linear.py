@@ -747,3 +747,32 @@ def test_one_row_is_searched_by_a_team_of_one_and_scores_as_in_a_batch(tfidf_pro
     teams.clear()
     model.predict(Xt[:3], topk=5, n_threads=2)
     assert set(teams) == {(min(2, numba.config.NUMBA_NUM_THREADS),) * 2} and numba.get_num_threads() == before
+
+
+def test_prediction_options_are_checked_and_capped_at_the_label_count(corpus):
+    config = XRLinearConfig.from_dict({"features": {"min_df": 1}, "indexers": [{"branching": 2, "max_leaf_size": 10}]})
+    model = XRLinear(config).fit(corpus.train, progress=False)
+    L = len(model.labels_)
+    for options, message in (({"beam_size": 0}, "beam_size must be a whole number >= 1"),  # crashed the kernel
+                             ({"topk": 0}, "topk must be"), ({"topk": -1}, "topk must be"), ({"topk": 2.5}, "topk must be"),
+                             ({"topk": True}, "topk must be"), ({"threshold": float("nan")}, "threshold must be a finite"),
+                             ({"threshold": "0.1"}, "threshold must be a finite")):
+        with pytest.raises(ConfigError, match=message):
+            model.predict(corpus.test, **options)
+    # Beyond the label count a top-k or a beam changes nothing, but their (n, k) buffers would not fit.
+    every = model.predict(corpus.test, topk=L, beam_size=L)
+    huge = model.predict(corpus.test, topk=10**20, beam_size=10**11)
+    assert every.shape == huge.shape and (every != huge).nnz == 0 and every.getnnz(axis=1).max() == L
+    assert (model.predict(corpus.test, topk=3.0) != model.predict(corpus.test, topk=3)).nnz == 0
+    with pytest.raises(TypeError, match=r"texts\[1\] is NoneType, not a string"):
+        model.predict(["wine", None])
+
+
+def test_a_threshold_that_removes_every_weight_is_refused(corpus):
+    config = XRLinearConfig.from_dict({"features": {"min_df": 1}, "train": {"weight_threshold": 100}})
+    with pytest.raises(ConfigError, match=r"train.weight_threshold=100 removed every weight"):
+        XRLinear(config).fit(corpus.train, progress=False)
+    model = XRLinear(XRLinearConfig.from_dict({"features": {"min_df": 1}})).fit(corpus.train, progress=False)
+    assert model.trees_[0].n_weights() == sum(W.nnz for W in model.trees_[0].weights) > 0
+    with pytest.raises(ConfigError, match=r"weight_threshold=100 removed every weight"):
+        model.pruned(100)

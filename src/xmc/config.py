@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 import types
@@ -28,6 +29,10 @@ class Config:
     """Base class of typed configs; subclasses are ``@dataclass`` classes."""
 
     def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):  # NaN passes every range check (NaN < 0 is false)
+            value = getattr(self, field.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{field.name} must be a finite number, got {value}")
         self.validate()
 
     def validate(self) -> None:
@@ -205,6 +210,8 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
     if isinstance(tp, type) and issubclass(tp, Config):
         if isinstance(value, tp):
             return value
+        if value is None:  # from_dict(None) would be the class's defaults, not this field's own
+            raise _located(_at(path, "expected an object, got null (leave the key out for the defaults)"))
         return tp.from_dict(value, where=path)
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):

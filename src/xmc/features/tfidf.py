@@ -170,7 +170,9 @@ class TfidfFeaturizer:
         lookup = self._ngram_lookup()
         d = len(vectorizer.vocabulary_)
         found, lengths = [], []
-        for text in texts:
+        for i, text in enumerate(texts):
+            if not isinstance(text, (str, bytes)):  # scikit-learn would fail inside its preprocessor
+                raise TypeError(f"texts[{i}] is {type(text).__name__}, not a string")
             tokens = tokenize(preprocess(decode(text)))
             columns = lookup.columns(tokens)
             if columns is None:  # a token with a space in it: scikit-learn's own n-gram strings

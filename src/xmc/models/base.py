@@ -27,7 +27,10 @@ import json
 import os
 from typing import Any, ClassVar, NamedTuple
 
+import numpy as np
+
 from ..config import Config
+from ..errors import ConfigError
 from .persistence import model_directory, read_labels, read_manifest, write_labels, write_manifest
 
 
@@ -118,13 +121,27 @@ class XMCModel:
 
     def resolve_predict(self, topk: int | None = None, beam_size: int | None = None,
                         threshold=None) -> PredictOptions:
-        """``predict``'s options: each one given, else the default of ``config.predict``."""
+        """``predict``'s options: each one given, else the default of ``config.predict``.
+
+        Given ones are checked (``ConfigError``): ``topk`` and ``beam_size`` whole numbers >= 1 (a
+        beam of 0 crashed the beam kernel), ``threshold`` finite (NaN kept nothing). ``topk`` and
+        ``beam_size`` are capped at the label count, above which nothing changes but the memory
+        their (n, k) buffers take.
+        """
         p = self.config.predict
-        return PredictOptions(
-            topk=p.topk if topk is None else topk,
-            beam_size=getattr(p, "beam_size", None) if beam_size is None else beam_size,
-            threshold=self._default_threshold() if threshold is None else threshold,
-        )
+        labels = getattr(self, "labels_", None)
+        n_labels = len(labels) if labels is not None else None
+        if threshold is not None:
+            values = np.asarray(threshold, dtype=np.float64) if _is_number_or_array(threshold) else None
+            if values is None or not np.isfinite(values).all():
+                raise ConfigError(f"threshold must be a finite number, got {threshold!r}")
+        topk = p.topk if topk is None else _count_option("topk", topk)
+        beam_size = getattr(p, "beam_size", None) if beam_size is None else _count_option("beam_size", beam_size)
+        if n_labels:
+            topk = min(topk, n_labels)
+            beam_size = None if beam_size is None else min(beam_size, n_labels)
+        return PredictOptions(topk=topk, beam_size=beam_size,
+                              threshold=self._default_threshold() if threshold is None else threshold)
 
     # ---- persistence --------------------------------------------------------------------------
     def _manifest_extra(self) -> dict[str, Any]:
@@ -246,3 +263,21 @@ def training_split(data, valid, train_config):
                                                                replace=False)
         fit_data = fit_data.subset(np.sort(rows))
     return fit_data, valid
+
+
+def _count_option(name: str, value) -> int:
+    """``value`` as a count >= 1 (an int, or a float that is a whole number), else ConfigError."""
+    whole = isinstance(value, (int, np.integer)) or (
+        isinstance(value, (float, np.floating)) and np.isfinite(value) and value == int(value))
+    if isinstance(value, (bool, np.bool_)) or not whole or value < 1:
+        raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
+    return int(value)
+
+
+def _is_number_or_array(value) -> bool:
+    if isinstance(value, (bool, np.bool_, str, bytes)):
+        return False
+    try:
+        return np.asarray(value).dtype.kind in "iuf"
+    except (TypeError, ValueError):
+        return False

@@ -322,6 +322,7 @@ class XRLinear(XMCModel):
                                               n_threads=threads, progress=progress)
             else:
                 tree = engine.fit_tree(X, Y, chain, self.config.train, progress=progress)
+            _check_some_weights(tree, self.config.train.weight_threshold, "train.weight_threshold")
             self.trees_.append(tree)
             seconds[k]["rank"] = time.perf_counter() - t2
             logger.info("tree %d/%d trained: %s", k + 1, n_trees,
@@ -452,6 +453,8 @@ class XRLinear(XMCModel):
         model.config.train.weight_threshold = weight_threshold
         model.config.train.weight_dtype = weight_dtype
         model.trees_ = [tree.pruned(weight_threshold, weight_dtype) for tree in self.trees_]
+        for tree in model.trees_:
+            _check_some_weights(tree, weight_threshold, "weight_threshold")
         model.fit_seconds_ = []
         return model
 
@@ -493,3 +496,10 @@ class XRLinear(XMCModel):
         # Directories written before weight_dtype existed hold float32 weights: the config says what is stored.
         model.config.train.weight_dtype = model.trees_[0].weight_dtype
         return model
+
+
+def _check_some_weights(tree: HierarchicalLinear, threshold, name: str) -> None:
+    """ConfigError when ``threshold`` removed every weight: every label would then score the same."""
+    if tree.n_weights() == 0:
+        raise ConfigError(f"{name}={threshold:g} removed every weight of the model (all labels would score "
+                          "the same); lower it")

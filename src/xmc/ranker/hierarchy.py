@@ -326,6 +326,10 @@ class HierarchicalLinear:
                 self._csc[i] = LayerWeights(*self._kernel[i]).csc(self._shapes[i])
         return list(self._csc)
 
+    def n_weights(self) -> int:
+        """Weights stored over all layers (counted without building a layer's CSC copy)."""
+        return sum(W.nnz if W is not None else len(LayerWeights(*K).entry_value) for W, K in zip(self._csc, self._kernel))
+
     def _set_layer(self, i: int, W: sp.csc_matrix) -> None:
         self._csc[i] = sp.csc_matrix(W, dtype=np.float32)
         self._kernel[i] = None

@@ -118,7 +118,7 @@ def predict_jobs(model, jobs: Sequence[Job]) -> list[list[dict[str, Any]]]:
     caps = model.capabilities
     refuse_unsupported(model, {"beam_size": options.beam_size})
     selected = _selection(model, data, jobs)
-    k = options.topk or model.config.predict.topk
+    k = model.resolve_predict(topk=options.topk).topk  # checked, and capped at the label count
     kwargs: dict[str, Any] = {}
     if options.topk is not None:
         kwargs["topk"] = options.topk

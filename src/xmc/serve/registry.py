@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from ..models.persistence import MANIFEST, read_manifest
 from ..models.registry import MODELS, model_class
-from ..errors import ModelFormatError
+from ..errors import ConfigError, ModelFormatError
 from .batcher import MicroBatcher
 from .predictor import Job, Options, predict_jobs
 from .settings import ServeSettings
@@ -99,6 +99,9 @@ class ModelRegistry:
         directory = self.directories[name]
         t0 = time.perf_counter()
         model, manifest, version, trained_at = load_directory(directory, mmap=self.settings.mmap)
+        if getattr(model, "featurizer_", None) is None and model.capabilities.uses_data_features:
+            raise ConfigError(f"{directory}: this {manifest['model']} model was trained on precomputed features "
+                              "(XC sparse) and cannot featurise text; xmc serve answers with text documents")
         # A model's first call does one-time work: numba loads its compiled kernels, a TF-IDF
         # featurizer builds its n-gram lookup (together about 0.5 s for XR-Linear on EURLEX57K).
         # Done here, it happens before /readyz answers and before a reload's swap, not on a request;

@@ -25,7 +25,7 @@ class PredictRequest(BaseModel):
 
     documents: list[Document] = Field(..., min_length=1)
     topk: int | None = Field(None, ge=1, description="labels per document (default: the model's)")
-    threshold: float | None = Field(None, description="drop labels scoring below this")
+    threshold: float | None = Field(None, allow_inf_nan=False, description="drop labels scoring below this")
     beam_size: int | None = Field(None, ge=1,
                                   description="clusters kept per level of the label tree (default: the model's)")
     allowed_labels: list[str] | None = Field(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 
 from ..errors import ConfigError
 from ..models.persistence import read_manifest
@@ -32,6 +33,19 @@ def parse_model_args(specs: list[str]) -> dict[str, str]:
     return models
 
 
+def _check_address(host: str, port: int) -> None:
+    """ConfigError unless ``host:port`` can be bound now (in use, or not an address of this machine)."""
+    if not 1 <= port <= 65535:
+        raise ConfigError(f"port {port}: expected a port number from 1 to 65535")
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(infos[0][4])
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
 def app_from_environment():
     """The app of a worker process (``uvicorn --factory``), from the spec the parent left in the environment."""
     from .app import create_app
@@ -54,6 +68,7 @@ def serve(models: dict[str, str], *, host: str = "127.0.0.1", port: int = 8000, 
     if "OMP_WAIT_POLICY" not in os.environ:
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
         logger.info("OMP_WAIT_POLICY=PASSIVE: idle OpenMP threads sleep (set OMP_WAIT_POLICY to choose otherwise)")
+    _check_address(host, port)  # before minutes of model loading, not after
     import uvicorn
 
     settings = settings or ServeSettings()
