@@ -31,7 +31,7 @@ from xmc.metrics import (
     recall_at_k,
     threshold_scores,
 )
-from xmc.models.persistence import write_manifest
+from xmc.models.persistence import write_labels, write_manifest
 from xmc.report.data import Run, calibration, long_tail, ranking_curves, report_data, top_errors
 
 pytest.importorskip("matplotlib")
@@ -194,6 +194,7 @@ def files(tmp_path_factory):
         write_predictions(d / f"{name}.jsonl", ids, vocab, top, np.take_along_axis(scores, top, axis=1))
     os.makedirs(d / "model")
     write_manifest(str(d / "model"), "xr-linear", {"indexers": [{"branching": 2}]})
+    write_labels(str(d / "model"), vocab)
     (d / "labels.json").write_text(json.dumps({"L0": "the most common label"}), encoding="utf-8")
     return d
 
@@ -306,3 +307,14 @@ def test_runs_with_and_without_unseen_labels_get_the_same_groups():
     assert data["runs"][0]["groups"][0]["n_labels"] == 0 and np.isnan(data["runs"][0]["groups"][0]["micro_f1"])
     expected = group_report(b.Y_true, b.predicted(), b.train_counts, (1, 10, 100))
     assert [g["micro_f1"] for g in data["runs"][1]["groups"]] == pytest.approx([g["micro_f1"] for g in expected])
+
+
+def test_report_refuses_a_model_that_did_not_make_the_predictions(capsys, files, tmp_path):
+    other = tmp_path / "other-model"
+    shutil.copytree(files / "model", other)
+    write_labels(str(other), [f"L{j}" for j in range(15)])  # without NEVER-SEEN, which good.jsonl predicts
+    out = tmp_path / "r.html"
+    rc = main(["report", "--truth", str(files / "test.jsonl"), "--pred", str(files / "good.jsonl"),
+               "--model", str(other), "--out", str(out)])
+    err = capsys.readouterr()[1]
+    assert rc == 2 and "label(s) this model does not have (e.g. 'NEVER-SEEN')" in err and not out.exists()

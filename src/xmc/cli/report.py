@@ -86,7 +86,7 @@ def _run_name(path: str, taken: set[str]) -> str:
 
 
 def report(args: argparse.Namespace) -> int:
-    from ..models.persistence import read_manifest
+    from ..models.persistence import read_labels, read_manifest
     from ..report import Run, report_data
     from ..report.render import render_report
     from .commands import _read, aligned_predictions
@@ -106,6 +106,13 @@ def report(args: argparse.Namespace) -> int:
     runs: list[Run] = []
     for i, path in enumerate(args.pred):
         Y_true, scores, counts, n_docs, unknown = aligned_predictions(path, truth, train)
+        if i in models:  # the page shows this model's config beside these predictions: they must be its own
+            names_here = list(truth.labels.names) + unknown
+            stray = sorted({names_here[j] for j in np.unique(scores.indices)} - set(read_labels(models[i])))
+            if stray:
+                raise ConfigError(f"--model {models[i]}: {path} predicts {len(stray)} label(s) this model does not "
+                                  f"have (e.g. {', '.join(map(repr, stray[:3]))}); give each --pred the model that "
+                                  "made it")
         name = names.get(i) or _run_name(path, {r.name for r in runs})
         if name in {r.name for r in runs}:
             raise ConfigError(f"--name {name!r} is used for two prediction files")
