@@ -103,6 +103,13 @@ def test_information_endpoints(client, xr_dir, corpus):
     assert client.get("/docs").status_code == 200
 
 
+def test_a_body_that_is_not_json_is_415(client):
+    for headers in ({"content-type": "text/plain"}, {}):
+        response = client.post("/v1/models/xr/predict", content=b'{"documents": [{"text": "x"}]}', headers=headers)
+        assert response.status_code == 415 and response.json()["error"] == "unsupported media type"
+    assert client.post("/v1/models/xr/predict", json={"documents": [{"text": "x"}]}).status_code == 200
+
+
 @pytest.mark.parametrize("body, status, error", [
     (b'{"documents": [', 400, "invalid JSON"),
     (b'{"documents": []}', 422, "invalid request"),

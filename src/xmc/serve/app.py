@@ -93,6 +93,11 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
+        media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if request.method == "POST" and media != "application/json" and not media.endswith("+json"):  # read as no JSON
+            detail = f"send the body as application/json, not {media or 'without a Content-Type'}"
+            log(request, 415, detail)
+            return _error(415, "unsupported media type", detail)
         problems = exc.errors()
         if any(p.get("type") == "json_invalid" for p in problems):
             detail = "; ".join(f"{p.get('ctx', {}).get('error', p['msg'])} at character {p['loc'][-1]}"
