@@ -150,4 +150,6 @@ def test_cli_generate_writes_the_same_problem_and_never_replaces_unasked(tmp_pat
     assert main(args[:-1] + [str(other), "--overwrite"]) == 2  # not a generated directory: never replaced
     assert (other / "notes.txt").read_text() == "mine"
     assert main(["data", "generate", "--labels", "0", "--out", str(tmp_path / "bad")]) == 2
-    assert "n_labels=0" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    assert "--labels 0 must be in [1," in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    assert main(["data", "generate", "--labels", "10", "--train-docs", "0", "--out", str(tmp_path / "bad")]) == 2
+    assert "--train-docs 0 must be >= 1" in capsys.readouterr().err  # the flag, not the function's argument

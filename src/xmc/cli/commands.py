@@ -66,7 +66,7 @@ GENERATOR_MARKER = "generator.json"
 
 def data_generate(args: argparse.Namespace) -> int:
     from ..data.readers import write_xc_sparse
-    from ..datasets.sparse import make_sparse_problem
+    from ..datasets.sparse import GeneratorConfigError, make_sparse_problem
     from ..io import atomic_directory
 
     n_train = args.train_docs if args.train_docs is not None else 2 * args.labels
@@ -76,7 +76,14 @@ def data_generate(args: argparse.Namespace) -> int:
     params = dict(n_labels=args.labels, n_train=n_train, n_test=n_test, n_features=n_features, idf=True,
                   seed=args.seed)
     check_replaceable(args.out, overwrite=args.overwrite, marker=GENERATOR_MARKER, what="generated problem directory")
-    problem = make_sparse_problem(**params)  # argument errors before anything is written
+    try:
+        problem = make_sparse_problem(**params)  # argument errors before anything is written
+    except GeneratorConfigError as exc:
+        flags = {"n_labels": "--labels", "n_train": "--train-docs", "n_test": "--test-docs", "n_features": "--features"}
+        flag = flags.get(getattr(exc, "argument", None))
+        if flag is None:
+            raise
+        raise ConfigError(f"{flag} {params[exc.argument]} {exc.rule}") from None
     with atomic_directory(args.out, overwrite=args.overwrite, marker=GENERATOR_MARKER,
                           what="generated problem directory") as tmp:
         write_xc_sparse(os.path.join(tmp, "train.txt"), problem.X_train, problem.Y_train)

@@ -97,7 +97,9 @@ class _Structure:
 def _check(name: str, value, low, high=None) -> None:
     if value < low or (high is not None and value > high):
         rng = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise GeneratorConfigError(f"make_sparse_problem: {name}={value!r} must be {rng}")
+        error = GeneratorConfigError(f"make_sparse_problem: {name}={value!r} must be {rng}")
+        error.argument, error.rule = name, f"must be {rng}"  # for callers that name it their own way (CLI flags)
+        raise error
 
 
 def _structure(n_labels, n_features, n_topics, n_groups, features_per_label, features_per_topic,
