@@ -117,6 +117,8 @@ def test_the_best_is_the_highest_metric_and_a_tie_goes_to_the_first(corpus, base
                   progress=False)
     p1 = [c.scores["P@1"] for c in result.candidates]
     assert p1[1] > p1[0] + 0.1
+    # Its weights are all under the threshold: a model `xmc train` refuses, scored 0, not a crash.
+    assert set(result.candidates[0].scores.values()) == {0.0}
     assert p1[1] == p1[2] and result.best == 1  # identical candidates: the first wins
     assert result.config.train.C == 1.0 and result.folds == 3 and not result.tied
     lines = result.table().splitlines()

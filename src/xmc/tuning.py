@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import logging
 import time
 from collections.abc import Sequence
 
@@ -25,8 +26,10 @@ from .data.dataset import XMCDataset
 from .data.split import train_valid_rows, valid_size
 from .errors import ConfigError
 from .metrics import aligned_rows, ranking_report, train_propensities
-from .models.xr_linear import XRLinear, XRLinearConfig
+from .models.xr_linear import NoWeightsError, XRLinear, XRLinearConfig
 from .progress import progress_bar, quiet
+
+logger = logging.getLogger(__name__)
 
 # Below this many documents a single 10% split is too small to tell settings apart (bibtex's 10% is
 # 488 documents; benchmarks/validate_xr_linear.py uses 5 folds there), so "auto" averages five
@@ -219,7 +222,13 @@ def tune(data: XMCDataset, grid: dict[str, list] | None = None, *, config: XRLin
                         features = X_train, model.featurizer_, model.transform(fold_valid)
                 X_train, model.featurizer_, X_valid = features
                 t0 = time.perf_counter()
-                model.fit_matrix(X_train, fold_train.Y, label_texts=label_texts, progress=False)
+                try:
+                    model.fit_matrix(X_train, fold_train.Y, label_texts=label_texts, progress=False)
+                except NoWeightsError as exc:  # a candidate `xmc train` would refuse: it scores 0 on this fold
+                    logger.warning("candidate %s: %s", ", ".join(f"{k}={json.dumps(v)}" for k, v in candidates[i][0].items()), exc)
+                    seconds[i] += time.perf_counter() - t0
+                    bar.update(1)
+                    continue
                 seconds[i] += time.perf_counter() - t0
                 scores = model.predict(X_valid, topk=max(_KS))
                 report = ranking_report(fold_valid.Y, scores, ks=_KS, propensities=propensities)

@@ -498,8 +498,12 @@ class XRLinear(XMCModel):
         return model
 
 
+class NoWeightsError(ConfigError):
+    """Training or pruning left no weight at all: the model would score every label the same."""
+
+
 def _check_some_weights(tree: HierarchicalLinear, threshold, name: str) -> None:
-    """ConfigError when ``threshold`` removed every weight: every label would then score the same."""
+    """NoWeightsError when ``threshold`` removed every weight: every label would then score the same."""
     if tree.n_weights() == 0:
-        raise ConfigError(f"{name}={threshold:g} removed every weight of the model (all labels would score "
+        raise NoWeightsError(f"{name}={threshold:g} removed every weight of the model (all labels would score "
                           "the same); lower it")
