@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: setup
-	OMP_WAIT_POLICY=PASSIVE $(BIN)/xmc demo --out demo_output
+	OMP_WAIT_POLICY=PASSIVE $(BIN)/xmc demo --out demo_output --overwrite  # replaces only an earlier demo's own folder
 
 test: setup
 	OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest -q

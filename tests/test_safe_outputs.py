@@ -218,3 +218,119 @@ def test_a_memory_mapped_model_keeps_predicting_after_its_directory_is_replaced(
     retrained.save(tmp_path / "m", overwrite=True)  # swapped in; the old files are unlinked, still mapped
     assert (served.predict(data.test, topk=3) != before).nnz == 0
     assert (XRLinear.load(tmp_path / "m").predict(data.test, topk=3) != retrained.predict(data.test, topk=3)).nnz == 0
+
+
+def test_demo_never_writes_into_a_folder_it_did_not_create(tmp_path):
+    mine = tmp_path / "d"
+    mine.mkdir()
+    (mine / "metrics.json").write_text("mine")
+    (mine / "predictions.jsonl").write_text("mine")
+    for extra in ([], ["--overwrite"]):
+        rc, err = _run("demo", "--out", mine, *extra)
+        assert rc == 2 and f"{mine}: a directory that is not an xmc demo output directory" in err
+        assert _tree(mine) == {"metrics.json": b"mine", "predictions.jsonl": b"mine"}
+    assert os.listdir(tmp_path) == ["d"]  # refused before any work: no temporary sibling either
+
+
+def test_demo_replaces_its_own_output_only_with_overwrite(tmp_path):
+    out = tmp_path / "demo"
+    assert _run("demo", "--out", out)[0] == 0
+    assert {"xmc_demo.json", "metrics.json", "predictions.jsonl", "model/xmc_model.json"} <= set(_tree(out))
+    (out / "metrics.json").write_text("edited")
+    rc, err = _run("demo", "--out", out)
+    assert rc == 2 and "pass --overwrite" in err and (out / "metrics.json").read_text() == "edited"
+    assert _run("demo", "--out", out, "--overwrite")[0] == 0
+    assert json.loads((out / "metrics.json").read_text())["P@1"] > 0
+    assert os.listdir(tmp_path) == ["demo"]
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Make reading data, loading a model or building a corpus fail the test: an output check came too late."""
+    import xmc.cli.commands as commands
+    import xmc.cli.demo as demo
+    import xmc.datasets.sparse as sparse
+
+    def started(*args, **kwargs):
+        pytest.fail("the command started its work before refusing --out")
+
+    for module, name in ((commands, "_read"), (commands, "load_model"), (demo, "make_corpus"),
+                         (sparse, "make_sparse_problem")):
+        monkeypatch.setattr(module, name, started)
+
+
+def _commands_writing(corpus: Path, out: Path, model: Path) -> dict[str, list]:
+    train, test = corpus / "train.jsonl", corpus / "test.jsonl"
+    return {
+        "train": ["train", "--model", "xr-linear", "--train", train, "--out", out],
+        "tune": ["tune", "--train", train, "--out", out],
+        "prune": ["prune", "--model", model, "--weight-threshold", "0.1", "--out", out],
+        "predict": ["predict", "--model", model, "--input", test, "--out", out],
+        "augment": ["augment", "--train", train, "--out", out],
+        "data generate": ["data", "generate", "--labels", "20", "--out", out],
+        "report": ["report", "--truth", test, "--pred", test, "--out", out],
+        "demo": ["demo", "--out", out],
+    }
+
+
+@pytest.mark.parametrize("command", ["train", "tune", "prune", "predict", "augment", "data generate", "report", "demo"])
+def test_an_out_under_a_file_is_refused_before_any_work(corpus, tmp_path, no_work, command):
+    (tmp_path / "f.txt").write_text("mine")
+    out = tmp_path / "f.txt" / "sub" / "out"
+    rc, err = _run(*_commands_writing(corpus, out, tmp_path / "model")[command])
+    assert rc == 2 and f"{out}: cannot be written: {tmp_path / 'f.txt'} is a file, not a directory" in err
+    assert os.listdir(tmp_path) == ["f.txt"] and (tmp_path / "f.txt").read_text() == "mine"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into a read-only folder anyway")
+@pytest.mark.parametrize("command", ["train", "tune", "data generate", "demo"])
+def test_an_out_in_a_read_only_folder_is_refused_before_any_work(corpus, tmp_path, no_work, command):
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        rc, err = _run(*_commands_writing(corpus, ro / "out", tmp_path / "model")[command])
+        assert rc == 2 and f"{ro / 'out'}: cannot be written: the directory {ro} is not writable" in err
+        assert os.listdir(ro) == []
+    finally:
+        ro.chmod(0o755)
+
+
+def _special_files(tmp_path: Path) -> dict[str, Path]:
+    """A named pipe, a socket, a character device (where this process may make one), an empty file, a link."""
+    import socket
+    import stat
+
+    made = {"fifo": tmp_path / "fifo", "socket": tmp_path / "sock", "empty": tmp_path / "empty.jsonl",
+            "link": tmp_path / "link.jsonl"}
+    os.mkfifo(made["fifo"])
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(made["socket"]))
+    made["empty"].write_text("")
+    made["link"].symlink_to(made["empty"])
+    with contextlib.suppress(PermissionError):  # needs CAP_MKNOD; the /dev/null numbers, never /dev/null itself
+        os.mknod(tmp_path / "device", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+        made["device"] = tmp_path / "device"
+    return made
+
+
+@pytest.mark.parametrize("command", ["predict", "tune", "augment", "report"])
+def test_only_a_regular_xmc_output_is_replaced_and_a_fifo_is_never_opened(corpus, tmp_path, no_work, command):
+    made = _special_files(tmp_path)
+    kinds = {p: os.lstat(p).st_mode for p in made.values()}
+    # Opening a named pipe blocks until a writer comes: fail the test instead of hanging it (pytest.fail
+    # raises past the CLI's `except OSError` / `except Exception`).
+    def hung(*_):
+        pytest.fail("xmc blocked on a path given as --out")
+    previous = signal.signal(signal.SIGALRM, hung)
+    try:
+        for name, path in made.items():
+            signal.alarm(30)
+            rc, err = _run(*_commands_writing(corpus, path, tmp_path / "model")[command], "--overwrite")
+            signal.alarm(0)
+            assert rc == 2 and f"{path}: " in err and "refusing to replace it" in err, (name, err)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    assert {p: os.lstat(p).st_mode for p in made.values()} == kinds  # each still what it was (no regular file)
+    assert made["empty"].read_text() == "" and sorted(os.listdir(tmp_path)) == sorted(p.name for p in made.values())

@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import tempfile
 from typing import Callable, Iterator
 
@@ -91,6 +92,35 @@ def _exchange(a: str, b: str) -> bool:
     raise OSError(err, os.strerror(err), b)
 
 
+def check_parent(path: str | os.PathLike) -> None:
+    """Raise :class:`OutputError` unless ``path`` can be created where it is.
+
+    Its nearest existing ancestor must be a directory this process may write in (missing folders
+    below it are created at write time): otherwise the write would fail only after all the work.
+    """
+    path = os.fspath(path)
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.lexists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise OutputError(f"{path}: cannot be written: {parent} is {_kind(parent)}, not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):  # also False on a read-only file system, even for root
+        raise OutputError(f"{path}: cannot be written: the directory {parent} is not writable")
+
+
+def _kind(path: str) -> str:
+    """What is at ``path``, in words, from ``lstat`` alone: opening a named pipe would block until a writer comes."""
+    info = os.lstat(path)
+    mode = info.st_mode
+    if stat.S_ISREG(mode):
+        return "a file" if info.st_size else "an empty file"
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a named pipe"),
+                       (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "something"
+
+
 def check_replaceable(path: str | os.PathLike, *, overwrite: bool, marker: str | None = None,
                       what: str = "output") -> bool:
     """Whether ``path`` exists; raise :class:`OutputError` unless it may be replaced.
@@ -99,6 +129,7 @@ def check_replaceable(path: str | os.PathLike, *, overwrite: bool, marker: str |
     directory holding that file (e.g. an xmc model's manifest): anything else is never replaced.
     """
     path = os.fspath(path)
+    check_parent(path)
     if not os.path.lexists(path):
         return False
     if marker is not None and not (os.path.isdir(path) and not os.path.islink(path)
@@ -158,9 +189,15 @@ def atomic_file(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     ``overwrite=False`` refuses an existing ``path`` (:class:`OutputError`) before anything is written.
     """
     path = os.path.abspath(os.fspath(path))
-    if os.path.lexists(path) and (not overwrite or os.path.isdir(path)):
-        raise OutputError(f"{path}: already exists; pass --overwrite (overwrite=True) to replace it"
-                          if not os.path.isdir(path) else f"{path}: is a directory; choose a file path")
+    check_parent(path)
+    if os.path.lexists(path):
+        if os.path.isdir(path):
+            raise OutputError(f"{path}: is a directory; choose a file path")
+        kind = _kind(path)
+        if kind not in ("a file", "an empty file", "a symbolic link"):  # a device or pipe is never replaced
+            raise OutputError(f"{path}: {kind} is there, not a file; refusing to replace it: choose a new path")
+        if not overwrite:
+            raise OutputError(f"{path}: already exists; pass --overwrite (overwrite=True) to replace it")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     clean_leftovers(path)
     fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path, "tmp"), dir=os.path.dirname(path))
@@ -208,11 +245,11 @@ def _first_json_line(path: str) -> dict | None | bool:
 
 
 def jsonl_output(recognise_record: Callable[[dict], bool]) -> Callable[[str], bool]:
-    """For :func:`check_file_output`: an xmc JSONL output, told by its first record; a blank file
-    counts as one (an output of zero documents)."""
+    """For :func:`check_file_output`: an xmc JSONL output, told by its first record. A blank file is
+    not one: nothing in it says xmc wrote it."""
     def is_ours(path: str) -> bool:
         first = _first_json_line(path)
-        return first is False or (first is not None and recognise_record(first))
+        return bool(first) and recognise_record(first)
     return is_ours
 
 
@@ -220,16 +257,19 @@ def check_file_output(path: str | os.PathLike, *, overwrite: bool, is_ours: Call
                       what: str) -> None:
     """Raise :class:`OutputError` unless ``path`` is new, or an xmc ``what`` file and ``overwrite`` is set.
 
-    ``is_ours(path)`` tells an earlier xmc output from anything else (e.g. :func:`jsonl_output`);
-    anything else is never replaced, with or without ``overwrite``.
+    ``is_ours(path)`` tells an earlier xmc output from anything else (e.g. :func:`jsonl_output`); it is
+    asked only about a non-empty regular file. Anything else (an empty file, a link, a device, a named
+    pipe) is never replaced, with or without ``overwrite``.
     """
     path = os.fspath(path)
+    check_parent(path)
     if not os.path.lexists(path):
         return
     if os.path.isdir(path):
         raise OutputError(f"{path}: is a directory; give a file path for the {what}")
-    if not is_ours(path):
-        raise OutputError(f"{path}: a file that is not an xmc {what} is already there; refusing to replace it: "
+    kind = _kind(path)
+    if kind != "a file" or not is_ours(path):
+        raise OutputError(f"{path}: {kind} that is not an xmc {what} is already there; refusing to replace it: "
                           "choose a new path")
     if not overwrite:
         raise OutputError(f"{path}: an xmc {what} is already there; pass --overwrite to replace it")

@@ -475,7 +475,7 @@ def print_config(args: argparse.Namespace) -> int:
 def demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(os.path.abspath(args.out), seed=args.seed)
+    run_demo(os.path.abspath(args.out), seed=args.seed, overwrite=args.overwrite)
     return 0
 
 

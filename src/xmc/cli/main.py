@@ -253,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="train and evaluate on a built-in synthetic long-tailed corpus (offline)")
     demo.add_argument("--out", default="demo_output", help="directory for the model and predictions")
     demo.add_argument("--seed", type=int, default=0, help="corpus seed")
+    _add_overwrite_arg(demo, "xmc demo output directory")
     demo.set_defaults(func=commands.demo)
     # --quiet also after the command name (`xmc train ... --quiet`); SUPPRESS keeps a leaf's default
     # from overwriting `xmc --quiet train ...`.
