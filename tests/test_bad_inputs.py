@@ -443,3 +443,37 @@ def test_bad_input_gets_one_clear_line_and_changes_nothing(world, tmp_path, case
 
 def test_the_table_covers_at_least_80_distinct_cases():
     assert len({c[0] for c in CASES}) == len(CASES) >= 80
+
+
+def test_inputs_that_trained_evaluated_or_scored_wrong_in_silence(world, tmp_path):
+    """Each gave exit 0 with a useless or wrong result (or an internal error) before."""
+    w, d = world, tmp_path
+    unlabelled = _jsonl(d / "unlabelled.jsonl", [{"text": "a b", "labels": []}] * 3)
+    for argv in (["train", "--model", "xr-linear", "--train", unlabelled, "--out", d / "m"],
+                 ["tune", "--train", unlabelled, "--out", d / "t.json"]):
+        rc, _, err = _run(argv)
+        assert rc == 2 and "unlabelled.jsonl: none of its 3 documents has a label" in err
+    assert not (d / "m").exists() and not (d / "t.json").exists()
+    # XC sparse: no documents, or a feature given twice on a line (it was summed).
+    (d / "none.txt").write_text("0 30 5\n")
+    (d / "twice.txt").write_text("2 30 5\n0 1:0.5 3:1 3:2\n1 2:1\n")
+    for name, message in (("none.txt", "none.txt, line 1: the header declares 0 data points"),
+                          ("twice.txt", "twice.txt, line 2: feature 3 is given more than once")):
+        rc, _, err = _run(["evaluate", "--truth", d / name, "--pred", w / "pred.jsonl"])
+        assert rc == 2 and message in err
+    # A text model scored a features-only file as empty text; a features model cannot read text.
+    rc, _, err = _run(["tune", "--train", w / "train.jsonl", "--valid", w / "xc.txt", "--config", w / "cfg.json",
+                       "--grid", "train.C=1,2", "--out", d / "t.json"])
+    assert rc == 2 and "xc.txt: the data has only precomputed features (no text)" in err
+    rc, _, err = _run(["tune", "--train", w / "xc.txt", "--valid", w / "test.jsonl", "--config", w / "cfg.json",
+                       "--grid", "train.C=1,2", "--out", d / "t.json"])
+    assert rc == 2 and "test.jsonl: this model was trained on precomputed features" in err
+    # Integer label names in a prediction file match the truth's, as its reader reads them.
+    truth = _jsonl(d / "truth.jsonl", [{"id": "a", "text": "x", "labels": [1]}, {"id": "b", "text": "y", "labels": ["2"]}])
+    pred = _jsonl(d / "pred.jsonl", [{"id": "a", "labels": [1], "scores": [0.9]}, {"id": "b", "labels": [2], "scores": [0.8]}])
+    rc, out, err = _run(["evaluate", "--truth", truth, "--pred", pred, "--json"])
+    assert rc == 0, err
+    assert json.loads(out)["P@1"] == 1.0 and json.loads(out)["PSP@1"] == 1.0  # two documents: propensities 1
+    _jsonl(d / "pred.jsonl", [{"id": "a", "labels": [None], "scores": [0.9]}])
+    rc, _, err = _run(["evaluate", "--truth", truth, "--pred", d / "pred.jsonl"])
+    assert rc == 2 and "pred.jsonl, line 1: label None is not a string" in err

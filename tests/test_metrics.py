@@ -429,3 +429,15 @@ def test_cross_check_napkinxc(min_labels):
     for name, ref in checks.items():
         ours = np.array([rep[f"{name}@{k}"] for k in ks])
         np.testing.assert_allclose(ours, ref, rtol=1e-9, err_msg=name)
+
+
+def test_propensities_of_one_or_two_documents_are_one():
+    from xmc.metrics import jain_propensity
+
+    # log(N) - 1 < 0 below three documents: the formula's C would make p above 1 or negative.
+    for n in (1, 2):
+        assert np.array_equal(jain_propensity(np.array([0, 1, 2]), n), np.ones(3))
+    p = jain_propensity(np.array([0, 1, 2]), 3)
+    C = (np.log(3) - 1) * 2.5 ** 0.55
+    np.testing.assert_allclose(p, 1 / (1 + C * np.exp(-0.55 * np.log(np.array([0, 1, 2]) + 1.5))))
+    assert np.all((p > 0) & (p < 1))

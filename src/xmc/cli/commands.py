@@ -50,6 +50,15 @@ def _read(path: str, args: argparse.Namespace, labels=None, *, require_text: boo
         raise
 
 
+def _read_training(path: str, args: argparse.Namespace) -> XMCDataset:
+    """``_read`` of a training file, which must label at least one document: without a label every
+    model trains into one that predicts nothing (or the same score for every label), exit 0."""
+    data = _read(path, args)
+    if data.Y.nnz == 0:
+        raise DataFormatError(path, None, f"none of its {len(data)} documents has a label: there is nothing to learn")
+    return data
+
+
 def data_stats(args: argparse.Namespace) -> int:
     from .report import check_stats_outputs, write_stats_outputs
 
@@ -261,7 +270,7 @@ def train(args: argparse.Namespace) -> int:
              "augmented": getattr(args, "augmented", None)}
     refuse_unsupported(cls, given, spell=_flag)
     config = _load_config(cls, args.config)
-    data = _read(args.train, args)
+    data = _read_training(args.train, args)
     if args.label_text:
         data.label_texts = read_label_texts(args.label_text, data.labels)
     valid = _read(args.valid, args, labels=data.labels) if args.valid else None
@@ -314,7 +323,7 @@ def tune(args: argparse.Namespace) -> int:
     grid = parse_grid(args.grid) if args.grid else DEFAULT_GRID
     n_candidates = len(candidate_configs(base, grid))  # a bad grid or metric is refused before data is read
     metric = metric_key(args.metric)
-    data = _read(args.train, args)
+    data = _read_training(args.train, args)
     valid = _read(args.valid, args, labels=data.labels) if args.valid else None
     folds = 1 if valid is not None else args.folds or auto_folds(len(data))
     if valid is None:  # before the announcement: a refused run states no plan
@@ -439,7 +448,7 @@ def augment(args: argparse.Namespace) -> int:
         from ..augment.default_generator import default_generator_path
 
         config = config.replace(generator=config.generator.replace(model_path=default_generator_path()))
-    data = _read(args.train, args)
+    data = _read_training(args.train, args)
     if args.label_text:
         data.label_texts = read_label_texts(args.label_text, data.labels)
     budget = budget_summary(config, len(data))

@@ -64,9 +64,9 @@ def add_parser(sub, parser_class, add_data_args, add_overwrite_arg):
 
 def _datasets(args: argparse.Namespace):
     from ..data import read_label_texts
-    from .commands import _read
+    from .commands import _read, _read_training
 
-    data = _read(args.train, args)
+    data = _read_training(args.train, args)
     if args.label_text:
         data.label_texts = read_label_texts(args.label_text, data.labels)
     valid = _read(args.valid, args, labels=data.labels) if args.valid else None

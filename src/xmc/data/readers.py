@@ -539,6 +539,8 @@ def read_xc_sparse(path: PathLike, *, labels: LabelVocabulary | None = None) -> 
             raise fail(1, f"malformed header {header_raw.decode('utf-8', 'replace').strip()!r}: "
                        "expected three non-negative integers 'n_points n_features n_labels'")
         n, d, n_labels = (int(h) for h in header)
+        if n == 0:  # as an empty JSONL file: every use of a data file needs documents
+            raise fail(1, "the header declares 0 data points: no documents")
         for count, what in ((d, "n_features"), (n_labels, "n_labels")):
             if count > _XC_MAX_COUNT:  # ids are int32 downstream; a larger header is corrupt, not data
                 raise fail(1, f"header declares {count:,} {what}; at most {_XC_MAX_COUNT:,} are supported")
@@ -628,7 +630,14 @@ def read_xc_sparse(path: PathLike, *, labels: LabelVocabulary | None = None) -> 
         (values, x_indices.astype(index_dtype), x_indptr.astype(index_dtype)),
         shape=(n, d),
     )
+    stored = X.nnz
     X.sum_duplicates()
+    if X.nnz != stored:  # "3:1 3:2" would silently be 3.0: the line is malformed, not a sum
+        rows = np.repeat(np.arange(n), np.diff(x_indptr))
+        order = np.lexsort((x_indices, rows))
+        twice = np.flatnonzero((np.diff(rows[order]) == 0) & (np.diff(x_indices[order]) == 0))
+        pos = int(order[twice[0] + 1])
+        raise fail(line_of(x_indptr, pos), f"feature {int(x_indices[pos])} is given more than once")
 
     y_indptr = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(np.asarray(label_counts, dtype=np.int64), out=y_indptr[1:])
@@ -994,13 +1003,17 @@ def read_predictions(path: PathLike, vocabulary: LabelVocabulary) -> tuple[list[
                 raise DataFormatError(path, line_no, f"{len(names)} labels but {len(scores)} scores")
             seen: set[int] = set()
             for name, score in zip(names, scores):
+                if type(name) is not str:  # as the truth's reader: integers are label names, nothing else is
+                    if type(name) is not int:
+                        raise DataFormatError(path, line_no, f"label {name!r} is not a string")
+                    name = str(name)
                 if type(score) not in (int, float):
                     raise DataFormatError(path, line_no, f"score {score!r} of label {name!r} is not a number")
                 if not math.isfinite(score):  # a NaN would be ranked anywhere
                     raise DataFormatError(path, line_no, f"score {score!r} of label {name!r} is not finite")
-                j = index.get(name) if type(name) is str else None
+                j = index.get(name)
                 if j is None:
-                    unknown[str(name)] = None
+                    unknown[name] = None
                     continue
                 if j in seen:
                     raise DataFormatError(path, line_no, f"label {name!r} listed twice")

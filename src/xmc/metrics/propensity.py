@@ -25,13 +25,15 @@ def jain_propensity(label_counts: np.ndarray, n_docs: int, A: float = 0.55, B: f
     Returns:
         float64 ``(L,)`` propensities (in ``(0, 1)`` whenever ``N >= 3``, so
         that ``C > 0``); the PS metrics weight a hit on label ``l`` by ``1 / p_l``.
+        With one or two documents ``C`` would be negative and ``p_l`` above 1 or
+        negative: ``C`` is then 0, every ``p_l`` is 1 and PSP@k equals P@k.
     """
     counts = np.asarray(label_counts, dtype=np.float64).ravel()
     if n_docs < 1:
         raise ValueError(f"n_docs must be >= 1, got {n_docs}")
     if np.any(counts < 0):
         raise ValueError("label_counts must be >= 0")
-    C = (np.log(n_docs) - 1.0) * (B + 1.0) ** A
+    C = max(np.log(n_docs) - 1.0, 0.0) * (B + 1.0) ** A
     return 1.0 / (1.0 + C * np.exp(-A * np.log(counts + B)))
 
 

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from ..config import Config, check
 from ..data.dataset import LabelVocabulary, XMCDataset
 from ..ensemble import average_scores
-from ..errors import ConfigError, ModelFormatError
+from ..errors import ConfigError, DataFormatError, ModelFormatError
 from ..features.tfidf import TfidfConfig, TfidfFeaturizer
 from ..indexing.kmeans import hierarchical_kmeans
 from ..indexing.label_repr import combine, pifa
@@ -358,9 +358,14 @@ class XRLinear(XMCModel):
         if isinstance(inputs, XMCDataset):
             if self.featurizer_ is None:
                 if inputs.X is None:
-                    raise ValueError("this model was trained on precomputed features; the data has none")
+                    raise DataFormatError(inputs.source, None, "this model was trained on precomputed features "
+                                          "(XC sparse) and the data has none")
                 return self._data_features(inputs)
-            return self.featurizer_.transform(inputs.input_texts(self.featurizer_.config.fields))
+            texts = inputs.input_texts(self.featurizer_.config.fields)
+            if inputs.X is not None and not any(texts):  # it would score every document as empty text
+                raise DataFormatError(inputs.source, None, "the data has only precomputed features (no text), "
+                                      "but this model reads text")
+            return self.featurizer_.transform(texts)
         if isinstance(inputs, str):
             raise TypeError("predict takes a list of texts, not a single string")
         if self.featurizer_ is None:
