@@ -502,3 +502,14 @@ def test_truncated_gzip_is_a_data_format_error(tmp_path):
     path = write(tmp_path / "cut.jsonl.gz", data[: len(data) // 2])
     with pytest.raises(DataFormatError, match="cannot decompress"):
         read_jsonl(path)
+
+
+def test_a_directory_or_an_unknown_extension_says_what_to_pass(tmp_path):
+    from xmc.data import read_dataset
+    from xmc.errors import DataFormatError
+
+    with pytest.raises(DataFormatError, match="is a directory, not a data file"):
+        read_dataset(tmp_path)
+    (tmp_path / "data.csv").write_text("a,b\n")
+    with pytest.raises(DataFormatError, match="pass --format jsonl or --format xc"):
+        read_dataset(tmp_path / "data.csv")

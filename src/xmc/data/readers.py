@@ -886,6 +886,8 @@ def read_dataset(
     ``label_texts``).
     """
     fmt = format
+    if os.path.isdir(path):
+        raise DataFormatError(path, None, "is a directory, not a data file")
     if fmt == "auto":
         name = os.fspath(path).lower().removesuffix(".gz")
         if name.endswith((".jsonl", ".json")):
@@ -895,7 +897,7 @@ def read_dataset(
         else:
             raise DataFormatError(
                 path, None, "cannot infer the format (expected .jsonl/.json, or .txt/.svm starting with "
-                "'n_points n_features n_labels'); pass format='jsonl' or format='xc'",
+                "'n_points n_features n_labels'); pass --format jsonl or --format xc (format= in Python)",
             )
     if fmt == "jsonl":
         return read_jsonl(path, labels=labels, **jsonl_fields)
