@@ -619,7 +619,8 @@ def read_xc_sparse(path: PathLike, *, labels: LabelVocabulary | None = None) -> 
     if len(bad):
         pos = int(bad[0])
         raise fail(line_of(x_indptr, pos), f"feature index {int(x_indices[pos])} out of range (n_features = {d})")
-    values = pairs[1::2].astype(np.float32)
+    with np.errstate(over="ignore"):  # a value beyond float32 becomes inf, refused just below in one line
+        values = pairs[1::2].astype(np.float32)
     bad = np.flatnonzero(~np.isfinite(values))
     if len(bad):  # inf / nan, or beyond float32's range: it would be trained on as infinity
         pos = int(bad[0])
