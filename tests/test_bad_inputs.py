@@ -477,3 +477,63 @@ def test_inputs_that_trained_evaluated_or_scored_wrong_in_silence(world, tmp_pat
     _jsonl(d / "pred.jsonl", [{"id": "a", "labels": [None], "scores": [0.9]}])
     rc, _, err = _run(["evaluate", "--truth", truth, "--pred", d / "pred.jsonl"])
     assert rc == 2 and "pred.jsonl, line 1: label None is not a string" in err
+
+
+def test_no_labels_or_no_documents_are_refused_by_every_command(world, tmp_path):
+    """augment wrote 0 documents, predict wrote 0 predictions, evaluate --train crashed (exit 1)."""
+    w, d = world, tmp_path
+    unlabelled = _jsonl(d / "unlabelled.jsonl", [{"text": "council regulation wine", "labels": []}] * 3)
+    (d / "unlabelled.txt").write_text("2 30 5\n 1:1\n 2:0.5\n")  # XC documents without labels
+    (d / "none.txt").write_text("0 30 5\n")
+    before = _snapshot(d)
+    cases = [(["augment", "--train", unlabelled, "--out", d / "aug.jsonl"], "unlabelled.jsonl: none of its 3"),
+             (["train", "--model", "xr-linear", "--train", d / "unlabelled.txt", "--out", d / "m"],
+              "unlabelled.txt: none of its 2 documents has a label"),
+             (["predict", "--model", w / "xc-model", "--input", d / "none.txt", "--out", d / "p.jsonl"],
+              "none.txt, line 1: the header declares 0 data points"),
+             (["evaluate", "--truth", w / "test.jsonl", "--pred", w / "pred.jsonl", "--train", d / "none.txt"],
+              "none.txt, line 1: the header declares 0 data points")]
+    for argv, message in cases:
+        rc, _, err = _run(argv)
+        assert rc == 2 and message in err and err.count("\n") == 1, (argv[0], err)
+        assert "internal error" not in err and "Traceback" not in err
+    assert _snapshot(d) == before  # nothing written
+
+
+def test_python_api_refuses_what_the_cli_refuses(world, tmp_path):
+    """fit trained a 0-label model, tune raised IndexError, predict scored a features file as empty text."""
+    from xmc.data import read_dataset
+    from xmc.errors import DataFormatError
+    from xmc.models.xr_linear import XRLinear, XRLinearConfig
+    from xmc.tuning import tune
+
+    unlabelled = read_dataset(_jsonl(tmp_path / "unlabelled.jsonl",
+                                     [{"text": "council regulation wine market", "labels": []}] * 12))
+    config = XRLinearConfig.from_dict(CONFIG)
+    with pytest.raises(DataFormatError, match=r"unlabelled\.jsonl: none of its 12 documents has a label"):
+        XRLinear(config).fit(unlabelled, progress=False)
+    with pytest.raises(DataFormatError, match=r"unlabelled\.jsonl: none of its 12 documents has a label"):
+        tune(unlabelled, {"train.C": [1, 2]}, config=config, progress=False)
+    xc, text = read_dataset(world / "xc.txt"), read_dataset(world / "test.jsonl")
+    with pytest.raises(DataFormatError, match=r"xc\.txt: the data has only precomputed features \(no text\)"):
+        XRLinear.load(world / "model").predict(xc)
+    with pytest.raises(DataFormatError, match=r"test\.jsonl: this model was trained on precomputed features"):
+        XRLinear.load(world / "xc-model").predict(text)
+
+
+def test_tune_refuses_a_validation_file_of_the_other_kind_before_stating_a_plan(world, tmp_path):
+    """A text model scored an XC file's documents as empty texts: refused before any fit or plan."""
+    from xmc.data import read_dataset
+    from xmc.errors import DataFormatError
+    from xmc.tuning import tune
+
+    w = world
+    for train, valid, message in (("train.jsonl", "xc.txt", "xc.txt: the data has only precomputed features"),
+                                  ("xc.txt", "test.jsonl", "test.jsonl: this model was trained on precomputed")):
+        rc, out, err = _run(["tune", "--train", w / train, "--valid", w / valid, "--config", w / "cfg.json",
+                             "--grid", "train.C=1,2", "--out", tmp_path / "t.json"])
+        assert rc == 2 and message in err and out == "", (out, err)  # no "tuning xr-linear: ... fits" line
+        data = read_dataset(w / train)
+        with pytest.raises(DataFormatError, match=message):
+            tune(data, {"train.C": [1]}, valid=read_dataset(w / valid, labels=data.labels), progress=False)
+    assert not (tmp_path / "t.json").exists()

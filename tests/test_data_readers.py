@@ -513,3 +513,84 @@ def test_a_directory_or_an_unknown_extension_says_what_to_pass(tmp_path):
     (tmp_path / "data.csv").write_text("a,b\n")
     with pytest.raises(DataFormatError, match="pass --format jsonl or --format xc"):
         read_dataset(tmp_path / "data.csv")
+
+
+# ---------------------------------------------------------------------------
+# Inputs that once gave a wrong answer without a word
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "line, problem_line",
+    [
+        ("0 3:1 3:2", 3),           # adjacent: was read as feature 3 = 3.0
+        ("0 3:1 5:1 3:2", 3),       # apart on the line
+        ("0 3:1e0 3:2.5E-1", 3),    # exponents: the line-by-line parser, same check
+        ("3:1 4:1 4:1", 3),         # no labels, no leading space
+    ],
+)
+def test_xc_feature_given_twice_on_a_line_is_refused(tmp_path, line, problem_line):
+    path = write(tmp_path / "twice.txt", f"3 10 2\n1 4:1\n{line}\n0 4:1\n")
+    with pytest.raises(DataFormatError) as exc:
+        read_xc_sparse(path)
+    assert_error(exc, path, problem_line, "feature", "given more than once")
+
+
+def test_xc_feature_given_twice_found_beyond_the_first_chunk(tmp_path, monkeypatch):
+    monkeypatch.setattr("xmc.data.readers._XC_CHUNK_BYTES", 16)  # many small chunks
+    lines = [f"{i % 3} {i % 7}:1 {(i % 7) + 1}:0.5" for i in range(50)]  # same features on other lines: fine
+    data = read_xc_sparse(write(tmp_path / "ok.txt", "50 9 3\n" + "\n".join(lines) + "\n"))
+    assert data.X.nnz == 100 and data.X[0, 1] == pytest.approx(0.5)
+    lines[41] = "2 6:1 2:1 6:0.25"
+    path = write(tmp_path / "big.txt", "50 9 3\n" + "\n".join(lines) + "\n")
+    with pytest.raises(DataFormatError) as exc:
+        read_xc_sparse(path)
+    assert_error(exc, path, 43, "feature 6 is given more than once")
+
+
+def test_xc_header_of_zero_documents_is_refused(tmp_path):
+    path = write(tmp_path / "none.txt", "0 1836 159\n")
+    with pytest.raises(DataFormatError) as exc:
+        read_dataset(path)
+    assert_error(exc, path, 1, "declares 0 data points")
+
+
+def test_integer_labels_are_the_same_names_in_truth_and_predictions(tmp_path):
+    truth = read_jsonl(write(tmp_path / "truth.jsonl", '{"id": "a", "text": "x", "labels": [1, "2"]}\n'
+                                                       '{"id": "b", "text": "y", "labels": ["1"]}\n'))
+    assert truth.labels.names == ["1", "2"]
+    ids, scores, unknown = read_predictions(
+        write(tmp_path / "pred.jsonl", '{"id": "a", "labels": ["1", 2], "scores": [0.9, 0.5]}\n'
+                                       '{"id": "b", "labels": [1], "scores": [0.7]}\n'), truth.labels)
+    assert ids == ["a", "b"] and unknown == []
+    # Every truth label was predicted, in its own column: integers matched the truth's names.
+    assert (scores.toarray() > 0).tolist() == (truth.Y.toarray() > 0).tolist()
+
+
+@pytest.mark.parametrize("label", ["1.0", "true", "null", "[1]"])
+def test_labels_neither_string_nor_integer_are_refused_by_both_readers(tmp_path, label):
+    truth = write(tmp_path / "truth.jsonl", f'{{"id": "a", "text": "x", "labels": ["1"]}}\n'
+                                            f'{{"id": "b", "text": "y", "labels": [{label}]}}\n')
+    with pytest.raises(DataFormatError) as exc:
+        read_jsonl(truth)
+    assert_error(exc, truth, 2, "is not a string")
+    pred = write(tmp_path / "pred.jsonl", f'{{"id": "a", "labels": ["1"], "scores": [1]}}\n'
+                                          f'{{"id": "b", "labels": [{label}], "scores": [1]}}\n')
+    with pytest.raises(DataFormatError) as exc:
+        read_predictions(pred, LabelVocabulary(["1"]))
+    assert_error(exc, pred, 2, "is not a string")
+
+
+def test_training_data_without_any_label_is_refused_naming_its_file(tmp_path):
+    path = write(tmp_path / "unlabelled.jsonl", '{"text": "council regulation", "labels": []}\n' * 3)
+    data = read_jsonl(path)
+    with pytest.raises(DataFormatError, match=r"unlabelled\.jsonl: none of its 3 documents has a label"):
+        data.check_trainable()
+    with pytest.raises(DataFormatError, match=r"unlabelled\.jsonl: no documents"):
+        data.subset([]).check_trainable()
+    xc = read_xc_sparse(write(tmp_path / "unlabelled.txt", "2 5 3\n 1:1\n 2:1\n"))
+    with pytest.raises(DataFormatError, match=r"unlabelled\.txt: none of its 2 documents"):
+        xc.check_trainable()
+    labelled = read_jsonl(write(tmp_path / "one.jsonl",
+                                '{"text": "a", "labels": []}\n{"text": "b", "labels": ["x"]}\n'))
+    assert labelled.check_trainable() is labelled

@@ -24,7 +24,7 @@ from sklearn.model_selection import KFold
 
 from .data.dataset import XMCDataset
 from .data.split import train_valid_rows, valid_size
-from .errors import ConfigError
+from .errors import ConfigError, DataFormatError
 from .metrics import aligned_rows, ranking_report, train_propensities
 from .models.xr_linear import NoWeightsError, XRLinear, XRLinearConfig
 from .progress import progress_bar, quiet
@@ -158,6 +158,17 @@ def check_folds(n: int, folds: int, valid_fraction: float = 0.1) -> None:
                           f"got {folds}")
 
 
+def check_valid(data: XMCDataset, valid: XMCDataset) -> None:
+    """DataFormatError naming ``valid`` unless it has what models trained on ``data`` read (as
+    :meth:`XRLinear.transform` would say, but before any fit): text for text, features for features."""
+    if valid.X is not None and data.X is None:  # scored as empty texts, every candidate 0.00
+        raise DataFormatError(valid.source, None, "the data has only precomputed features (no text), but this "
+                              f"model reads text (trained on {data.source or 'text'})")
+    if valid.X is None and data.X is not None:
+        raise DataFormatError(valid.source, None, "this model was trained on precomputed features (XC sparse) "
+                              "and the data has none")
+
+
 def auto_folds(n_docs: int) -> int:
     """What ``folds=None`` stands for: 5 below 10,000 documents, else one split."""
     return 5 if n_docs < SMALL_DATA else 1
@@ -193,6 +204,7 @@ def tune(data: XMCDataset, grid: dict[str, list] | None = None, *, config: XRLin
         progress: a bar over all fits, with its ETA.
     """
     metric = metric_key(metric)
+    data.check_trainable()
     grid = dict(DEFAULT_GRID if grid is None else grid)
     if not grid or any(not values for values in grid.values()):
         raise ConfigError("the grid needs at least one key with at least one value")
@@ -200,6 +212,8 @@ def tune(data: XMCDataset, grid: dict[str, list] | None = None, *, config: XRLin
     candidates = candidate_configs(base, grid)
     if valid is not None and folds is not None:
         raise ConfigError("give either a validation set or folds, not both")
+    if valid is not None:
+        check_valid(data, valid)
     splits = [None] if valid is not None else fold_rows(
         len(data), auto_folds(len(data)) if folds is None else folds, valid_fraction, seed)
     # One fold's copies at a time: K folds held at once would hold the data K - 1 times over.

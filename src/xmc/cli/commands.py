@@ -51,12 +51,9 @@ def _read(path: str, args: argparse.Namespace, labels=None, *, require_text: boo
 
 
 def _read_training(path: str, args: argparse.Namespace) -> XMCDataset:
-    """``_read`` of a training file, which must label at least one document: without a label every
-    model trains into one that predicts nothing (or the same score for every label), exit 0."""
-    data = _read(path, args)
-    if data.Y.nnz == 0:
-        raise DataFormatError(path, None, f"none of its {len(data)} documents has a label: there is nothing to learn")
-    return data
+    """``_read`` of a training file, refused at once when no document has a label
+    (:meth:`XMCDataset.check_trainable`, which the models' ``fit`` also call)."""
+    return _read(path, args).check_trainable()
 
 
 def data_stats(args: argparse.Namespace) -> int:
@@ -310,7 +307,7 @@ def train(args: argparse.Namespace) -> int:
 
 def tune(args: argparse.Namespace) -> int:
     from ..models.xr_linear import XRLinearConfig
-    from ..tuning import DEFAULT_GRID, auto_folds, candidate_configs, check_folds, metric_key, parse_grid
+    from ..tuning import DEFAULT_GRID, auto_folds, candidate_configs, check_folds, check_valid, metric_key, parse_grid
     from ..tuning import tune as tune_config
 
     check_not_an_input(args.out, {"--train": args.train, "--valid": args.valid, "--config": args.config})
@@ -328,6 +325,8 @@ def tune(args: argparse.Namespace) -> int:
     folds = 1 if valid is not None else args.folds or auto_folds(len(data))
     if valid is None:  # before the announcement: a refused run states no plan
         check_folds(len(data), folds, args.valid_fraction)
+    else:
+        check_valid(data, valid)
     if valid is not None:
         held_out = f"{len(data):,} documents, scored on the {len(valid):,} of {args.valid}"
     elif folds > 1:

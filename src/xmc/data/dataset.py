@@ -8,6 +8,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from ..errors import DataFormatError
+
 
 class LabelVocabulary:
     """A bijection between label names and dense ids ``0 .. L-1``.
@@ -131,6 +133,16 @@ class XMCDataset:
             categories=pick(self.categories),
             X=None if self.X is None else self.X[rows],
         )
+
+    def check_trainable(self) -> "XMCDataset":
+        """``self``, or DataFormatError naming :attr:`source` when no document has a label: every model
+        would train into one that predicts nothing (or one score for every label) and exit 0."""
+        if len(self) == 0:
+            raise DataFormatError(self.source, None, "no documents: there is nothing to learn")
+        if self.Y.count_nonzero() == 0:  # stored zeros (a Y built by hand) are no labels
+            raise DataFormatError(self.source, None,
+                                  f"none of its {len(self)} documents has a label: there is nothing to learn")
+        return self
 
     def label_counts(self) -> np.ndarray:
         """Number of documents per label, shape (L,)."""

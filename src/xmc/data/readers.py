@@ -135,6 +135,15 @@ def _json_type(value: object) -> str:
     return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
 
 
+def _label_name(value: object) -> str | None:
+    """A JSON label as the truth and prediction readers both name it: a string, or an integer as its
+    decimal string (``1`` and ``"1"`` are one label, as in XC files); None for anything else (a float,
+    bool or null would name a label no file spells the same), which the caller refuses."""
+    if type(value) is str:
+        return value
+    return str(value) if type(value) is int else None
+
+
 def _load_json_document(path: PathLike, text: str | None = None) -> object:
     """Parse a whole file (or its already-read ``text``) as one JSON value (gzip-transparent)."""
     if text is None:
@@ -316,11 +325,10 @@ def read_jsonl(
                 if type(doc_labels) is not list:
                     raise fail(line_no, f"field {labels_field!r} must be a list, got {_json_type(doc_labels)}")
                 row = []
-                for name in doc_labels:
-                    if type(name) is not str:
-                        if type(name) is not int:
-                            raise fail(line_no, f"label {name!r} in field {labels_field!r} is not a string")
-                        name = str(name)
+                for value in doc_labels:
+                    name = _label_name(value)
+                    if name is None:
+                        raise fail(line_no, f"label {value!r} in field {labels_field!r} is not a string")
                     j = index.get(name)
                     if j is None:
                         j = index[name] = len(names)
@@ -512,8 +520,8 @@ def read_xc_sparse(path: PathLike, *, labels: LabelVocabulary | None = None) -> 
     is a document without labels or features; blank lines after the last
     declared document are ignored.
 
-    Returns a dataset with ``X`` (CSR float32, ``n x n_features``, duplicate
-    features of a line summed), ``Y``, empty texts and ids ``"0" .. "n-1"``.
+    Returns a dataset with ``X`` (CSR float32, ``n x n_features``, sorted
+    indices), ``Y``, empty texts and ids ``"0" .. "n-1"``.
     Without ``labels`` the vocabulary is ``"0" .. "L-1"`` (all ``L`` labels of
     the header, occurring or not); with one, label id ``j`` is looked up as the
     name ``str(j)`` and names not in it are appended (see the module docstring).
@@ -522,8 +530,9 @@ def read_xc_sparse(path: PathLike, *, labels: LabelVocabulary | None = None) -> 
     object per feature); per-line regexes only run to locate an error.
 
     Raises:
-        DataFormatError: empty file, malformed header, malformed feature or
-            label list, a feature or label id out of range, or a number of data
+        DataFormatError: empty file, a header of 0 data points, malformed
+            header, malformed feature or label list, a feature given twice on
+            one line, a feature or label id out of range, or a number of data
             lines different from the header's (reported on the header line
             when the file is short, on the first extra line when it is long).
     """
@@ -972,13 +981,14 @@ def read_predictions(path: PathLike, vocabulary: LabelVocabulary) -> tuple[list[
         that are not in ``vocabulary``, in order of first appearance — these are
         ignored (left out of the matrix), with a logged warning.
 
-    A missing ``id`` defaults to the 0-based line index. An empty file gives zero rows.
+    A missing ``id`` defaults to the 0-based line index. An empty file gives zero rows. Label names
+    are read as :func:`read_jsonl` reads the truth's: an integer ``1`` is the label ``"1"``.
 
     Raises:
         DataFormatError: invalid JSON or UTF-8, a non-object line, a missing or
-            non-list ``labels``/``scores``, lists of different lengths, a
-            non-numeric or non-finite score, a label listed twice for one document,
-            or a document id listed twice.
+            non-list ``labels``/``scores``, lists of different lengths, a label
+            that is neither a string nor an integer, a non-numeric or non-finite
+            score, a label listed twice for one document, or a document id listed twice.
     """
     ids: list[str] = []
     indptr = [0]
@@ -1005,11 +1015,10 @@ def read_predictions(path: PathLike, vocabulary: LabelVocabulary) -> tuple[list[
             if len(names) != len(scores):
                 raise DataFormatError(path, line_no, f"{len(names)} labels but {len(scores)} scores")
             seen: set[int] = set()
-            for name, score in zip(names, scores):
-                if type(name) is not str:  # as the truth's reader: integers are label names, nothing else is
-                    if type(name) is not int:
-                        raise DataFormatError(path, line_no, f"label {name!r} is not a string")
-                    name = str(name)
+            for value, score in zip(names, scores):
+                name = _label_name(value)  # as the truth's reader names it, so that 1 matches "1"
+                if name is None:
+                    raise DataFormatError(path, line_no, f"label {value!r} is not a string")
                 if type(score) not in (int, float):
                     raise DataFormatError(path, line_no, f"score {score!r} of label {name!r} is not a number")
                 if not math.isfinite(score):  # a NaN would be ranked anywhere

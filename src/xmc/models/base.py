@@ -252,6 +252,7 @@ def training_split(data, valid, train_config):
 
     from ..data.split import train_valid_split
 
+    data.check_trainable()  # before any encoder is fine-tuned on labels that are not there
     if valid is None:
         fit_data, valid = train_valid_split(data, train_config.valid_fraction, seed=train_config.seed)
     else:

@@ -243,6 +243,7 @@ class XRLinear(XMCModel):
         """
         if data.unseen_labels:
             raise ValueError("training data must be read without a fixed vocabulary (it has unseen labels)")
+        data.check_trainable()  # no label: a model of 0 labels, or of labels never seen positive
         self.labels_ = data.labels
         X = self.fit_features(data, progress=progress)
         label_texts = data.label_texts if data.label_texts is not None else data.labels.names
