@@ -247,17 +247,15 @@ def test_read_xc_sparse_errors(tmp_path, content, line, fragments):
 
 def test_read_xc_sparse_error_line_beyond_first_chunk(tmp_path, monkeypatch):
     monkeypatch.setattr("xmc.data.readers._XC_CHUNK_BYTES", 16)  # many small chunks
-    lines = [f"{i % 3} {i % 7}:1 {(i % 7) + 1}:0.5" for i in range(50)]
-    lines[37] = "1 3:oops"
-    path = write(tmp_path / "big.txt", "50 9 3\n" + "\n".join(lines) + "\n")
-    with pytest.raises(DataFormatError) as exc:
-        read_xc_sparse(path)
-    assert_error(exc, path, 39, "'oops' is not a number")
-    lines[37] = "1 9:1"
-    path = write(tmp_path / "big.txt", "50 9 3\n" + "\n".join(lines) + "\n")
-    with pytest.raises(DataFormatError) as exc:
-        read_xc_sparse(path)
-    assert_error(exc, path, 39, "feature index 9 out of range")
+    lines = [f"{i % 3} {i % 7}:1 {(i % 7) + 1}:0.5" for i in range(50)]  # same features on other lines: fine
+    data = read_xc_sparse(write(tmp_path / "ok.txt", "50 9 3\n" + "\n".join(lines) + "\n"))
+    assert data.X.nnz == 100 and data.X[0, 1] == pytest.approx(0.5)
+    for row, bad, problem in ((37, "1 3:oops", "'oops' is not a number"), (37, "1 9:1", "feature index 9 out of range"),
+                              (41, "2 6:1 2:1 6:0.25", "feature 6 is given more than once")):
+        path = write(tmp_path / "big.txt", "50 9 3\n" + "\n".join(lines[:row] + [bad] + lines[row + 1:]) + "\n")
+        with pytest.raises(DataFormatError) as exc:
+            read_xc_sparse(path)
+        assert_error(exc, path, row + 2, problem)
 
 
 def test_xc_write_read_round_trip(tmp_path):
@@ -534,18 +532,6 @@ def test_xc_feature_given_twice_on_a_line_is_refused(tmp_path, line, problem_lin
     with pytest.raises(DataFormatError) as exc:
         read_xc_sparse(path)
     assert_error(exc, path, problem_line, "feature", "given more than once")
-
-
-def test_xc_feature_given_twice_found_beyond_the_first_chunk(tmp_path, monkeypatch):
-    monkeypatch.setattr("xmc.data.readers._XC_CHUNK_BYTES", 16)  # many small chunks
-    lines = [f"{i % 3} {i % 7}:1 {(i % 7) + 1}:0.5" for i in range(50)]  # same features on other lines: fine
-    data = read_xc_sparse(write(tmp_path / "ok.txt", "50 9 3\n" + "\n".join(lines) + "\n"))
-    assert data.X.nnz == 100 and data.X[0, 1] == pytest.approx(0.5)
-    lines[41] = "2 6:1 2:1 6:0.25"
-    path = write(tmp_path / "big.txt", "50 9 3\n" + "\n".join(lines) + "\n")
-    with pytest.raises(DataFormatError) as exc:
-        read_xc_sparse(path)
-    assert_error(exc, path, 43, "feature 6 is given more than once")
 
 
 def test_xc_header_of_zero_documents_is_refused(tmp_path):

@@ -240,14 +240,13 @@ def tune(data: XMCDataset, grid: dict[str, list] | None = None, *, config: XRLin
                     model.fit_matrix(X_train, fold_train.Y, label_texts=label_texts, progress=False)
                 except NoWeightsError as exc:  # a candidate `xmc train` would refuse: it scores 0 on this fold
                     logger.warning("candidate %s: %s", ", ".join(f"{k}={json.dumps(v)}" for k, v in candidates[i][0].items()), exc)
-                    seconds[i] += time.perf_counter() - t0
-                    bar.update(1)
-                    continue
+                    model = None
                 seconds[i] += time.perf_counter() - t0
-                scores = model.predict(X_valid, topk=max(_KS))
-                report = ranking_report(fold_valid.Y, scores, ks=_KS, propensities=propensities)
-                for key in sums[i]:
-                    sums[i][key] += report[key]
+                if model is not None:
+                    scores = model.predict(X_valid, topk=max(_KS))
+                    report = ranking_report(fold_valid.Y, scores, ks=_KS, propensities=propensities)
+                    for key in sums[i]:
+                        sums[i][key] += report[key]
                 bar.update(1)
     results = [Candidate(overrides, {k: v / len(splits) for k, v in totals.items()}, seconds[i] / len(splits))
                for i, ((overrides, _), totals) in enumerate(zip(candidates, sums))]

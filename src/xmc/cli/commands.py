@@ -387,7 +387,7 @@ def predict(args: argparse.Namespace) -> int:
     _check_engine(args, model)
     data = _read(args.input, args, require_labels=False)
     # A model reads text unless it was trained on a file's own features (XR-Linear on XC sparse data).
-    reads_text = getattr(model, "featurizer_", None) is not None or not model.capabilities.uses_data_features
+    reads_text = model.reads_text
     if reads_text and data.X is not None and not any(data.input_texts()):
         raise ConfigError(f"{args.input}: this file has only precomputed features (no text), but the "
                           f"{model.name} model in {args.model} reads text")

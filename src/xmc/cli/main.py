@@ -45,13 +45,6 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _port(text: str) -> int:
-    value = int(text) if text.isdigit() else -1
-    if not 1 <= value <= 65535:  # the socket layer would silently take the number modulo 65536
-        raise argparse.ArgumentTypeError(f"expected a port number from 1 to 65535, got {text!r}")
-    return value
-
-
 def _finite_float(text: str) -> float:
     try:
         value = float(text)
@@ -238,7 +231,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("models", nargs="+", metavar="MODEL_DIR",
                        help="model directory, named by its base name, or NAME=DIR")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    serve.add_argument("--port", type=_port, default=8000, help="port (default: 8000)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     serve.add_argument("--workers", type=_positive_int, default=1, help="worker processes (default: 1)")
     serve.add_argument("--max-documents", type=_positive_int, default=64, help="documents per request (default: 64)")
     serve.add_argument("--max-body-bytes", type=_positive_int, default=4 * 1024 * 1024,

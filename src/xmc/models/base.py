@@ -119,6 +119,12 @@ class XMCModel:
         """The threshold ``predict`` applies when none is given (models with tuned thresholds override)."""
         return getattr(self.config.predict, "threshold", None)
 
+    @property
+    def reads_text(self) -> bool:
+        """Whether ``predict`` featurises text: every model but one trained on a file's own features
+        (XR-Linear on XC sparse data), which reads only features."""
+        return getattr(self, "featurizer_", None) is not None or not self.capabilities.uses_data_features
+
     def resolve_predict(self, topk: int | None = None, beam_size: int | None = None,
                         threshold=None) -> PredictOptions:
         """``predict``'s options: each one given, else the default of ``config.predict``.

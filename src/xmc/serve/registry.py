@@ -99,7 +99,7 @@ class ModelRegistry:
         directory = self.directories[name]
         t0 = time.perf_counter()
         model, manifest, version, trained_at = load_directory(directory, mmap=self.settings.mmap)
-        if getattr(model, "featurizer_", None) is None and model.capabilities.uses_data_features:
+        if not model.reads_text:
             raise ConfigError(f"{directory}: this {manifest['model']} model was trained on precomputed features "
                               "(XC sparse) and cannot featurise text; xmc serve answers with text documents")
         # A model's first call does one-time work: numba loads its compiled kernels, a TF-IDF

@@ -35,8 +35,8 @@ def parse_model_args(specs: list[str]) -> dict[str, str]:
 
 def _check_address(host: str, port: int) -> None:
     """ConfigError unless ``host:port`` can be bound now (in use, or not an address of this machine)."""
-    if not 1 <= port <= 65535:
-        raise ConfigError(f"port {port}: expected a port number from 1 to 65535")
+    if not 1 <= port <= 65535:  # the socket layer would silently take the number modulo 65536
+        raise ConfigError(f"--port {port}: expected a port number from 1 to 65535")
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         with socket.socket(infos[0][0], socket.SOCK_STREAM) as probe:
