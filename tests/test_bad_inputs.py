@@ -309,6 +309,20 @@ CASES: list[tuple[str, Callable[[Path, Path], list], int, tuple[str, ...]]] = [
                                              "--out", d / "p.jsonl"], 2, ("xc.txt", "only precomputed features")),
     ("text-input-to-xc-model", lambda w, d: predict_args(w, w / "xc-model", d), 2,
      ("test.jsonl", "trained on precomputed features")),
+    # A model that reads text, trained on a features-only file: it fine-tuned on empty texts (lightxml; the
+    # others failed later on something else, or as an internal error).
+    *[(f"xc-train-to-{model}", lambda w, d, model=model: ["train", "--model", model, "--train", w / "xc.txt",
+                                                            "--out", d / "m"], 2,
+       ("xc.txt: the data has only precomputed features (no text)", f"the {model} model reads text"))
+      for model in ("lightxml", "gudn", "xtransformer", "masked-bert")],
+    ("xc-valid-to-text-model", lambda w, d: ["train", "--model", "lightxml", "--train", w / "train.jsonl",
+                                             "--valid", w / "xc.txt", "--out", d / "m"], 2,
+     ("xc.txt: the data has only precomputed features",)),
+    ("xc-train-to-augment", lambda w, d: ["augment", "--train", w / "xc.txt", "--out", d / "aug.jsonl"], 2,
+     ("xc.txt: the data has only precomputed features", "the XDA generator reads text")),
+    ("valid-fraction-leaves-nothing", lambda w, d: ["train", "--model", "lightxml", "--train", data_file(
+        d, "four.jsonl", "".join(json.dumps({"text": f"wine market {i}", "labels": ["a"]}) + "\n" for i in range(4))),
+        "--out", d / "m"], 2, ("valid_fraction=0.1 of 4 documents leaves the validation side empty", "--valid")),
     # -- configs -----------------------------------------------------------------------------------
     ("config-negative-C", lambda w, d: train_args(w, d, "--config", config_file(d, {"train": {"C": -1}})), 2,
      ("bad.json: train.C must be positive",)),
@@ -519,6 +533,28 @@ def test_python_api_refuses_what_the_cli_refuses(world, tmp_path):
         XRLinear.load(world / "model").predict(xc)
     with pytest.raises(DataFormatError, match=r"test\.jsonl: this model was trained on precomputed features"):
         XRLinear.load(world / "xc-model").predict(text)
+
+
+def test_models_that_read_text_refuse_features_only_data_from_python(world):
+    """Training or predicting on an XC file's empty texts gave a model of nothing, or scores of nothing."""
+    from xmc.data import read_dataset
+    from xmc.errors import DataFormatError
+    from xmc.models.gudn.model import _texts
+    from xmc.models.masked_bert.model import product_pairs
+    from xmc.models.xtransformer import XTransformer, XTransformerConfig
+
+    xc, text = read_dataset(world / "xc.txt"), read_dataset(world / "test.jsonl")
+    assert xc.features_only and not text.features_only
+    message = r"xc\.txt: the data has only precomputed features \(no text\)"
+    with pytest.raises(DataFormatError, match=message):
+        XTransformer(XTransformerConfig()).fit(xc, progress=False)
+    with pytest.raises(DataFormatError, match=message):
+        XTransformer(XTransformerConfig())._texts(xc)
+    with pytest.raises(DataFormatError, match=message):
+        _texts(xc, ("text",))
+    with pytest.raises(DataFormatError, match=message):
+        product_pairs(xc)
+    assert _texts(text, ("text",)) == text.input_texts(("text",))
 
 
 def test_tune_refuses_a_validation_file_of_the_other_kind_before_stating_a_plan(world, tmp_path):

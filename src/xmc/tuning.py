@@ -149,10 +149,7 @@ def check_folds(n: int, folds: int, valid_fraction: float = 0.1) -> None:
     """ConfigError unless :func:`fold_rows` can split ``n`` documents so: one ``valid_fraction`` split
     that leaves neither side empty (``folds`` 1), or K folds with 2 <= K <= n."""
     if folds == 1:
-        try:
-            valid_size(n, valid_fraction)
-        except ValueError as exc:  # a fraction outside (0, 1), or one that leaves a side empty
-            raise ConfigError(str(exc)) from None
+        valid_size(n, valid_fraction)  # a fraction outside (0, 1), or one that leaves a side empty
     elif not 2 <= folds <= n:
         raise ConfigError(f"folds must be 1 (one split) or between 2 and the number of documents ({n:,}), "
                           f"got {folds}")
@@ -161,10 +158,9 @@ def check_folds(n: int, folds: int, valid_fraction: float = 0.1) -> None:
 def check_valid(data: XMCDataset, valid: XMCDataset) -> None:
     """DataFormatError naming ``valid`` unless it has what models trained on ``data`` read (as
     :meth:`XRLinear.transform` would say, but before any fit): text for text, features for features."""
-    if valid.X is not None and data.X is None:  # scored as empty texts, every candidate 0.00
-        raise DataFormatError(valid.source, None, "the data has only precomputed features (no text), but this "
-                              f"model reads text (trained on {data.source or 'text'})")
-    if valid.X is None and data.X is not None:
+    if data.X is None:  # features-only documents would be scored as empty texts, every candidate 0.00
+        valid.check_has_text(f"a model trained on {data.source or 'text'}")
+    elif valid.X is None and data.X is not None:
         raise DataFormatError(valid.source, None, "this model was trained on precomputed features (XC sparse) "
                               "and the data has none")
 

@@ -50,10 +50,20 @@ def _read(path: str, args: argparse.Namespace, labels=None, *, require_text: boo
         raise
 
 
-def _read_training(path: str, args: argparse.Namespace) -> XMCDataset:
-    """``_read`` of a training file, refused at once when no document has a label
-    (:meth:`XMCDataset.check_trainable`, which the models' ``fit`` also call)."""
-    return _read(path, args).check_trainable()
+def _read_training(path: str, args: argparse.Namespace, text_reader: str | None = None
+                   ) -> tuple[XMCDataset, XMCDataset | None]:
+    """``(training set, validation set of --valid or None)``, refused at once when no training document
+    has a label (:meth:`XMCDataset.check_trainable`, which the models' ``fit`` also call) or, where
+    ``text_reader`` (what reads the text, for the message) is given, when either file is features only."""
+    data = _read(path, args).check_trainable()
+    if getattr(args, "label_text", None):
+        data.label_texts = read_label_texts(args.label_text, data.labels)
+    valid = _read(args.valid, args, labels=data.labels) if getattr(args, "valid", None) else None
+    if text_reader:
+        for part in (data, valid):
+            if part is not None:
+                part.check_has_text(text_reader)
+    return data, valid
 
 
 def data_stats(args: argparse.Namespace) -> int:
@@ -267,10 +277,8 @@ def train(args: argparse.Namespace) -> int:
              "augmented": getattr(args, "augmented", None)}
     refuse_unsupported(cls, given, spell=_flag)
     config = _load_config(cls, args.config)
-    data = _read_training(args.train, args)
-    if args.label_text:
-        data.label_texts = read_label_texts(args.label_text, data.labels)
-    valid = _read(args.valid, args, labels=data.labels) if args.valid else None
+    text_reader = None if cls.capabilities.uses_data_features else f"the {args.model} model"
+    data, valid = _read_training(args.train, args, text_reader)
     model = cls(config)
     caps = cls.capabilities
     fit_kwargs = {"valid": valid} if valid is not None and caps.uses_validation else {}
@@ -320,8 +328,7 @@ def tune(args: argparse.Namespace) -> int:
     grid = parse_grid(args.grid) if args.grid else DEFAULT_GRID
     n_candidates = len(candidate_configs(base, grid))  # a bad grid or metric is refused before data is read
     metric = metric_key(args.metric)
-    data = _read_training(args.train, args)
-    valid = _read(args.valid, args, labels=data.labels) if args.valid else None
+    data, valid = _read_training(args.train, args)
     folds = 1 if valid is not None else args.folds or auto_folds(len(data))
     if valid is None:  # before the announcement: a refused run states no plan
         check_folds(len(data), folds, args.valid_fraction)
@@ -388,10 +395,9 @@ def predict(args: argparse.Namespace) -> int:
     data = _read(args.input, args, require_labels=False)
     # A model reads text unless it was trained on a file's own features (XR-Linear on XC sparse data).
     reads_text = model.reads_text
-    if reads_text and data.X is not None and not any(data.input_texts()):
-        raise ConfigError(f"{args.input}: this file has only precomputed features (no text), but the "
-                          f"{model.name} model in {args.model} reads text")
-    if not reads_text and data.X is None:
+    if reads_text:
+        data.check_has_text(f"the {model.name} model in {args.model}")
+    elif data.X is None:
         raise ConfigError(f"{args.input}: this file has text, but the model in {args.model} was trained on "
                           "precomputed features (XC sparse) and cannot featurise text: give it an XC sparse file")
     overrides = {"topk": args.topk, "beam_size": args.beam_size, "threshold": args.threshold}
@@ -447,9 +453,7 @@ def augment(args: argparse.Namespace) -> int:
         from ..augment.default_generator import default_generator_path
 
         config = config.replace(generator=config.generator.replace(model_path=default_generator_path()))
-    data = _read_training(args.train, args)
-    if args.label_text:
-        data.label_texts = read_label_texts(args.label_text, data.labels)
+    data, _ = _read_training(args.train, args, "the XDA generator")
     budget = budget_summary(config, len(data))
     if budget:
         print(budget, flush=True)

@@ -63,14 +63,9 @@ def add_parser(sub, parser_class, add_data_args, add_overwrite_arg):
 
 
 def _datasets(args: argparse.Namespace):
-    from ..data import read_label_texts
-    from .commands import _read, _read_training
+    from .commands import _read_training
 
-    data = _read_training(args.train, args)
-    if args.label_text:
-        data.label_texts = read_label_texts(args.label_text, data.labels)
-    valid = _read(args.valid, args, labels=data.labels) if args.valid else None
-    return data, valid
+    return _read_training(args.train, args, "the xtransformer model")
 
 
 def export(args: argparse.Namespace) -> int:

@@ -116,6 +116,21 @@ class XMCDataset:
                 columns.append(column)
         return [sep.join(part for part in parts if part) for parts in zip(*columns)]
 
+    @property
+    def features_only(self) -> bool:
+        """Whether the documents are precomputed features without text (an XC sparse file, whose texts
+        are empty): a model that reads text would score every document as the empty text."""
+        return self.X is not None and not any(self.texts) and not any(self.titles or ()) \
+            and not any(self.descriptions or ())
+
+    def check_has_text(self, reader: str = "this model") -> "XMCDataset":
+        """``self``, or DataFormatError naming :attr:`source` when it is :attr:`features_only`;
+        ``reader`` names what reads text (a model, in the message)."""
+        if self.features_only:
+            raise DataFormatError(self.source, None, f"the data has only precomputed features (no text), but "
+                                  f"{reader} reads text")
+        return self
+
     def subset(self, rows: Sequence[int] | np.ndarray) -> "XMCDataset":
         """The documents at ``rows`` (same label vocabulary)."""
         rows = np.asarray(rows, dtype=np.int64)

@@ -258,12 +258,13 @@ def training_split(data, valid, train_config):
 
     from ..data.split import train_valid_split
 
-    data.check_trainable()  # before any encoder is fine-tuned on labels that are not there
+    # Before any encoder is fine-tuned on labels that are not there, or on the empty texts of XC features.
+    data.check_trainable().check_has_text()
     if valid is None:
         fit_data, valid = train_valid_split(data, train_config.valid_fraction, seed=train_config.seed)
     else:
         fit_data = data
-        valid = valid.subset(np.arange(len(valid)))
+        valid = valid.check_has_text().subset(np.arange(len(valid)))
         valid.Y = sp.csr_matrix(valid.Y[:, :len(data.labels)])
     if train_config.max_train_docs is not None and len(fit_data) > train_config.max_train_docs:
         rows = np.random.default_rng(train_config.seed).choice(len(fit_data), train_config.max_train_docs,

@@ -362,11 +362,7 @@ class XRLinear(XMCModel):
                     raise DataFormatError(inputs.source, None, "this model was trained on precomputed features "
                                           "(XC sparse) and the data has none")
                 return self._data_features(inputs)
-            texts = inputs.input_texts(self.featurizer_.config.fields)
-            if inputs.X is not None and not any(texts):  # it would score every document as empty text
-                raise DataFormatError(inputs.source, None, "the data has only precomputed features (no text), "
-                                      "but this model reads text")
-            return self.featurizer_.transform(texts)
+            return self.featurizer_.transform(inputs.check_has_text().input_texts(self.featurizer_.config.fields))
         if isinstance(inputs, str):
             raise TypeError("predict takes a list of texts, not a single string")
         if self.featurizer_ is None:

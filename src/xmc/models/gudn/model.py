@@ -30,7 +30,7 @@ Inputs = XMCDataset | Sequence[str]
 
 def _texts(inputs: Inputs, fields: Sequence[str]) -> list[str]:
     if isinstance(inputs, XMCDataset):
-        return inputs.input_texts(fields)
+        return inputs.check_has_text().input_texts(fields)
     if isinstance(inputs, str):
         raise TypeError("predict takes a list of texts or an XMCDataset")
     return list(inputs)

@@ -41,6 +41,7 @@ def product_pairs(inputs: Inputs) -> tuple[list[str], list[str]]:
     the main text (if any) is the second. Plain strings are titles.
     """
     if isinstance(inputs, XMCDataset):
+        inputs.check_has_text()
         first = inputs.titles if inputs.titles is not None else inputs.texts
         if inputs.descriptions is not None:
             second = inputs.descriptions

@@ -177,6 +177,9 @@ class XTransformer(XMCModel):
         """Labels, TF-IDF and the matcher's fit / validation rows (the config is already resolved)."""
         if data.unseen_labels:
             raise ValueError("training data must be read without a fixed vocabulary (it has unseen labels)")
+        data.check_trainable().check_has_text()
+        if valid is not None:
+            valid.check_has_text()
         cfg = self.config
         self.labels_ = data.labels
         texts = data.input_texts(cfg.text_fields)
@@ -321,6 +324,7 @@ class XTransformer(XMCModel):
     def _texts(self, inputs: Inputs) -> tuple[list[str], list[str]]:
         """(encoder texts, TF-IDF texts) of the inputs."""
         if isinstance(inputs, XMCDataset):
+            inputs.check_has_text()
             return inputs.input_texts(self.config.text_fields), inputs.input_texts(self.featurizer_.config.fields)
         if isinstance(inputs, str) or sp.issparse(inputs):
             raise TypeError("predict takes a list of texts or an XMCDataset")
