@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import enum
 import errno
 import json
 import logging
@@ -103,22 +104,35 @@ def check_parent(path: str | os.PathLike) -> None:
     while not os.path.lexists(parent):
         parent = os.path.dirname(parent)
     if not os.path.isdir(parent):
-        raise OutputError(f"{path}: cannot be written: {parent} is {_kind(parent)}, not a directory")
+        raise OutputError(f"{path}: cannot be written: {parent} is {PathKind.of(parent).value}, not a directory")
     if not os.access(parent, os.W_OK | os.X_OK):  # also False on a read-only file system, even for root
         raise OutputError(f"{path}: cannot be written: the directory {parent} is not writable")
 
 
-def _kind(path: str) -> str:
-    """What is at ``path``, in words, from ``lstat`` alone: opening a named pipe would block until a writer comes."""
-    info = os.lstat(path)
-    mode = info.st_mode
-    if stat.S_ISREG(mode):
-        return "a file" if info.st_size else "an empty file"
-    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a named pipe"),
-                       (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return kind
-    return "something"
+class PathKind(enum.Enum):
+    """What is at a path; the value is how messages name it."""
+
+    FILE = "a file"
+    EMPTY_FILE = "an empty file"
+    DIRECTORY = "a directory"
+    LINK = "a symbolic link"
+    PIPE = "a named pipe"
+    DEVICE = "a device"
+    SOCKET = "a socket"
+    OTHER = "something"
+
+    @classmethod
+    def of(cls, path: str) -> "PathKind":
+        """From ``lstat`` alone: opening a named pipe would block until a writer comes."""
+        info = os.lstat(path)
+        mode = info.st_mode
+        if stat.S_ISREG(mode):
+            return cls.FILE if info.st_size else cls.EMPTY_FILE
+        for test, kind in ((stat.S_ISDIR, cls.DIRECTORY), (stat.S_ISLNK, cls.LINK), (stat.S_ISFIFO, cls.PIPE),
+                           (stat.S_ISCHR, cls.DEVICE), (stat.S_ISBLK, cls.DEVICE), (stat.S_ISSOCK, cls.SOCKET)):
+            if test(mode):
+                return kind
+        return cls.OTHER
 
 
 def check_replaceable(path: str | os.PathLike, *, overwrite: bool, marker: str | None = None,
@@ -134,8 +148,7 @@ def check_replaceable(path: str | os.PathLike, *, overwrite: bool, marker: str |
         return False
     if marker is not None and not (os.path.isdir(path) and not os.path.islink(path)
                                    and os.path.isfile(os.path.join(path, marker))):
-        kind = "a file" if os.path.isfile(path) else "a directory" if os.path.isdir(path) else "something"
-        raise OutputError(f"{path}: {kind} that is not an xmc {what} (no {marker}) is already there; "
+        raise OutputError(f"{path}: {PathKind.of(path).value} that is not an xmc {what} (no {marker}) is already there; "
                           f"refusing to replace it: choose a new path")
     if not overwrite:
         raise OutputError(f"{path}: an xmc {what} is already there; pass --overwrite (overwrite=True) to replace it")
@@ -193,9 +206,9 @@ def atomic_file(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     if os.path.lexists(path):
         if os.path.isdir(path):
             raise OutputError(f"{path}: is a directory; choose a file path")
-        kind = _kind(path)
-        if kind not in ("a file", "an empty file", "a symbolic link"):  # a device or pipe is never replaced
-            raise OutputError(f"{path}: {kind} is there, not a file; refusing to replace it: choose a new path")
+        kind = PathKind.of(path)
+        if kind not in (PathKind.FILE, PathKind.EMPTY_FILE, PathKind.LINK):  # a device or pipe is never replaced
+            raise OutputError(f"{path}: {kind.value} is there, not a file; refusing to replace it: choose a new path")
         if not overwrite:
             raise OutputError(f"{path}: already exists; pass --overwrite (overwrite=True) to replace it")
     os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -267,9 +280,9 @@ def check_file_output(path: str | os.PathLike, *, overwrite: bool, is_ours: Call
         return
     if os.path.isdir(path):
         raise OutputError(f"{path}: is a directory; give a file path for the {what}")
-    kind = _kind(path)
-    if kind != "a file" or not is_ours(path):
-        raise OutputError(f"{path}: {kind} that is not an xmc {what} is already there; refusing to replace it: "
+    kind = PathKind.of(path)
+    if kind is not PathKind.FILE or not is_ours(path):
+        raise OutputError(f"{path}: {kind.value} that is not an xmc {what} is already there; refusing to replace it: "
                           "choose a new path")
     if not overwrite:
         raise OutputError(f"{path}: an xmc {what} is already there; pass --overwrite to replace it")
