@@ -85,6 +85,18 @@ def edit_manifest(model: Path, change: Callable[[dict], None]) -> Path:
     return model
 
 
+def layers_json(model: Path, change: Callable[[dict], None] | str) -> Path:
+    """The model with its first tree's layers.json changed in place by ``change``, or replaced by it (a string)."""
+    path = model / "tree-0" / "layers.json"
+    if isinstance(change, str):
+        path.write_text(change)
+    else:
+        meta = json.loads(path.read_text())
+        change(meta)
+        path.write_text(json.dumps(meta))
+    return model
+
+
 def predict_args(w: Path, model: Path, d: Path) -> list:
     return ["predict", "--model", model, "--input", w / "test.jsonl", "--out", d / "p.jsonl"]
 
@@ -417,6 +429,15 @@ CASES: list[tuple[str, Callable[[Path, Path], list], int, tuple[str, ...]]] = [
         (m / "tree-0" / "layers.json").write_text(json.dumps({**json.loads((m / "tree-0" / "layers.json").read_text()),
                                                              "shapes": [[3, 1], [3, 2]]})), m)[1])(
         copy_model(w, d)), d), 2, ("cannot read linear layers",)),
+    *[(f"layers-json-{name}", lambda w, d, change=change: predict_args(w, layers_json(copy_model(w, d), change), d), 2,
+       ("layers.json", *fragments)) for name, change, fragments in (
+        ("no-shapes", lambda m: m.pop("shapes"), ('"shapes" must list 2 [rows, columns] pairs', "got None")),
+        ("shape-of-strings", lambda m: m.update(shapes=[["3", "1"], [3, 2]]), ('"shapes" must list',)),
+        ("layers-as-text", lambda m: m.update(layers="2"), ('"layers" must be a whole number >= 1', "got '2'")),
+        ("bias-null", lambda m: m.update(bias=None), ('"bias" must be a finite number, got None',)),
+        ("unknown-layout", lambda m: m.update(layout="rows"), ('"layout" must be "feature" or "kernel"',)),
+        ("not-an-object", "[]", ("expected a JSON object, got list",)),
+        ("invalid-json", "{", ("line 1: invalid JSON",)))],
     ("chain-index-out-of-range", lambda w, d: predict_args(w, chain_with_index_out_of_range(copy_model(w, d)), d), 2,
      ("cannot read",)),
     ("featurizer-missing", lambda w, d: predict_args(w, (lambda m: (
@@ -432,7 +453,7 @@ CASES: list[tuple[str, Callable[[Path, Path], list], int, tuple[str, ...]]] = [
         (m / "featurizer" / "vocabulary.json").write_text('{"a": 1}'), m)[1])(copy_model(w, d)), d), 2,
      ("vocabulary.json", "list of terms")),
     ("tree-missing", lambda w, d: predict_args(w, (lambda m: (
-        shutil.rmtree(m / "tree-0"), m)[1])(copy_model(w, d)), d), 2, ("cannot read",)),
+        shutil.rmtree(m / "tree-0"), m)[1])(copy_model(w, d)), d), 2, ("tree-0/layers.json: is missing",)),
 ]
 
 

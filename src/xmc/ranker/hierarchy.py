@@ -582,15 +582,14 @@ class HierarchicalLinear:
         (PECOS's ``is_predict_only`` lazy load): start-up reads almost nothing and processes loading
         the same directory share the pages. Directories of the older formats load too (read whole:
         ``layer-i.npz`` CSC files of format 1, the column arrays of format 2's ``layout: kernel``)."""
+        meta = _read_layers_json(os.path.join(directory, "layers.json"))
         try:
-            with open(os.path.join(directory, "layers.json"), encoding="utf-8") as fh:
-                meta = json.load(fh)
             chain = ClusterChain.load(os.path.join(directory, "tree"))
             n_layers = meta["layers"]
-            if not isinstance(n_layers, int) or n_layers != len(chain):
-                raise ValueError(f"layers.json names {n_layers!r} layers, the tree has {len(chain)}")
+            if n_layers != len(chain):
+                raise ValueError(f"layers.json names {n_layers} layers, the tree has {len(chain)}")
             if meta.get("layout") == "feature":
-                shapes = [tuple(int(x) for x in shape) for shape in meta["shapes"]]
+                shapes = [tuple(shape) for shape in meta["shapes"]]
                 layers = [_load_layer(os.path.join(directory, f"layer-{i}"), mmap, C)
                           for i, C in enumerate(chain.matrices)]
                 # The numba kernels index without bounds checks: out-of-range indices must not get there.
@@ -610,9 +609,46 @@ class HierarchicalLinear:
                 model = cls(chain, weights, meta["bias"])
             if any(shape[0] != model._shapes[0][0] for shape in model._shapes):
                 raise ValueError("the layers differ in their number of rows")
+        except ModelFormatError:
+            raise
         except (OSError, KeyError, ValueError, TypeError, IndexError, EOFError, zipfile.BadZipFile) as exc:
             raise ModelFormatError(f"{directory}: cannot read linear layers ({exc})") from exc
         return model
+
+
+def _read_layers_json(path: str) -> dict:
+    """``layers.json`` with its fields checked, or ModelFormatError naming the file and the field (the
+    layers are read from its shapes: a wrong one must not get as far as the kernels)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            meta = json.load(fh)
+    except FileNotFoundError:
+        raise ModelFormatError(f"{path}: is missing (the model directory is incomplete)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelFormatError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    except json.JSONDecodeError as exc:
+        raise ModelFormatError(f"{path}, line {exc.lineno}: invalid JSON ({exc.msg})") from None
+
+    def whole(value, low: int) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+    if not isinstance(meta, dict):
+        raise ModelFormatError(f"{path}: expected a JSON object, got {type(meta).__name__}")
+    if not whole(meta.get("layers"), 1):
+        raise ModelFormatError(f'{path}: "layers" must be a whole number >= 1, got {meta.get("layers")!r}')
+    bias = meta.get("bias")
+    if isinstance(bias, bool) or not isinstance(bias, (int, float)) or not np.isfinite(bias):
+        raise ModelFormatError(f'{path}: "bias" must be a finite number, got {bias!r}')
+    layout = meta.get("layout")
+    if layout not in (None, "feature", "kernel"):
+        raise ModelFormatError(f'{path}: "layout" must be "feature" or "kernel", got {layout!r}')
+    if layout is not None:  # format 1 (no layout) reads its shapes from its .npz files
+        shapes = meta.get("shapes")
+        if not (isinstance(shapes, list) and len(shapes) == meta["layers"]
+                and all(isinstance(s, list) and len(s) == 2 and all(whole(x, 0) for x in s) for s in shapes)):
+            raise ModelFormatError(f'{path}: "shapes" must list {meta["layers"]} [rows, columns] pairs of '
+                                   f"whole numbers, got {shapes!r:.80}")
+    return meta
 
 
 # On disk a layer's two pointer arrays are kept as counts (feature f's groups, group g's entries) in
