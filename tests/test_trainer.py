@@ -157,3 +157,46 @@ def test_a_foreign_checkpoint_is_refused_with_one_line(tmp_path):
                       progress=False)
     with pytest.raises(ModelFormatError, match="not a checkpoint of this xmc version"):
         trainer.fit(lambda: [np.arange(24)], step_of(net))
+
+
+def test_a_checkpoint_holds_no_pickle_and_an_older_pickled_one_is_refused(tmp_path):
+    import json
+    import shutil
+
+    from xmc.errors import ModelFormatError
+
+    net = make()
+    trainer = Trainer(net, [{"params": net.parameters(), "lr": 1e-2}], total_steps=2, swa=ModuleAverage(net),
+                      swa_start=0.5, checkpoint_dir=str(tmp_path / "ckpt"), progress=False)
+    trainer.fit(lambda: [np.arange(24)], step_of(net))
+    names = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
+    assert names == ["history.json", "model.safetensors", "training_state.json", "training_state.safetensors"]
+    assert json.loads((tmp_path / "ckpt" / "training_state.json").read_text())["optimizer"]["param_groups"]
+    # An older xmc wrote optimizer.pt, a pickle: it is not read (the run says to start afresh).
+    old = tmp_path / "old"
+    shutil.copytree(tmp_path / "ckpt", old)
+    for name in ("training_state.json", "training_state.safetensors"):
+        (old / name).unlink()
+    torch.save({"optimizer": {}}, old / "optimizer.pt")
+    net = make()
+    trainer = Trainer(net, [{"params": net.parameters(), "lr": 1e-2}], total_steps=2, checkpoint_dir=str(old),
+                      progress=False)
+    with pytest.raises(ModelFormatError, match="not a checkpoint of this xmc version"):
+        trainer.fit(lambda: [np.arange(24)], step_of(net))
+
+
+def test_a_training_state_round_trips_through_safetensors_and_json(tmp_path):
+    from xmc.neural.state_file import load_state, save_state
+
+    state = {"state": {0: {"step": torch.tensor(3.0), "exp_avg": torch.arange(4.0)}},
+             "param_groups": [{"lr": 0.1, "betas": (0.9, 0.999), "params": [0], "name": None, "amsgrad": False}],
+             "rng": torch.get_rng_state(), "scale": float("inf")}
+    save_state(state, str(tmp_path), "s")
+    back = load_state(str(tmp_path), "s")
+    assert set(back["state"]) == {0} and back["param_groups"][0]["betas"] == (0.9, 0.999)
+    assert torch.equal(back["state"][0]["exp_avg"], torch.arange(4.0)) and back["state"][0]["step"].item() == 3.0
+    assert torch.equal(back["rng"], state["rng"]) and back["scale"] == float("inf")
+    assert {k: v for k, v in back["param_groups"][0].items() if k != "betas"} == \
+        {"lr": 0.1, "params": [0], "name": None, "amsgrad": False}
+    with pytest.raises(TypeError, match="cannot store a dtype"):
+        save_state({"dtype": torch.float32}, str(tmp_path), "bad")

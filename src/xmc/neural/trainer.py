@@ -35,6 +35,7 @@ from ..errors import ModelFormatError
 from ..io import atomic_directory
 from ..progress import progress_bar
 from .device import autocast
+from .state_file import load_state, save_state
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +60,9 @@ class EarlyStopping:
     evaluate: Callable[[], tuple[Any, dict]]
     every: int
     patience: int
+
+
+_STATE = "training_state"  # the checkpoint's optimizer, scheduler, scaler, RNG and best weights
 
 
 class ModuleAverage:
@@ -334,7 +338,7 @@ class Trainer:
         # Replaces its own previous epoch (recognised by history.json), nothing else.
         with atomic_directory(self.checkpoint_dir, overwrite=True, marker="history.json", what="checkpoint") as tmp:
             self.save_module(tmp)
-            # Tensors and numbers only, read back with weights_only=True (no code execution).
+            # Tensors and numbers only, as safetensors + JSON: resuming unpickles nothing.
             state = {"optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
                      "scaler": self.scaler.state_dict()}
             if self.scheduler is not None:
@@ -345,7 +349,7 @@ class Trainer:
                 state["best_state"] = self._best_state
             if self.swa is not None and hasattr(self.swa, "state_dict"):
                 state["swa"] = self.swa.state_dict()
-            torch.save(state, os.path.join(tmp, "optimizer.pt"))
+            save_state(state, tmp, _STATE)
             record = dataclasses.asdict(h)
             with open(os.path.join(tmp, "history.json"), "w", encoding="utf-8") as fh:
                 json.dump({"history": record, "rng": self.rng.bit_generator.state if self.rng else None}, fh)
@@ -356,14 +360,18 @@ class Trainer:
             saved = json.load(fh)
         record = saved.get("history")
         fields = {f.name for f in dataclasses.fields(TrainHistory)}
+        foreign = ModelFormatError(f"{directory}: not a checkpoint of this xmc version's trainer; "
+                                   "choose another checkpoint directory or remove this one")
         if not isinstance(record, dict) or not set(record) <= fields:
-            raise ModelFormatError(f"{directory}: not a checkpoint of this xmc version's trainer; "
-                                  "choose another checkpoint directory or remove this one")
+            raise foreign
         if isinstance(record.get("best_score"), list):  # tuples come back from JSON as lists
             record["best_score"] = tuple(record["best_score"])
+        try:  # an older xmc's optimizer.pt (a pickle) is never read
+            state = load_state(directory, _STATE)
+        except (OSError, KeyError, ValueError, TypeError) as exc:
+            raise foreign from exc
         self.history = TrainHistory(**record)
         self.load_module(directory)
-        state = torch.load(os.path.join(directory, "optimizer.pt"), map_location=self.device, weights_only=True)
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and "scheduler" in state:
             self.scheduler.load_state_dict(state["scheduler"])
