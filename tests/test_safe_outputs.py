@@ -17,7 +17,8 @@ import pytest
 
 from xmc.cli.main import main
 from xmc.datasets.synthetic import make_corpus
-from xmc.io import atomic_directory, clean_leftovers
+from xmc.errors import OutputError
+from xmc.io import Marker, atomic_directory, check_replaceable, clean_leftovers
 from xmc.models.registry import load_model
 
 CONFIG = {"features": {"min_df": 1}, "indexers": [{"branching": 2, "max_leaf_size": 10}]}
@@ -63,14 +64,14 @@ def test_overwrite_replaces_a_model_and_a_prediction_file(corpus, tmp_path):
 
 
 def test_replacing_a_directory_never_leaves_the_path_missing(tmp_path):
-    target = tmp_path / "model"
-    with atomic_directory(target, marker="MARK") as tmp:
-        Path(tmp, "MARK").write_text("1")
+    target, marker = tmp_path / "model", Marker("MARK", kind="test")
+    with atomic_directory(target, marker=marker) as tmp:
+        Path(tmp, "MARK").write_text('{"kind": "test", "n": 1}')
     seen_missing = []
-    with atomic_directory(target, overwrite=True, marker="MARK") as tmp:
-        Path(tmp, "MARK").write_text("2")
+    with atomic_directory(target, overwrite=True, marker=marker) as tmp:
+        Path(tmp, "MARK").write_text('{"kind": "test", "n": 2}')
         seen_missing.append(not target.exists())
-    assert seen_missing == [False] and (target / "MARK").read_text() == "2"
+    assert seen_missing == [False] and json.loads((target / "MARK").read_text())["n"] == 2
     assert os.listdir(tmp_path) == ["model"]
 
 
@@ -334,3 +335,40 @@ def test_only_a_regular_xmc_output_is_replaced_and_a_fifo_is_never_opened(corpus
         signal.signal(signal.SIGALRM, previous)
     assert {p: os.lstat(p).st_mode for p in made.values()} == kinds  # each still what it was (no regular file)
     assert made["empty"].read_text() == "" and sorted(os.listdir(tmp_path)) == sorted(p.name for p in made.values())
+
+
+def test_a_marker_is_told_by_its_content_not_its_name(tmp_path):
+    """--overwrite replaced any folder with a manifest.json (a web app's) or a generator.json."""
+    marker = Marker("manifest.json", format="xmc-stage-bundle")
+    cases = {"web app": '{"name": "my app"}', "not json": "{", "a list": "[]", "a stage result": '{"format": "xmc-stage-result"}'}
+    for name, content in cases.items():
+        folder = tmp_path / name.replace(" ", "_")
+        folder.mkdir()
+        (folder / "manifest.json").write_text(content)
+        (folder / "index.html").write_text("precious")
+        assert not marker.found_in(str(folder)), name
+        with pytest.raises(OutputError, match="not an xmc stage bundle"):
+            check_replaceable(folder, overwrite=True, marker=marker, what="stage bundle")
+        assert (folder / "index.html").read_text() == "precious"
+    ours = tmp_path / "bundle"
+    ours.mkdir()
+    (ours / "manifest.json").write_text('{"format": "xmc-stage-bundle", "version": 1}')
+    assert marker.found_in(str(ours)) and check_replaceable(ours, overwrite=True, marker=marker) is True
+    (tmp_path / "link").symlink_to(ours)  # a link to our folder is still not ours to replace
+    assert not marker.found_in(str(tmp_path / "link"))
+
+
+def test_cli_overwrite_spares_folders_that_only_share_a_marker_name(tmp_path):
+    webapp = tmp_path / "webapp"
+    webapp.mkdir()
+    (webapp / "manifest.json").write_text('{"name": "my app"}')
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "generator.json").write_text("{}")
+    (proj / "thesis.tex").write_text("thesis")
+    rc, err = _run("data", "generate", "--out", proj, "--labels", "5", "--overwrite")
+    assert rc == 2 and "not an xmc generated problem directory" in err and (proj / "thesis.tex").exists()
+    rc, err = _run("stage", "run", tmp_path / "no-bundle", "--out", webapp, "--overwrite")
+    assert rc == 2 and "not an xmc stage result" in err and (webapp / "manifest.json").read_text() == '{"name": "my app"}'
+    assert _run("data", "generate", "--out", tmp_path / "gen", "--labels", "5")[0] == 0
+    assert _run("data", "generate", "--out", tmp_path / "gen", "--labels", "6", "--overwrite")[0] == 0

@@ -21,7 +21,7 @@ import re
 import shutil
 import stat
 import tempfile
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from .errors import OutputError
 
@@ -135,20 +135,44 @@ class PathKind(enum.Enum):
         return cls.OTHER
 
 
-def check_replaceable(path: str | os.PathLike, *, overwrite: bool, marker: str | None = None,
+class Marker:
+    """The JSON file that tells an xmc output directory from any other folder: ``name`` in it, holding an
+    object with every item of ``fields`` (another tool's folder may well have a ``manifest.json``) and,
+    when given, passing ``accepts``."""
+
+    _MAX_BYTES = 1 << 20  # markers are small; a large file of that name is someone else's
+
+    def __init__(self, name: str, accepts: Callable[[dict], bool] | None = None, **fields: Any):
+        self.name, self._accepts, self._fields = name, accepts, fields
+
+    def found_in(self, directory: str) -> bool:
+        """Whether ``directory`` (a real directory, not a link to one) holds this marker."""
+        path = os.path.join(directory, self.name)
+        try:
+            if PathKind.of(directory) is not PathKind.DIRECTORY or PathKind.of(path) is not PathKind.FILE or os.path.getsize(path) > self._MAX_BYTES:
+                return False
+            with open(path, encoding="utf-8") as fh:
+                content = json.load(fh)
+        except (OSError, ValueError, RecursionError):
+            return False
+        return (isinstance(content, dict) and all(content.get(k) == v for k, v in self._fields.items())
+                and (self._accepts is None or bool(self._accepts(content))))
+
+
+def check_replaceable(path: str | os.PathLike, *, overwrite: bool, marker: Marker | None = None,
                       what: str = "output") -> bool:
     """Whether ``path`` exists; raise :class:`OutputError` unless it may be replaced.
 
     A path that exists is replaced only with ``overwrite``, and, with ``marker``, only when it is a
-    directory holding that file (e.g. an xmc model's manifest): anything else is never replaced.
+    directory holding that marker (e.g. an xmc model's manifest): anything else is never replaced.
     """
     path = os.fspath(path)
     check_parent(path)
     if not os.path.lexists(path):
         return False
-    if marker is not None and not (os.path.isdir(path) and not os.path.islink(path)
-                                   and os.path.isfile(os.path.join(path, marker))):
-        raise OutputError(f"{path}: {PathKind.of(path).value} that is not an xmc {what} (no {marker}) is already there; "
+    if marker is not None and not marker.found_in(path):
+        raise OutputError(f"{path}: {PathKind.of(path).value} that is not an xmc {what} (no xmc {marker.name}) "
+                          "is already there; "
                           f"refusing to replace it: choose a new path")
     if not overwrite:
         raise OutputError(f"{path}: an xmc {what} is already there; pass --overwrite (overwrite=True) to replace it")
@@ -162,7 +186,7 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False, marker: str | None = None,
+def atomic_directory(path: str | os.PathLike, *, overwrite: bool = False, marker: Marker | None = None,
                      what: str = "output directory") -> Iterator[str]:
     """Yield a temporary directory beside ``path``; move it to ``path`` when the block succeeds.
 

@@ -19,7 +19,7 @@ import logging
 import os
 
 from ..errors import ConfigError
-from ..io import atomic_directory
+from ..io import Marker, atomic_directory
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +108,8 @@ def convert_gguf(gguf_path: str, out_dir: str, *, progress: bool = True) -> str:
     bar.update(1)
     bar.set_postfix_str("writing")
     # Replaces an earlier, incomplete conversion (a folder with config.json) only once the new one is complete.
-    with atomic_directory(out_dir, overwrite=True, marker="config.json", what="converted model folder") as tmp:
+    marker = Marker("config.json", accepts=lambda c: "model_type" in c)  # a Hugging Face model's config
+    with atomic_directory(out_dir, overwrite=True, marker=marker, what="converted model folder") as tmp:
         os.chmod(tmp, 0o755)  # mkdtemp makes it private
         plain.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)

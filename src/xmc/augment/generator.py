@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, ModelFormatError
-from ..io import atomic_directory
+from ..io import Marker, atomic_directory
 from ..neural.device import select_device
 from .configs import GeneratorConfig
 
@@ -482,7 +482,8 @@ class PromptGenerator:
 
         An existing generator directory is replaced only with ``overwrite=True``; anything else never.
         """
-        with atomic_directory(directory, overwrite=overwrite, marker="generator.json", what="generator") as tmp:
+        marker = Marker("generator.json", accepts=lambda c: {"model_path", "prompt", "kind"} <= set(c))
+        with atomic_directory(directory, overwrite=overwrite, marker=marker, what="generator") as tmp:
             self.config.to_json(os.path.join(tmp, "generator.json"))
             if self.config.prompt:
                 self.model_.save_pretrained(os.path.join(tmp, "prefix"))

@@ -23,11 +23,11 @@ from ..data import (
     write_predictions,
 )
 from ..errors import ConfigError, DataFormatError, XMCError
-from ..io import atomic_file, check_file_output, check_not_an_input, check_replaceable, jsonl_output
+from ..io import Marker, atomic_file, check_file_output, check_not_an_input, check_replaceable, jsonl_output
 from ..metrics import evaluate as evaluate_scores
 from ..metrics import format_report, group_report, top_k, train_propensities
 from ..models.base import refuse_unsupported
-from ..models.persistence import MANIFEST
+from ..models.persistence import MODEL_MARKER
 from ..models.registry import MODELS, load_model, model_class
 from ..neural.budget import describe_auto
 from ..neural.budget import summary as budget_summary
@@ -77,7 +77,9 @@ def data_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-GENERATOR_MARKER = "generator.json"
+GENERATOR_FILE = "generator.json"
+GENERATOR = "xmc.datasets.sparse.make_sparse_problem"
+GENERATOR_MARKER = Marker(GENERATOR_FILE, generator=GENERATOR)
 
 
 def data_generate(args: argparse.Namespace) -> int:
@@ -104,8 +106,8 @@ def data_generate(args: argparse.Namespace) -> int:
                           what="generated problem directory") as tmp:
         write_xc_sparse(os.path.join(tmp, "train.txt"), problem.X_train, problem.Y_train)
         write_xc_sparse(os.path.join(tmp, "test.txt"), problem.X_test, problem.Y_test)
-        with open(os.path.join(tmp, GENERATOR_MARKER), "w", encoding="utf-8") as fh:
-            json.dump({"generator": "xmc.datasets.sparse.make_sparse_problem", **params}, fh, indent=2)
+        with open(os.path.join(tmp, GENERATOR_FILE), "w", encoding="utf-8") as fh:
+            json.dump({"generator": GENERATOR, **params}, fh, indent=2)
     print(f"{args.out}: train.txt ({n_train} documents), test.txt ({n_test}), {args.labels} labels, "
           f"{n_features} features (seed {args.seed})")
     return 0
@@ -234,7 +236,7 @@ def _check_model_output(args: argparse.Namespace) -> None:
     inputs = {f"--{name.replace('_', '-')}": getattr(args, name, None)
               for name in ("train", "valid", "config", "label_text", "taxonomy", "augmented", "xda_config")}
     check_not_an_input(args.out, inputs)
-    check_replaceable(args.out, overwrite=args.overwrite, marker=MANIFEST, what="model directory")
+    check_replaceable(args.out, overwrite=args.overwrite, marker=MODEL_MARKER, what="model directory")
 
 
 def _is_prediction_record(record: dict) -> bool:
@@ -426,7 +428,7 @@ def prune(args: argparse.Namespace) -> int:
     from ..models.xr_linear import XRLinear
 
     check_not_an_input(args.out, {"--model": args.model})
-    check_replaceable(args.out, overwrite=args.overwrite, marker=MANIFEST, what="model directory")
+    check_replaceable(args.out, overwrite=args.overwrite, marker=MODEL_MARKER, what="model directory")
     model = load_model(args.model)
     if not isinstance(model, XRLinear):
         raise ConfigError(f"{args.model}: a {model.name} model; only xr-linear models can be pruned")

@@ -8,7 +8,7 @@ import time
 
 from ..data import write_predictions
 from ..datasets.synthetic import make_corpus
-from ..io import atomic_directory
+from ..io import Marker, atomic_directory
 from ..metrics import evaluate, format_report, jain_propensity, top_k
 from ..models.xr_linear import XRLinear, XRLinearConfig
 
@@ -22,7 +22,8 @@ def run_demo(out_dir: str, seed: int = 0, *, overwrite: bool = False) -> dict:
     ``out_dir`` must be a new path, or an earlier demo's output and ``overwrite``: a folder the demo did
     not write is refused before any work. The whole folder is written beside it and renamed when complete.
     """
-    with atomic_directory(out_dir, overwrite=overwrite, marker=DEMO_MARKER, what="demo output directory") as tmp:
+    with atomic_directory(out_dir, overwrite=overwrite, marker=Marker(DEMO_MARKER, demo="xmc demo"),
+                          what="demo output directory") as tmp:
         report = _run_demo(tmp, seed)
         with open(os.path.join(tmp, DEMO_MARKER), "w", encoding="utf-8") as fh:
             json.dump({"demo": "xmc demo", "seed": seed}, fh, indent=2)

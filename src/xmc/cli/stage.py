@@ -6,8 +6,8 @@ import argparse
 
 from ..errors import ConfigError
 from ..io import check_not_an_input, check_replaceable
-from ..models.persistence import MANIFEST
-from ..neural.bundle import MANIFEST as STAGE_MANIFEST
+from ..models.persistence import MODEL_MARKER
+from ..models.xtransformer.stage import BUNDLE_MARKER
 from ..neural.bundle import fmt_bytes
 
 STAGED_MODELS = ("xtransformer",)
@@ -77,7 +77,7 @@ def export(args: argparse.Namespace) -> int:
         raise ConfigError(f"--model {args.model}: only {', '.join(STAGED_MODELS)} has stages; train it with 'xmc train'")
     check_not_an_input(args.out, {"--train": args.train, "--valid": args.valid, "--config": args.config,
                                   "--label-text": args.label_text, "--encode": args.encode})
-    check_replaceable(args.out, overwrite=args.overwrite, marker=STAGE_MANIFEST, what="stage bundle")
+    check_replaceable(args.out, overwrite=args.overwrite, marker=BUNDLE_MARKER, what="stage bundle")
     config = cls.config_class.from_json(args.config) if args.config else cls.config_class()
     options = StageOptions(precision=args.precision, embeddings=args.embeddings,
                            return_encoders=not args.no_encoders, limits=not args.no_limits)
@@ -110,7 +110,7 @@ def import_stage(args: argparse.Namespace) -> int:
     inputs = {"bundle": args.bundle, "result": args.result, "--train": args.train, "--valid": args.valid,
               "--label-text": args.label_text}
     check_not_an_input(args.out, inputs)
-    check_replaceable(args.out, overwrite=args.overwrite, marker=MANIFEST, what="model directory")
+    check_replaceable(args.out, overwrite=args.overwrite, marker=MODEL_MARKER, what="model directory")
     data, valid = _datasets(args)
     model = import_result(args.bundle, args.result, data, valid=valid)
     model.save(args.out, overwrite=args.overwrite)

@@ -16,15 +16,16 @@ from typing import Any
 
 from .. import __version__
 from ..errors import ModelFormatError
-from ..io import atomic_directory
+from ..io import Marker, atomic_directory
 
 MANIFEST = "xmc_model.json"
+MODEL_MARKER = Marker(MANIFEST, format="xmc-model")  # what tells an xmc model directory (the only one --overwrite replaces)
 LABELS = "labels.json"
 
 
 def model_directory(directory: str | os.PathLike, overwrite: bool = False):
     """``atomic_directory`` for a model: replaces only an existing xmc model, and only with ``overwrite``."""
-    return atomic_directory(directory, overwrite=overwrite, marker=MANIFEST, what="model directory")
+    return atomic_directory(directory, overwrite=overwrite, marker=MODEL_MARKER, what="model directory")
 
 
 def library_versions(*packages: str) -> dict[str, str]:

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelFormatError
-from ..io import atomic_directory
+from ..io import Marker, atomic_directory
 from ..progress import progress_bar
 from .device import autocast
 from .state_file import load_state, save_state
@@ -336,7 +336,8 @@ class Trainer:
             return
         h = self.history
         # Replaces its own previous epoch (recognised by history.json), nothing else.
-        with atomic_directory(self.checkpoint_dir, overwrite=True, marker="history.json", what="checkpoint") as tmp:
+        marker = Marker("history.json", accepts=lambda c: isinstance(c.get("history"), dict))
+        with atomic_directory(self.checkpoint_dir, overwrite=True, marker=marker, what="checkpoint") as tmp:
             self.save_module(tmp)
             # Tensors and numbers only, as safetensors + JSON: resuming unpickles nothing.
             state = {"optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state(),

@@ -36,7 +36,7 @@ import numpy as np
 from ...config import Config, check
 from ...data.dataset import XMCDataset
 from ...errors import ConfigError, ModelFormatError
-from ...io import atomic_directory, check_replaceable
+from ...io import Marker, atomic_directory, check_replaceable
 from ...neural import bundle as B
 from ...neural.budget import resolve
 from .config import XTransformerConfig
@@ -45,6 +45,8 @@ from .model import XTransformer, _Member, _Prepared
 logger = logging.getLogger(__name__)
 
 BUNDLE_FORMAT, RESULT_FORMAT, VERSION = "xmc-stage-bundle", "xmc-stage-result", 1
+BUNDLE_MARKER = Marker(B.MANIFEST, format=BUNDLE_FORMAT)  # what --overwrite may replace: a bundle, never a result
+RESULT_MARKER = Marker(B.MANIFEST, format=RESULT_FORMAT)
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".h5", ".msgpack")
 
 
@@ -150,7 +152,7 @@ def export_bundle(config: XTransformerConfig, data: XMCDataset, out: str | os.Pa
 
     opts = options or StageOptions()
     out = os.fspath(out)
-    check_replaceable(out, overwrite=overwrite, marker=B.MANIFEST, what="stage bundle")
+    check_replaceable(out, overwrite=overwrite, marker=BUNDLE_MARKER, what="stage bundle")
     cfg = _stage_config(config)
     limits = opts.transfer_limits()
     model = XTransformer(cfg)
@@ -211,7 +213,7 @@ def export_bundle(config: XTransformerConfig, data: XMCDataset, out: str | os.Pa
                      back, back_files, limits, "back")
 
     bundle_id = uuid.uuid4().hex
-    with atomic_directory(out, overwrite=overwrite, marker=B.MANIFEST, what="stage bundle") as tmp:
+    with atomic_directory(out, overwrite=overwrite, marker=BUNDLE_MARKER, what="stage bundle") as tmp:
         index = B.write_arrays(tmp, arrays, None)
         _save_encoder(encoder, os.path.join(tmp, "encoder"), opts.precision)
         summary = {"documents": len(prep.Y.indptr) - 1, "fit_documents": int(len(prep.fit_rows)),
@@ -338,7 +340,7 @@ def run_bundle(bundle_path: str | os.PathLike, out: str | os.PathLike, *, device
 
     started = time.perf_counter()
     out = os.fspath(out)
-    check_replaceable(out, overwrite=overwrite, marker=B.MANIFEST, what="stage result")
+    check_replaceable(out, overwrite=overwrite, marker=RESULT_MARKER, what="stage result")
     bundle = read_bundle(bundle_path)
     opts, s = bundle.options, bundle.summary
     # The exporting machine's cache and checkpoint folders mean nothing here.
@@ -394,7 +396,7 @@ def run_bundle(bundle_path: str | os.PathLike, out: str | os.PathLike, *, device
     gpu = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     summary = {"device": gpu, "seconds": round(time.perf_counter() - started, 1), "timings": model.timings_,
                "result_bytes": n_bytes, "result_files": n_files}
-    with atomic_directory(out, overwrite=overwrite, marker=B.MANIFEST, what="stage result") as tmp:
+    with atomic_directory(out, overwrite=overwrite, marker=RESULT_MARKER, what="stage result") as tmp:
         index = B.write_arrays(tmp, arrays, limits.file_bytes)
         B.write_manifest(tmp, {"format": RESULT_FORMAT, "version": VERSION, "bundle_id": bundle.manifest["bundle_id"],
                                "histories": histories, "summary": summary, "index": index})
