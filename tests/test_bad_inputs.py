@@ -391,7 +391,9 @@ CASES: list[tuple[str, Callable[[Path, Path], list], int, tuple[str, ...]]] = [
     ("manifest-missing", lambda w, d: predict_args(w, (lambda m: (
         (m / "xmc_model.json").unlink(), m)[1])(copy_model(w, d)), d), 2, ("no xmc_model.json",)),
     ("manifest-n-trees-wrong-type", lambda w, d: predict_args(w, edit_manifest(
-        copy_model(w, d), lambda m: m.update(n_trees="two")), d), 2, ("cannot load the xr-linear model",)),
+        copy_model(w, d), lambda m: m.update(n_trees="two")), d), 2, ('"n_trees" must be a whole number >= 1',)),
+    ("manifest-n-trees-zero", lambda w, d: predict_args(w, edit_manifest(
+        copy_model(w, d), lambda m: m.update(n_trees=0)), d), 2, ("xmc_model.json", '"n_trees"', "got 0")),
     ("manifest-config-bad-value", lambda w, d: predict_args(w, edit_manifest(
         copy_model(w, d), lambda m: m["config"]["train"].update(C=-2)), d), 2,
      ("xmc_model.json: config.train.C must be positive",)),

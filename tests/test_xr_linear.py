@@ -437,9 +437,10 @@ def test_shipped_xr_linear_configs_load():
 
 
 @pytest.mark.parametrize("normalize", [True, False])
-def test_dataset_features_are_l2_normalised_in_fit_and_predict(normalize):
+def test_dataset_features_are_l2_normalised_in_fit_and_predict(normalize, tmp_path):
     """Features that come with a dataset (XC files) are row-normalised when configured, in both
-    training and prediction; a matrix passed to predict directly is used as given."""
+    training and prediction, and so is a matrix passed to predict directly (it scored raw rows before);
+    a model trained by fit_matrix takes its matrices as given."""
     from xmc.data import LabelVocabulary, XMCDataset
     from xmc.sparse_rows import l2_normalize_rows as l2  # equals sklearn's normalize: test_sparse_rows
 
@@ -456,7 +457,21 @@ def test_dataset_features_are_l2_normalised_in_fit_and_predict(normalize):
     reference = XRLinear(XRLinearConfig.from_dict(config)).fit_matrix(expected_X, Y, progress=False)
     np.testing.assert_allclose(model.predict(data, topk=3).toarray(), reference.predict(expected_X, topk=3).toarray(),
                                rtol=1e-6)
-    np.testing.assert_allclose(model.predict(data, topk=3).toarray(), model.predict(expected_X, topk=3).toarray())
+    np.testing.assert_allclose(model.predict(data, topk=3).toarray(), model.predict(expected_X, topk=3).toarray(),
+                               rtol=1e-6)
+    model.save(tmp_path / "m")
+    for fitted in (model, XRLinear.load(tmp_path / "m")):
+        assert fitted.normalizes_features_ is normalize
+        if normalize:  # a row's scale is lost in normalisation: rows ten times as long score the same
+            np.testing.assert_allclose(fitted.predict(X * 10, topk=3).toarray(), model.predict(data, topk=3).toarray(),
+                                       rtol=1e-5)
+    assert reference.normalizes_features_ is False
+    raw = reference.predict(X, topk=3)
+    np.testing.assert_array_equal(raw.toarray(), reference.predict(X * 1.0, topk=3).toarray())
+    with pytest.raises(ValueError, match="not finite"):
+        model.predict(sp.csr_matrix(np.full((1, d), np.nan, dtype=np.float32)))
+    with pytest.raises(TypeError, match="real numbers"):
+        model.predict(sp.csr_matrix(np.ones((1, d), dtype=np.complex64)))
 
 
 def test_prediction_in_chunks_equals_one_pass(corpus, monkeypatch):

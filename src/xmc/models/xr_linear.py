@@ -81,8 +81,9 @@ class XRLinearConfig(Config):
         normalize_data_features: L2-normalise the rows of features that come with a dataset
             (XC sparse files), in training and prediction alike, as napkinXC and omikuji do
             (PECOS does not; on bibtex's binary bag of words that costs about 8 points of P@1).
-            TF-IDF rows are unit-length already, and matrices passed to ``fit_matrix`` /
-            ``predict`` directly are used as given.
+            TF-IDF rows are unit-length already. A matrix passed to ``fit_matrix`` is used as
+            given; a matrix passed to ``predict`` is normalised as the model's training features were
+            (a model trained by ``fit`` on a dataset's own features with this setting normalises it).
         indexers: one entry per tree; more than one makes a score-averaging ensemble.
         trees_per_indexer: trees built from each indexer entry, with seeds ``seed``,
             ``seed + 1``, ...; ``"auto"``: 2 from 50,000 to under 500,000 labels (for a single
@@ -224,6 +225,8 @@ class XRLinear(XMCModel):
         self.featurizer_: TfidfFeaturizer | None = None
         self.trees_: list[HierarchicalLinear] = []
         self.fit_seconds_: list[dict[str, float]] = []
+        # Whether a feature matrix given to predict is L2-normalised first: as the training features were.
+        self.normalizes_features_ = False
 
     # ---- training --------------------------------------------------------------
     def fit(self, data: XMCDataset, *, label_features: sp.spmatrix | None = None, progress: bool = True,
@@ -255,8 +258,9 @@ class XRLinear(XMCModel):
         fitted on its texts and kept as ``featurizer_`` (the first step of :meth:`fit`)."""
         if data.X is not None:
             self.featurizer_ = None
+            self.normalizes_features_ = self.config.normalize_data_features
             return self._data_features(data)
-        self.featurizer_ = TfidfFeaturizer(self.config.features)
+        self.featurizer_, self.normalizes_features_ = TfidfFeaturizer(self.config.features), False
         return self.featurizer_.fit_transform(data.input_texts(self.config.features.fields), progress=progress)
 
     def fit_matrix(
@@ -355,7 +359,12 @@ class XRLinear(XMCModel):
     def transform(self, inputs: Inputs) -> sp.csr_matrix:
         """Features (n, d) of raw texts, a dataset, or a feature matrix passed through."""
         if sp.issparse(inputs):
-            return csr32(inputs)
+            if inputs.dtype.kind not in "biuf":  # complex: casting would drop the imaginary part
+                raise TypeError(f"the feature matrix must hold real numbers, got dtype {inputs.dtype}")
+            X = csr32(inputs)
+            if not np.isfinite(X.data).all():  # NaN scored every label 1.0
+                raise ValueError("the feature matrix holds values that are not finite (NaN or infinity)")
+            return l2_normalize_rows(X) if self.normalizes_features_ else X
         if isinstance(inputs, XMCDataset):
             if self.featurizer_ is None:
                 if inputs.X is None:
@@ -465,7 +474,8 @@ class XRLinear(XMCModel):
 
     # ---- persistence -----------------------------------------------------------
     def _manifest_extra(self) -> dict:
-        return {"n_trees": len(self.trees_), "featurizer": self.featurizer_ is not None}
+        return {"n_trees": len(self.trees_), "featurizer": self.featurizer_ is not None,
+                "normalizes_features": self.normalizes_features_}
 
     def _save_parts(self, directory: str) -> None:
         if self.featurizer_ is not None:
@@ -486,8 +496,15 @@ class XRLinear(XMCModel):
         if manifest.get("featurizer") and not os.path.isdir(featurizer_dir):
             raise ModelFormatError(f"{os.fspath(directory)}: the TF-IDF featurizer (featurizer/) is missing")
         model.featurizer_ = TfidfFeaturizer.load(featurizer_dir) if os.path.isdir(featurizer_dir) else None
+        n_trees = manifest.get("n_trees")
+        if isinstance(n_trees, bool) or not isinstance(n_trees, int) or n_trees < 1:
+            raise ModelFormatError(f"{os.fspath(directory)}/xmc_model.json: \"n_trees\" must be a whole number >= 1, "
+                                   f"got {n_trees!r}")
+        # Written before the flag: the CLI trains with fit, which normalised a dataset's own features as configured.
+        model.normalizes_features_ = bool(manifest.get(
+            "normalizes_features", model.featurizer_ is None and config.normalize_data_features))
         model.trees_ = [HierarchicalLinear.load(os.path.join(directory, f"tree-{k}"), mmap=mmap)
-                       for k in range(manifest["n_trees"])]
+                       for k in range(n_trees)]
         for k, tree in enumerate(model.trees_):
             if tree.n_labels != model.trees_[0].n_labels or tree.n_features != model.trees_[0].n_features:
                 raise ModelFormatError(f"{os.fspath(directory)}/tree-{k}: its shape differs from tree-0's")
