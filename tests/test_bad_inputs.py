@@ -596,3 +596,17 @@ def test_tune_refuses_a_validation_file_of_the_other_kind_before_stating_a_plan(
         with pytest.raises(DataFormatError, match=message):
             tune(data, {"train.C": [1]}, valid=read_dataset(w / valid, labels=data.labels), progress=False)
     assert not (tmp_path / "t.json").exists()
+
+
+def test_json_reports_are_strict_json_with_null_for_empty_groups(world, tmp_path):
+    """An empty frequency group's precision was printed as NaN, which JSON.parse and other strict parsers reject."""
+    rc, _, err = _run(["predict", "--model", world / "xc-model", "--input", world / "xc.txt", "--out", tmp_path / "p.jsonl"])
+    assert rc == 0, err
+    rc, out, err = _run(["evaluate", "--truth", world / "xc.txt", "--pred", tmp_path / "p.jsonl", "--report", "--json"])
+    assert rc == 0, err
+
+    def refuse(constant):
+        raise AssertionError(f"{constant} is not JSON")
+
+    report = json.loads(out, parse_constant=refuse)
+    assert "null" in out and report["groups"]

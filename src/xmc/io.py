@@ -23,6 +23,8 @@ import stat
 import tempfile
 from typing import Any, Callable, Iterator
 
+import numpy as np
+
 from .errors import OutputError
 
 logger = logging.getLogger(__name__)
@@ -266,6 +268,23 @@ def check_not_an_input(out: str | os.PathLike, inputs: dict[str, str | os.PathLi
         if os.path.isdir(source) and target.startswith(source.rstrip(os.sep) + os.sep):
             raise OutputError(f"{os.fspath(out)}: the output lies inside the input {option} {os.fspath(path)}; "
                               "choose another output path")
+
+
+def json_text(value: Any) -> str:
+    """``value`` as strict JSON (indented): a number that is not finite (an empty group's precision)
+    becomes null, since NaN and Infinity are not JSON and strict parsers (JavaScript's) reject them."""
+    def finite(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: finite(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [finite(x) for x in v]
+        if isinstance(v, (float, np.floating)):
+            return float(v) if np.isfinite(v) else None
+        if isinstance(v, np.integer):
+            return int(v)
+        return v
+
+    return json.dumps(finite(value), indent=2, allow_nan=False)
 
 
 def _first_json_line(path: str) -> dict | None | bool:

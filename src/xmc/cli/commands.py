@@ -23,7 +23,7 @@ from ..data import (
     write_predictions,
 )
 from ..errors import ConfigError, DataFormatError, XMCError
-from ..io import Marker, atomic_file, check_file_output, check_not_an_input, check_replaceable, jsonl_output
+from ..io import Marker, atomic_file, json_text, check_file_output, check_not_an_input, check_replaceable, jsonl_output
 from ..metrics import evaluate as evaluate_scores
 from ..metrics import format_report, group_report, top_k, train_propensities
 from ..models.base import refuse_unsupported
@@ -72,7 +72,7 @@ def data_stats(args: argparse.Namespace) -> int:
     check_stats_outputs(args)
     data = _read(args.file, args, require_text=False)
     stats = dataset_stats(data)
-    print(json.dumps(stats, indent=2) if args.json else format_stats(stats))
+    print(json_text(stats) if args.json else format_stats(stats))
     write_stats_outputs(args, data, stats)
     return 0
 
@@ -147,7 +147,7 @@ def evaluate(args: argparse.Namespace) -> int:
         out = dict(report)
         if groups is not None:
             out["groups"] = groups
-        print(json.dumps(out, indent=2, default=float))
+        print(json_text(out))
         return 0
     counts_keys = ("documents", "unseen_test_labels", "unknown_predicted_labels")
     print(format_report({k: v for k, v in report.items() if k not in counts_keys}))  # values in percent
