@@ -129,6 +129,19 @@ def test_bad_bundles_are_refused_in_one_line(staged, tmp_path, capsys):
     assert_error_line(capsys, run + [staged / "staged", "--out", tmp_path / "o6"], "not an xmc stage bundle")
     assert_error_line(capsys, run + [good, "--out", staged / "result32"], "--overwrite")
     assert not any((tmp_path / f"o{i}").exists() for i in range(1, 7))
+    # a result whose GPU run diverged: NaN in a weight (its model predicted NaN scores, and serve gave 500s)
+    r = _copy(staged / "result32", tmp_path / "nan")
+    m = json.loads((r / "manifest.json").read_text())
+    name = next(n for n, e in m["index"]["arrays"].items() if e["dtype"] == "float32" and len(e["shape"]) == 2)
+    fname, key, _, _ = m["index"]["arrays"][name]["parts"][0]
+    from safetensors.numpy import load_file, save_file
+
+    arrays = load_file(str(r / fname))
+    arrays[key] = arrays[key].copy()
+    arrays[key].flat[0] = np.nan
+    save_file(arrays, str(r / fname))
+    assert_error_line(capsys, ["stage", "import", good, r, "--train", staged / "train.jsonl", "--out", tmp_path / "m"],
+                      f"array {name!r} has values that are not finite")
     # import: another training file than the one exported
     other = tmp_path / "other.jsonl"
     rows = read_jsonl_rows(staged / "train.jsonl")[:-1]

@@ -110,7 +110,8 @@ def write_arrays(directory: str, arrays: dict[str, np.ndarray], file_bytes: int 
 
 
 def read_arrays(directory: str, index: dict, where: str) -> dict[str, np.ndarray]:
-    """The arrays of ``index`` (from :func:`write_arrays`), each checked against its dtype and shape."""
+    """The arrays of ``index`` (from :func:`write_arrays`), each checked against its dtype and shape, and
+    floating-point ones for NaN and infinity (a model with them predicts NaN scores)."""
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
@@ -145,6 +146,8 @@ def read_arrays(directory: str, index: dict, where: str) -> dict[str, np.ndarray
             if expect != shape[0] or not pieces:
                 raise ModelFormatError(f"{where}: array {name!r}: parts cover {expect} of {shape[0]} rows")
             out[name] = pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+            if out[name].dtype.kind == "f" and not np.isfinite(out[name]).all():  # e.g. a diverged fp16 run
+                raise ModelFormatError(f"{where}: array {name!r} has values that are not finite (NaN or infinity)")
         return out
     except (KeyError, TypeError, ValueError) as exc:
         if isinstance(exc, ModelFormatError):
