@@ -310,6 +310,25 @@ CASES: list[tuple[str, Callable[[Path, Path], list], int, tuple[str, ...]]] = [
     ("predict-model-missing", lambda w, d: predict_args(w, d / "nope", d), 2, ("not a model directory",)),
     ("predict-input-missing", lambda w, d: ["predict", "--model", w / "model", "--input", d / "none.jsonl",
                                             "--out", d / "p.jsonl"], 2, ("none.jsonl", "No such file")),
+    # JSON that Python's parser cannot take: nesting beyond its stack, integers beyond its digit limit
+    ("jsonl-nested-too-deeply", lambda w, d: ["data", "stats", data_file(
+        d, "deep.jsonl", '{"text": "a", "labels": [], "meta": ' + "[" * 100000 + "]" * 100000 + "}\n")], 2,
+     ("deep.jsonl, line 1: invalid JSON: nested too deeply",)),
+    ("jsonl-number-too-long", lambda w, d: ["data", "stats", data_file(
+        d, "long.jsonl", '{"text": "a", "labels": [], "meta": 1' + "0" * 5000 + "}\n")], 2,
+     ("long.jsonl, line 1: invalid JSON: a number of more than",)),
+    ("config-nested-too-deeply", lambda w, d: train_args(w, d, "--config", config_file(
+        d, '{"n_threads": ' + "[" * 100000 + "]" * 100000 + "}")), 2, ("bad.json: invalid JSON (nested too deeply)",)),
+    ("label-text-nested-too-deeply", lambda w, d: train_args(w, d, "--label-text", data_file(
+        d, "l.json", "[" * 100000 + "]" * 100000)), 2, ("l.json", "nested too deeply")),
+    ("prediction-score-beyond-float", lambda w, d: ["evaluate", "--truth", w / "test.jsonl", "--pred", data_file(
+        d, "p.jsonl", '{"id": "x", "labels": ["a"], "scores": [1' + "0" * 400 + "]}\n")], 2,
+     ("p.jsonl, line 1: score of label 'a' is too large",)),
+    ("prediction-id-float", lambda w, d: ["evaluate", "--truth", w / "test.jsonl", "--pred", data_file(
+        d, "p.jsonl", '{"id": 0.0, "labels": ["a"], "scores": [1]}\n')], 2,
+     ("p.jsonl, line 1: id must be a string or an integer, got number",)),
+    ("document-id-list", lambda w, d: ["data", "stats", data_file(
+        d, "a.jsonl", '{"id": ["x"], "text": "a", "labels": []}\n')], 2, ("a.jsonl, line 1: id must be a string",)),
     ("format-xc-on-jsonl", lambda w, d: ["data", "stats", w / "train.jsonl", "--format", "xc"], 2,
      ("line 1", "malformed header")),
     ("format-unknown", lambda w, d: ["data", "stats", w / "train.jsonl", "--format", "csv"], 2, ("invalid choice",)),

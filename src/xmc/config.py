@@ -100,6 +100,10 @@ class Config:
             raise ConfigError(f"{os.fspath(path)}: not a UTF-8 text file ({exc.reason})") from None
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{os.fspath(path)}, line {exc.lineno}: invalid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise ConfigError(f"{os.fspath(path)}: invalid JSON (nested too deeply)") from None
+        except ValueError:  # an integer of more digits than Python converts
+            raise ConfigError(f"{os.fspath(path)}: invalid JSON (a number with too many digits)") from None
         return cls.from_dict(data, where=f"{os.fspath(path)}:")
 
     def replace(self: C, **changes: Any) -> C:

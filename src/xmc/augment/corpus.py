@@ -23,6 +23,7 @@ import numpy as np
 
 from ..data import LabelVocabulary, XMCDataset
 from ..data.dataset import labels_to_csr
+from ..data.readers import JSON_ERRORS, json_problem
 from ..errors import DataFormatError
 from ..io import atomic_file
 
@@ -81,8 +82,8 @@ def read_augmented(path: str | os.PathLike) -> list[AugmentedDocument]:
                 continue
             try:
                 obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataFormatError(path, line_no, f"invalid JSON ({exc.msg})") from None
+            except JSON_ERRORS as exc:
+                raise DataFormatError(path, line_no, json_problem(exc)) from None
             if not isinstance(obj, dict):
                 raise DataFormatError(path, line_no, f"expected a JSON object, got {type(obj).__name__}")
             missing = [k for k in REQUIRED if k not in obj]

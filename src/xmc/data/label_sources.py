@@ -13,7 +13,7 @@ import os
 
 from ..errors import DataFormatError
 from .dataset import LabelVocabulary
-from .readers import _read_all_text
+from .readers import JSON_ERRORS, _read_all_text, json_problem
 
 logger = logging.getLogger(__name__)
 
@@ -21,8 +21,8 @@ logger = logging.getLogger(__name__)
 def _load_json(path) -> object:
     try:
         return json.loads(_read_all_text(path))
-    except json.JSONDecodeError as exc:
-        raise DataFormatError(path, exc.lineno, f"invalid JSON ({exc.msg})") from None
+    except JSON_ERRORS as exc:
+        raise DataFormatError(path, getattr(exc, "lineno", None), json_problem(exc)) from None
 
 
 def eurovoc_label_texts(descriptors: str | os.PathLike, vocabulary: LabelVocabulary, *,

@@ -33,6 +33,7 @@ import logging
 import math
 import os
 import re
+import sys
 from typing import IO, Iterator, Sequence
 
 import numpy as np
@@ -135,6 +136,35 @@ def _json_type(value: object) -> str:
     return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
 
 
+# What json.loads raises on text it cannot take: JSONDecodeError (a ValueError), ValueError for an
+# integer of more digits than Python converts, RecursionError for arrays nested deeper than its stack.
+JSON_ERRORS = (ValueError, RecursionError)
+
+
+def json_problem(exc: BaseException) -> str:
+    """One of :data:`JSON_ERRORS` in words (the caller names the file and line)."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"invalid JSON: {exc.msg} (column {exc.colno})"
+    if isinstance(exc, RecursionError):
+        return "invalid JSON: nested too deeply"
+    if "integer string conversion" in str(exc):
+        return f"invalid JSON: a number of more than {sys.get_int_max_str_digits()} digits"
+    return f"invalid JSON: {exc}"
+
+
+def _document_id(value: object, line_no: int, path: PathLike) -> str:
+    """A JSON document id as both the truth and the prediction readers read it: a string, an integer as
+    its decimal string, or, when absent (or null), the 0-based line number; anything else is refused
+    (a float id 0.0 would never match a truth's 0)."""
+    if value is None:
+        return str(line_no - 1)
+    if type(value) is str:
+        return value
+    if type(value) is int:
+        return str(value)
+    raise DataFormatError(path, line_no, f"id must be a string or an integer, got {_json_type(value)}")
+
+
 def _label_name(value: object) -> str | None:
     """A JSON label as the truth and prediction readers both name it: a string, or an integer as its
     decimal string (``1`` and ``"1"`` are one label, as in XC files); None for anything else (a float,
@@ -152,8 +182,8 @@ def _load_json_document(path: PathLike, text: str | None = None) -> object:
         raise DataFormatError(path, 1, "empty file")
     try:
         return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DataFormatError(path, exc.lineno, f"invalid JSON: {exc.msg} (column {exc.colno})") from None
+    except JSON_ERRORS as exc:
+        raise DataFormatError(path, getattr(exc, "lineno", None), json_problem(exc)) from None
 
 
 def _json_key_line(path: PathLike, key: str) -> int | None:
@@ -296,8 +326,8 @@ def read_jsonl(
                     raise fail(line_no, f"invalid UTF-8 ({exc.reason} at byte {exc.start} of the line)") from None
                 try:
                     obj = loads(line)
-                except json.JSONDecodeError as exc:
-                    raise fail(line_no, f"invalid JSON: {exc.msg} (column {exc.colno})") from None
+                except JSON_ERRORS as exc:
+                    raise fail(line_no, json_problem(exc)) from None
                 if type(obj) is not dict:
                     raise fail(line_no, f"expected a JSON object, got {_json_type(obj)}")
 
@@ -335,8 +365,7 @@ def read_jsonl(
                         names.append(name)
                     row.append(j)
 
-                doc_id = obj.get(id_field)
-                ids.append(str(line_no - 1) if doc_id is None else doc_id if type(doc_id) is str else str(doc_id))
+                ids.append(_document_id(obj.get(id_field), line_no, path))
                 texts.append(text)
                 titles.append(title)
                 descriptions.append(description)
@@ -1005,8 +1034,8 @@ def read_predictions(path: PathLike, vocabulary: LabelVocabulary) -> tuple[list[
                 obj = json.loads(raw.decode("utf-8"))
             except UnicodeDecodeError as exc:
                 raise DataFormatError(path, line_no, f"invalid UTF-8 ({exc.reason})") from None
-            except json.JSONDecodeError as exc:
-                raise DataFormatError(path, line_no, f"invalid JSON: {exc.msg} (column {exc.colno})") from None
+            except JSON_ERRORS as exc:
+                raise DataFormatError(path, line_no, json_problem(exc)) from None
             if type(obj) is not dict:
                 raise DataFormatError(path, line_no, f"expected a JSON object, got {_json_type(obj)}")
             names, scores = obj.get("labels"), obj.get("scores")
@@ -1021,6 +1050,8 @@ def read_predictions(path: PathLike, vocabulary: LabelVocabulary) -> tuple[list[
                     raise DataFormatError(path, line_no, f"label {value!r} is not a string")
                 if type(score) not in (int, float):
                     raise DataFormatError(path, line_no, f"score {score!r} of label {name!r} is not a number")
+                if type(score) is int and not -1e308 < score < 1e308:  # beyond a float: math.isfinite overflows
+                    raise DataFormatError(path, line_no, f"score of label {name!r} is too large for a number")
                 if not math.isfinite(score):  # a NaN would be ranked anywhere
                     raise DataFormatError(path, line_no, f"score {score!r} of label {name!r} is not finite")
                 j = index.get(name)
@@ -1033,8 +1064,7 @@ def read_predictions(path: PathLike, vocabulary: LabelVocabulary) -> tuple[list[
                 indices.append(j)
                 data.append(score)
             indptr.append(len(indices))
-            doc_id = obj.get("id")
-            doc_id = str(line_no - 1) if doc_id is None else str(doc_id)
+            doc_id = _document_id(obj.get("id"), line_no, path)
             if doc_id in line_of_id:  # a second prediction for a document: which one counts is anyone's guess
                 raise DataFormatError(path, line_no, f"id {doc_id!r} was already predicted on line {line_of_id[doc_id]}")
             line_of_id[doc_id] = line_no

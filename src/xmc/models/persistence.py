@@ -84,6 +84,8 @@ def read_manifest(directory: str | os.PathLike, expect: str | None = None) -> di
         raise ModelFormatError(f"{path}: not UTF-8 JSON ({exc.reason})") from None
     except json.JSONDecodeError as exc:
         raise ModelFormatError(f"{path}, line {exc.lineno}: invalid JSON ({exc.msg})") from None
+    except (ValueError, RecursionError) as exc:  # digits beyond Python's limit; nesting beyond its stack
+        raise ModelFormatError(f"{path}: invalid JSON ({type(exc).__name__})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != "xmc-model" or "model" not in manifest:
         raise ModelFormatError(f"{path}: not an xmc model manifest")
     for key, kind, name in (("model", str, "a string"), ("config", dict, "an object"),
@@ -115,8 +117,8 @@ def read_labels(directory: str | os.PathLike, n_labels: int | None = None) -> li
     try:
         with open(path, encoding="utf-8") as fh:
             names = json.load(fh)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFormatError(f"{os.fspath(directory)}: cannot read {LABELS} ({exc})") from None
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: not UTF-8, not JSON, digits beyond the limit
+        raise ModelFormatError(f"{os.fspath(directory)}: cannot read {LABELS} ({exc or type(exc).__name__})") from None
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise ModelFormatError(f"{path}: expected a list of label names")
     if len(set(names)) != len(names):
