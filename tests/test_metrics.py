@@ -159,6 +159,19 @@ def test_precision_golden():
     assert precision_at_k(Y, S, 1) == {1: pytest.approx(0.75)}
 
 
+def test_cut_offs_past_the_label_count_need_no_buffer_of_their_size():
+    """k = 10**8 on a 5-label problem built (documents x k) arrays (24 GB); past L nothing changes but k."""
+    from xmc.metrics.ranking import _Ranked
+
+    Y, S = _truth(), _scores()
+    L, huge = Y.shape[1], 10**6
+    assert _Ranked(Y, S, huge).hits.shape == (Y.shape[0], L)
+    report = ranking_report(Y, S, ks=(L, huge), propensities=PROP)
+    assert report[f"P@{huge}"] == pytest.approx(report[f"P@{L}"] * L / huge)
+    for metric in ("R", "nDCG", "PSP", "PSnDCG"):  # cumulative past L, with an ideal that stops at L too
+        assert report[f"{metric}@{huge}"] == pytest.approx(report[f"{metric}@{L}"]), metric
+
+
 def test_recall_golden_unseen_label_hurts():
     Y, S = _truth(), _scores()
     r = recall_at_k(Y, S, [1, 3, 5])

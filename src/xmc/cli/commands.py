@@ -89,6 +89,8 @@ def data_generate(args: argparse.Namespace) -> int:
 
     n_train = args.train_docs if args.train_docs is not None else 2 * args.labels
     n_test = args.test_docs if args.test_docs is not None else max(1, n_train // 10)
+    if n_test < 1:  # the library allows none; a test.txt of 0 documents is a file no reader takes
+        raise ConfigError(f"--test-docs {n_test} must be >= 1")
     n_features = args.features if args.features is not None else 10 * args.labels
     # idf is recorded so that generator.json says which data this is (before 2026-12-02: no idf).
     params = dict(n_labels=args.labels, n_train=n_train, n_test=n_test, n_features=n_features, idf=True,
@@ -97,7 +99,8 @@ def data_generate(args: argparse.Namespace) -> int:
     try:
         problem = make_sparse_problem(**params)  # argument errors before anything is written
     except GeneratorConfigError as exc:
-        flags = {"n_labels": "--labels", "n_train": "--train-docs", "n_test": "--test-docs", "n_features": "--features"}
+        flags = {"n_labels": "--labels", "n_train": "--train-docs", "n_test": "--test-docs", "n_features": "--features",
+                 "seed": "--seed"}
         flag = flags.get(getattr(exc, "argument", None))
         if flag is None:
             raise
@@ -115,7 +118,7 @@ def data_generate(args: argparse.Namespace) -> int:
 
 def _parse_ks(text: str) -> list[int]:
     try:
-        ks = sorted({int(k) for k in text.split(",") if k.strip()})
+        ks = sorted({int(k) for k in text.split(",")})  # an empty item ('1,,3', '5,') is refused, not skipped
     except ValueError:
         raise ConfigError(f"--k must be comma-separated positive integers, got {text!r}") from None
     if not ks or ks[0] < 1:

@@ -45,6 +45,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**32:  # numpy's seeds
+        raise argparse.ArgumentTypeError(f"expected a whole number from 0 to 4294967295, got {text!r}")
+    return value
+
+
 def _finite_float(text: str) -> float:
     try:
         value = float(text)
@@ -142,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "are scored on it (instead of folds)")
     tune.add_argument("--valid-fraction", type=_finite_float, default=0.1,
                       help="held-out share of the single split (default: 0.1)")
-    tune.add_argument("--seed", type=int, default=0, help="seed of the folds (default: 0)")
+    tune.add_argument("--seed", type=_seed, default=0, help="seed of the folds (default: 0)")
     _add_data_args(tune)
     tune.set_defaults(func=commands.tune)
 
@@ -245,7 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="train and evaluate on a built-in synthetic long-tailed corpus (offline)")
     demo.add_argument("--out", default="demo_output", help="directory for the model and predictions")
-    demo.add_argument("--seed", type=int, default=0, help="corpus seed")
+    demo.add_argument("--seed", type=_seed, default=0, help="corpus seed")
     _add_overwrite_arg(demo, "xmc demo output directory")
     demo.set_defaults(func=commands.demo)
     # --quiet also after the command name (`xmc train ... --quiet`); SUPPRESS keeps a leaf's default

@@ -259,8 +259,9 @@ def make_sparse_problem(
     Raises:
         GeneratorConfigError: an argument is out of range.
     """
-    n_topics = max(1, round(n_labels ** 0.5)) if n_topics is None else n_topics
-    n_groups = max(1, round(n_topics ** 0.5)) if n_groups is None else n_groups
+    # The defaults are computed from counts clamped at 1, so that a negative one reaches its range check.
+    n_topics = max(1, round(max(n_labels, 1) ** 0.5)) if n_topics is None else n_topics
+    n_groups = max(1, round(max(n_topics, 1) ** 0.5)) if n_groups is None else n_groups
     for name, value, low, high in (
         ("n_labels", n_labels, 1, 2**31 - 1), ("n_train", n_train, 1, None), ("n_test", n_test, 0, None),
         ("n_features", n_features, 2, 2**31 - 1), ("n_topics", n_topics, 1, n_labels),
@@ -269,7 +270,7 @@ def make_sparse_problem(
         ("max_labels_per_doc", max_labels_per_doc, 1, None), ("extra_labels_mean", extra_labels_mean, 0, None),
         ("label_tokens", label_tokens, 1, None), ("topic_tokens", topic_tokens, 0, None),
         ("group_tokens", group_tokens, 0, None), ("noise_tokens", noise_tokens, 0, None),
-        ("zipf_exponent", zipf_exponent, 0, None),
+        ("zipf_exponent", zipf_exponent, 0, None), ("seed", seed, 0, 2**32 - 1),
     ):
         _check(name, value, low, high)
     s = _structure(n_labels, n_features, n_topics, n_groups, features_per_label, features_per_topic,

@@ -148,17 +148,23 @@ class _Ranked:
         if not sp.issparse(scores):
             scores = np.asarray(scores)
         _check_shapes(self.Y, scores)
-        self.max_k = max_k
-        self.indices, _ = top_k(scores, max_k)
+        # Past the label count a ranking has no entries, so every cumulative column after it equals its
+        # last: the buffers stop there (k = 10**8 on a 5-label file needed 24 GB) and _col reads them.
+        self.max_k = max(1, min(max_k, self.Y.shape[1]))
+        self.indices, _ = top_k(scores, self.max_k)
         self.hits = _hits(self.Y, self.indices)  # (n, max_k) bool
         self.n = self.Y.shape[0]
         self.n_true = np.diff(self.Y.indptr).astype(np.float64)  # |y_i|
-        self.disc = _discount(max_k)
+        self.disc = _discount(self.max_k)
         # cum_hits[:, k-1] = hits in top-k; cum_dcg likewise.
         self.cum_hits = np.cumsum(self.hits, axis=1, dtype=np.float64)
         self.cum_dcg = np.cumsum(self.hits * self.disc, axis=1)
         self._idcg_table = np.concatenate(([0.0], np.cumsum(self.disc)))
         self._w = None
+
+    def _col(self, k: int) -> int:
+        """The column of the cumulative buffers that holds cut-off ``k``."""
+        return min(k, self.max_k) - 1
 
     def _mean(self, per_doc: np.ndarray) -> float:
         return float(per_doc.sum() / self.n) if self.n else 0.0
@@ -169,14 +175,14 @@ class _Ranked:
         return self._idcg_table[m]
 
     def precision(self, k: int) -> float:
-        return self._mean(self.cum_hits[:, k - 1] / k)
+        return self._mean(self.cum_hits[:, self._col(k)] / k)
 
     def recall(self, k: int) -> float:
-        h = self.cum_hits[:, k - 1]
+        h = self.cum_hits[:, self._col(k)]
         return self._mean(np.divide(h, self.n_true, out=np.zeros_like(h), where=self.n_true > 0))
 
     def ndcg(self, k: int) -> float:
-        d = self.cum_dcg[:, k - 1]
+        d = self.cum_dcg[:, self._col(k)]
         idcg = self.idcg(k)
         return self._mean(np.divide(d, idcg, out=np.zeros_like(d), where=idcg > 0))
 
@@ -206,14 +212,14 @@ class _Ranked:
 
     def psprecision(self, k: int) -> float:
         self._require_w()
-        return self._ratio(self.cum_psp[:, k - 1].sum(), self.cum_best_psp[:, k - 1].sum())
+        return self._ratio(self.cum_psp[:, self._col(k)].sum(), self.cum_best_psp[:, self._col(k)].sum())
 
     def psndcg(self, k: int) -> float:
         self._require_w()
         idcg = self.idcg(k)
         safe = np.where(idcg > 0, idcg, 1.0)
-        num = self.cum_psdcg[:, k - 1] / safe
-        den = self.cum_best_psdcg[:, k - 1] / safe
+        num = self.cum_psdcg[:, self._col(k)] / safe
+        den = self.cum_best_psdcg[:, self._col(k)] / safe
         return self._ratio(num.sum(), den.sum())
 
 
