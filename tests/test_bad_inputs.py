@@ -337,6 +337,10 @@ CASES: list[tuple[str, Callable[[Path, Path], list], int, tuple[str, ...]]] = [
      ("--seed -1 must be in [0, 4294967295]",)),
     ("evaluate-k-empty-item", lambda w, d: ["evaluate", "--truth", w / "test.jsonl", "--pred", w / "pred.jsonl",
                                             "--k", "1,,3"], 2, ("--k must be comma-separated",)),
+    *[(f"device-{device or 'empty'}", lambda w, d, device=device: [
+        "train", "--model", "xtransformer", "--train", w / "train.jsonl", "--out", d / "m", "--config",
+        config_file(d, {"matcher": {"device": device}})], 2, (f"bad.json: matcher.device {device!r}: expected auto, cpu",))
+      for device in ("tpu", "cuda:abc", "CPU", "")],
     ("format-xc-on-jsonl", lambda w, d: ["data", "stats", w / "train.jsonl", "--format", "xc"], 2,
      ("line 1", "malformed header")),
     ("format-unknown", lambda w, d: ["data", "stats", w / "train.jsonl", "--format", "csv"], 2, ("invalid choice",)),

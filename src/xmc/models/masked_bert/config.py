@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
-from ...config import Config, check
+from ...config import Config, check, check_device
 from ...neural.configs import EncoderConfig
 
 
@@ -67,6 +67,7 @@ class MaskedTrainConfig(Config):
     cache_dir: str | None = None
 
     def validate(self) -> None:
+        check_device(self.device)
         check(self.epochs == "auto" or self.epochs > 0, "epochs must be positive")
         check(self.batch_size >= 1 and self.grad_accum >= 1, "batch_size and grad_accum must be >= 1")
         check(self.learning_rate > 0, "learning_rate must be positive")

@@ -33,7 +33,7 @@ from typing import Literal
 
 import numpy as np
 
-from ...config import Config, check
+from ...config import Config, check, check_device
 from ...data.dataset import XMCDataset
 from ...errors import ConfigError, ModelFormatError
 from ...io import Marker, atomic_directory, check_replaceable
@@ -314,9 +314,12 @@ def read_bundle(path: str | os.PathLike) -> Bundle:
         for key in ("documents", "fit_documents", "labels", "vocab_size", "dim", "max_length", "extra_documents"):
             if not isinstance(manifest["summary"][key], int):
                 raise ModelFormatError(f"{where}: summary.{key} must be an integer")
-        manifest["training"]["fingerprint"], manifest["bundle_id"]  # noqa: B018 (present)
+        manifest["training"]["fingerprint"], manifest["bundle_id"], manifest["index"]  # noqa: B018 (present)
     except (KeyError, TypeError) as exc:
         raise ModelFormatError(f"{where}: incomplete bundle manifest (missing {exc})") from None
+    if config.matcher.kind != "transformer" or any(m.recluster for m in config.members):  # as export refuses
+        raise ModelFormatError(f"{where}: config.matcher.kind {config.matcher.kind!r} (or a recluster member) "
+                               "has no GPU stage; this bundle was not written by 'xmc stage export'")
     enc_dir = os.path.join(path, "encoder")
     if not os.path.isfile(os.path.join(enc_dir, "model.safetensors")):
         raise ModelFormatError(f"{path}: encoder/model.safetensors is missing (bundles carry safetensors weights only)")
@@ -339,6 +342,7 @@ def run_bundle(bundle_path: str | os.PathLike, out: str | os.PathLike, *, device
     from ...neural.encoder import TextEncoder
 
     started = time.perf_counter()
+    check_device(device)
     out = os.fspath(out)
     check_replaceable(out, overwrite=overwrite, marker=RESULT_MARKER, what="stage result")
     bundle = read_bundle(bundle_path)
