@@ -372,3 +372,25 @@ def test_cli_overwrite_spares_folders_that_only_share_a_marker_name(tmp_path):
     assert rc == 2 and "not an xmc stage result" in err and (webapp / "manifest.json").read_text() == '{"name": "my app"}'
     assert _run("data", "generate", "--out", tmp_path / "gen", "--labels", "5")[0] == 0
     assert _run("data", "generate", "--out", tmp_path / "gen", "--labels", "6", "--overwrite")[0] == 0
+
+
+def test_outputs_with_names_near_the_limit_are_written_and_too_long_ones_refused(tmp_path):
+    """A legal 251-byte name failed (exit 1) because its temporary sibling's name passed 255 bytes."""
+    from xmc.io import atomic_file
+
+    long_name = "z" * 245 + ".jsonl"
+    with atomic_file(tmp_path / long_name) as fh:
+        fh.write("x")
+    with atomic_directory(tmp_path / ("d" * 250)) as tmp:
+        Path(tmp, "f").write_text("y")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([long_name, "d" * 250])
+    # a killed writer's leftover of such a name is still recognised and removed
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    from xmc.io import _temp_prefix
+
+    leftover = Path(_temp_prefix(str(tmp_path / long_name), "tmp").replace(".tmp-" + str(os.getpid()),
+                                                                         ".tmp-" + dead.stdout.strip()) + "abc")
+    (tmp_path / leftover.name).write_text("half")
+    assert clean_leftovers(tmp_path / long_name) == [str(tmp_path / leftover.name)]
+    with pytest.raises(OutputError, match="longer than the 255 bytes"):
+        check_replaceable(tmp_path / ("é" * 128), overwrite=False)

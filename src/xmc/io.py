@@ -14,6 +14,7 @@ import ctypes
 import ctypes.util
 import enum
 import errno
+import hashlib
 import json
 import logging
 import os
@@ -32,8 +33,19 @@ logger = logging.getLogger(__name__)
 _RENAME_EXCHANGE = 2  # linux/fs.h
 
 
+def _temp_stem(name: str) -> str:
+    """``name`` as it appears in its temporary siblings' names: whole, or, when that would take a
+    sibling's name past the file system's 255 bytes (a legal 245-byte output name failed with
+    'File name too long'), its first 180 bytes and a hash of the whole name."""
+    raw = name.encode("utf-8", "surrogateescape")
+    if len(raw) <= 200:
+        return name
+    head = raw[:180].decode("utf-8", "ignore")
+    return f"{head}~{hashlib.sha1(raw).hexdigest()[:12]}"
+
+
 def _leftover_pattern(name: str) -> re.Pattern:
-    return re.compile(rf"^\.{re.escape(name)}\.(?:tmp|old)-(\d+)-")
+    return re.compile(rf"^\.{re.escape(_temp_stem(name))}\.(?:tmp|old)-(\d+)-")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -73,7 +85,7 @@ def clean_leftovers(path: str | os.PathLike) -> list[str]:
 
 
 def _temp_prefix(path: str, kind: str) -> str:
-    return f".{os.path.basename(path)}.{kind}-{os.getpid()}-"
+    return f".{_temp_stem(os.path.basename(path))}.{kind}-{os.getpid()}-"
 
 
 def _exchange(a: str, b: str) -> bool:
@@ -109,6 +121,13 @@ def check_parent(path: str | os.PathLike) -> None:
         raise OutputError(f"{path}: cannot be written: {parent} is {PathKind.of(parent).value}, not a directory")
     if not os.access(parent, os.W_OK | os.X_OK):  # also False on a read-only file system, even for root
         raise OutputError(f"{path}: cannot be written: the directory {parent} is not writable")
+    try:
+        name_max = os.pathconf(parent, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    if len(os.fsencode(os.path.basename(os.path.abspath(path)))) > name_max:
+        raise OutputError(f"{path}: cannot be written: its name is longer than the {name_max} bytes a file name "
+                          "may have here")
 
 
 class PathKind(enum.Enum):
