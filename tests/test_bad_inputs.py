@@ -641,3 +641,21 @@ def test_json_reports_are_strict_json_with_null_for_empty_groups(world, tmp_path
 
     report = json.loads(out, parse_constant=refuse)
     assert "null" in out and report["groups"]
+
+
+def test_predict_refuses_texts_without_an_order(world):
+    """A dict predicted for its keys and a set in an order of its own, with exit 0 and no word."""
+    from xmc.models.gudn.model import _texts
+    from xmc.models.masked_bert.model import product_pairs
+    from xmc.models.xr_linear import XRLinear
+    from xmc.models.xtransformer import XTransformer, XTransformerConfig
+
+    model = XRLinear.load(world / "model")
+    for bad in ({"x": "wine"}, {"wine", "fish"}, frozenset({"wine"}), "wine", b"wine"):
+        for call in (model.predict, XTransformer(XTransformerConfig())._texts, lambda t: _texts(t, ("text",)),
+                     product_pairs):
+            with pytest.raises(TypeError, match="not a"):
+                call(bad)
+    texts = ["council regulation wine", "fishing quotas"]
+    assert (model.predict(texts) != model.predict(tuple(texts))).nnz == 0
+    assert (model.predict(texts) != model.predict(iter(texts))).nnz == 0

@@ -273,6 +273,20 @@ def training_split(data, valid, train_config):
     return fit_data, valid
 
 
+def text_list(inputs) -> list:
+    """``predict``'s raw texts as a list, in order; TypeError for what is not an ordered collection of
+    them: one string (its characters), a mapping (its keys) or a set (an order of its own), or a matrix."""
+    import collections.abc as abc
+
+    import scipy.sparse as sp
+
+    if isinstance(inputs, (str, bytes)):
+        raise TypeError("predict takes a list of texts, not a single string")
+    if isinstance(inputs, (abc.Mapping, abc.Set)) or sp.issparse(inputs):
+        raise TypeError(f"predict takes a list of texts (or a dataset), not a {type(inputs).__name__}")
+    return list(inputs)
+
+
 def _count_option(name: str, value) -> int:
     """``value`` as a count >= 1 (an int, or a float that is a whole number), else ConfigError."""
     whole = isinstance(value, (int, np.integer)) or (

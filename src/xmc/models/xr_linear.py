@@ -30,7 +30,7 @@ from ..ranker.hierarchy import (AUTO, FEW_LABELS, SMALL_LABEL_SPACE, WELL_SUPPOR
                                LinearTrainConfig, PredictConfig, auto_C, auto_weight_threshold)
 from ..progress import progress_bar
 from ..sparse_rows import csr32, l2_normalize_rows
-from .base import Capabilities, XMCModel
+from .base import Capabilities, XMCModel, text_list
 
 logger = logging.getLogger(__name__)
 
@@ -372,11 +372,10 @@ class XRLinear(XMCModel):
                                           "(XC sparse) and the data has none")
                 return self._data_features(inputs)
             return self.featurizer_.transform(inputs.check_has_text().input_texts(self.featurizer_.config.fields))
-        if isinstance(inputs, str):
-            raise TypeError("predict takes a list of texts, not a single string")
+        texts = text_list(inputs)
         if self.featurizer_ is None:
             raise ValueError("this model was trained on precomputed features and cannot featurise raw text")
-        return self.featurizer_.transform(list(inputs))
+        return self.featurizer_.transform(texts)
 
     def _data_features(self, data: XMCDataset) -> sp.csr_matrix:
         X = sp.csr_matrix(data.X, dtype=np.float32)

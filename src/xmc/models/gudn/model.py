@@ -19,7 +19,7 @@ from ...indexing.label_repr import pifa
 from ...indexing.tree import ClusterChain
 from ...metrics import evaluate
 from ...neural.budget import resolve_budget
-from ..base import Capabilities, XMCModel, save_tensors, training_split
+from ..base import Capabilities, XMCModel, save_tensors, text_list, training_split
 from .config import GUDNConfig, LightXMLConfig
 from .network import _frozen_features, predict_scores, train_gudn
 
@@ -31,9 +31,7 @@ Inputs = XMCDataset | Sequence[str]
 def _texts(inputs: Inputs, fields: Sequence[str]) -> list[str]:
     if isinstance(inputs, XMCDataset):
         return inputs.check_has_text().input_texts(fields)
-    if isinstance(inputs, str):
-        raise TypeError("predict takes a list of texts or an XMCDataset")
-    return list(inputs)
+    return text_list(inputs)
 
 
 def joined_label_texts(Y: sp.csr_matrix, label_texts: Sequence[str], separator: str) -> list[str]:

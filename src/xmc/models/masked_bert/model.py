@@ -17,7 +17,7 @@ from ...errors import ConfigError, ModelFormatError
 from ...metrics import evaluate, top_k, topk_to_csr
 from ...neural.budget import resolve_budget
 from ...neural.taxonomy import Taxonomy, category_path
-from ..base import Capabilities, XMCModel, save_tensors, training_split
+from ..base import Capabilities, XMCModel, save_tensors, text_list, training_split
 from .config import MaskedBertConfig
 from .network import Products, build_network, pooled_features, predict_probabilities, train_network
 
@@ -50,9 +50,8 @@ def product_pairs(inputs: Inputs) -> tuple[list[str], list[str]]:
         else:
             second = [""] * len(inputs)
     else:
-        if isinstance(inputs, str):
-            raise TypeError("predict takes a list of texts or an XMCDataset")
-        first, second = list(inputs), [""] * len(inputs)
+        first = text_list(inputs)
+        second = [""] * len(first)
     return [normalize_text(t) for t in first], [normalize_text(t) for t in second]
 
 

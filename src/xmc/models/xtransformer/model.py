@@ -26,7 +26,7 @@ from ...ranker.beam import POST_PROCESSORS
 from ...ranker.hierarchy import HierarchicalLinear
 from ...neural.budget import resolve_budget
 from ...ranker.negatives import binarize
-from ..base import Capabilities, XMCModel, save_tensors
+from ..base import Capabilities, XMCModel, save_tensors, text_list
 from .config import MemberConfig, XTransformerConfig
 
 logger = logging.getLogger(__name__)
@@ -326,9 +326,7 @@ class XTransformer(XMCModel):
         if isinstance(inputs, XMCDataset):
             inputs.check_has_text()
             return inputs.input_texts(self.config.text_fields), inputs.input_texts(self.featurizer_.config.fields)
-        if isinstance(inputs, str) or sp.issparse(inputs):
-            raise TypeError("predict takes a list of texts or an XMCDataset")
-        texts = list(inputs)
+        texts = text_list(inputs)
         return texts, texts
 
     def predict(
