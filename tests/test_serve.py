@@ -118,6 +118,9 @@ def test_a_body_that_is_not_json_is_415(client):
     (b'{"documents": [{"text": "x"}], "threshold": NaN}', 422, "invalid request"),  # would drop every label
     (b'{"documents": [{"text": "x"}], "threshold": 1e400}', 422, "invalid request"),
     (b'{"documents": [{"text": 3}]}', 422, "invalid request"),
+    (b'{"documents": [{"text": "x"}], "topk": "3"}', 422, "invalid request"),  # strict: no coercion of strings,
+    (b'{"documents": [{"text": "x"}], "topk": 3.5}', 422, "invalid request"),  # floats or booleans
+    (b'{"documents": [{"text": "x", "id": true}]}', 422, "invalid request"),  # echoed back as "1" before
     (json.dumps({"documents": [{"text": "x"}] * 9}).encode(), 422, "too many documents"),
     (b'{"documents": [{"text": "x"}, {"title": "", "text": "  "}]}', 422, "empty document"),
     (b'{"documents": [{"text": "x"}], "allowed_labels": ["no such label"]}', 422, "unknown labels"),

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class Document(BaseModel):
     """One document, with the fields of xmc's JSONL format (``labels`` is not needed)."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)  # "3" is no topk, true no id
 
     id: str | int | None = Field(None, description="echoed back; default: the document's 0-based position")
     title: str | None = None
@@ -21,7 +21,7 @@ class Document(BaseModel):
 
 
 class PredictRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     documents: list[Document] = Field(..., min_length=1)
     topk: int | None = Field(None, ge=1, description="labels per document (default: the model's)")
