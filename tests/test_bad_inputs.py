@@ -485,6 +485,10 @@ CASES: list[tuple[str, Callable[[Path, Path], list], int, tuple[str, ...]]] = [
     ("featurizer-vocabulary-not-list", lambda w, d: predict_args(w, (lambda m: (
         (m / "featurizer" / "vocabulary.json").write_text('{"a": 1}'), m)[1])(copy_model(w, d)), d), 2,
      ("vocabulary.json", "list of terms")),
+    ("featurizer-vocabulary-repeats-a-term", lambda w, d: predict_args(w, (lambda m: (
+        (m / "featurizer" / "vocabulary.json").write_text(json.dumps(
+            (lambda v: [v[0]] + v[:-1])(json.loads((m / "featurizer" / "vocabulary.json").read_text())))), m)[1])(
+        copy_model(w, d)), d), 2, ("vocabulary.json: a term is listed more than once",)),
     ("tree-missing", lambda w, d: predict_args(w, (lambda m: (
         shutil.rmtree(m / "tree-0"), m)[1])(copy_model(w, d)), d), 2, ("tree-0/layers.json: is missing",)),
 ]

@@ -221,10 +221,12 @@ class TfidfFeaturizer:
             with open(os.path.join(directory, "vocabulary.json"), encoding="utf-8") as fh:
                 terms = json.load(fh)
             idf = np.load(os.path.join(directory, "idf.npy"), allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise ModelFormatError(f"{directory}: cannot read TF-IDF featurizer ({exc})") from exc
+        except (OSError, ValueError, RecursionError) as exc:
+            raise ModelFormatError(f"{directory}: cannot read TF-IDF featurizer ({exc or type(exc).__name__})") from exc
         if not isinstance(terms, list) or not all(isinstance(t, str) for t in terms):
             raise ModelFormatError(f"{directory}/vocabulary.json: expected a list of terms")
+        if len(set(terms)) != len(terms):  # a term given twice leaves a column without a term
+            raise ModelFormatError(f"{directory}/vocabulary.json: a term is listed more than once")
         if idf.ndim != 1 or idf.dtype.kind != "f" or not np.isfinite(idf).all():
             raise ModelFormatError(f"{directory}/idf.npy: expected a 1-D array of finite floats")
         if len(idf) != len(terms):
