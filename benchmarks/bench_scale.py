@@ -156,20 +156,35 @@ def run_size(n_labels: int, args, tmpdir: str) -> dict:
     Y_test = prob.Y_test
     propensities = train_propensities(counts, n_train, n_labels)  # xmc.metrics' one PSP definition
     del prob  # the children load their own copy; keep the shared box's memory free
+    runs: dict[str, list[dict]] = {name: [] for name in args.methods}
+    failed: dict[str, str] = {}
+    scores_of: dict[str, object] = {}
+    # Repeats alternate the methods (xmc, pecos, xmc, pecos, ...) so that a slow spell of a shared
+    # machine falls on both; every number in a row is the median over its method's runs.
+    for rep in range(args.repeats):
+        for name in args.methods:
+            if name in failed:
+                continue
+            print(f"[{n_labels}] {name} run {rep + 1}/{args.repeats} ...", flush=True)
+            log_path = os.path.join(tmpdir, f"{name}_{n_labels}.log")
+            res = measure.run_in_subprocess(METHODS[name], inputs, timeout=args.timeout, log_path=log_path,
+                                            topk=10, beam=10, threads=args.threads, n_latency=args.n_latency)
+            if "error" in res:
+                with open(log_path, errors="replace") as f:
+                    tail = f.read()[-3000:]
+                print(f"[{n_labels}] {name} FAILED: {res['error']}\n{res.get('traceback', '')}\n{tail}", flush=True)
+                failed[name] = res["error"]
+                continue
+            scores_of[name] = res.pop("scores")  # the same every run: the methods are seeded
+            runs[name].append(res)
     rows = []
     xmc_scores = None
     for name in args.methods:
-        print(f"[{n_labels}] {name} ...", flush=True)
-        log_path = os.path.join(tmpdir, f"{name}_{n_labels}.log")
-        res = measure.run_in_subprocess(METHODS[name], inputs, timeout=args.timeout, log_path=log_path,
-                                        topk=10, beam=10, threads=args.threads, n_latency=args.n_latency)
-        if "error" in res:
-            with open(log_path, errors="replace") as f:
-                tail = f.read()[-3000:]
-            print(f"[{n_labels}] {name} FAILED: {res['error']}\n{res.get('traceback', '')}\n{tail}", flush=True)
-            rows.append({"method": name, "error": res["error"]})
+        if name in failed:
+            rows.append({"method": name, "error": failed[name]})
             continue
-        scores = res.pop("scores")
+        res = measure.median_row(runs[name]) if args.repeats > 1 else runs[name][0]
+        scores = scores_of[name]
         if name == "xmc":
             xmc_scores = scores
         elif name == "xmc-dask" and xmc_scores is not None:
@@ -192,6 +207,11 @@ OLD_DATA = ("**Data generated without idf** (before 2026-12-02, 17:30 UTC): the 
             "dominated every row, and a random label tree was more accurate than either library's clustered one "
             "(see the reading below), so this size's accuracies do not rank the two methods; its times and "
             "memory stand.")
+
+
+def _runs_note(result: dict) -> str:
+    repeats = max((r.get("repeats", 1) for r in result["rows"] if "error" not in r), default=1)
+    return "One run." if repeats == 1 else f"Repeats: {repeats}, methods alternating (median)."
 
 
 def _data_note(result: dict) -> str:
@@ -250,7 +270,7 @@ def size_table(result: dict) -> list[str]:
         f"{result['train_nnz_per_doc']:.1f} non-zeros and {result['labels_per_doc']:.2f} labels per document, "
         f"{result['labels_seen_in_train']:,} labels seen in training ({100 * result['labels_le5_docs']:.0f}% of all "
         f"labels in <= 5 training documents); generated in {result['generate_s']:.0f} s "
-        f"(seed {result['seed']}). Date: {result['date']}. One run. Command: `{result['command']}`"
+        f"(seed {result['seed']}). Date: {result['date']}. {_runs_note(result)} Command: `{result['command']}`"
         + (" Load average {:.1f} before, {:.1f} after.".format(*result["loadavg"]) if "loadavg" in result else "")
         + _data_note(result),
         "",
@@ -421,6 +441,7 @@ def main(argv=None) -> None:
                          "cluster against a single-process xmc run of the same invocation (its own results file "
                          "and table, so the main table's rows stay as they are)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=1, help="runs per method, alternating; times are medians")
     ap.add_argument("--n-latency", type=int, default=20, help="single-document latency rows (not tabulated)")
     ap.add_argument("--timeout", type=float, default=7200.0, help="per method run, seconds")
     ap.add_argument("--results-dir", default=os.path.join(_HERE, "results", "scale"),

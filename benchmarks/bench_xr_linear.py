@@ -211,19 +211,6 @@ def _methods(args) -> list[tuple[str, str, dict]]:
     return out
 
 
-def _median_rows(runs: list[dict]) -> dict:
-    """Median of every numeric field over repeats (first run's value for the rest)."""
-    row = dict(runs[0])
-    for k, v in runs[0].items():
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            vals = [r[k] for r in runs if isinstance(r.get(k), (int, float))]
-            row[k] = float(np.median(vals))
-    row["repeats"] = len(runs)
-    if len(runs) > 1:
-        row["train_s_all"] = [r["train_s"] for r in runs]
-    return row
-
-
 def run_dataset(name: str, args, tmpdir: str) -> list[dict]:
     Xtr, Ytr, Xte, Yte = load_dataset(name, args.cache_dir)
     print(f"\n=== {name}: train {Xtr.shape} nnz={Xtr.nnz}  test {Xte.shape} nnz={Xte.nnz}", flush=True)
@@ -261,7 +248,7 @@ def run_dataset(name: str, args, tmpdir: str) -> list[dict]:
             res["predict_ms_per_1k"] = 1000.0 * res["predict_s"] / Xte.shape[0] * 1000.0
             runs.append({k: v for k, v in res.items() if isinstance(v, (int, float, str, bool, list))})
             print(f"[{name}] {display}: " + measure.summary(runs[-1]), flush=True)
-        row = _median_rows(runs) if "error" not in runs[0] else runs[0]
+        row = measure.median_row(runs) if "error" not in runs[0] else runs[0]
         row.update(method=display, dataset=name)
         if config_file:
             row["config_file"] = config_file

@@ -258,6 +258,19 @@ def run_in_subprocess(
                 os.unlink(p)
 
 
+def median_row(runs: list[dict]) -> dict:
+    """Median of every numeric field over repeats (first run's value for the rest)."""
+    row = dict(runs[0])
+    for k, v in runs[0].items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            vals = [r[k] for r in runs if isinstance(r.get(k), (int, float))]
+            row[k] = float(np.median(vals))
+    row["repeats"] = len(runs)
+    if len(runs) > 1:
+        row["train_s_all"] = [r["train_s"] for r in runs]
+    return row
+
+
 def summary(result: dict) -> str:
     """One-line JSON of the scalar fields of a result (for logs)."""
     return json.dumps(
