@@ -152,6 +152,12 @@ def test_bad_bundles_are_refused_in_one_line(staged, tmp_path, capsys):
     save_file(arrays, str(r / fname))
     assert_error_line(capsys, ["stage", "import", good, r, "--train", staged / "train.jsonl", "--out", tmp_path / "m"],
                       f"array {name!r} has values that are not finite")
+    # import with label texts the export did not have
+    texts = tmp_path / "label_texts.json"
+    names = {name for row in read_jsonl_rows(staged / "train.jsonl") for name in row["labels"]}
+    texts.write_text(json.dumps({name: f"the label {name}" for name in names}))
+    assert_error_line(capsys, ["stage", "import", good, staged / "result32", "--train", staged / "train.jsonl",
+                               "--label-text", texts, "--out", tmp_path / "m"], "label texts (--label-text)")
     # import: another training file than the one exported
     other = tmp_path / "other.jsonl"
     rows = read_jsonl_rows(staged / "train.jsonl")[:-1]

@@ -92,6 +92,13 @@ def _fingerprint(prep: _Prepared) -> str:
     return h.hexdigest()
 
 
+def _label_texts_fingerprint(prep: _Prepared) -> str:
+    """Identifies the label texts (or names) the label representations and the ranker read."""
+    from ...neural.cache import texts_fingerprint
+
+    return texts_fingerprint(prep.label_texts or [])
+
+
 def _stage_config(config: XTransformerConfig) -> XTransformerConfig:
     """The config resolved for a GPU machine, refused in one line where there is no GPU stage."""
     cfg, _ = resolve(config, kind="cuda")
@@ -225,7 +232,7 @@ def export_bundle(config: XTransformerConfig, data: XMCDataset, out: str | os.Pa
             "format": BUNDLE_FORMAT, "version": VERSION, "model": XTransformer.name, "bundle_id": bundle_id,
             "config": cfg.to_dict(), "options": opts.to_dict(), "members": members,
             "training": {"fingerprint": _fingerprint(prep), "texts_key": prep.tokens.key,
-                         "valid_key": prep.valid_tokens.key},
+                         "valid_key": prep.valid_tokens.key, "label_texts": _label_texts_fingerprint(prep)},
             "summary": summary, "index": index})
         summary["bundle_bytes"], summary["bundle_files"] = B.directory_bytes(tmp)
     B.check_transfer("the bundle", summary["bundle_bytes"], 0, limits, "send")  # the estimate's tokenizer share
@@ -438,6 +445,10 @@ def import_result(bundle_path: str | os.PathLike, result_path: str | os.PathLike
     if _fingerprint(prep) != bundle.manifest["training"]["fingerprint"]:
         source = getattr(data, "source", None) or "the training data"
         raise ConfigError(f"{source}: not the training (and validation) data {bundle.path} was exported from")
+    exported = bundle.manifest["training"].get("label_texts")  # absent from bundles of earlier versions
+    if exported is not None and exported != _label_texts_fingerprint(prep):
+        raise ConfigError(f"label texts (--label-text): not the ones {bundle.path} was exported with; give the "
+                          "same file (or none, if export had none)")
     n, dim = s["documents"], s["dim"]
     extra = []
     for k, m in enumerate(cfg.members):
