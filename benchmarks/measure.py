@@ -264,7 +264,9 @@ def median_row(runs: list[dict]) -> dict:
     for k, v in runs[0].items():
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             vals = [r[k] for r in runs if isinstance(r.get(k), (int, float))]
-            row[k] = float(np.median(vals))
+            median = float(np.median(vals))
+            # counts (trees, calls) stay whole numbers: a table prints "2 trees", not "2.0 trees"
+            row[k] = int(median) if all(isinstance(x, int) for x in vals) and median.is_integer() else median
     row["repeats"] = len(runs)
     if len(runs) > 1:
         row["train_s_all"] = [r["train_s"] for r in runs]
