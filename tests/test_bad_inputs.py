@@ -341,6 +341,11 @@ CASES: list[tuple[str, Callable[[Path, Path], list], int, tuple[str, ...]]] = [
         "train", "--model", "xtransformer", "--train", w / "train.jsonl", "--out", d / "m", "--config",
         config_file(d, {"matcher": {"device": device}})], 2, (f"bad.json: matcher.device {device!r}: expected auto, cpu",))
       for device in ("tpu", "cuda:abc", "CPU", "")],
+    *[(f"report-{name}", lambda w, d, extra=extra: ["report", "--truth", w / "test.jsonl", "--pred", w / "pred.jsonl",
+                                                   "--out", d / "r.html", *extra], 2, (fragment,))
+      for name, extra, fragment in (("threshold-nan", ["--threshold", "nan"], "expected a finite number"),
+                                    ("bounds-nan", ["--bounds", "nan"], "--bounds must be increasing positive"),
+                                    ("bounds-inf", ["--bounds", "1,inf"], "--bounds must be increasing positive"))],
     ("format-xc-on-jsonl", lambda w, d: ["data", "stats", w / "train.jsonl", "--format", "xc"], 2,
      ("line 1", "malformed header")),
     ("format-unknown", lambda w, d: ["data", "stats", w / "train.jsonl", "--format", "csv"], 2, ("invalid choice",)),
@@ -489,6 +494,9 @@ CASES: list[tuple[str, Callable[[Path, Path], list], int, tuple[str, ...]]] = [
         (m / "featurizer" / "vocabulary.json").write_text(json.dumps(
             (lambda v: [v[0]] + v[:-1])(json.loads((m / "featurizer" / "vocabulary.json").read_text())))), m)[1])(
         copy_model(w, d)), d), 2, ("vocabulary.json: a term is listed more than once",)),
+    ("layer-scales-missing", lambda w, d: predict_args(w, (lambda m: (
+        (m / "tree-0" / "layer-1" / "child_scale.npy").unlink(), m)[1])(copy_model(w, d)), d), 2,
+     ("child_scale.npy is missing", "int8 weights")),
     ("tree-missing", lambda w, d: predict_args(w, (lambda m: (
         shutil.rmtree(m / "tree-0"), m)[1])(copy_model(w, d)), d), 2, ("tree-0/layers.json: is missing",)),
 ]

@@ -172,6 +172,16 @@ def test_cut_offs_past_the_label_count_need_no_buffer_of_their_size():
         assert report[f"{metric}@{huge}"] == pytest.approx(report[f"{metric}@{L}"]), metric
 
 
+def test_nan_thresholds_and_bounds_are_refused():
+    """A NaN threshold kept nothing and NaN bounds made one empty group: every figure 0 without a word."""
+    with pytest.raises(ValueError, match="NaN"):
+        threshold_scores(_scores(), float("nan"))
+    with pytest.raises(ValueError, match="finite"):
+        frequency_groups(np.array([1, 5, 200]), bounds=(float("nan"),))
+    with pytest.raises(ValueError, match="finite"):
+        frequency_groups(np.array([1, 5, 200]), bounds=(1, float("inf")))
+
+
 def test_recall_golden_unseen_label_hurts():
     Y, S = _truth(), _scores()
     r = recall_at_k(Y, S, [1, 3, 5])

@@ -212,7 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
                                           "{label: text} or a file whose line i is label i's text")
     rep.add_argument("--out", required=True, help="HTML file to write")
     rep.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
-    rep.add_argument("--threshold", type=float,
+    rep.add_argument("--threshold", type=_finite_float,
                      help="score threshold of the thresholded figures and tables (default: every listed label counts)")
     rep.add_argument("--bounds", default="1,100,1000,10000",
                      help="label-frequency group edges by training documents (default: 1,100,1000,10000)")

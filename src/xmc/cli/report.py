@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shlex
 import sys
@@ -70,7 +71,8 @@ def _parse_bounds(text: str) -> tuple[float, ...]:
         bounds = tuple(float(b) for b in text.split(",") if b.strip())
     except ValueError:
         bounds = ()
-    if not bounds or any(b <= 0 for b in bounds) or any(b >= c for b, c in zip(bounds, bounds[1:])):
+    if (not bounds or not all(math.isfinite(b) and b > 0 for b in bounds)  # NaN passes every comparison
+            or any(b >= c for b, c in zip(bounds, bounds[1:]))):
         raise ConfigError(f"--bounds must be increasing positive numbers separated by commas, got {text!r}")
     return bounds
 

@@ -148,6 +148,8 @@ def threshold_scores(scores: sp.spmatrix | np.ndarray,
         column indices sorted.
     """
     thr = np.asarray(threshold, dtype=np.float64)
+    if np.isnan(thr).any():  # NaN keeps nothing: every thresholded figure would read 0
+        raise ValueError("threshold must not be NaN")
     if sp.issparse(scores):
         S = sp.csr_matrix(scores)
         if thr.ndim == 0:

@@ -43,8 +43,8 @@ def frequency_groups(train_counts: np.ndarray,
     """
     counts = np.asarray(train_counts, dtype=np.float64).ravel()
     b = np.asarray(bounds, dtype=np.float64).ravel()
-    if b.size == 0 or np.any(b <= 0) or np.any(np.diff(b) <= 0):
-        raise ValueError(f"bounds must be strictly increasing and > 0, got {tuple(bounds)}")
+    if b.size == 0 or not np.isfinite(b).all() or np.any(b <= 0) or np.any(np.diff(b) <= 0):
+        raise ValueError(f"bounds must be finite, strictly increasing and > 0, got {tuple(bounds)}")
     if np.any(counts < 0):
         raise ValueError("train_counts must be >= 0")
     groups: list[tuple[str, np.ndarray]] = []

@@ -707,6 +707,9 @@ def _load_layer(directory: str, mmap: bool, C: sp.spmatrix) -> LayerWeights:
             arrays[name] = np.ones(C.shape[0], dtype=np.float32)
         else:
             arrays[name] = read(name)
+    if not exists("child_scale") and arrays["entry_value"].dtype != np.float32:  # scales of 1 would be wrong
+        raise ValueError(f"{os.path.join(directory, 'child_scale.npy')} is missing: the "
+                         f"{arrays['entry_value'].dtype} weights cannot be read without their scales")
     return LayerWeights(**arrays)
 
 
