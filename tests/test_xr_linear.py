@@ -791,3 +791,15 @@ def test_a_threshold_that_removes_every_weight_is_refused(corpus):
     assert model.trees_[0].n_weights() == sum(W.nnz for W in model.trees_[0].weights) > 0
     with pytest.raises(ConfigError, match=r"weight_threshold=100 removed every weight"):
         model.pruned(100)
+
+
+def test_tune_refuses_a_grid_whose_every_candidate_has_no_weights(corpus):
+    """tune wrote a config that `xmc train` then refused, and exited 0."""
+    from xmc.tuning import tune
+
+    base = XRLinearConfig.from_dict({"features": {"min_df": 1}})
+    with pytest.raises(ConfigError, match="every candidate of the grid removed every weight"):
+        tune(corpus.train, {"train.weight_threshold": [100, 200]}, config=base, folds=2, progress=False)
+    # one trainable candidate is enough, and it is the one chosen
+    result = tune(corpus.train, {"train.weight_threshold": [100, 0.1]}, config=base, folds=2, progress=False)
+    assert result.config.train.weight_threshold == 0.1

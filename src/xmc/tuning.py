@@ -217,6 +217,7 @@ def tune(data: XMCDataset, grid: dict[str, list] | None = None, *, config: XRLin
     shared_features = not any(key.split(".")[0] in _FEATURE_FIELDS for key in grid)
     sums = [dict.fromkeys(_report_keys(), 0.0) for _ in candidates]
     seconds = [0.0] * len(candidates)
+    refused: set[int] = set()  # candidates left without weights on some fold
     with progress_bar(total=len(splits) * len(candidates), desc="tuning", unit="fit", disable=not progress) as bar:
         for fold_train, fold_valid in pairs:
             # valid may have more columns than train: labels it alone has, appended by its reader
@@ -235,6 +236,7 @@ def tune(data: XMCDataset, grid: dict[str, list] | None = None, *, config: XRLin
                 try:
                     model.fit_matrix(X_train, fold_train.Y, label_texts=label_texts, progress=False)
                 except NoWeightsError as exc:  # a candidate `xmc train` would refuse: it scores 0 on this fold
+                    refused.add(i)
                     logger.warning("candidate %s: %s", ", ".join(f"{k}={json.dumps(v)}" for k, v in candidates[i][0].items()), exc)
                     model = None
                 seconds[i] += time.perf_counter() - t0
@@ -246,7 +248,11 @@ def tune(data: XMCDataset, grid: dict[str, list] | None = None, *, config: XRLin
                 bar.update(1)
     results = [Candidate(overrides, {k: v / len(splits) for k, v in totals.items()}, seconds[i] / len(splits))
                for i, ((overrides, _), totals) in enumerate(zip(candidates, sums))]
-    best = max(range(len(results)), key=lambda i: (results[i].scores[metric], -i))
+    trainable = [i for i in range(len(results)) if i not in refused]
+    if not trainable:  # a config that `xmc train` refuses is no answer
+        raise ConfigError(f"every candidate of the grid removed every weight (the weight threshold is too high "
+                          f"for this data): no config to choose; try lower train.weight_threshold values")
+    best = max(trainable, key=lambda i: (results[i].scores[metric], -i))
     return TuneResult(metric=metric, folds=len(splits), candidates=results, best=best, config=candidates[best][1])
 
 
