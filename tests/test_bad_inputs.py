@@ -346,6 +346,13 @@ CASES: list[tuple[str, Callable[[Path, Path], list], int, tuple[str, ...]]] = [
       for name, extra, fragment in (("threshold-nan", ["--threshold", "nan"], "expected a finite number"),
                                     ("bounds-nan", ["--bounds", "nan"], "--bounds must be increasing positive"),
                                     ("bounds-inf", ["--bounds", "1,inf"], "--bounds must be increasing positive"))],
+    ("config-negative-weight-decay", lambda w, d: ["train", "--model", "lightxml", "--train", w / "train.jsonl",
+                                                   "--out", d / "m", "--config", config_file(
+                                                       d, {"train": {"weight_decay": -1}})], 2,
+     ("bad.json: train.weight_decay must be >= 0",)),
+    ("config-matcher-negative-weight-decay", lambda w, d: [
+        "train", "--model", "xtransformer", "--train", w / "train.jsonl", "--out", d / "m", "--config",
+        config_file(d, {"matcher": {"weight_decay": -1}})], 2, ("weight_decay must be >= 0",)),
     ("format-xc-on-jsonl", lambda w, d: ["data", "stats", w / "train.jsonl", "--format", "xc"], 2,
      ("line 1", "malformed header")),
     ("format-unknown", lambda w, d: ["data", "stats", w / "train.jsonl", "--format", "csv"], 2, ("invalid choice",)),

@@ -43,3 +43,17 @@ def test_length_sorted_dynamic_padding_equals_the_unsorted_padded_loop(tiny_bert
             expected.append(encoder(**{k: v[s:s + 4] for k, v in padded.items()}).numpy())
     np.testing.assert_allclose(got, np.concatenate(expected), atol=1e-5, rtol=1e-5)
     assert encoder.encode([], progress=False).shape == (0, encoder.dim)
+
+
+def test_an_encoder_refuses_more_concatenated_layers_than_it_has(tiny_bert_dir):
+    """lightxml / gudn failed mid-training with a shape mismatch (an internal error)."""
+    from xmc.errors import ConfigError
+    from xmc.neural.configs import EncoderConfig
+    from xmc.neural.encoder import TextEncoder
+
+    path = tiny_bert_dir("layers-bert", ["wine", "fish"])
+    layers = TextEncoder.from_pretrained(EncoderConfig(model_path=path)).backbone.config.num_hidden_layers
+    ok = TextEncoder.from_pretrained(EncoderConfig(model_path=path, pooling="cls-concat", last_layers=layers + 1))
+    assert ok.dim == ok.backbone.config.hidden_size * (layers + 1)
+    with pytest.raises(ConfigError, match=f"last_layers={layers + 2} but the encoder has only {layers} layers"):
+        TextEncoder.from_pretrained(EncoderConfig(model_path=path, pooling="cls-concat", last_layers=layers + 2))

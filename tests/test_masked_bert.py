@@ -325,6 +325,15 @@ def test_save_load_identical_predictions(masked_model, products, tmp_path):
     np.testing.assert_array_equal(loaded.thresholds_, np.full(len(loaded.labels_), np.float32(tuned["global"])))
     d = loaded.predict(test)
     assert (d != masked_model.predict(test, threshold=np.float32(tuned["global"]))).nnz == 0
+    # without its thresholds.npy the directory is refused (the fixed threshold took over in silence)
+    import shutil
+
+    from xmc.errors import ModelFormatError
+
+    shutil.copytree(tmp_path / "model", tmp_path / "no-thresholds")
+    (tmp_path / "no-thresholds" / "thresholds.npy").unlink()
+    with pytest.raises(ModelFormatError, match="thresholds.npy is missing"):
+        load_model(tmp_path / "no-thresholds")
     assert np.diff(d.indptr).min() >= 0 and d.nnz > 0 and d.data.min() >= np.float32(tuned["global"])
     c = loaded.predict(test.titles, categories=test.categories)  # raw titles lack descriptions: still masked
     for i, cat in enumerate(test.categories):

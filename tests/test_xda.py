@@ -387,9 +387,11 @@ def test_pipeline_records_provenance_and_filter_ablation():
         assert d.labels == train.label_names_of(train.ids.index(d.source_id))
         assert 0.0 <= d.scores["consistency"] <= 1.0 and d.scores["diversity"] >= 0.0
         assert d.generator["n_aug"] == 2 and d.generator["prompt"] is True
-    filtered = augment(train, config.replace(filter={"min_consistency": 1.01}), generator=gen,
-                       f0=_StubF0(train.labels.names), progress=False)
+    filtered = augment(train, config.replace(filter={"min_diversity": 1e9, "diversity_quantile": None}),
+                       generator=gen, f0=_StubF0(train.labels.names), progress=False)
     assert filtered == []
+    with pytest.raises(ConfigError, match="min_consistency must be in"):  # S_Con is a share: 1.01 keeps nothing
+        config.replace(filter={"min_consistency": 1.01})
 
 
 def test_cli_augment_config_errors(tmp_path, capsys):

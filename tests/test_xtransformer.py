@@ -106,6 +106,21 @@ def test_end_to_end_save_load_identical(tiny_bert, corpus, tmp_path):
     # Raw text in, the same answer as through the dataset's fields.
     texts = corpus.test.input_texts(["title", "text"])
     np.testing.assert_allclose(loaded.predict(texts).toarray(), scores.toarray(), atol=1e-5)
+    # A directory that lost a part its manifest lists is refused (it loaded and predicted other scores).
+    import json
+    import shutil
+
+    from xmc.errors import ModelFormatError
+
+    parts = json.loads((tmp_path / "xt" / "xmc_model.json").read_text())["parts"]
+    assert parts and all((tmp_path / "xt" / p).exists() for p in parts)
+    for part in parts:
+        broken = tmp_path / f"broken-{part.replace('/', '-')}"
+        shutil.copytree(tmp_path / "xt", broken)
+        target = broken / part
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+        with pytest.raises(ModelFormatError, match=f"{part} is missing"):
+            load_model(broken)
 
 
 def test_product_combiner_is_matcher_times_ranker(tiny_bert, corpus):

@@ -144,6 +144,8 @@ class FilterConfig(Config):
             q = getattr(self, name)
             check(q is None or 0.0 <= q <= 1.0, f"{name} must be in [0, 1]")
         check(self.prior_smoothing >= 0, "prior_smoothing must be >= 0")
+        # S_Con is a share of the top-k: above 1 nothing passes, and the run wrote 0 documents with exit 0.
+        check(self.min_consistency is None or 0.0 <= self.min_consistency <= 1.0, "min_consistency must be in [0, 1]")
 
 
 @dataclasses.dataclass

@@ -110,4 +110,5 @@ class MatcherConfig(Config):
         check(0.0 <= self.warmup_ratio < 1.0, "warmup_ratio must be in [0, 1)")
         check(0.0 < self.valid_fraction < 1.0, "valid_fraction must be in (0, 1)")
         check(self.top_b >= 1, "top_b must be >= 1")
+        check(self.weight_decay >= 0, "weight_decay must be >= 0")
         check(self.patience >= 1, "patience must be >= 1")

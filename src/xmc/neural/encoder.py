@@ -92,6 +92,10 @@ class TextEncoder(nn.Module):
         finally:
             if bar:
                 hf_logging.enable_progress_bar()
+        layers = getattr(backbone.config, "num_hidden_layers", None)
+        if config.pooling == "cls-concat" and layers is not None and config.last_layers > layers + 1:
+            raise ConfigError(f"encoder.last_layers={config.last_layers} but the encoder has only {layers} layers "
+                              "(+ embeddings)")  # hidden_states holds layers + 1 tensors
         return cls(backbone, tokenizer, config)
 
     def save(self, directory: str) -> None:

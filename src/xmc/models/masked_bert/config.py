@@ -71,6 +71,7 @@ class MaskedTrainConfig(Config):
         check(self.epochs == "auto" or self.epochs > 0, "epochs must be positive")
         check(self.batch_size >= 1 and self.grad_accum >= 1, "batch_size and grad_accum must be >= 1")
         check(self.learning_rate > 0, "learning_rate must be positive")
+        check(self.weight_decay >= 0, "weight_decay must be >= 0")
         check(self.head_learning_rate in (None, "auto") or self.head_learning_rate > 0,
               "head_learning_rate must be positive")
         check(0.0 <= self.warmup_ratio < 1.0, "warmup_ratio must be in [0, 1)")

@@ -202,8 +202,7 @@ class MaskedBert(XMCModel):
 
         device = self._device()
         torch.manual_seed(tcfg.seed)
-        encoder = TextEncoder.from_pretrained(cfg.encoder)
-        self._check_encoder(encoder)
+        encoder = TextEncoder.from_pretrained(cfg.encoder)  # refuses a last_layers the encoder lacks
         self.network_ = build_network(encoder, len(self.labels_), len(self.groups_), cfg.dropout).to(device)
         train_mask, _ = self._masks(fit_data, None, len(fit_data))
         valid_mask, _ = self._masks(valid, None, len(valid))
@@ -275,13 +274,6 @@ class MaskedBert(XMCModel):
         # Pairs tokenise differently from single texts (segment ids), and autocast changes the values.
         key = f"text-pairs|amp={amp}|{texts_fingerprint(pairs[0])}|{texts_fingerprint(pairs[1])}"
         return cache.fetch(network.encoder, key, len(pairs[0]), compute)
-
-    def _check_encoder(self, encoder) -> None:
-        enc = self.config.encoder
-        layers = getattr(encoder.backbone.config, "num_hidden_layers", None)
-        if enc.pooling == "cls-concat" and layers is not None and enc.last_layers > layers + 1:
-            raise ConfigError(f"encoder.last_layers={enc.last_layers} but the encoder has only {layers} layers "
-                              f"(+ embeddings)")
 
     # ---- prediction ----------------------------------------------------------------
     def predict_proba(self, inputs: Inputs, *, categories: Sequence[str | None] | None = None,
@@ -357,7 +349,8 @@ class MaskedBert(XMCModel):
 
     def _manifest_extra(self) -> dict:
         return {"groups": self.groups_, "group_sizes": self.group_sizes_, "timings": self.timings_,
-                "mask_stats": self.mask_stats_, "has_taxonomy": self.taxonomy_ is not None}
+                "mask_stats": self.mask_stats_, "has_taxonomy": self.taxonomy_ is not None,
+                "has_thresholds": self.thresholds_ is not None}
 
     def _save_parts(self, tmp: str) -> None:
         """Taxonomy, encoder (safetensors + tokenizer), heads (safetensors), thresholds, history."""
@@ -385,8 +378,15 @@ class MaskedBert(XMCModel):
         if manifest.get("has_taxonomy"):
             model.taxonomy_ = Taxonomy.from_file(tax_path, model.labels_)
         thr_path = os.path.join(directory, "thresholds.npy")
-        if os.path.exists(thr_path):
-            model.thresholds_ = np.load(thr_path, allow_pickle=False)
+        # Directories of earlier versions do not say: then thresholds.npy is read when present.
+        if manifest.get("has_thresholds", os.path.exists(thr_path)):
+            if not os.path.exists(thr_path):  # the tuned thresholds would silently become the fixed one
+                raise ModelFormatError(f"{os.fspath(directory)}: thresholds.npy is missing (the model directory is "
+                                       "incomplete)")
+            thresholds = np.load(thr_path, allow_pickle=False)
+            if thresholds.shape != (len(model.labels_),) or not np.isfinite(thresholds).all():
+                raise ModelFormatError(f"{thr_path}: expected {len(model.labels_)} finite thresholds, one per label")
+            model.thresholds_ = thresholds
         encoder = TextEncoder.from_pretrained(config.encoder, os.path.join(directory, "encoder"))
         network = build_network(encoder, len(model.labels_), len(model.groups_), config.dropout)
         try:

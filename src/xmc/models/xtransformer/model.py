@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
+import functools
 import dataclasses
 import hashlib
 import json
 import logging
 import os
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -17,7 +18,7 @@ from sklearn.preprocessing import normalize
 
 from ...data.dataset import LabelVocabulary, XMCDataset
 from ...ensemble import average_scores
-from ...errors import ConfigError
+from ...errors import ConfigError, ModelFormatError
 from ...features.tfidf import TfidfFeaturizer
 from ...indexing.kmeans import hierarchical_kmeans
 from ...indexing.label_repr import pifa
@@ -426,20 +427,29 @@ class XTransformer(XMCModel):
         return distributed.is_main()  # every process holds the same model; rank 0 writes it
 
     def _manifest_extra(self) -> dict:
-        return {"n_members": len(self.members_), "timings": self.timings_}
+        # "parts": what load must find; a directory that lost one loaded and predicted other scores
+        return {"n_members": len(self.members_), "timings": self.timings_, "parts": list(self._parts())}
+
+    def _parts(self) -> dict[str, Callable[[str], None]]:
+        """The parts that depend on the config (the shared encoder, members' encoders and heads): each
+        path in the directory -> how it is written."""
+        parts: dict[str, Callable[[str], None]] = {}
+        if self.encoder_ is not None and any(m.encoder is None for m in self.members_):
+            parts["encoder"] = self.encoder_.save
+        for k, member in enumerate(self.members_):
+            if member.encoder is not None:
+                parts[f"member-{k}/encoder"] = member.encoder.save
+            if member.head is not None:
+                parts[f"member-{k}/head.safetensors"] = functools.partial(save_tensors, member.head.state_dict())
+        return parts
 
     def _save_parts(self, tmp: str) -> None:
         """TF-IDF, encoders (safetensors), heads, trees and rankers, histories."""
         self.featurizer_.save(os.path.join(tmp, "featurizer"))
-        if self.encoder_ is not None and any(m.encoder is None for m in self.members_):
-            self.encoder_.save(os.path.join(tmp, "encoder"))
         for k, member in enumerate(self.members_):
-            mdir = os.path.join(tmp, f"member-{k}")
-            member.ranker.save(os.path.join(mdir, "ranker"))
-            if member.encoder is not None:
-                member.encoder.save(os.path.join(mdir, "encoder"))
-            if member.head is not None:
-                save_tensors(member.head.state_dict(), os.path.join(mdir, "head.safetensors"))
+            member.ranker.save(os.path.join(tmp, f"member-{k}", "ranker"))
+        for path, write in self._parts().items():
+            write(os.path.join(tmp, path))
         self._write_json(tmp, "histories.json", self.histories_)
 
     @classmethod
@@ -451,6 +461,9 @@ class XTransformer(XMCModel):
         from ...neural.matcher import ClusterHead
 
         manifest, config = cls._read(directory, device)
+        for part in manifest.get("parts", []):  # absent from directories of earlier versions
+            if not os.path.exists(os.path.join(directory, part)):
+                raise ModelFormatError(f"{os.fspath(directory)}: {part} is missing (the model directory is incomplete)")
         model = cls(config)
         model.featurizer_ = TfidfFeaturizer.load(os.path.join(directory, "featurizer"))
         dev = model._device()
