@@ -326,6 +326,9 @@ def test_augmented_jsonl_round_trips(tmp_path):
     data = augmented_dataset(docs, LabelVocabulary(["a", "b", "c"]))
     assert data.Y.toarray().tolist() == [[1, 1, 0], [0, 0, 1]] and data.ids == ["d1#aug0", "d2#aug0"]
     assert source_rows(docs, ["d2", "x"]).tolist() == [-1, 0]
+    (tmp_path / "empty.jsonl").write_text("\n")  # fine-tuned on nothing and reported success before
+    with pytest.raises(DataFormatError, match="no augmented documents"):
+        read_augmented(tmp_path / "empty.jsonl")
     with pytest.raises(DataFormatError, match="'z' is not in the training vocabulary"):
         augmented_dataset(docs + [AugmentedDocument("e", "d", "t", ["z"])], LabelVocabulary(["a", "b", "c"]))
 
@@ -445,6 +448,13 @@ def test_cli_augment_with_no_config_uses_the_converted_default_generator(tmp_pat
     sources = dict(zip(train.ids, train.texts))
     assert docs and all(d.generator["model_path"] == str(default_dir) for d in docs)
     assert all(d.text.split() != sources[d.source_id].split() for d in docs)
+    # A run that selects no tail label writes nothing and says so (it wrote an empty file with exit 0).
+    (tmp_path / "none.json").write_text(json.dumps({"tail_threshold": 0}))
+    capsys.readouterr()
+    code = cli_main(["augment", "--train", str(tmp_path / "train.jsonl"), "--config", str(tmp_path / "none.json"),
+                     "--out", str(tmp_path / "none.jsonl")])
+    assert code == 2 and "no augmented document" in capsys.readouterr().err
+    assert not (tmp_path / "none.jsonl").exists()
 
 
 def test_augmented_rows_that_repeat_their_source_are_dropped():

@@ -103,6 +103,8 @@ def read_augmented(path: str | os.PathLike) -> list[AugmentedDocument]:
                 raise DataFormatError(path, line_no, "field 'generator' must be an object")
             docs.append(AugmentedDocument(obj["id"], obj["source_id"], obj["text"], labels,
                                           {k: (None if v is None else float(v)) for k, v in scores.items()}, generator))
+    if not docs:  # fine-tuning on it would add steps on nothing and report success
+        raise DataFormatError(path, None, "no augmented documents (the file is empty)")
     return docs
 
 

@@ -462,7 +462,11 @@ def augment(args: argparse.Namespace) -> int:
     budget = budget_summary(config, len(data))
     if budget:
         print(budget, flush=True)
-    n = write_augmented(args.out, run_augment(data, config))
+    docs = list(run_augment(data, config))
+    if not docs:  # an empty file that train --augmented would take as a success
+        raise ConfigError(f"{args.train}: no augmented document (no label has at most tail_threshold="
+                          f"{config.tail_threshold} training documents, or the filter kept none); nothing written")
+    n = write_augmented(args.out, docs)
     print(f"wrote {n} augmented documents to {args.out}")
     return 0
 
