@@ -353,6 +353,11 @@ CASES: list[tuple[str, Callable[[Path, Path], list], int, tuple[str, ...]]] = [
     ("config-matcher-negative-weight-decay", lambda w, d: [
         "train", "--model", "xtransformer", "--train", w / "train.jsonl", "--out", d / "m", "--config",
         config_file(d, {"matcher": {"weight_decay": -1}})], 2, ("weight_decay must be >= 0",)),
+    ("config-no-text-fields", lambda w, d: train_args(w, d, "--config", config_file(d, {"features": {"fields": []}})),
+     2, ("bad.json: features.fields must name at least one",)),
+    ("config-no-neural-text-fields", lambda w, d: ["train", "--model", "lightxml", "--train", w / "train.jsonl",
+                                                   "--out", d / "m", "--config", config_file(d, {"text_fields": []})],
+     2, ("bad.json: text_fields must name at least one",)),
     ("format-xc-on-jsonl", lambda w, d: ["data", "stats", w / "train.jsonl", "--format", "xc"], 2,
      ("line 1", "malformed header")),
     ("format-unknown", lambda w, d: ["data", "stats", w / "train.jsonl", "--format", "csv"], 2, ("invalid choice",)),

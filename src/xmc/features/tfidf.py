@@ -51,6 +51,7 @@ class TfidfConfig(Config):
         check(self.max_features is None or self.max_features >= 1, "max_features must be >= 1")
         problem = regex_problem(self.token_pattern)
         check(problem is None, f"token_pattern {self.token_pattern!r}: {problem}")
+        check(len(self.fields) >= 1, "fields must name at least one of title, description, text")
         bad = [f for f in self.fields if f not in ("title", "description", "text")]
         check(not bad, f"unknown text field(s) {bad}; choose from title, description, text")
 

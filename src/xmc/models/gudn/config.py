@@ -88,6 +88,7 @@ class GUDNConfig(Config):
 
     def validate(self) -> None:
         check(self.label_input in ("text", "onehot"), f"unknown label_input {self.label_input!r}")
+        check(len(self.text_fields) >= 1, "text_fields must name at least one of title, description, text")
         check(self.label_last_layers >= 1 and self.label_max_length >= 8, "label_last_layers >= 1, label_max_length >= 8")
         check(0.0 <= self.dropout < 1.0, "dropout must be in [0, 1)")
         check(self.train.cache_dir is None, "train.cache_dir is a masked-bert setting")

@@ -88,6 +88,7 @@ class XTransformerConfig(Config):
     def validate(self) -> None:
         check(len(self.members) >= 1, "members needs at least one entry")
         check(self.neural_weight > 0, "neural_weight must be positive")
+        check(len(self.text_fields) >= 1, "text_fields must name at least one of title, description, text")
         bad = [f for f in self.text_fields if f not in ("title", "description", "text")]
         check(not bad, f"unknown text field(s) {bad}; choose from title, description, text")
         if self.matcher.kind == "linear":
