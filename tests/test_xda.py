@@ -635,3 +635,20 @@ def test_cli_train_augmented_needs_a_lightxml_model(tmp_path, capsys):
                      "--augmented", str(tmp_path / "aug.jsonl"), "--out", str(tmp_path / "m")])
     err = capsys.readouterr().err
     assert code == 2 and "--augmented: the xr-linear model cannot be fine-tuned" in err
+
+
+def test_an_f0_model_of_other_labels_is_refused_before_the_generator_trains(tmp_path):
+    """It crashed with an IndexError after the generator's fit, or scored against another label prior."""
+    from xmc.models.xr_linear import XRLinear, XRLinearConfig
+
+    train = _small_corpus()
+    other = make_corpus(n_train=40, n_test=5, n_labels=8, noise_words=30, doc_length=12, seed=2).train
+    XRLinear(XRLinearConfig.from_dict({"features": {"min_df": 1}})).fit(other, progress=False).save(tmp_path / "f0")
+
+    class NeverFitted:
+        def generate(self, *args, **kwargs):
+            raise AssertionError("the generator ran before the f0 model was checked")
+
+    with pytest.raises(ConfigError, match="f0_model .*labels are not the training data's"):
+        augment(train, AugmentConfig(tail_threshold=5, f0_model=str(tmp_path / "f0")), generator=NeverFitted(),
+                progress=False)

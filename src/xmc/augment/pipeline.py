@@ -8,6 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ..data import XMCDataset
+from ..errors import ConfigError
 from .configs import AugmentConfig
 from .corpus import AugmentedDocument
 from .filtering import Scorer, keep_mask, label_prior, score_augmented
@@ -80,10 +81,15 @@ def augment(train: XMCDataset, config: AugmentConfig, *, generator=None, f0: Sco
     if config.max_augment_docs is not None:
         rows = rows[: config.max_augment_docs]
     logger.info("%d documents hold a label with <= %d training documents", len(rows), config.tail_threshold)
+    if f0 is None and config.f0_model:  # before the generator's fit: a wrong model is refused at once
+        f0 = load_model(config.f0_model)
+        if list(f0.labels_.names) != list(train.labels.names):  # scores would index another label prior
+            raise ConfigError(f"f0_model {config.f0_model}: its {len(f0.labels_)} labels are not the training "
+                              f"data's {len(train.labels)} (in name and order); give a model trained on this file")
     if generator is None:
         generator = PromptGenerator(config.generator).fit(texts, names, progress=progress)
     if f0 is None:
-        f0 = load_model(config.f0_model) if config.f0_model else train_default_f0(train)
+        f0 = train_default_f0(train)
     generated = generator.generate([texts[i] for i in rows], [names[i] for i in rows], progress=progress)
     # A filler that restores the masked words verbatim gives back the source (its window): no new document.
     generated = [[t for t in per_doc if not same_text(t, texts[row], config.generator.max_words)]
