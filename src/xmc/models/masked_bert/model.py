@@ -13,7 +13,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ...data.dataset import LabelVocabulary, XMCDataset
-from ...errors import ConfigError, ModelFormatError
+from ...errors import ConfigError, DataFormatError, ModelFormatError
 from ...metrics import evaluate, top_k, topk_to_csr
 from ...neural.budget import resolve_budget
 from ...neural.taxonomy import Taxonomy, category_path
@@ -185,6 +185,9 @@ class MaskedBert(XMCModel):
             self.mask_stats_ = {"train": dataclasses.asdict(stats),
                                 "labels_relevant_to_no_category": len(self.taxonomy_.uncovered_labels),
                                 "taxonomy_labels_not_in_vocabulary": len(self.taxonomy_.unknown_labels)}
+            if stats.n and stats.exact + stats.parent_fallback == 0:  # every mask is "all labels": no masking
+                raise DataFormatError(data.source, None, "a taxonomy is given, but no document has a category it "
+                                      "knows (the field 'category'); the masked loss would mask nothing")
             if stats.positives_outside:
                 logger.warning("%d true training labels lie outside their category's taxonomy entry; the masked "
                                "loss never sees them", stats.positives_outside)
