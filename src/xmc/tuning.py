@@ -136,6 +136,18 @@ def candidate_configs(base: XRLinearConfig, grid: dict[str, list]) -> list[tuple
     return out
 
 
+def check_grid(grid: dict[str, list], data: XMCDataset) -> None:
+    """ConfigError for a grid key that cannot change any candidate's score on ``data``: candidates that
+    tie by construction read as 'the validation data cannot tell them apart'."""
+    for key in grid:
+        if key == "predict.topk":
+            raise ConfigError(f"--grid {key}: candidates are scored on their own top {max(_KS)} labels, so "
+                              "predict.topk changes nothing here; set it in the config you train")
+        if data.X is not None and key.split(".")[0] == "features":
+            raise ConfigError(f"--grid {key}: {data.source or 'the data'} carries its own features (XC sparse), "
+                              "so TF-IDF settings change nothing")
+
+
 def fold_rows(n: int, folds: int, valid_fraction: float = 0.1, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """``(train_rows, valid_rows)`` per fold: one seeded split of ``valid_fraction`` when ``folds`` is 1
     (:func:`xmc.data.split.train_valid_rows`), else scikit-learn's shuffled ``KFold``."""
@@ -206,6 +218,7 @@ def tune(data: XMCDataset, grid: dict[str, list] | None = None, *, config: XRLin
         raise ConfigError("the grid needs at least one key with at least one value")
     base = config or XRLinearConfig()
     candidates = candidate_configs(base, grid)
+    check_grid(grid, data)
     if valid is not None and folds is not None:
         raise ConfigError("give either a validation set or folds, not both")
     if valid is not None:

@@ -320,7 +320,8 @@ def train(args: argparse.Namespace) -> int:
 
 def tune(args: argparse.Namespace) -> int:
     from ..models.xr_linear import XRLinearConfig
-    from ..tuning import DEFAULT_GRID, auto_folds, candidate_configs, check_folds, check_valid, metric_key, parse_grid
+    from ..tuning import (DEFAULT_GRID, auto_folds, candidate_configs, check_folds, check_grid, check_valid,
+                          metric_key, parse_grid)
     from ..tuning import tune as tune_config
 
     check_not_an_input(args.out, {"--train": args.train, "--valid": args.valid, "--config": args.config})
@@ -334,6 +335,7 @@ def tune(args: argparse.Namespace) -> int:
     n_candidates = len(candidate_configs(base, grid))  # a bad grid or metric is refused before data is read
     metric = metric_key(args.metric)
     data, valid = _read_training(args.train, args)
+    check_grid(grid, data)  # before the announcement too
     folds = 1 if valid is not None else args.folds or auto_folds(len(data))
     if valid is None:  # before the announcement: a refused run states no plan
         check_folds(len(data), folds, args.valid_fraction)
