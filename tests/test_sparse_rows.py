@@ -80,3 +80,21 @@ def test_csr32_passes_a_kernel_ready_matrix_through_and_converts_the_rest():
         np.testing.assert_array_equal(got.indices, [0, 2, 1])
         np.testing.assert_array_equal(got.toarray(), before)
     np.testing.assert_array_equal(unsorted.indices, [2, 0, 1])  # the caller's matrix is left as it was
+
+
+def test_drop_below_compares_stored_entries_only():
+    """scores.multiply(scores >= t) built a dense (n, L) mask for t <= 0; the same result without it."""
+    import warnings
+
+    from xmc.sparse_rows import drop_below
+
+    S = sp.csr_matrix(np.array([[0.0, 0.5, -0.2, 0.0], [0.9, 0.0, 0.0, -1.0]], dtype=np.float32))
+    for t in (0.4, 0.0, -0.5, -2.0):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # scipy's SparseEfficiencyWarning
+            got = drop_below(S, t)
+        expected = np.where(S.toarray() >= t, S.toarray(), 0)
+        np.testing.assert_array_equal(got.toarray(), expected)
+        assert got.nnz == np.count_nonzero(expected)
+    per_label = drop_below(S, np.array([0, 0.6, -0.3, 0]))
+    np.testing.assert_array_equal(per_label.toarray(), np.array([[0, 0, -0.2, 0], [0.9, 0, 0, 0]], dtype=np.float32))

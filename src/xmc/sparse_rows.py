@@ -65,3 +65,18 @@ def _scale_rows_to_unit_norm(indptr, data):
         scale[0] = math.sqrt(total) if total > 0.0 else 1.0
         for k in range(indptr[r], indptr[r + 1]):
             data[k] = data[k] / scale[0]
+
+
+def drop_below(scores: sp.spmatrix, threshold) -> sp.csr_matrix:
+    """``scores`` (CSR) without the stored entries below ``threshold`` (a number, or one per column).
+
+    Only stored entries are compared: ``scores >= threshold`` on the whole matrix makes every
+    implicit zero True when the threshold is <= 0, a dense (n, L) mask (and scipy's efficiency warning).
+    """
+    S = sp.csr_matrix(scores, copy=True)
+    thr = np.asarray(threshold, dtype=np.float64)
+    keep = S.data >= (thr if thr.ndim == 0 else thr.ravel()[S.indices])
+    S.data[~keep] = 0
+    S.eliminate_zeros()
+    return S
+

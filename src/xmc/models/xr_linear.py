@@ -29,7 +29,7 @@ from ..ranker.beam import VALUE_TYPES
 from ..ranker.hierarchy import (AUTO, FEW_LABELS, SMALL_LABEL_SPACE, WELL_SUPPORTED, HierarchicalLinear, LabelSpace,
                                LinearTrainConfig, PredictConfig, auto_C, auto_weight_threshold)
 from ..progress import progress_bar
-from ..sparse_rows import csr32, l2_normalize_rows
+from ..sparse_rows import csr32, drop_below, l2_normalize_rows
 from .base import Capabilities, XMCModel, text_list
 
 logger = logging.getLogger(__name__)
@@ -430,8 +430,7 @@ class XRLinear(XMCModel):
                     bar.update(parts[-1].shape[0])
             scores = sp.vstack(parts, format="csr")
         if threshold is not None:
-            scores = scores.multiply(scores >= threshold).tocsr()
-            scores.eliminate_zeros()
+            scores = drop_below(scores, threshold)
         return scores
 
     def pruned(self, weight_threshold: float | None = None, *, weight_dtype: str | None = None) -> "XRLinear":

@@ -14,6 +14,7 @@ import scipy.sparse as sp
 from ...data.dataset import LabelVocabulary, XMCDataset
 from ...errors import ConfigError, ModelFormatError
 from ...features.tfidf import TfidfFeaturizer
+from ...sparse_rows import drop_below
 from ...indexing.kmeans import hierarchical_kmeans
 from ...indexing.label_repr import pifa
 from ...indexing.tree import ClusterChain
@@ -170,7 +171,7 @@ class GUDN(XMCModel):
         else:
             scores = predict_scores(self.network_, self.network_.encoder.pretokenize(texts), self._leaves(), **kwargs)
         if threshold is not None:
-            scores = scores.multiply(scores >= threshold).tocsr()
+            scores = drop_below(scores, threshold)
         return scores
 
     def encode(self, inputs: Inputs, *, cache=None, progress: bool = False) -> np.ndarray:

@@ -19,6 +19,7 @@ from sklearn.preprocessing import normalize
 from ...data.dataset import LabelVocabulary, XMCDataset
 from ...ensemble import average_scores
 from ...errors import ConfigError, ModelFormatError
+from ...sparse_rows import drop_below
 from ...features.tfidf import TfidfFeaturizer
 from ...indexing.kmeans import hierarchical_kmeans
 from ...indexing.label_repr import pifa
@@ -389,8 +390,7 @@ class XTransformer(XMCModel):
             results.append(self._combine(member.ranker, R, ids, g, topk, beam, post, selected_outputs, threads))
         scores = results[0] if len(results) == 1 else average_scores(results, topk)
         if threshold is not None:
-            scores = scores.multiply(scores >= threshold).tocsr()
-            scores.eliminate_zeros()
+            scores = drop_below(scores, threshold)
         return scores
 
     def _combine(self, ranker: HierarchicalLinear, R, ids, g, topk, beam, post, selected, threads) -> sp.csr_matrix:
