@@ -580,3 +580,18 @@ def test_training_data_without_any_label_is_refused_naming_its_file(tmp_path):
     labelled = read_jsonl(write(tmp_path / "one.jsonl",
                                 '{"text": "a", "labels": []}\n{"text": "b", "labels": ["x"]}\n'))
     assert labelled.check_trainable() is labelled
+
+
+def test_read_dataset_checks_its_options(tmp_path):
+    """labels=["a"] was an AttributeError, max_docs=2.5 read 3 documents and True read 1."""
+    from xmc.data import read_dataset
+
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps({"text": f"t{i}", "labels": ["a"]}) + "\n" for i in range(4)))
+    assert read_dataset(path, labels=["a", "b"]).labels.names == ["a", "b"]
+    for bad in (2.5, True, 0, -1):
+        with pytest.raises(ValueError, match="max_docs must be a whole number"):
+            read_dataset(path, max_docs=bad)
+    assert len(read_dataset(path, max_docs=2)) == 2
+    with pytest.raises(TypeError, match="not a string"):
+        read_dataset(path, labels="a")

@@ -464,3 +464,11 @@ def test_propensities_of_one_or_two_documents_are_one():
     C = (np.log(3) - 1) * 2.5 ** 0.55
     np.testing.assert_allclose(p, 1 / (1 + C * np.exp(-0.55 * np.log(np.array([0, 1, 2]) + 1.5))))
     assert np.all((p > 0) & (p < 1))
+
+
+def test_cut_offs_must_be_whole_numbers():
+    Y, S = _truth(), _scores()
+    for bad in (1.5, [1, 2.5], "3", True, []):
+        with pytest.raises(ValueError):
+            precision_at_k(Y, S, bad)
+    assert precision_at_k(Y, S, np.int64(1)) == precision_at_k(Y, S, [1]) == precision_at_k(Y, S, (1,))

@@ -915,15 +915,23 @@ def _first_line_is_xc_header(path: PathLike) -> bool:
 
 
 def read_dataset(
-    path: PathLike, *, format: str = "auto", labels: LabelVocabulary | None = None, **jsonl_fields
+    path: PathLike, *, format: str = "auto", labels: LabelVocabulary | Sequence[str] | None = None, **jsonl_fields
 ) -> XMCDataset:
     """Read a dataset file in ``format`` ``"jsonl"``, ``"xc"`` or ``"auto"``.
 
     ``auto``: ``.jsonl``, ``.json`` (optionally ``.gz``) are JSONL; ``.txt`` or
     ``.svm`` (optionally ``.gz``) whose first line is three integers are XC sparse.
-    ``jsonl_fields`` are passed to :func:`read_jsonl` (field names, ``max_docs``,
-    ``label_texts``).
+    ``labels``: a fixed vocabulary (or its label names, in id order).
+    ``jsonl_fields`` are passed to :func:`read_jsonl` (field names, ``max_docs``: a whole number
+    >= 1, ``label_texts``).
     """
+    if labels is not None and not isinstance(labels, LabelVocabulary):
+        if isinstance(labels, str):
+            raise TypeError("labels must be a LabelVocabulary or a list of label names, not a string")
+        labels = LabelVocabulary(labels)
+    max_docs = jsonl_fields.get("max_docs")
+    if max_docs is not None and (type(max_docs) is not int or max_docs < 1):  # 2.5 read 3, True read 1
+        raise ValueError(f"max_docs must be a whole number >= 1, got {max_docs!r}")
     fmt = format
     if os.path.isdir(path):
         raise DataFormatError(path, None, "is a directory, not a data file")

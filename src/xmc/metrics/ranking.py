@@ -70,10 +70,17 @@ __all__ = [
 
 # ----------------------------------------------------------------- helpers
 def _normalize_ks(k: int | Sequence[int]) -> list[int]:
-    if isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_)):
+    """``k`` (one cut-off or several) as a list of ints >= 1; ValueError for anything else (1.5 was a
+    TypeError about iteration, and a float item was truncated)."""
+    def whole(x) -> bool:
+        return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+    if whole(k):
         ks = [int(k)]
-    else:
+    elif isinstance(k, (list, tuple, range, np.ndarray)) and all(whole(x) for x in k):
         ks = [int(x) for x in k]
+    else:
+        raise ValueError(f"k must be a whole number >= 1 or a sequence of them, got {k!r}")
     if not ks:
         raise ValueError("at least one k is required")
     for x in ks:
