@@ -85,6 +85,10 @@ def edit_manifest(model: Path, change: Callable[[dict], None]) -> Path:
     return model
 
 
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
 def layers_json(model: Path, change: Callable[[dict], None] | str) -> Path:
     """The model with its first tree's layers.json changed in place by ``change``, or replaced by it (a string)."""
     path = model / "tree-0" / "layers.json"
@@ -301,6 +305,9 @@ CASES: list[tuple[str, Callable[[Path, Path], list], int, tuple[str, ...]]] = [
      2, ("text of label 'a' must be a string",)),
     ("label-text-names-no-label", lambda w, d: train_args(w, d, "--label-text", data_file(d, "l.txt", "x\ny\n")), 2,
      ("l.txt", "none of the 20 labels has a text")),
+    ("label-text-all-blank", lambda w, d: train_args(w, d, "--label-text", data_file(
+        d, "l.json", json.dumps({name: " " for row in _rows(w / "train.jsonl") for name in row["labels"]}))), 2,
+     ("l.json", "every text it gives")),
     ("label-text-empty", lambda w, d: train_args(w, d, "--label-text", data_file(d, "l.txt", "")), 2,
      ("l.txt", "empty file")),
     ("taxonomy-for-xr-linear", lambda w, d: train_args(w, d, "--taxonomy", data_file(d, "t.json", "{}")), 2,

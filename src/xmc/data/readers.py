@@ -860,6 +860,9 @@ def read_label_texts(path: PathLike, vocabulary: LabelVocabulary) -> list[str]:
         raise DataFormatError(path, None, f"none of the {len(vocabulary)} labels has a text here (labels are "
                                           f"named like {vocabulary.names[0]!r}; this file gives texts for "
                                           f"{_describe_keys(mapping)})")
+    if not any(value.strip() for name, value in mapping.items() if name in vocabulary.index):
+        # a label text guide over empty strings learns nothing, and the run would not say so
+        raise DataFormatError(path, None, f"every text it gives the {len(vocabulary)} labels is empty")
     if missing:
         logger.warning("%s: no text for %d of %d labels; using their names", os.fspath(path), missing, len(vocabulary))
     return texts

@@ -71,7 +71,8 @@ class TextEncoder(nn.Module):
 
         path = path or config.resolved_path()
         if not os.path.isdir(path):
-            raise ConfigError(f"encoder directory {path!r} does not exist (xmc never downloads models)")
+            what = "is a file, not a directory" if os.path.exists(path) else "does not exist"
+            raise ConfigError(f"encoder directory {path!r} {what} (xmc never downloads models)")
         from transformers.utils import logging as hf_logging
 
         from ..progress import is_quiet
