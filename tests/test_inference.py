@@ -57,3 +57,17 @@ def test_an_encoder_refuses_more_concatenated_layers_than_it_has(tiny_bert_dir):
     assert ok.dim == ok.backbone.config.hidden_size * (layers + 1)
     with pytest.raises(ConfigError, match=f"last_layers={layers + 2} but the encoder has only {layers} layers"):
         TextEncoder.from_pretrained(EncoderConfig(model_path=path, pooling="cls-concat", last_layers=layers + 2))
+
+
+def test_quiet_silences_transformers_bars_when_saving_an_encoder(tiny_bert_dir, tmp_path, capfd):
+    """-q left transformers' "Writing model shards" bar on stderr."""
+    from xmc.neural.configs import EncoderConfig
+    from xmc.neural.encoder import TextEncoder
+    from xmc.progress import quiet
+
+    encoder = TextEncoder.from_pretrained(EncoderConfig(model_path=tiny_bert_dir("quiet-bert", ["wine"])))
+    capfd.readouterr()
+    with quiet():
+        encoder.save(str(tmp_path / "enc"))
+        TextEncoder.from_pretrained(EncoderConfig(model_path=str(tmp_path / "enc")))
+    assert capfd.readouterr().err == ""

@@ -6,6 +6,7 @@ phi(x) in the X-Transformer paper. The default weights are all-MiniLM-L6-v2 as s
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from typing import Sequence
@@ -49,6 +50,24 @@ class Tokenized(list):
         self.key = key
 
 
+@contextlib.contextmanager
+def _transformers_bars():
+    """transformers' own progress bars ("Loading weights", "Writing model shards") off under --quiet,
+    as xmc's are; restored afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    from ..progress import is_quiet
+
+    was_on = hf_logging.is_progress_bar_enabled()
+    if is_quiet():
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_on:
+            hf_logging.enable_progress_bar()
+
+
 class TextEncoder(nn.Module):
     """A Hugging Face encoder plus pooling: texts -> (n, dim) vectors.
 
@@ -73,26 +92,17 @@ class TextEncoder(nn.Module):
         if not os.path.isdir(path):
             what = "is a file, not a directory" if os.path.exists(path) else "does not exist"
             raise ConfigError(f"encoder directory {path!r} {what} (xmc never downloads models)")
-        from transformers.utils import logging as hf_logging
-
-        from ..progress import is_quiet
-
-        bar = hf_logging.is_progress_bar_enabled()
-        if is_quiet():  # --quiet silences transformers' "Loading weights" bar too
-            hf_logging.disable_progress_bar()
         try:
-            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-            # fp32 master weights whatever dtype the files hold (mixed precision comes from autocast).
-            # safetensors only: a pickled checkpoint could run code while it loads.
-            backbone = AutoModel.from_pretrained(path, local_files_only=True, dtype=torch.float32,
-                                                 use_safetensors=True)
+            with _transformers_bars():
+                tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+                # fp32 master weights whatever dtype the files hold (mixed precision comes from autocast).
+                # safetensors only: a pickled checkpoint could run code while it loads.
+                backbone = AutoModel.from_pretrained(path, local_files_only=True, dtype=torch.float32,
+                                                     use_safetensors=True)
         except Exception as exc:  # transformers raises OSError / ValueError / KeyError / ... on a foreign folder
             first_line = str(exc).splitlines()[0] if str(exc) else ""
             raise ModelFormatError(f"{path}: cannot load a Hugging Face encoder ({type(exc).__name__}: "
                                    f"{first_line})") from exc
-        finally:
-            if bar:
-                hf_logging.enable_progress_bar()
         layers = getattr(backbone.config, "num_hidden_layers", None)
         if config.pooling == "cls-concat" and layers is not None and config.last_layers > layers + 1:
             raise ConfigError(f"encoder.last_layers={config.last_layers} but the encoder has only {layers} layers "
@@ -101,8 +111,9 @@ class TextEncoder(nn.Module):
 
     def save(self, directory: str) -> None:
         """Weights as safetensors plus the tokenizer files, loadable with ``from_pretrained``."""
-        self.backbone.save_pretrained(directory, safe_serialization=True)
-        self.tokenizer.save_pretrained(directory)
+        with _transformers_bars():
+            self.backbone.save_pretrained(directory, safe_serialization=True)
+            self.tokenizer.save_pretrained(directory)
 
     @property
     def dim(self) -> int:
