@@ -146,24 +146,27 @@ def test_no_batches_trains_nothing():
     assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))
 
 
-def test_a_foreign_checkpoint_is_refused_with_one_line(tmp_path):
-    import json
-
+def assert_resume_refused(directory) -> None:
+    """A run told to resume from ``directory`` refuses it with the one-line checkpoint error."""
     from xmc.errors import ModelFormatError
 
-    (tmp_path / "history.json").write_text(json.dumps({"history": {"best_recall": 0.5}, "rng": {}}))
     net = make()
-    trainer = Trainer(net, [{"params": net.parameters(), "lr": 1e-2}], total_steps=2, checkpoint_dir=str(tmp_path),
+    trainer = Trainer(net, [{"params": net.parameters(), "lr": 1e-2}], total_steps=2, checkpoint_dir=str(directory),
                       progress=False)
     with pytest.raises(ModelFormatError, match="not a checkpoint of this xmc version"):
         trainer.fit(lambda: [np.arange(24)], step_of(net))
 
 
+def test_a_foreign_checkpoint_is_refused_with_one_line(tmp_path):
+    import json
+
+    (tmp_path / "history.json").write_text(json.dumps({"history": {"best_recall": 0.5}, "rng": {}}))
+    assert_resume_refused(tmp_path)
+
+
 def test_a_checkpoint_holds_no_pickle_and_an_older_pickled_one_is_refused(tmp_path):
     import json
     import shutil
-
-    from xmc.errors import ModelFormatError
 
     net = make()
     trainer = Trainer(net, [{"params": net.parameters(), "lr": 1e-2}], total_steps=2, swa=ModuleAverage(net),
@@ -178,11 +181,7 @@ def test_a_checkpoint_holds_no_pickle_and_an_older_pickled_one_is_refused(tmp_pa
     for name in ("training_state.json", "training_state.safetensors"):
         (old / name).unlink()
     torch.save({"optimizer": {}}, old / "optimizer.pt")
-    net = make()
-    trainer = Trainer(net, [{"params": net.parameters(), "lr": 1e-2}], total_steps=2, checkpoint_dir=str(old),
-                      progress=False)
-    with pytest.raises(ModelFormatError, match="not a checkpoint of this xmc version"):
-        trainer.fit(lambda: [np.arange(24)], step_of(net))
+    assert_resume_refused(old)
 
 
 def test_a_training_state_round_trips_through_safetensors_and_json(tmp_path):
