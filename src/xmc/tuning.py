@@ -172,7 +172,7 @@ def check_valid(data: XMCDataset, valid: XMCDataset) -> None:
     :meth:`XRLinear.transform` would say, but before any fit): text for text, features for features."""
     if data.X is None:  # features-only documents would be scored as empty texts, every candidate 0.00
         valid.check_has_text(f"a model trained on {data.source or 'text'}")
-    elif valid.X is None and data.X is not None:
+    elif valid.X is None:
         raise DataFormatError(valid.source, None, "this model was trained on precomputed features (XC sparse) "
                               "and the data has none")
 
@@ -242,15 +242,19 @@ def tune(data: XMCDataset, grid: dict[str, list] | None = None, *, config: XRLin
                 model.labels_ = fold_train.labels
                 if features is None or not shared_features:
                     X_train = model.fit_features(fold_train, progress=False)
+                    # predict's input: TF-IDF of the texts, or the file's own features as they are, which
+                    # predict normalises as fit_features did the training ones (once, for every candidate)
                     with quiet():  # the tuning bar is the progress; TF-IDF bars would interleave with it
-                        features = X_train, model.featurizer_, model.transform(fold_valid)
-                X_train, model.featurizer_, X_valid = features
+                        X_valid = fold_valid.X if model.featurizer_ is None else model.transform(fold_valid)
+                    features = X_train, model.featurizer_, model.normalizes_features_, X_valid
+                X_train, model.featurizer_, model.normalizes_features_, X_valid = features
                 t0 = time.perf_counter()
                 try:
                     model.fit_matrix(X_train, fold_train.Y, label_texts=label_texts, progress=False)
                 except NoWeightsError as exc:  # a candidate `xmc train` would refuse: it scores 0 on this fold
                     refused.add(i)
-                    logger.warning("candidate %s: %s", ", ".join(f"{k}={json.dumps(v)}" for k, v in candidates[i][0].items()), exc)
+                    settings = ", ".join(f"{k}={json.dumps(v)}" for k, v in candidates[i][0].items())
+                    logger.warning("candidate %s: %s", settings, exc)
                     model = None
                 seconds[i] += time.perf_counter() - t0
                 if model is not None:
