@@ -89,11 +89,11 @@ def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def layers_json(model: Path, change: Callable[[dict], None] | str) -> Path:
-    """The model with its first tree's layers.json changed in place by ``change``, or replaced by it (a string)."""
+def layers_json(model: Path, change: Callable[[dict], None] | bytes) -> Path:
+    """The model with its first tree's layers.json changed in place by ``change``, or replaced by it (bytes)."""
     path = model / "tree-0" / "layers.json"
-    if isinstance(change, str):
-        path.write_text(change)
+    if isinstance(change, bytes):
+        path.write_bytes(change)
     else:
         meta = json.loads(path.read_text())
         change(meta)
@@ -502,8 +502,10 @@ CASES: list[tuple[str, Callable[[Path, Path], list], int, tuple[str, ...]]] = [
         ("layers-as-text", lambda m: m.update(layers="2"), ('"layers" must be a whole number >= 1', "got '2'")),
         ("bias-null", lambda m: m.update(bias=None), ('"bias" must be a finite number, got None',)),
         ("unknown-layout", lambda m: m.update(layout="rows"), ('"layout" must be "feature" or "kernel"',)),
-        ("not-an-object", "[]", ("expected a JSON object, got list",)),
-        ("invalid-json", "{", ("line 1: invalid JSON",)))],
+        ("not-an-object", b"[]", ("expected a JSON object, got list",)),
+        ("invalid-json", b"{", ("line 1: invalid JSON",)),
+        ("not-utf8", b"\xff\xfe", ("not UTF-8 JSON",)),  # was an AttributeError in the error path
+        ("number-too-long", b'{"layers": 1' + b"0" * 5000 + b"}", ("invalid JSON: a number of more than",)))],
     ("chain-index-out-of-range", lambda w, d: predict_args(w, chain_with_index_out_of_range(copy_model(w, d)), d), 2,
      ("cannot read",)),
     ("featurizer-missing", lambda w, d: predict_args(w, (lambda m: (

@@ -21,6 +21,7 @@ import os
 import re
 import shutil
 import stat
+import sys
 import tempfile
 from typing import Any, Callable, Iterator
 
@@ -287,6 +288,22 @@ def check_not_an_input(out: str | os.PathLike, inputs: dict[str, str | os.PathLi
         if os.path.isdir(source) and target.startswith(source.rstrip(os.sep) + os.sep):
             raise OutputError(f"{os.fspath(out)}: the output lies inside the input {option} {os.fspath(path)}; "
                               "choose another output path")
+
+
+# What json.loads raises on text it cannot take: JSONDecodeError (a ValueError), ValueError for an
+# integer of more digits than Python converts, RecursionError for arrays nested deeper than its stack.
+JSON_ERRORS = (ValueError, RecursionError)
+
+
+def json_problem(exc: BaseException) -> str:
+    """One of :data:`JSON_ERRORS` in words (the caller names the file and line)."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"invalid JSON: {exc.msg} (column {exc.colno})"
+    if isinstance(exc, RecursionError):
+        return "invalid JSON: nested too deeply"
+    if "integer string conversion" in str(exc):
+        return f"invalid JSON: a number of more than {sys.get_int_max_str_digits()} digits"
+    return f"invalid JSON: {exc}"
 
 
 def json_text(value: Any) -> str:

@@ -23,9 +23,8 @@ import numpy as np
 
 from ..data import LabelVocabulary, XMCDataset
 from ..data.dataset import labels_to_csr
-from ..data.readers import JSON_ERRORS, json_problem
 from ..errors import DataFormatError
-from ..io import atomic_file
+from ..io import JSON_ERRORS, atomic_file, json_problem
 
 REQUIRED = ("id", "source_id", "text", "labels")
 

@@ -12,8 +12,9 @@ import logging
 import os
 
 from ..errors import DataFormatError
+from ..io import JSON_ERRORS, json_problem
 from .dataset import LabelVocabulary
-from .readers import JSON_ERRORS, _read_all_text, json_problem
+from .readers import _read_all_text
 
 logger = logging.getLogger(__name__)
 

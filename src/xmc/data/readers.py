@@ -33,7 +33,6 @@ import logging
 import math
 import os
 import re
-import sys
 from typing import IO, Iterator, Sequence
 
 import numpy as np
@@ -41,7 +40,7 @@ import scipy.sparse as sp
 
 from xmc.data.dataset import LabelVocabulary, XMCDataset, labels_to_csr
 from xmc.errors import DataFormatError
-from xmc.io import atomic_file
+from xmc.io import JSON_ERRORS, atomic_file, json_problem
 from xmc.progress import progress_bar
 
 logger = logging.getLogger(__name__)
@@ -136,33 +135,16 @@ def _json_type(value: object) -> str:
     return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
 
 
-# What json.loads raises on text it cannot take: JSONDecodeError (a ValueError), ValueError for an
-# integer of more digits than Python converts, RecursionError for arrays nested deeper than its stack.
-JSON_ERRORS = (ValueError, RecursionError)
-
-
-def json_problem(exc: BaseException) -> str:
-    """One of :data:`JSON_ERRORS` in words (the caller names the file and line)."""
-    if isinstance(exc, json.JSONDecodeError):
-        return f"invalid JSON: {exc.msg} (column {exc.colno})"
-    if isinstance(exc, RecursionError):
-        return "invalid JSON: nested too deeply"
-    if "integer string conversion" in str(exc):
-        return f"invalid JSON: a number of more than {sys.get_int_max_str_digits()} digits"
-    return f"invalid JSON: {exc}"
-
-
 def _document_id(value: object, line_no: int, path: PathLike) -> str:
     """A JSON document id as both the truth and the prediction readers read it: a string, an integer as
     its decimal string, or, when absent (or null), the 0-based line number; anything else is refused
     (a float id 0.0 would never match a truth's 0)."""
     if value is None:
         return str(line_no - 1)
-    if type(value) is str:
-        return value
-    if type(value) is int:
-        return str(value)
-    raise DataFormatError(path, line_no, f"id must be a string or an integer, got {_json_type(value)}")
+    name = _label_name(value)  # the same rule as a label's name
+    if name is None:
+        raise DataFormatError(path, line_no, f"id must be a string or an integer, got {_json_type(value)}")
+    return name
 
 
 def _label_name(value: object) -> str | None:

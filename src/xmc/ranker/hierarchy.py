@@ -24,6 +24,7 @@ from ..progress import progress_bar
 
 from ..config import Config, check
 from ..errors import ModelFormatError
+from ..io import JSON_ERRORS, json_problem
 from ..indexing.tree import ClusterChain
 from ..metrics.topk import topk_to_csr
 from ..sparse_rows import csr32, unsigned_indices
@@ -624,10 +625,13 @@ def _read_layers_json(path: str) -> dict:
             meta = json.load(fh)
     except FileNotFoundError:
         raise ModelFormatError(f"{path}: is missing (the model directory is incomplete)") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise ModelFormatError(f"{path}: cannot be read ({exc.strerror or exc})") from None
-    except json.JSONDecodeError as exc:
-        raise ModelFormatError(f"{path}, line {exc.lineno}: invalid JSON ({exc.msg})") from None
+    except UnicodeDecodeError as exc:  # a ValueError too: before JSON_ERRORS
+        raise ModelFormatError(f"{path}: not UTF-8 JSON ({exc.reason})") from None
+    except JSON_ERRORS as exc:
+        line = getattr(exc, "lineno", None)
+        raise ModelFormatError(f"{path}{'' if line is None else f', line {line}'}: {json_problem(exc)}") from None
 
     def whole(value, low: int) -> bool:
         return isinstance(value, int) and not isinstance(value, bool) and value >= low
