@@ -99,14 +99,23 @@ def _label_texts_fingerprint(prep: _Prepared) -> str:
     return texts_fingerprint(prep.label_texts or [])
 
 
+def _unstaged(cfg: XTransformerConfig) -> tuple[str, str] | None:
+    """(why, what to do) when a resolved config has no GPU stage, else None: export refuses such a
+    config, and a bundle holding one was not written by export."""
+    if cfg.matcher.kind != "transformer":
+        return (f"matcher.kind {cfg.matcher.kind!r}: only the fine-tuned transformer matcher has a GPU stage",
+                "train this config with 'xmc train'")
+    if any(m.recluster for m in cfg.members):
+        return "members[].recluster is not staged yet", "set it to false or train with 'xmc train'"
+    return None
+
+
 def _stage_config(config: XTransformerConfig) -> XTransformerConfig:
     """The config resolved for a GPU machine, refused in one line where there is no GPU stage."""
     cfg, _ = resolve(config, kind="cuda")
-    if cfg.matcher.kind != "transformer":
-        raise ConfigError(f"matcher.kind {cfg.matcher.kind!r}: only the fine-tuned transformer matcher has a GPU "
-                          "stage; train this config with 'xmc train'")
-    if any(m.recluster for m in cfg.members):
-        raise ConfigError("members[].recluster is not staged yet; set it to false or train with 'xmc train'")
+    unstaged = _unstaged(cfg)
+    if unstaged:
+        raise ConfigError("; ".join(unstaged))
     return cfg
 
 
@@ -324,9 +333,9 @@ def read_bundle(path: str | os.PathLike) -> Bundle:
         manifest["training"]["fingerprint"], manifest["bundle_id"], manifest["index"]  # noqa: B018 (present)
     except (KeyError, TypeError) as exc:
         raise ModelFormatError(f"{where}: incomplete bundle manifest (missing {exc})") from None
-    if config.matcher.kind != "transformer" or any(m.recluster for m in config.members):  # as export refuses
-        raise ModelFormatError(f"{where}: config.matcher.kind {config.matcher.kind!r} (or a recluster member) "
-                               "has no GPU stage; this bundle was not written by 'xmc stage export'")
+    unstaged = _unstaged(config)
+    if unstaged:
+        raise ModelFormatError(f"{where}: config: {unstaged[0]}; this bundle was not written by 'xmc stage export'")
     enc_dir = os.path.join(path, "encoder")
     if not os.path.isfile(os.path.join(enc_dir, "model.safetensors")):
         raise ModelFormatError(f"{path}: encoder/model.safetensors is missing (bundles carry safetensors weights only)")
