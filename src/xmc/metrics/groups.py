@@ -20,7 +20,16 @@ import scipy.sparse as sp
 
 from xmc.metrics.classification import _macro, _micro, label_counts
 
-__all__ = ["frequency_groups", "group_report"]
+__all__ = ["check_bounds", "frequency_groups", "group_report"]
+
+
+def check_bounds(bounds: Sequence[float]) -> np.ndarray:
+    """``bounds`` as float64 group edges, or ValueError unless they are finite, > 0 and strictly
+    increasing (a NaN passes every comparison, and made one empty group)."""
+    b = np.asarray(bounds, dtype=np.float64).ravel()
+    if b.size == 0 or not np.isfinite(b).all() or np.any(b <= 0) or np.any(np.diff(b) <= 0):
+        raise ValueError(f"bounds must be finite, strictly increasing and > 0, got {tuple(bounds)}")
+    return b
 
 
 def _fmt(x: float) -> str:
@@ -42,9 +51,7 @@ def frequency_groups(train_counts: np.ndarray,
         first when non-empty.  Every label is in exactly one group.
     """
     counts = np.asarray(train_counts, dtype=np.float64).ravel()
-    b = np.asarray(bounds, dtype=np.float64).ravel()
-    if b.size == 0 or not np.isfinite(b).all() or np.any(b <= 0) or np.any(np.diff(b) <= 0):
-        raise ValueError(f"bounds must be finite, strictly increasing and > 0, got {tuple(bounds)}")
+    b = check_bounds(bounds)
     if np.any(counts < 0):
         raise ValueError("train_counts must be >= 0")
     groups: list[tuple[str, np.ndarray]] = []
