@@ -171,7 +171,8 @@ class Marker:
         """Whether ``directory`` (a real directory, not a link to one) holds this marker."""
         path = os.path.join(directory, self.name)
         try:
-            if PathKind.of(directory) is not PathKind.DIRECTORY or PathKind.of(path) is not PathKind.FILE or os.path.getsize(path) > self._MAX_BYTES:
+            if (PathKind.of(directory) is not PathKind.DIRECTORY or PathKind.of(path) is not PathKind.FILE
+                    or os.path.getsize(path) > self._MAX_BYTES):
                 return False
             with open(path, encoding="utf-8") as fh:
                 content = json.load(fh)

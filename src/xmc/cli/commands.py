@@ -23,7 +23,8 @@ from ..data import (
     write_predictions,
 )
 from ..errors import ConfigError, DataFormatError, XMCError
-from ..io import Marker, atomic_file, json_text, check_file_output, check_not_an_input, check_replaceable, jsonl_output
+from ..io import (Marker, atomic_file, check_file_output, check_not_an_input, check_replaceable, json_text,
+                  jsonl_output)
 from ..metrics import evaluate as evaluate_scores
 from ..metrics import format_report, group_report, top_k, train_propensities
 from ..models.base import refuse_unsupported

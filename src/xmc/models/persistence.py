@@ -19,7 +19,7 @@ from ..errors import ModelFormatError
 from ..io import Marker, atomic_directory
 
 MANIFEST = "xmc_model.json"
-MODEL_MARKER = Marker(MANIFEST, format="xmc-model")  # what tells an xmc model directory (the only one --overwrite replaces)
+MODEL_MARKER = Marker(MANIFEST, format="xmc-model")  # an xmc model directory: the only one --overwrite replaces
 LABELS = "labels.json"
 
 

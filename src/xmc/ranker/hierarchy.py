@@ -24,8 +24,8 @@ from ..progress import progress_bar
 
 from ..config import Config, check
 from ..errors import ModelFormatError
-from ..io import JSON_ERRORS, json_problem
 from ..indexing.tree import ClusterChain
+from ..io import JSON_ERRORS, json_problem
 from ..metrics.topk import topk_to_csr
 from ..sparse_rows import csr32, unsigned_indices
 from .beam import POST_PROCESSORS, VALUE_TYPES, LayerWeights, beam_step, pointer_type
@@ -329,7 +329,8 @@ class HierarchicalLinear:
 
     def n_weights(self) -> int:
         """Weights stored over all layers (counted without building a layer's CSC copy)."""
-        return sum(W.nnz if W is not None else len(LayerWeights(*K).entry_value) for W, K in zip(self._csc, self._kernel))
+        return sum(W.nnz if W is not None else len(LayerWeights(*K).entry_value)
+                   for W, K in zip(self._csc, self._kernel))
 
     def _set_layer(self, i: int, W: sp.csc_matrix) -> None:
         self._csc[i] = sp.csc_matrix(W, dtype=np.float32)

@@ -14,12 +14,12 @@ import scipy.sparse as sp
 from ...data.dataset import LabelVocabulary, XMCDataset
 from ...errors import ConfigError, ModelFormatError
 from ...features.tfidf import TfidfFeaturizer
-from ...sparse_rows import drop_below
 from ...indexing.kmeans import hierarchical_kmeans
 from ...indexing.label_repr import pifa
 from ...indexing.tree import ClusterChain
 from ...metrics import evaluate
 from ...neural.budget import resolve_budget
+from ...sparse_rows import drop_below
 from ..base import Capabilities, XMCModel, save_tensors, text_list, training_split
 from .config import GUDNConfig, LightXMLConfig
 from .network import _frozen_features, predict_scores, train_gudn

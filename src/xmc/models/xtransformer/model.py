@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import copy
-import functools
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -19,7 +19,6 @@ from sklearn.preprocessing import normalize
 from ...data.dataset import LabelVocabulary, XMCDataset
 from ...ensemble import average_scores
 from ...errors import ConfigError, ModelFormatError
-from ...sparse_rows import drop_below
 from ...features.tfidf import TfidfFeaturizer
 from ...indexing.kmeans import hierarchical_kmeans
 from ...indexing.label_repr import pifa
@@ -28,6 +27,7 @@ from ...ranker.beam import POST_PROCESSORS
 from ...ranker.hierarchy import HierarchicalLinear
 from ...neural.budget import resolve_budget
 from ...ranker.negatives import binarize
+from ...sparse_rows import drop_below
 from ..base import Capabilities, XMCModel, save_tensors, text_list
 from .config import MemberConfig, XTransformerConfig
 
