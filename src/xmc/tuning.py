@@ -24,7 +24,7 @@ from sklearn.model_selection import KFold
 
 from .data.dataset import XMCDataset
 from .data.split import train_valid_rows, valid_size
-from .errors import ConfigError, DataFormatError
+from .errors import ConfigError
 from .metrics import aligned_rows, ranking_report, train_propensities
 from .models.xr_linear import NoWeightsError, XRLinear, XRLinearConfig
 from .progress import progress_bar, quiet
@@ -172,9 +172,8 @@ def check_valid(data: XMCDataset, valid: XMCDataset) -> None:
     :meth:`XRLinear.transform` would say, but before any fit): text for text, features for features."""
     if data.X is None:  # features-only documents would be scored as empty texts, every candidate 0.00
         valid.check_has_text(f"a model trained on {data.source or 'text'}")
-    elif valid.X is None:
-        raise DataFormatError(valid.source, None, "this model was trained on precomputed features (XC sparse) "
-                              "and the data has none")
+    else:
+        valid.check_has_features()
 
 
 def auto_folds(n_docs: int) -> int:

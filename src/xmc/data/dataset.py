@@ -131,6 +131,14 @@ class XMCDataset:
                                   f"{reader} reads text")
         return self
 
+    def check_has_features(self) -> "XMCDataset":
+        """``self``, or DataFormatError naming :attr:`source` when it has no precomputed features, which
+        a model trained on an XC file's features reads (it has no featurizer for text)."""
+        if self.X is None:
+            raise DataFormatError(self.source, None, "this model was trained on precomputed features (XC sparse) "
+                                  "and the data has none")
+        return self
+
     def subset(self, rows: Sequence[int] | np.ndarray) -> "XMCDataset":
         """The documents at ``rows`` (same label vocabulary)."""
         rows = np.asarray(rows, dtype=np.int64)

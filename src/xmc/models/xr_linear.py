@@ -20,7 +20,7 @@ import scipy.sparse as sp
 from ..config import Config, check
 from ..data.dataset import LabelVocabulary, XMCDataset
 from ..ensemble import average_scores
-from ..errors import ConfigError, DataFormatError, ModelFormatError
+from ..errors import ConfigError, ModelFormatError
 from ..features.tfidf import TfidfConfig, TfidfFeaturizer
 from ..indexing.kmeans import hierarchical_kmeans
 from ..indexing.label_repr import combine, pifa
@@ -367,10 +367,7 @@ class XRLinear(XMCModel):
             return l2_normalize_rows(X) if self.normalizes_features_ else X
         if isinstance(inputs, XMCDataset):
             if self.featurizer_ is None:
-                if inputs.X is None:
-                    raise DataFormatError(inputs.source, None, "this model was trained on precomputed features "
-                                          "(XC sparse) and the data has none")
-                return self._data_features(inputs)
+                return self._data_features(inputs.check_has_features())
             return self.featurizer_.transform(inputs.check_has_text().input_texts(self.featurizer_.config.fields))
         texts = text_list(inputs)
         if self.featurizer_ is None:
